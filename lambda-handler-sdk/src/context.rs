@@ -1,0 +1,232 @@
+//! The context handlers get: durable steps now; sleeps, calls and state come with their kinds.
+
+use crate::error::{ErrorKind, HandlerError, TerminalError};
+use crate::invocation::{Abort, BoxFuture, Invocation};
+use crate::retry::RetryPolicy;
+use durable_protocol::store::Appended;
+use durable_protocol::{EntryKind, InvocationId, JournalEntry, StepResult, TerminalFailure};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// The context of a handler of a plain service. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) inner: Arc<Invocation>,
+}
+
+impl Context {
+    pub(crate) fn new(inner: Arc<Invocation>) -> Self {
+        Self { inner }
+    }
+
+    /// The id of the running invocation (stable across retries).
+    pub fn invocation_id(&self) -> &InvocationId {
+        &self.inner.id
+    }
+
+    /// A durable step: runs `closure` once, records its result in the journal with one
+    /// conditional write before returning it, and on replay returns the recorded result
+    /// without running the closure again.
+    ///
+    /// The closure may fail with a [`TerminalError`] (recorded, returned on every replay) or
+    /// any other error (the attempt ends and the invocation is retried per the step's
+    /// [`RetryPolicy`]). Side effects inside run at least once; their results exactly once.
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::{Context, HandlerError};
+    /// # async fn f(ctx: Context) -> Result<(), HandlerError> {
+    /// let n: u32 = ctx.run("pick a number", || async { Ok(4) }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn run<'a, T, F, Fut>(&'a self, name: &'a str, closure: F) -> Run<'a, T, F>
+    where
+        T: Serialize + DeserializeOwned + Send + 'a,
+        F: FnOnce() -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T, HandlerError>> + Send + 'a,
+    {
+        Run {
+            ctx: self,
+            name,
+            closure,
+            policy: RetryPolicy::default(),
+            _t: PhantomData,
+        }
+    }
+}
+
+/// A step being built by [`Context::run`]; `.await` it to run it.
+#[must_use = "a step does nothing until it is awaited"]
+pub struct Run<'a, T, F> {
+    ctx: &'a Context,
+    name: &'a str,
+    closure: F,
+    policy: RetryPolicy,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T, F> Run<'_, T, F> {
+    /// Sets the retry policy of this step.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+}
+
+impl<'a, T, F, Fut> IntoFuture for Run<'a, T, F>
+where
+    T: Serialize + DeserializeOwned + Send + 'a,
+    F: FnOnce() -> Fut + Send + 'a,
+    Fut: Future<Output = Result<T, HandlerError>> + Send + 'a,
+{
+    type Output = Result<T, TerminalError>;
+    type IntoFuture = BoxFuture<'a, Result<T, TerminalError>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        // The index is taken here, when the step is awaited or joined, in program order.
+        let index = self.ctx.inner.allocate_index();
+        Box::pin(run_step(
+            self.ctx.inner.clone(),
+            index,
+            self.name,
+            self.closure,
+            self.policy,
+        ))
+    }
+}
+
+fn mismatch(index: u32, recorded: &EntryKind, asked: &str) -> TerminalFailure {
+    TerminalFailure::new(
+        TerminalFailure::NON_DETERMINISM,
+        format!(
+            "non-deterministic replay at journal entry {index}: the journal recorded {} {:?}, \
+             the code now asks for run {asked:?}; handler code must take the same steps in the \
+             same order on every replay",
+            recorded.label(),
+            recorded.name()
+        ),
+    )
+}
+
+async fn decode<T: DeserializeOwned>(
+    inv: &Invocation,
+    index: u32,
+    name: &str,
+    result: StepResult,
+) -> Result<T, TerminalError> {
+    match result {
+        StepResult::Failure(f) => Err(f.into()),
+        StepResult::Value(v) => match serde_json::from_value(v) {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                let failure = TerminalFailure::new(
+                    TerminalFailure::NON_DETERMINISM,
+                    format!(
+                        "the recorded result of step {name:?} (journal entry {index}) does not \
+                         decode as {}: {e}",
+                        std::any::type_name::<T>()
+                    ),
+                );
+                inv.abort(Abort::Fatal(failure)).await
+            }
+        },
+    }
+}
+
+async fn run_step<T, F, Fut>(
+    inv: Arc<Invocation>,
+    index: u32,
+    name: &str,
+    closure: F,
+    policy: RetryPolicy,
+) -> Result<T, TerminalError>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, HandlerError>>,
+{
+    if let Some(entry) = inv.recorded(index) {
+        let EntryKind::Run {
+            name: recorded,
+            result,
+        } = &entry.kind;
+        if recorded != name {
+            return inv
+                .abort(Abort::Fatal(mismatch(index, &entry.kind, name)))
+                .await;
+        }
+        return decode(&inv, index, name, result.clone()).await;
+    }
+
+    let attempt = inv.previous_failures(index) + 1;
+    let result = match closure().await {
+        Ok(value) => match serde_json::to_value(&value) {
+            Ok(json) => StepResult::Value(json),
+            Err(e) => StepResult::Failure(TerminalFailure::new(
+                500,
+                format!("the result of step {name:?} does not serialize to JSON: {e}"),
+            )),
+        },
+        Err(HandlerError(ErrorKind::Terminal(t))) => StepResult::Failure(t.into()),
+        Err(HandlerError(ErrorKind::Retryable(message))) => {
+            if policy.exhausted_after(attempt) {
+                StepResult::Failure(TerminalFailure::new(
+                    500,
+                    format!("step {name:?} failed {attempt} times, the last time with: {message}"),
+                ))
+            } else {
+                tracing::warn!(step = name, attempt, error = %message, "step failed; the invocation will be retried");
+                let retry_after = Some(policy.delay_after(attempt));
+                return inv
+                    .abort(Abort::Retry {
+                        message: format!("step {name:?} failed: {message}"),
+                        step: Some(index),
+                        retry_after,
+                    })
+                    .await;
+            }
+        }
+    };
+
+    let entry = JournalEntry {
+        index,
+        kind: EntryKind::Run {
+            name: name.to_owned(),
+            result,
+        },
+    };
+    match inv.append(&entry).await {
+        Ok(Appended::Written) => {
+            let EntryKind::Run { result, .. } = entry.kind;
+            decode(&inv, index, name, result).await
+        }
+        Ok(Appended::AlreadyRecorded(recorded)) => {
+            // Another attempt got here first: its result is the history, ours is dropped.
+            let EntryKind::Run {
+                name: recorded_name,
+                result,
+            } = &recorded.kind;
+            if recorded_name != name {
+                return inv
+                    .abort(Abort::Fatal(mismatch(index, &recorded.kind, name)))
+                    .await;
+            }
+            tracing::info!(
+                step = name,
+                index,
+                "step was recorded by a concurrent attempt; adopting its result"
+            );
+            decode(&inv, index, name, result.clone()).await
+        }
+        Err(e) => {
+            inv.abort(Abort::Retry {
+                message: format!("could not record step {name:?}: {e}"),
+                step: None,
+                retry_after: None,
+            })
+            .await
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The services a handler Lambda serves, and the execution of one push.
+
+use crate::context::Context;
+use crate::error::{ErrorKind, HandlerError};
+use crate::invocation::{Abort, BoxFuture, Invocation, JournalSink};
+use durable_protocol::{
+    DiscoveryResponse, HandlerDescriptor, HandlerName, HandlerResponse, InvokeRequest,
+    ServiceDescriptor, ServiceKind, ServiceName, TerminalFailure, PROTOCOL_VERSION,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+type ErasedHandler = Arc<
+    dyn Fn(
+            Context,
+            serde_json::Value,
+        ) -> BoxFuture<'static, Result<serde_json::Value, HandlerError>>
+        + Send
+        + Sync,
+>;
+
+/// A service: a name and its handlers.
+pub struct Service {
+    name: ServiceName,
+    handlers: BTreeMap<HandlerName, ErasedHandler>,
+}
+
+impl Service {
+    /// A service named `name`.
+    ///
+    /// # Panics
+    /// If the name is not a valid service name (letters, digits, `_`, `-`; starting with a
+    /// letter; at most 64 characters): a programming error, caught at start-up.
+    pub fn new(name: &str) -> Self {
+        let name = ServiceName::new(name).unwrap_or_else(|e| panic!("invalid service name: {e}"));
+        Self {
+            name,
+            handlers: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a handler: an `async fn(Context, I) -> Result<O, HandlerError>` with serde-typed
+    /// input and output.
+    ///
+    /// # Panics
+    /// If the handler name is invalid or taken twice.
+    pub fn handler<I, O, F, Fut>(mut self, name: &str, handler: F) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(Context, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, HandlerError>> + Send + 'static,
+    {
+        let hname = HandlerName::new(name).unwrap_or_else(|e| panic!("invalid handler name: {e}"));
+        let handler = Arc::new(handler);
+        let erased: ErasedHandler = Arc::new(move |ctx, input| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let input: I = serde_json::from_value(input).map_err(|e| {
+                    HandlerError(ErrorKind::Terminal(
+                        crate::TerminalError::new(format!("invalid input: {e}")).with_code(400),
+                    ))
+                })?;
+                let output = handler(ctx, input).await?;
+                serde_json::to_value(output).map_err(|e| {
+                    HandlerError(ErrorKind::Terminal(crate::TerminalError::new(format!(
+                        "the handler's output does not serialize to JSON: {e}"
+                    ))))
+                })
+            })
+        });
+        if self.handlers.insert(hname, erased).is_some() {
+            panic!("handler {name:?} registered twice in service {}", self.name);
+        }
+        self
+    }
+}
+
+/// Everything one handler Lambda serves.
+#[derive(Default)]
+pub struct Endpoint {
+    services: BTreeMap<ServiceName, Service>,
+}
+
+impl Endpoint {
+    /// An endpoint with no services yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a service.
+    ///
+    /// # Panics
+    /// If a service of the same name was added before.
+    pub fn service(mut self, service: Service) -> Self {
+        let name = service.name.clone();
+        if self.services.insert(name.clone(), service).is_some() {
+            panic!("service {name} added twice");
+        }
+        self
+    }
+
+    /// What this endpoint serves, for the orchestrator's registry.
+    pub fn discover(&self) -> DiscoveryResponse {
+        DiscoveryResponse {
+            protocol_version: PROTOCOL_VERSION,
+            services: self
+                .services
+                .values()
+                .map(|s| ServiceDescriptor {
+                    name: s.name.clone(),
+                    kind: ServiceKind::Service,
+                    handlers: s
+                        .handlers
+                        .keys()
+                        .map(|h| HandlerDescriptor { name: h.clone() })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs (or replays) one pushed invocation until it completes, fails or stops early.
+    pub(crate) async fn execute(
+        &self,
+        req: InvokeRequest,
+        sink: Arc<dyn JournalSink>,
+    ) -> HandlerResponse {
+        let Some(handler) = self
+            .services
+            .get(&req.service)
+            .and_then(|s| s.handlers.get(&req.handler))
+            .cloned()
+        else {
+            return HandlerResponse::Failed {
+                failure: TerminalFailure::new(
+                    404,
+                    format!("this Lambda does not serve {}/{}", req.service, req.handler),
+                ),
+            };
+        };
+        let inv = Arc::new(Invocation::new(
+            req.invocation_id,
+            req.epoch,
+            req.journal,
+            req.step_failures,
+            sink,
+        ));
+        let ctx = Context::new(inv.clone());
+        // Spawned so that a panic in user code becomes a retryable failure with its message.
+        let task = tokio::spawn(async move { handler(ctx, req.input).await });
+        let outcome = tokio::select! {
+            biased;
+            reason = inv.aborted() => Err(reason),
+            joined = task => Ok(joined),
+        };
+        // A handler may finish after an operation aborted (e.g. it dropped the step's future):
+        // the abort still decides.
+        let outcome = match (outcome, inv.abort_reason()) {
+            (Ok(_), Some(reason)) => Err(reason),
+            (other, _) => other,
+        };
+        match outcome {
+            Err(Abort::Fatal(failure)) => {
+                tracing::error!(code = failure.code, message = %failure.message, "invocation failed fatally");
+                HandlerResponse::Failed { failure }
+            }
+            Err(Abort::Retry {
+                message,
+                step,
+                retry_after,
+            }) => HandlerResponse::Retryable {
+                message,
+                step,
+                retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+            },
+            Ok(Ok(Ok(output))) => HandlerResponse::Completed { output },
+            Ok(Ok(Err(HandlerError(ErrorKind::Terminal(t))))) => {
+                HandlerResponse::Failed { failure: t.into() }
+            }
+            Ok(Ok(Err(HandlerError(ErrorKind::Retryable(message))))) => {
+                HandlerResponse::Retryable {
+                    message,
+                    step: None,
+                    retry_after_ms: None,
+                }
+            }
+            Ok(Err(join_error)) => {
+                let message = match join_error.try_into_panic() {
+                    Ok(panic) => panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic payload".into()),
+                    Err(e) => e.to_string(),
+                };
+                HandlerResponse::Retryable {
+                    message: format!("handler panicked: {message}"),
+                    step: None,
+                    retry_after_ms: None,
+                }
+            }
+        }
+    }
+}

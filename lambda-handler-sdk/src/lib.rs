@@ -1,0 +1,39 @@
+//! Write durable handlers as ordinary Rust Lambdas.
+//!
+//! A handler is an `async fn(Context, Input) -> Result<Output, HandlerError>`. Every
+//! [`Context::run`] step is recorded in the orchestrator's journal (one conditional DynamoDB
+//! write) before the code moves on; when the invocation is retried after a crash or a failure,
+//! recorded steps return their recorded results instead of running again.
+//!
+//! ```no_run
+//! use lambda_handler_sdk::{serve, Context, Endpoint, HandlerError, Service};
+//!
+//! async fn greet(ctx: Context, name: String) -> Result<String, HandlerError> {
+//!     let greeting: String = ctx.run("compose", || async { Ok(format!("Hello, {name}!")) }).await?;
+//!     Ok(greeting)
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), lambda_runtime::Error> {
+//!     serve(Endpoint::new().service(Service::new("greeter").handler("greet", greet))).await
+//! }
+//! ```
+
+mod context;
+mod endpoint;
+mod error;
+mod invocation;
+mod retry;
+mod serve;
+
+pub use context::{Context, Run};
+pub use endpoint::{Endpoint, Service};
+pub use error::{HandlerError, TerminalError};
+pub use retry::RetryPolicy;
+pub use serve::serve;
+
+/// Re-exported so that handler crates need no direct dependency to write `main`.
+pub use lambda_runtime;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,57 @@
+//! Running an [`Endpoint`] as a Lambda function on `lambda_runtime`.
+
+use crate::endpoint::Endpoint;
+use durable_protocol::store::JournalStore;
+use durable_protocol::HandlerRequest;
+use lambda_runtime::{service_fn, LambdaEvent};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Serves `endpoint` as this process's Lambda handler until the runtime stops it.
+///
+/// The function answers two requests from the orchestrator: `discover` (which services and
+/// handlers it serves) and `invoke` (run or replay one invocation). Steps are recorded directly
+/// in the orchestrator's DynamoDB table, so the function needs `dynamodb:PutItem` on it.
+pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let endpoint = Arc::new(endpoint);
+    let stores: Arc<Mutex<HashMap<String, Arc<JournalStore>>>> = Arc::default();
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let endpoint = endpoint.clone();
+        let dynamo = dynamo.clone();
+        let stores = stores.clone();
+        async move {
+            let request: HandlerRequest = serde_json::from_value(event.payload)
+                .map_err(|e| format!("not a durable handler request (is the orchestrator's version compatible?): {e}"))?;
+            match request {
+                HandlerRequest::Discover => Ok::<_, lambda_runtime::Error>(serde_json::to_value(endpoint.discover())?),
+                HandlerRequest::Invoke(req) => {
+                    let store = {
+                        let mut stores = stores.lock().expect("store cache poisoned");
+                        stores
+                            .entry(req.table.clone())
+                            .or_insert_with(|| Arc::new(JournalStore::new(dynamo.clone(), req.table.clone())))
+                            .clone()
+                    };
+                    let span = tracing::info_span!("invocation", id = %req.invocation_id, attempt = req.attempt);
+                    let response = tracing::Instrument::instrument(endpoint.execute(req, store), span).await;
+                    Ok(serde_json::to_value(response)?)
+                }
+            }
+        }
+    }))
+    .await
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Lambda adds its own timestamps to log lines.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .without_time()
+        .with_ansi(false)
+        .try_init();
+}

@@ -1,0 +1,136 @@
+//! The messages between the orchestrator and a handler Lambda.
+
+use crate::ids::{HandlerName, InvocationId, ServiceName};
+use crate::journal::{JournalEntry, TerminalFailure};
+use serde::{Deserialize, Serialize};
+
+/// Version of this contract; a handler answering discovery with another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What the orchestrator sends to a handler Lambda.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HandlerRequest {
+    /// Run (or replay) one invocation.
+    Invoke(InvokeRequest),
+    /// Describe the services this Lambda serves.
+    Discover,
+}
+
+/// One push of an invocation, with the journal so far so the handler can replay to where it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvokeRequest {
+    /// Listed first so that it leads the serialized payload (handy in logs).
+    pub invocation_id: InvocationId,
+    /// Bumped by every new attempt; entries written by an attempt carry it.
+    pub epoch: u64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub service: ServiceName,
+    pub handler: HandlerName,
+    pub input: serde_json::Value,
+    /// Every recorded entry, in index order (steps run concurrently may leave gaps).
+    pub journal: Vec<JournalEntry>,
+    /// Consecutive failed attempts of the step the previous attempts stopped at, if any:
+    /// lets a step's retry policy count attempts across Lambda calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_failures: Option<StepFailures>,
+    /// The DynamoDB table that holds the journal; the SDK appends new entries to it directly.
+    pub table: String,
+}
+
+/// How one push ended, as answered by the SDK.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum HandlerResponse {
+    /// The handler returned this output.
+    Completed { output: serde_json::Value },
+    /// The handler failed terminally: no retry.
+    Failed { failure: TerminalFailure },
+    /// The attempt failed and should be retried by the orchestrator (journal kept).
+    Retryable {
+        message: String,
+        /// The journal index of the step that failed, when a step failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u32>,
+        /// The delay the step's retry policy asks for before the next attempt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+}
+
+/// How many attempts in a row failed at the same step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFailures {
+    /// The journal index of the step.
+    pub index: u32,
+    /// Failed attempts so far (1 after the first failure).
+    pub count: u32,
+}
+
+/// The kinds of services (virtual objects and workflows come with keyed state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    /// Stateless handlers, any number running at once.
+    Service,
+}
+
+/// One handler of a service, as discovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandlerDescriptor {
+    pub name: HandlerName,
+}
+
+/// One service served by a handler Lambda.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDescriptor {
+    pub name: ServiceName,
+    pub kind: ServiceKind,
+    pub handlers: Vec<HandlerDescriptor>,
+}
+
+/// The answer to [`HandlerRequest::Discover`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryResponse {
+    pub protocol_version: u32,
+    pub services: Vec<ServiceDescriptor>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invoke_request_leads_with_the_invocation_id() {
+        let req = HandlerRequest::Invoke(InvokeRequest {
+            invocation_id: InvocationId::random(),
+            epoch: 1,
+            attempt: 1,
+            service: ServiceName::new("s").unwrap(),
+            handler: HandlerName::new("h").unwrap(),
+            input: serde_json::json!({}),
+            journal: vec![],
+            step_failures: None,
+            table: "t".into(),
+        });
+        let text = serde_json::to_string(&req).unwrap();
+        assert!(
+            text.starts_with(r#"{"type":"invoke","invocation_id":"inv_"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<HandlerRequest>(&text).unwrap(), req);
+    }
+
+    #[test]
+    fn responses_are_tagged_by_status() {
+        let r = HandlerResponse::Failed {
+            failure: TerminalFailure::new(409, "no"),
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"status":"failed","failure":{"code":409,"message":"no"}})
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! Typed identifiers. Every name that ends up in a DynamoDB key or a URL is validated here once.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Why a name or id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{what} must not be empty")]
+    Empty { what: &'static str },
+    #[error("{what} is longer than {max} characters")]
+    TooLong { what: &'static str, max: usize },
+    #[error("{what} {value:?} may only contain ASCII letters, digits, '_' and '-', and must start with a letter")]
+    InvalidCharacters { what: &'static str, value: String },
+    #[error("{what} {value:?} is reserved")]
+    Reserved { what: &'static str, value: String },
+    #[error("invocation id {0:?} is malformed")]
+    MalformedInvocationId(String),
+}
+
+const NAME_MAX: usize = 64;
+/// Path segments the ingress uses for its own routes; no service may take them.
+const RESERVED_SERVICE_NAMES: &[&str] = &["invocations", "awakeables", "deployments", "health"];
+
+fn validate_name(what: &'static str, value: &str) -> Result<(), IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty { what });
+    }
+    if value.len() > NAME_MAX {
+        return Err(IdError::TooLong {
+            what,
+            max: NAME_MAX,
+        });
+    }
+    let mut chars = value.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    if !first_ok
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(IdError::InvalidCharacters {
+            what,
+            value: value.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates and wraps a name.
+            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+                let value = value.into();
+                Self::validate(&value)?;
+                Ok(Self(value))
+            }
+
+            /// The name as it appears in URLs and keys.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(value: String) -> Result<Self, IdError> {
+                Self::new(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// The name of a durable service, unique within one orchestrator.
+    ServiceName,
+    "service name"
+);
+name_type!(
+    /// The name of a handler within a service.
+    HandlerName,
+    "handler name"
+);
+
+impl ServiceName {
+    fn validate(value: &str) -> Result<(), IdError> {
+        validate_name("service name", value)?;
+        if RESERVED_SERVICE_NAMES.contains(&value) {
+            return Err(IdError::Reserved {
+                what: "service name",
+                value: value.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl HandlerName {
+    fn validate(value: &str) -> Result<(), IdError> {
+        validate_name("handler name", value)
+    }
+}
+
+/// A caller-chosen key that makes a request idempotent: the same key returns the same invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Longest accepted key, in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// Validates a key: 1 to 256 printable ASCII characters.
+    pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+        let value = value.into();
+        if value.is_empty() {
+            return Err(IdError::Empty {
+                what: "idempotency key",
+            });
+        }
+        if value.len() > Self::MAX_LEN {
+            return Err(IdError::TooLong {
+                what: "idempotency key",
+                max: Self::MAX_LEN,
+            });
+        }
+        if !value.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(IdError::InvalidCharacters {
+                what: "idempotency key",
+                value,
+            });
+        }
+        Ok(Self(value))
+    }
+
+    /// The key as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The id of one invocation: `inv_` followed by 32 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InvocationId(String);
+
+impl InvocationId {
+    const PREFIX: &'static str = "inv_";
+    const HEX_LEN: usize = 32;
+
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(format!("{}{}", Self::PREFIX, uuid::Uuid::new_v4().simple()))
+    }
+
+    /// The id an idempotent request maps to: the same (target, key) always gives the same id,
+    /// so creating the invocation with a conditional put is the idempotency check.
+    pub fn for_idempotency_key(
+        service: &ServiceName,
+        handler: &HandlerName,
+        key: &IdempotencyKey,
+    ) -> Self {
+        Self::derived(&["idem", service.as_str(), handler.as_str(), key.as_str()])
+    }
+
+    /// A deterministic id derived from parts (hashed with separators, so parts cannot run together).
+    pub fn derived(parts: &[&str]) -> Self {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let digest = hasher.finalize();
+        let hex: String = digest[..Self::HEX_LEN / 2]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self(format!("{}{hex}", Self::PREFIX))
+    }
+
+    /// Parses an id given by a user, e.g. in a URL.
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        let ok = value.len() == Self::PREFIX.len() + Self::HEX_LEN
+            && value.starts_with(Self::PREFIX)
+            && value[Self::PREFIX.len()..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(IdError::MalformedInvocationId(
+                value.chars().take(80).collect(),
+            ))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for InvocationId {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        Self::parse(&value)
+    }
+}
+
+impl From<InvocationId> for String {
+    fn from(value: InvocationId) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for InvocationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(ServiceName::new("checkout").is_ok());
+        assert!(ServiceName::new("Order_v2-x").is_ok());
+        assert_eq!(
+            ServiceName::new(""),
+            Err(IdError::Empty {
+                what: "service name"
+            })
+        );
+        assert!(matches!(
+            ServiceName::new("9lives"),
+            Err(IdError::InvalidCharacters { .. })
+        ));
+        assert!(matches!(
+            ServiceName::new("a/b"),
+            Err(IdError::InvalidCharacters { .. })
+        ));
+        assert!(matches!(
+            ServiceName::new("a#b"),
+            Err(IdError::InvalidCharacters { .. })
+        ));
+        assert!(matches!(
+            ServiceName::new("invocations"),
+            Err(IdError::Reserved { .. })
+        ));
+        assert!(HandlerName::new("invocations").is_ok());
+        assert!(matches!(
+            HandlerName::new("x".repeat(65)),
+            Err(IdError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn idempotent_ids_are_deterministic_and_distinct() {
+        let s = ServiceName::new("svc").unwrap();
+        let h = HandlerName::new("run").unwrap();
+        let k1 = IdempotencyKey::new("order-1").unwrap();
+        let k2 = IdempotencyKey::new("order-2").unwrap();
+        let a = InvocationId::for_idempotency_key(&s, &h, &k1);
+        assert_eq!(a, InvocationId::for_idempotency_key(&s, &h, &k1));
+        assert_ne!(a, InvocationId::for_idempotency_key(&s, &h, &k2));
+        assert_eq!(InvocationId::parse(a.as_str()), Ok(a.clone()));
+        // parts are length-prefixed: ("ab","c") and ("a","bc") differ
+        assert_ne!(
+            InvocationId::derived(&["ab", "c"]),
+            InvocationId::derived(&["a", "bc"])
+        );
+    }
+
+    #[test]
+    fn invocation_ids_parse_strictly() {
+        let id = InvocationId::random();
+        assert_eq!(InvocationId::parse(id.as_str()).unwrap(), id);
+        assert!(InvocationId::parse("inv_123").is_err());
+        assert!(InvocationId::parse(&id.as_str().to_uppercase()).is_err());
+        assert!(InvocationId::parse("xyz_0123456789abcdef0123456789abcdef").is_err());
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<InvocationId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<InvocationId>("\"nope\"").is_err());
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded() {
+        assert!(IdempotencyKey::new("a-b_c.1").is_ok());
+        assert!(IdempotencyKey::new("").is_err());
+        assert!(IdempotencyKey::new("has space").is_err());
+        assert!(IdempotencyKey::new("k".repeat(257)).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! The contract shared by the orchestrator and the handler SDK.
+//!
+//! * [`ids`]: typed identifiers (invocations, services, handlers) and their validation.
+//! * [`journal`]: the journal entry model that replay is built on.
+//! * [`envelope`]: what the orchestrator pushes to a handler Lambda and what it answers.
+//! * [`store`]: the DynamoDB item layout and the conditional append of journal entries.
+
+pub mod envelope;
+pub mod ids;
+pub mod journal;
+pub mod store;
+
+pub use envelope::{
+    DiscoveryResponse, HandlerDescriptor, HandlerRequest, HandlerResponse, InvokeRequest,
+    ServiceDescriptor, ServiceKind, StepFailures, PROTOCOL_VERSION,
+};
+pub use ids::{HandlerName, IdError, IdempotencyKey, InvocationId, ServiceName};
+pub use journal::{EntryKind, JournalEntry, StepResult, TerminalFailure};

@@ -1,0 +1,346 @@
+//! The DynamoDB item layout (one table, `pk`/`sk`) and the journal's conditional append.
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | invocation | `inv#<id>` | `meta` |
+//! | journal entry | `inv#<id>` | `j#<index, 10 digits>` |
+//! | service registry | `svc#<name>` | `live` |
+
+use crate::ids::{InvocationId, ServiceName};
+use crate::journal::{EntryKind, JournalEntry, StepResult, TerminalFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Key attribute names and key builders.
+pub mod keys {
+    use super::*;
+
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    /// The sort key of an invocation's metadata item.
+    pub const META_SK: &str = "meta";
+    /// The sort key prefix of journal entries.
+    pub const JOURNAL_SK_PREFIX: &str = "j#";
+    /// The sort key of a service's live registration.
+    pub const LIVE_SK: &str = "live";
+    /// The TTL attribute of the table (epoch seconds).
+    pub const EXPIRES_AT: &str = "expires_at";
+
+    /// Partition key of everything that belongs to one invocation.
+    pub fn invocation_pk(id: &InvocationId) -> String {
+        format!("inv#{id}")
+    }
+
+    /// Sort key of journal entry `index`: zero-padded so that keys sort in index order.
+    pub fn journal_sk(index: u32) -> String {
+        format!("{JOURNAL_SK_PREFIX}{index:010}")
+    }
+
+    /// Partition key of a service's registry items.
+    pub fn service_pk(name: &ServiceName) -> String {
+        format!("svc#{name}")
+    }
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB {operation} failed: {source}")]
+    Dynamo {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("corrupt item {pk}/{sk}: {reason}")]
+    Corrupt {
+        pk: String,
+        sk: String,
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Wraps an AWS SDK error with the operation it came from (keeping the service's own message).
+    pub fn dynamo<E>(operation: &'static str, err: aws_sdk_dynamodb::error::SdkError<E>) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        // DisplayErrorContext keeps the service's error code and message, which Display alone drops.
+        let source = aws_sdk_dynamodb::error::DisplayErrorContext(err)
+            .to_string()
+            .into();
+        StoreError::Dynamo { operation, source }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Reads a string attribute.
+pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// Reads a number attribute.
+pub fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
+
+/// A string attribute value.
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+/// A number attribute value.
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn corrupt(item: &Item, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        pk: get_s(item, keys::PK).unwrap_or("?").to_owned(),
+        sk: get_s(item, keys::SK).unwrap_or("?").to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// The item that stores `entry` of invocation `id`, written by attempt `epoch`.
+pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Item {
+    let mut item = Item::new();
+    item.insert(keys::PK.into(), s(keys::invocation_pk(id)));
+    item.insert(keys::SK.into(), s(keys::journal_sk(entry.index)));
+    item.insert("kind".into(), s(entry.kind.label()));
+    item.insert("name".into(), s(entry.kind.name()));
+    item.insert("epoch".into(), n(epoch));
+    item.insert("written_at".into(), n(now_millis()));
+    match &entry.kind {
+        EntryKind::Run { result, .. } => match result {
+            StepResult::Value(v) => {
+                item.insert("value".into(), s(v.to_string()));
+            }
+            StepResult::Failure(f) => {
+                item.insert("failure_code".into(), n(f.code));
+                item.insert("failure_message".into(), s(f.message.clone()));
+            }
+        },
+    }
+    item
+}
+
+/// Decodes a journal item.
+pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
+    let sk = get_s(item, keys::SK).ok_or_else(|| corrupt(item, "no sort key"))?;
+    let index: u32 = sk
+        .strip_prefix(keys::JOURNAL_SK_PREFIX)
+        .and_then(|i| i.parse().ok())
+        .ok_or_else(|| corrupt(item, "sort key is not a journal key"))?;
+    let name = get_s(item, "name")
+        .ok_or_else(|| corrupt(item, "no name"))?
+        .to_owned();
+    let kind = get_s(item, "kind").ok_or_else(|| corrupt(item, "no kind"))?;
+    let result = if let Some(v) = get_s(item, "value") {
+        StepResult::Value(
+            serde_json::from_str(v)
+                .map_err(|e| corrupt(item, format!("value is not JSON: {e}")))?,
+        )
+    } else {
+        let code = get_n(item, "failure_code")
+            .ok_or_else(|| corrupt(item, "neither value nor failure"))?;
+        let message = get_s(item, "failure_message")
+            .unwrap_or_default()
+            .to_owned();
+        StepResult::Failure(TerminalFailure { code, message })
+    };
+    let kind = match kind {
+        "run" => EntryKind::Run { name, result },
+        other => return Err(corrupt(item, format!("unknown entry kind {other:?}"))),
+    };
+    Ok(JournalEntry { index, kind })
+}
+
+/// The outcome of a conditional append.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    /// This writer recorded the entry.
+    Written,
+    /// Another attempt recorded this index first; its entry is authoritative.
+    AlreadyRecorded(JournalEntry),
+}
+
+/// Reads and appends journal entries of invocations.
+#[derive(Debug, Clone)]
+pub struct JournalStore {
+    client: Client,
+    table: String,
+}
+
+impl JournalStore {
+    /// A store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Records `entry` with one conditional PutItem: the first writer of an index wins, a later
+    /// writer gets the recorded entry back (from the failed condition, without a second read).
+    pub async fn append(
+        &self,
+        id: &InvocationId,
+        entry: &JournalEntry,
+        epoch: u64,
+    ) -> Result<Appended, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(entry_to_item(id, entry, epoch)))
+            .condition_expression("attribute_not_exists(sk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Appended::Written),
+            Err(err) => {
+                let recorded = match err.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(e)) => {
+                        Some(e.item().cloned())
+                    }
+                    _ => None,
+                };
+                match recorded {
+                    Some(Some(item)) => Ok(Appended::AlreadyRecorded(entry_from_item(&item)?)),
+                    Some(None) => {
+                        let item =
+                            self.get_entry_item(id, entry.index).await?.ok_or_else(|| {
+                                StoreError::Corrupt {
+                                    pk: keys::invocation_pk(id),
+                                    sk: keys::journal_sk(entry.index),
+                                    reason: "condition failed but the entry is missing".into(),
+                                }
+                            })?;
+                        Ok(Appended::AlreadyRecorded(entry_from_item(&item)?))
+                    }
+                    None => Err(StoreError::dynamo("PutItem", err)),
+                }
+            }
+        }
+    }
+
+    async fn get_entry_item(
+        &self,
+        id: &InvocationId,
+        index: u32,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(id)))
+            .key(keys::SK, s(keys::journal_sk(index)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// The whole journal of `id` in index order (strongly consistent).
+    pub async fn load(&self, id: &InvocationId) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut entries = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :j)")
+                .expression_attribute_values(":pk", s(keys::invocation_pk(id)))
+                .expression_attribute_values(":j", s(keys::JOURNAL_SK_PREFIX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("Query", e))?;
+            for item in out.items() {
+                entries.push(entry_from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_keys_sort_in_index_order() {
+        assert_eq!(keys::journal_sk(7), "j#0000000007");
+        assert!(keys::journal_sk(9) < keys::journal_sk(10));
+        assert!(keys::journal_sk(99) < keys::journal_sk(1000));
+    }
+
+    #[test]
+    fn entries_round_trip_through_items() {
+        let id = InvocationId::random();
+        for result in [
+            StepResult::Value(serde_json::json!({"a": [1, 2, "three"]})),
+            StepResult::Failure(TerminalFailure::new(409, "out of stock")),
+        ] {
+            let entry = JournalEntry {
+                index: 12,
+                kind: EntryKind::Run {
+                    name: "reserve".into(),
+                    result,
+                },
+            };
+            let item = entry_to_item(&id, &entry, 3);
+            assert_eq!(get_s(&item, "pk"), Some(format!("inv#{id}").as_str()));
+            assert_eq!(get_n::<u64>(&item, "epoch"), Some(3));
+            assert_eq!(entry_from_item(&item).unwrap(), entry);
+        }
+    }
+
+    #[test]
+    fn corrupt_items_are_reported() {
+        let mut item = Item::new();
+        item.insert("pk".into(), s("inv#x"));
+        item.insert("sk".into(), s("j#0000000001"));
+        item.insert("kind".into(), s("teleport"));
+        item.insert("name".into(), s("x"));
+        item.insert("value".into(), s("1"));
+        let err = entry_from_item(&item).unwrap_err().to_string();
+        assert!(err.contains("unknown entry kind"), "{err}");
+        item.insert("kind".into(), s("run"));
+        item.insert("value".into(), s("{not json"));
+        assert!(entry_from_item(&item)
+            .unwrap_err()
+            .to_string()
+            .contains("not JSON"));
+    }
+}
