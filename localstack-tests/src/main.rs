@@ -1,1 +1,189 @@
-fn main() {}
+//! `durable-local`: deploy the engine into the local AWS environment, call it, look inside.
+
+use clap::{Parser, Subcommand};
+use localstack_tests::aws::Clients;
+use localstack_tests::client::OrchestratorClient;
+use localstack_tests::deploy::{deploy, repo_root, Deployment};
+use localstack_tests::inspect::{self, show};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "durable-local",
+    about = "Deploy and drive durable-lambda in the local AWS environment"
+)]
+struct Cli {
+    /// Where the deployment is recorded.
+    #[arg(long, global = true, env = "DURABLE_DEPLOYMENT")]
+    deployment: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Package the built binaries and deploy (or update) everything in LocalStack.
+    Deploy {
+        /// Prefix of every resource name.
+        #[arg(long, default_value = "durable-local")]
+        prefix: String,
+        /// Folder with the built binaries (orchestrator, checkout, test-services).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Call a handler through the orchestrator's Function URL and print the answer.
+    Invoke {
+        service: String,
+        handler: String,
+        /// The input, as JSON.
+        input: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Print an invocation's metadata and journal.
+    Journal { invocation_id: String },
+    /// Run the checkout example and print its output and journal.
+    Demo,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
+    let path = cli.deployment.unwrap_or_else(Deployment::default_path);
+    let clients = Clients::local().await;
+    match cli.command {
+        Command::Deploy { prefix, bin_dir } => {
+            let bin_dir = bin_dir.unwrap_or_else(|| repo_root().join("target/debug"));
+            let d = deploy(&clients, &prefix, &bin_dir, &path).await?;
+            println!("deployed into {}:", localstack_tests::aws::endpoint());
+            println!("  table         {}", d.table);
+            println!("  bucket        {}", d.bucket);
+            println!(
+                "  orchestrator  {} at {}",
+                d.orchestrator_function, d.orchestrator_url
+            );
+            for (service, arn) in &d.services {
+                println!("  service       {service} -> {arn}");
+            }
+            println!("recorded in {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Invoke {
+            service,
+            handler,
+            input,
+            idempotency_key,
+        } => {
+            let d = Deployment::load(&path)?;
+            let input: serde_json::Value = serde_json::from_str(&input).map_err(|e| {
+                localstack_tests::ToolError::Message(format!("the input is not JSON: {e}"))
+            })?;
+            let client = OrchestratorClient::new(&d.orchestrator_url)?;
+            let answer = client
+                .invoke(&service, &handler, &input, idempotency_key.as_deref())
+                .await?;
+            println!(
+                "HTTP {} (invocation {})",
+                answer.status,
+                answer.invocation_id.as_deref().unwrap_or("-")
+            );
+            println!("{}", pretty(&answer.body, &answer.raw));
+            Ok(if answer.status < 300 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Journal { invocation_id } => {
+            let d = Deployment::load(&path)?;
+            print_invocation(&clients, &d, &invocation_id).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            let d = Deployment::load(&path)?;
+            let client = OrchestratorClient::new(&d.orchestrator_url)?;
+            let order = serde_json::json!({
+                "order_id": format!("demo-{}", std::process::id()),
+                "items": ["keyboard", "mouse"],
+                "amount_cents": 12_999
+            });
+            println!("POST /checkout/checkout {order}");
+            let answer = client.invoke("checkout", "checkout", &order, None).await?;
+            println!(
+                "HTTP {} (invocation {})",
+                answer.status,
+                answer.invocation_id.as_deref().unwrap_or("-")
+            );
+            println!("{}", pretty(&answer.body, &answer.raw));
+            if let Some(id) = &answer.invocation_id {
+                println!();
+                print_invocation(&clients, &d, id).await?;
+            }
+            Ok(if answer.status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn pretty(body: &serde_json::Value, raw: &str) -> String {
+    if body.is_null() {
+        raw.to_owned()
+    } else {
+        serde_json::to_string_pretty(body).unwrap_or_else(|_| raw.to_owned())
+    }
+}
+
+async fn print_invocation(
+    clients: &Clients,
+    d: &Deployment,
+    id: &str,
+) -> localstack_tests::Result<()> {
+    let stored = inspect::invocation(clients, &d.table, id).await?;
+    println!("invocation {id}");
+    if let Some(meta) = &stored.meta {
+        for field in [
+            "service",
+            "handler",
+            "status",
+            "epoch",
+            "attempt",
+            "function_arn",
+        ] {
+            if let Some(v) = meta.get(field) {
+                println!("  {field:<13}{}", show(v));
+            }
+        }
+    } else {
+        println!("  (no such invocation)");
+    }
+    println!("journal ({} entries)", stored.journal.len());
+    for entry in &stored.journal {
+        let durable_protocol::EntryKind::Run { name, result } = &entry.kind;
+        let shown = match result {
+            durable_protocol::StepResult::Value(v) => v.to_string(),
+            durable_protocol::StepResult::Failure(f) => {
+                format!("terminal failure {}: {}", f.code, f.message)
+            }
+        };
+        println!(
+            "  #{:<3} run {:<10} -> {shown}",
+            entry.index,
+            format!("{name:?}")
+        );
+    }
+    Ok(())
+}

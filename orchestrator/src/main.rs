@@ -1,1 +1,35 @@
-fn main() {}
+//! The orchestrator Lambda's binary.
+
+use durable_orchestrator::app::App;
+use durable_orchestrator::config::Config;
+use lambda_runtime::{service_fn, LambdaEvent};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .without_time()
+        .with_ansi(false)
+        .init();
+
+    let config = Config::from_env()?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let app = Arc::new(App::new(
+        config,
+        aws_sdk_dynamodb::Client::new(&aws),
+        aws_sdk_lambda::Client::new(&aws),
+    ));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let app = app.clone();
+        async move {
+            let deadline_ms = event.context.deadline;
+            app.handle(event.payload, deadline_ms)
+                .await
+                .map_err(lambda_runtime::Error::from)
+        }
+    }))
+    .await
+}

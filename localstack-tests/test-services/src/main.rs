@@ -1,1 +1,188 @@
-fn main() {}
+//! The handler Lambda the end-to-end tests drive. Its steps count their side effects in
+//! DynamoDB items (`test#<run>` / `effect#<step>`), so the tests can tell how often a step's
+//! closure really ran, and it can crash its own process on purpose, once per test run.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use lambda_handler_sdk::{
+    serve, Context, Endpoint, HandlerError, RetryPolicy, Service, TerminalError,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+
+static DYNAMO: OnceLock<(aws_sdk_dynamodb::Client, String)> = OnceLock::new();
+
+fn dynamo() -> &'static (aws_sdk_dynamodb::Client, String) {
+    DYNAMO.get().expect("initialised in main")
+}
+
+/// Adds one to the side-effect counter of `step` in test run `run`; returns the new count.
+async fn count_effect(run: &str, step: &str) -> Result<u64, HandlerError> {
+    let (client, table) = dynamo();
+    let out = client
+        .update_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(format!("test#{run}")))
+        .key("sk", AttributeValue::S(format!("effect#{step}")))
+        .update_expression("ADD #c :one")
+        .expression_attribute_names("#c", "count")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+        .send()
+        .await
+        .map_err(|e| HandlerError::retryable(format!("counting a side effect failed: {e:?}")))?;
+    Ok(out
+        .attributes
+        .and_then(|a| a.get("count").and_then(|c| c.as_n().ok()?.parse().ok()))
+        .unwrap_or(0))
+}
+
+/// True exactly once per (run, marker): a conditional put decides, so a retry sees false.
+async fn first_time(run: &str, marker: &str) -> Result<bool, HandlerError> {
+    let (client, table) = dynamo();
+    let result = client
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S(format!("test#{run}")))
+        .item("sk", AttributeValue::S(format!("marker#{marker}")))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(HandlerError::retryable(format!(
+            "marker write failed: {e:?}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct StepsInput {
+    run: String,
+    steps: u32,
+    /// Exit the process (as a crash would) right after this step, the first time only.
+    #[serde(default)]
+    crash_after: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct StepsOutput {
+    results: Vec<u32>,
+}
+
+async fn steps(ctx: Context, input: StepsInput) -> Result<StepsOutput, HandlerError> {
+    let mut results = Vec::new();
+    for i in 1..=input.steps {
+        let name = format!("step-{i}");
+        let value: u32 = ctx
+            .run(&name, || async {
+                count_effect(&input.run, &name).await?;
+                Ok(i * 10)
+            })
+            .await?;
+        results.push(value);
+        if input.crash_after == Some(i) && first_time(&input.run, "crash").await? {
+            eprintln!("test-services: crashing on purpose after {name}");
+            std::process::exit(17);
+        }
+    }
+    Ok(StepsOutput { results })
+}
+
+#[derive(Deserialize)]
+struct RunOnly {
+    run: String,
+}
+
+/// Takes another first step on its retry than on its first attempt: non-deterministic code.
+async fn diverge(ctx: Context, input: RunOnly) -> Result<(), HandlerError> {
+    let first = first_time(&input.run, "diverge").await?;
+    let name = if first { "original" } else { "changed" };
+    ctx.run(name, || async { Ok(1u8) }).await?;
+    if first {
+        std::process::exit(18);
+    }
+    Ok(())
+}
+
+/// Records one step, then fails terminally with 409.
+async fn reject(ctx: Context, input: RunOnly) -> Result<(), HandlerError> {
+    ctx.run("check-stock", || async {
+        count_effect(&input.run, "check-stock").await?;
+        Ok(0u32)
+    })
+    .await?;
+    Err(TerminalError::new("out of stock").with_code(409).into())
+}
+
+/// A step that fails twice with a retryable error, then succeeds.
+async fn flaky(ctx: Context, input: RunOnly) -> Result<u64, HandlerError> {
+    let n: u64 = ctx
+        .run("flaky", || async {
+            let n = count_effect(&input.run, "flaky").await?;
+            if n < 3 {
+                return Err(HandlerError::retryable(format!("transient failure #{n}")));
+            }
+            Ok(n)
+        })
+        .retry_policy(
+            RetryPolicy::exponential(std::time::Duration::from_millis(50), 2.0).max_attempts(5),
+        )
+        .await?;
+    Ok(n)
+}
+
+/// A step that always fails retryably, with at most two attempts.
+async fn hopeless(ctx: Context, input: RunOnly) -> Result<(), HandlerError> {
+    ctx.run("hopeless", || async {
+        count_effect(&input.run, "hopeless").await?;
+        Err::<(), _>(HandlerError::retryable("the bank is down"))
+    })
+    .retry_policy(
+        RetryPolicy::exponential(std::time::Duration::from_millis(20), 2.0).max_attempts(2),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sleeps in-process (not durably) while holding its step open: lets tests race attempts.
+async fn slow(ctx: Context, input: SlowInput) -> Result<u64, HandlerError> {
+    let n: u64 = ctx
+        .run("slow", || async {
+            let n = count_effect(&input.run, "slow").await?;
+            tokio::time::sleep(std::time::Duration::from_millis(input.millis)).await;
+            Ok(n)
+        })
+        .await?;
+    Ok(n)
+}
+
+#[derive(Deserialize)]
+struct SlowInput {
+    run: String,
+    millis: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let table = std::env::var("TEST_TABLE").map_err(|_| "TEST_TABLE is not set")?;
+    let _ = DYNAMO.set((aws_sdk_dynamodb::Client::new(&config), table));
+    serve(
+        Endpoint::new().service(
+            Service::new("testbed")
+                .handler("steps", steps)
+                .handler("diverge", diverge)
+                .handler("reject", reject)
+                .handler("flaky", flaky)
+                .handler("hopeless", hopeless)
+                .handler("slow", slow),
+        ),
+    )
+    .await
+}

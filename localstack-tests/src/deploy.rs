@@ -1,0 +1,410 @@
+//! An idempotent deploy of the engine and the example services into LocalStack: the table
+//! (TTL on), the payload bucket, the orchestrator (with a Function URL), the handler Lambdas
+//! (a published version behind the alias `live`) and their registration with the orchestrator.
+
+use crate::aws::Clients;
+use crate::package::package;
+use crate::{Result, ToolError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{
+    Architecture, Environment, FunctionUrlAuthType, LastUpdateStatus, Runtime, State,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The role the local functions run as (LocalStack does not enforce IAM).
+const LOCAL_ROLE: &str = "arn:aws:iam::000000000000:role/durable-local-lambda";
+/// The alias new invocations of a handler go through.
+pub const LIVE_ALIAS: &str = "live";
+
+/// A handler Lambda to deploy: its function name suffix and binary.
+#[derive(Debug, Clone)]
+pub struct HandlerFunction {
+    pub name: &'static str,
+    pub binary: &'static str,
+    pub timeout_secs: i32,
+}
+
+/// The handler Lambdas of this repository.
+pub const HANDLERS: &[HandlerFunction] = &[
+    HandlerFunction {
+        name: "checkout",
+        binary: "checkout",
+        timeout_secs: 30,
+    },
+    HandlerFunction {
+        name: "testbed",
+        binary: "test-services",
+        timeout_secs: 30,
+    },
+];
+
+/// What was deployed, saved to `deployment.json` for the CLI and the tests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Deployment {
+    pub prefix: String,
+    pub table: String,
+    pub bucket: String,
+    pub orchestrator_function: String,
+    pub orchestrator_url: String,
+    /// Handler function name suffix -> alias ARN.
+    pub handlers: BTreeMap<String, String>,
+    /// Service name -> pinned version ARN, as registered.
+    pub services: BTreeMap<String, String>,
+}
+
+impl Deployment {
+    /// Where deployments are recorded: `$LOCAL_AWS_DIR/deployment.json` or `.local-aws/` in the repo.
+    pub fn default_path() -> PathBuf {
+        let dir = std::env::var_os("LOCAL_AWS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".local-aws"));
+        dir.join("deployment.json")
+    }
+
+    /// Reads the recorded deployment.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ToolError::Message(format!(
+                "no deployment at {} ({e}); run `scripts/dev.sh deploy` first",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| ToolError::Message(format!("{}: {e}", path.display())))
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| ToolError::Io {
+                context: dir.display().to_string(),
+                source: e,
+            })?;
+        }
+        let text = serde_json::to_string_pretty(self).expect("deployment serializes");
+        std::fs::write(path, text).map_err(|e| ToolError::Io {
+            context: path.display().to_string(),
+            source: e,
+        })
+    }
+}
+
+/// The repository root (this crate lives in `<root>/localstack-tests`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate has a parent")
+        .to_path_buf()
+}
+
+/// Deploys everything under names starting with `prefix`, using binaries from `bin_dir`.
+pub async fn deploy(
+    clients: &Clients,
+    prefix: &str,
+    bin_dir: &Path,
+    out: &Path,
+) -> Result<Deployment> {
+    let table = format!("{prefix}-journal");
+    let bucket = format!("{prefix}-payloads");
+    ensure_table(clients, &table).await?;
+    ensure_bucket(clients, &bucket).await?;
+
+    let orchestrator_function = format!("{prefix}-orchestrator");
+    let mut env = BTreeMap::new();
+    env.insert("DURABLE_TABLE".to_owned(), table.clone());
+    env.insert("DURABLE_BUCKET".to_owned(), bucket.clone());
+    env.insert("RUST_LOG".to_owned(), "info".to_owned());
+    let zip = package(&bin_dir.join("orchestrator"))?;
+    upsert_function(clients, &orchestrator_function, zip, env, 60).await?;
+    let orchestrator_url = ensure_function_url(clients, &orchestrator_function).await?;
+
+    let mut handlers = BTreeMap::new();
+    for h in HANDLERS {
+        let name = format!("{prefix}-{}", h.name);
+        let mut env = BTreeMap::new();
+        env.insert("RUST_LOG".to_owned(), "info".to_owned());
+        env.insert("TEST_TABLE".to_owned(), table.clone());
+        let zip = package(&bin_dir.join(h.binary))?;
+        upsert_function(clients, &name, zip, env, h.timeout_secs).await?;
+        let alias_arn = publish_behind_alias(clients, &name).await?;
+        handlers.insert(h.name.to_owned(), alias_arn);
+    }
+
+    let mut services = BTreeMap::new();
+    for alias_arn in handlers.values() {
+        let answer = register(clients, &orchestrator_function, alias_arn).await?;
+        for reg in answer["registered"].as_array().into_iter().flatten() {
+            if let (Some(s), Some(arn)) = (reg["service"].as_str(), reg["function_arn"].as_str()) {
+                services.insert(s.to_owned(), arn.to_owned());
+            }
+        }
+    }
+
+    let deployment = Deployment {
+        prefix: prefix.to_owned(),
+        table,
+        bucket,
+        orchestrator_function,
+        orchestrator_url,
+        handlers,
+        services,
+    };
+    deployment.save(out)?;
+    Ok(deployment)
+}
+
+async fn ensure_table(clients: &Clients, table: &str) -> Result<()> {
+    let exists = clients
+        .dynamo
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .is_ok();
+    if !exists {
+        let key = |name: &str, kt: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kt)
+                .build()
+        };
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        clients
+            .dynamo
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash).expect("key"))
+            .key_schema(key("sk", KeyType::Range).expect("key"))
+            .attribute_definitions(attr("pk").expect("attr"))
+            .attribute_definitions(attr("sk").expect("attr"))
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("CreateTable", e))?;
+        clients
+            .dynamo
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expires_at")
+                    .build()
+                    .expect("ttl"),
+            )
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("UpdateTimeToLive", e))?;
+    }
+    Ok(())
+}
+
+async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<()> {
+    if clients.s3.head_bucket().bucket(bucket).send().await.is_ok() {
+        return Ok(());
+    }
+    clients
+        .s3
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| ToolError::aws("CreateBucket", e))?;
+    Ok(())
+}
+
+async fn wait_until_ready(clients: &Clients, name: &str) -> Result<()> {
+    for _ in 0..600 {
+        let cfg = clients
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("GetFunctionConfiguration", e))?;
+        let state = cfg.state().cloned();
+        let update = cfg.last_update_status().cloned();
+        if matches!(state, Some(State::Failed)) || matches!(update, Some(LastUpdateStatus::Failed))
+        {
+            return Err(ToolError::Message(format!(
+                "function {name} failed to become ready: {:?} {:?}",
+                cfg.state_reason(),
+                cfg.last_update_status_reason()
+            )));
+        }
+        if matches!(state, Some(State::Active))
+            && !matches!(update, Some(LastUpdateStatus::InProgress))
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(ToolError::Message(format!(
+        "function {name} did not become active in 60 s"
+    )))
+}
+
+async fn upsert_function(
+    clients: &Clients,
+    name: &str,
+    zip: Vec<u8>,
+    env: BTreeMap<String, String>,
+    timeout_secs: i32,
+) -> Result<()> {
+    let environment = Environment::builder()
+        .set_variables(Some(env.into_iter().collect()))
+        .build();
+    let exists = clients
+        .lambda
+        .get_function()
+        .function_name(name)
+        .send()
+        .await
+        .is_ok();
+    if exists {
+        clients
+            .lambda
+            .update_function_code()
+            .function_name(name)
+            .zip_file(Blob::new(zip))
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("UpdateFunctionCode", e))?;
+        wait_until_ready(clients, name).await?;
+        clients
+            .lambda
+            .update_function_configuration()
+            .function_name(name)
+            .environment(environment)
+            .timeout(timeout_secs)
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("UpdateFunctionConfiguration", e))?;
+    } else {
+        clients
+            .lambda
+            .create_function()
+            .function_name(name)
+            .runtime(Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role(LOCAL_ROLE)
+            .architectures(Architecture::X8664)
+            .memory_size(256)
+            .timeout(timeout_secs)
+            .environment(environment)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(Blob::new(zip))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("CreateFunction", e))?;
+    }
+    wait_until_ready(clients, name).await
+}
+
+async fn publish_behind_alias(clients: &Clients, name: &str) -> Result<String> {
+    let version = clients
+        .lambda
+        .publish_version()
+        .function_name(name)
+        .send()
+        .await
+        .map_err(|e| ToolError::aws("PublishVersion", e))?
+        .version
+        .ok_or_else(|| {
+            ToolError::Message(format!("PublishVersion of {name} returned no version"))
+        })?;
+    let existing = clients
+        .lambda
+        .get_alias()
+        .function_name(name)
+        .name(LIVE_ALIAS)
+        .send()
+        .await;
+    let arn = if existing.is_ok() {
+        clients
+            .lambda
+            .update_alias()
+            .function_name(name)
+            .name(LIVE_ALIAS)
+            .function_version(&version)
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("UpdateAlias", e))?
+            .alias_arn
+    } else {
+        clients
+            .lambda
+            .create_alias()
+            .function_name(name)
+            .name(LIVE_ALIAS)
+            .function_version(&version)
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("CreateAlias", e))?
+            .alias_arn
+    };
+    arn.ok_or_else(|| ToolError::Message(format!("alias of {name} has no ARN")))
+}
+
+async fn ensure_function_url(clients: &Clients, name: &str) -> Result<String> {
+    if let Ok(existing) = clients
+        .lambda
+        .get_function_url_config()
+        .function_name(name)
+        .send()
+        .await
+    {
+        return Ok(existing.function_url);
+    }
+    // Locally the URL is open (LocalStack does not check SigV4 on Function URLs); the CDK
+    // construct uses AWS_IAM.
+    let out = clients
+        .lambda
+        .create_function_url_config()
+        .function_name(name)
+        .auth_type(FunctionUrlAuthType::None)
+        .send()
+        .await
+        .map_err(|e| ToolError::aws("CreateFunctionUrlConfig", e))?;
+    Ok(out.function_url)
+}
+
+/// Registers the handler Lambda `alias_arn` with the orchestrator; returns its answer.
+pub async fn register(
+    clients: &Clients,
+    orchestrator: &str,
+    alias_arn: &str,
+) -> Result<serde_json::Value> {
+    let event = serde_json::json!({"type": "register", "function_arn": alias_arn});
+    let out = clients
+        .lambda
+        .invoke()
+        .function_name(orchestrator)
+        .payload(Blob::new(serde_json::to_vec(&event).expect("json")))
+        .send()
+        .await
+        .map_err(|e| ToolError::aws("Invoke", e))?;
+    let body = out.payload.map(Blob::into_inner).unwrap_or_default();
+    if let Some(fe) = out.function_error {
+        return Err(ToolError::Message(format!(
+            "registering {alias_arn} failed ({fe}): {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ToolError::Message(format!("registration answer is not JSON: {e}")))
+}

@@ -1,0 +1,94 @@
+//! Reading what the engine stored: an invocation's metadata and journal, and the test Lambda's
+//! side-effect counters.
+
+use crate::aws::Clients;
+use crate::{Result, ToolError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use durable_protocol::store::{entry_from_item, keys, Item};
+use durable_protocol::{InvocationId, JournalEntry};
+
+/// An invocation's items as stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub meta: Option<Item>,
+    pub journal: Vec<JournalEntry>,
+    /// Every item under the invocation's partition key (meta, journal, anything else).
+    pub item_count: usize,
+}
+
+/// Reads every item of invocation `id`.
+pub async fn invocation(clients: &Clients, table: &str, id: &str) -> Result<Stored> {
+    let id = InvocationId::parse(id).map_err(|e| ToolError::Message(e.to_string()))?;
+    let items = query_all(clients, table, &keys::invocation_pk(&id)).await?;
+    let mut meta = None;
+    let mut journal = Vec::new();
+    for item in &items {
+        match item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+        {
+            Some(keys::META_SK) => meta = Some(item.clone()),
+            Some(sk) if sk.starts_with(keys::JOURNAL_SK_PREFIX) => {
+                journal.push(entry_from_item(item).map_err(|e| ToolError::Message(e.to_string()))?)
+            }
+            _ => {}
+        }
+    }
+    Ok(Stored {
+        meta,
+        journal,
+        item_count: items.len(),
+    })
+}
+
+/// Every item with partition key `pk` (strongly consistent).
+pub async fn query_all(clients: &Clients, table: &str, pk: &str) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = clients
+            .dynamo
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("Query", e))?;
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// How often the test Lambda's step `step` really ran its side effect in test run `run`.
+pub async fn effect_count(clients: &Clients, table: &str, run: &str, step: &str) -> Result<u64> {
+    let out = clients
+        .dynamo
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(format!("test#{run}")))
+        .key("sk", AttributeValue::S(format!("effect#{step}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| ToolError::aws("GetItem", e))?;
+    Ok(out
+        .item
+        .and_then(|i| i.get("count").and_then(|c| c.as_n().ok()?.parse().ok()))
+        .unwrap_or(0))
+}
+
+/// A readable attribute value (strings plain, numbers as digits, the rest debug-printed).
+pub fn show(value: &AttributeValue) -> String {
+    match value {
+        AttributeValue::S(s) => s.clone(),
+        AttributeValue::N(n) => n.clone(),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,50 @@
+//! The orchestrator's settings, read from its environment.
+
+use std::time::Duration;
+
+/// Settings with their defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The DynamoDB table (`DURABLE_TABLE`, required).
+    pub table: String,
+    /// Attempts per invocation before it fails terminally (`DURABLE_MAX_ATTEMPTS`, default 10).
+    pub max_attempts: u32,
+    /// First retry delay when the handler gives none (`DURABLE_RETRY_INITIAL_MS`, default 200).
+    pub retry_initial: Duration,
+    /// Largest retry delay (`DURABLE_RETRY_MAX_MS`, default 30 000).
+    pub retry_max: Duration,
+    /// How long finished invocations keep their output (`DURABLE_RETENTION_SECS`, default 86 400).
+    pub retention: Duration,
+    /// Time an attempt needs at least; with less left the orchestrator hands the invocation to
+    /// a fresh orchestrator call instead (`DURABLE_MIN_PUSH_MS`, default 5 000).
+    pub min_push_time: Duration,
+    /// This function's name, for handing work to a fresh call of itself (`AWS_LAMBDA_FUNCTION_NAME`).
+    pub self_function: Option<String>,
+}
+
+impl Config {
+    /// Reads the environment; a missing table or a malformed number is an error.
+    pub fn from_env() -> Result<Self, String> {
+        let table =
+            std::env::var("DURABLE_TABLE").map_err(|_| "DURABLE_TABLE is not set".to_string())?;
+        Ok(Self {
+            table,
+            max_attempts: number("DURABLE_MAX_ATTEMPTS", 10)?.max(1) as u32,
+            retry_initial: Duration::from_millis(number("DURABLE_RETRY_INITIAL_MS", 200)?),
+            retry_max: Duration::from_millis(number("DURABLE_RETRY_MAX_MS", 30_000)?),
+            retention: Duration::from_secs(number("DURABLE_RETENTION_SECS", 86_400)?),
+            min_push_time: Duration::from_millis(number("DURABLE_MIN_PUSH_MS", 5_000)?),
+            self_function: std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok(),
+        })
+    }
+}
+
+fn number(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a whole number")),
+        Err(_) => Ok(default),
+    }
+}

@@ -1,0 +1,386 @@
+//! Drives an invocation: pushes it (with its journal) to its pinned handler version, applies the
+//! answer, and retries with backoff until it finishes, runs out of attempts or out of time.
+
+use crate::config::Config;
+use crate::error::OrchestratorError;
+use crate::invocations::{Invocation, InvocationStore, Outcome, Status};
+use aws_sdk_lambda::operation::invoke::InvokeError;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
+use durable_protocol::store::{now_millis, JournalStore};
+use durable_protocol::{
+    HandlerRequest, HandlerResponse, InvocationId, InvokeRequest, StepFailures, TerminalFailure,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long past this call's own deadline a lease lasts: after that, another call may take over.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// What one push came back with, classified.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Finished(Outcome),
+    Retry {
+        message: String,
+        step: Option<u32>,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Where driving left the invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Driven {
+    /// It finished with this outcome.
+    Finished(Outcome),
+    /// It is still running: driven by another call now, or handed to a fresh one.
+    Running,
+}
+
+/// Events the orchestrator sends itself (and the operators may send it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControlEvent {
+    /// Register (or re-register) the services a handler Lambda serves.
+    Register { function_arn: String },
+    /// Drive an invocation whose driver gave it up or died.
+    Drive { invocation_id: InvocationId },
+}
+
+/// Pushes invocations to handler Lambdas.
+pub struct Driver {
+    pub(crate) config: Arc<Config>,
+    pub(crate) lambda: aws_sdk_lambda::Client,
+    pub(crate) invocations: InvocationStore,
+    pub(crate) journal: JournalStore,
+}
+
+/// The step-failure count to carry into the next attempt.
+pub fn next_step_failures(
+    previous: Option<StepFailures>,
+    failed_step: Option<u32>,
+) -> Option<StepFailures> {
+    match (previous, failed_step) {
+        (_, None) => None,
+        (Some(p), Some(index)) if p.index == index => Some(StepFailures {
+            index,
+            count: p.count + 1,
+        }),
+        (_, Some(index)) => Some(StepFailures { index, count: 1 }),
+    }
+}
+
+/// The delay before the next attempt: the handler's wish if it has one, else exponential
+/// backoff from the configured initial delay; never more than the configured maximum.
+pub fn retry_delay(config: &Config, attempt: u32, requested: Option<Duration>) -> Duration {
+    let backoff = || {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+        config.retry_initial.saturating_mul(factor)
+    };
+    requested.unwrap_or_else(backoff).min(config.retry_max)
+}
+
+fn classify_lambda_error(function_error: &str, payload: &[u8]) -> Reply {
+    #[derive(Deserialize)]
+    struct LambdaErrorBody {
+        #[serde(rename = "errorType", default)]
+        error_type: String,
+        #[serde(rename = "errorMessage", default)]
+        error_message: String,
+    }
+    let detail = serde_json::from_slice::<LambdaErrorBody>(payload)
+        .map(|b| format!("{}: {}", b.error_type, b.error_message))
+        .unwrap_or_else(|_| String::from_utf8_lossy(payload).chars().take(500).collect());
+    Reply::Retry {
+        message: format!("the handler Lambda failed ({function_error}): {detail}"),
+        step: None,
+        retry_after: None,
+    }
+}
+
+/// Maps a handler's answer to a decision.
+pub fn classify(function_error: Option<&str>, payload: &[u8]) -> Reply {
+    if let Some(fe) = function_error {
+        return classify_lambda_error(fe, payload);
+    }
+    match serde_json::from_slice::<HandlerResponse>(payload) {
+        Ok(HandlerResponse::Completed { output }) => Reply::Finished(Outcome::Completed(output)),
+        Ok(HandlerResponse::Failed { failure }) => Reply::Finished(Outcome::Failed(failure)),
+        Ok(HandlerResponse::Retryable {
+            message,
+            step,
+            retry_after_ms,
+        }) => Reply::Retry {
+            message,
+            step,
+            retry_after: retry_after_ms.map(Duration::from_millis),
+        },
+        Err(e) => {
+            Reply::Retry {
+                message: format!(
+                "the handler answered something that is not a durable handler response ({e}): {}",
+                String::from_utf8_lossy(payload).chars().take(300).collect::<String>()
+            ),
+                step: None,
+                retry_after: None,
+            }
+        }
+    }
+}
+
+impl Driver {
+    /// Drives `inv` (owned by this call at its current epoch) until it finishes or this call
+    /// must stop at `deadline_ms`. `fresh` means it was just created: its journal is empty.
+    pub async fn drive(
+        &self,
+        mut inv: Invocation,
+        deadline_ms: u64,
+        mut fresh: bool,
+    ) -> Result<Driven, OrchestratorError> {
+        loop {
+            if now_millis() + self.config.min_push_time.as_millis() as u64 > deadline_ms {
+                self.hand_off(&inv).await?;
+                return Ok(Driven::Running);
+            }
+            let journal = if fresh {
+                Vec::new()
+            } else {
+                self.journal.load(&inv.id).await?
+            };
+            fresh = false;
+            let reply = self.push(&inv, journal).await?;
+            let outcome = match reply {
+                Reply::Finished(outcome) => outcome,
+                Reply::Retry {
+                    message,
+                    step,
+                    retry_after,
+                } => {
+                    tracing::warn!(id = %inv.id, attempt = inv.attempt, error = %message, "attempt failed");
+                    if inv.attempt >= self.config.max_attempts {
+                        Outcome::Failed(TerminalFailure::new(
+                            500,
+                            format!(
+                                "gave up after {} attempts; the last one failed with: {message}",
+                                inv.attempt
+                            ),
+                        ))
+                    } else {
+                        let failures = next_step_failures(inv.step_failures, step);
+                        let delay = retry_delay(&self.config, inv.attempt, retry_after);
+                        let lease = deadline_ms + LEASE_MARGIN.as_millis() as u64;
+                        let out_of_time = now_millis()
+                            + (delay + self.config.min_push_time).as_millis() as u64
+                            > deadline_ms;
+                        if !out_of_time {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if !self
+                            .invocations
+                            .next_attempt(&mut inv, lease, failures, &message)
+                            .await?
+                        {
+                            return Ok(Driven::Running); // another driver owns it now
+                        }
+                        continue;
+                    }
+                }
+            };
+            if self
+                .invocations
+                .finish(&inv, &outcome, self.config.retention)
+                .await?
+            {
+                return Ok(Driven::Finished(outcome));
+            }
+            // Lost ownership while pushing: whoever owns it decides; report what is stored.
+            return Ok(match self.invocations.get(&inv.id).await? {
+                Some(Invocation {
+                    status: Status::Completed | Status::Failed,
+                    outcome: Some(o),
+                    ..
+                }) => Driven::Finished(o),
+                _ => Driven::Running,
+            });
+        }
+    }
+
+    /// One push of `inv` to its pinned handler version.
+    async fn push(
+        &self,
+        inv: &Invocation,
+        journal: Vec<durable_protocol::JournalEntry>,
+    ) -> Result<Reply, OrchestratorError> {
+        let request = HandlerRequest::Invoke(InvokeRequest {
+            invocation_id: inv.id.clone(),
+            epoch: inv.epoch,
+            attempt: inv.attempt,
+            service: inv.service.clone(),
+            handler: inv.handler.clone(),
+            input: inv.input.clone(),
+            journal,
+            step_failures: inv.step_failures,
+            table: self.journal.table().to_owned(),
+        });
+        let payload =
+            serde_json::to_vec(&request).map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
+        let result = self
+            .lambda
+            .invoke()
+            .function_name(&inv.function_arn)
+            .payload(Blob::new(payload))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let body = out.payload.map(Blob::into_inner).unwrap_or_default();
+                Ok(classify(out.function_error.as_deref(), &body))
+            }
+            Err(err) => {
+                let message = aws_sdk_lambda::error::DisplayErrorContext(&err).to_string();
+                if let Some(InvokeError::RequestTooLargeException(_)) = err.as_service_error() {
+                    return Ok(Reply::Finished(Outcome::Failed(TerminalFailure::new(
+                        413,
+                        format!("the invocation's input and journal exceed Lambda's request limit: {message}"),
+                    ))));
+                }
+                Ok(Reply::Retry {
+                    message: format!("could not invoke the handler Lambda: {message}"),
+                    step: None,
+                    retry_after: None,
+                })
+            }
+        }
+    }
+
+    /// Gives the invocation up so that a fresh orchestrator call (started here) drives it on.
+    pub async fn hand_off(&self, inv: &Invocation) -> Result<(), OrchestratorError> {
+        if !self.invocations.release(inv).await? {
+            return Ok(());
+        }
+        let Some(function) = &self.config.self_function else {
+            tracing::warn!(id = %inv.id, "out of time and no AWS_LAMBDA_FUNCTION_NAME to hand off to; the lease sweep will resume it");
+            return Ok(());
+        };
+        let event = ControlEvent::Drive {
+            invocation_id: inv.id.clone(),
+        };
+        let payload =
+            serde_json::to_vec(&event).map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
+        self.lambda
+            .invoke()
+            .function_name(function)
+            .invocation_type(InvocationType::Event)
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| OrchestratorError::Lambda {
+                operation: "Invoke",
+                message: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        tracing::info!(id = %inv.id, "handed off to a fresh orchestrator call");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config {
+            table: "t".into(),
+            max_attempts: 5,
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_secs(2),
+            retention: Duration::from_secs(60),
+            min_push_time: Duration::from_secs(1),
+            self_function: None,
+        }
+    }
+
+    #[test]
+    fn step_failures_count_consecutive_failures_of_one_step() {
+        assert_eq!(
+            next_step_failures(None, Some(2)),
+            Some(StepFailures { index: 2, count: 1 })
+        );
+        let one = Some(StepFailures { index: 2, count: 1 });
+        assert_eq!(
+            next_step_failures(one, Some(2)),
+            Some(StepFailures { index: 2, count: 2 })
+        );
+        assert_eq!(
+            next_step_failures(one, Some(3)),
+            Some(StepFailures { index: 3, count: 1 })
+        );
+        assert_eq!(next_step_failures(one, None), None);
+    }
+
+    #[test]
+    fn retry_delays_back_off_and_are_capped() {
+        let c = config();
+        assert_eq!(retry_delay(&c, 1, None), Duration::from_millis(200));
+        assert_eq!(retry_delay(&c, 3, None), Duration::from_millis(800));
+        assert_eq!(retry_delay(&c, 30, None), Duration::from_secs(2));
+        assert_eq!(
+            retry_delay(&c, 1, Some(Duration::from_millis(50))),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            retry_delay(&c, 1, Some(Duration::from_secs(60))),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn replies_are_classified() {
+        let crash = br#"{"errorType":"Runtime.ExitError","errorMessage":"RequestId: x Error: Runtime exited with error: exit status 1"}"#;
+        match classify(Some("Unhandled"), crash) {
+            Reply::Retry {
+                message,
+                step: None,
+                ..
+            } => assert!(message.contains("Runtime.ExitError"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            classify(None, br#"{"status":"completed","output":{"ok":true}}"#),
+            Reply::Finished(Outcome::Completed(serde_json::json!({"ok": true})))
+        );
+        assert_eq!(
+            classify(
+                None,
+                br#"{"status":"failed","failure":{"code":409,"message":"no"}}"#
+            ),
+            Reply::Finished(Outcome::Failed(TerminalFailure::new(409, "no")))
+        );
+        assert_eq!(
+            classify(
+                None,
+                br#"{"status":"retryable","message":"m","step":1,"retry_after_ms":30}"#
+            ),
+            Reply::Retry {
+                message: "m".into(),
+                step: Some(1),
+                retry_after: Some(Duration::from_millis(30))
+            }
+        );
+        assert!(
+            matches!(classify(None, b"\"hello\""), Reply::Retry { message, .. } if message.contains("not a durable handler response"))
+        );
+    }
+
+    #[test]
+    fn control_events_parse() {
+        let e: ControlEvent =
+            serde_json::from_str(r#"{"type":"register","function_arn":"arn:x"}"#).unwrap();
+        assert_eq!(
+            e,
+            ControlEvent::Register {
+                function_arn: "arn:x".into()
+            }
+        );
+    }
+}

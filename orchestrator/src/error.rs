@@ -1,0 +1,64 @@
+//! Errors of the orchestrator and how the ingress reports them.
+
+use crate::http::FunctionUrlResponse;
+use durable_protocol::store::StoreError;
+use serde_json::json;
+
+/// An error answered to an HTTP caller: a status and a JSON body `{"code","message"}`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{status} {code}: {message}")]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status, a machine-readable code and a message for people.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with code `bad_request`-like specifics.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(400, code, message)
+    }
+
+    /// 404.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(404, code, message)
+    }
+
+    /// The HTTP response.
+    pub fn response(&self) -> FunctionUrlResponse {
+        FunctionUrlResponse::json(
+            self.status,
+            &json!({"code": self.code, "message": self.message}),
+        )
+    }
+}
+
+/// Failures inside the orchestrator (not the caller's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("Lambda {operation} failed: {message}")]
+    Lambda {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl From<OrchestratorError> for ApiError {
+    fn from(e: OrchestratorError) -> Self {
+        tracing::error!(error = %e, "internal error");
+        ApiError::new(500, "internal", e.to_string())
+    }
+}

@@ -1,0 +1,435 @@
+//! Invocation metadata items (`inv#<id>` / `meta`) and the conditional writes that move an
+//! invocation through its life. Every write that decides something is conditional on the
+//! epoch: an orchestrator call that lost ownership cannot overwrite the winner's decisions.
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::Client;
+use durable_protocol::store::{get_n, get_s, keys, n, now_millis, s, Item, StoreError};
+use durable_protocol::{
+    HandlerName, IdempotencyKey, InvocationId, ServiceName, StepFailures, TerminalFailure,
+};
+use std::time::Duration;
+
+/// Where an invocation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Being driven (or waiting to be re-driven after its lease ran out).
+    Running,
+    /// Finished with an output.
+    Completed,
+    /// Finished with a terminal failure.
+    Failed,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
+
+    fn parse(v: &str) -> Option<Self> {
+        match v {
+            "running" => Some(Status::Running),
+            "completed" => Some(Status::Completed),
+            "failed" => Some(Status::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Completed(serde_json::Value),
+    Failed(TerminalFailure),
+}
+
+/// A decoded metadata item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub id: InvocationId,
+    pub service: ServiceName,
+    pub handler: HandlerName,
+    /// The handler version this invocation is pinned to.
+    pub function_arn: String,
+    pub status: Status,
+    pub epoch: u64,
+    pub attempt: u32,
+    pub input: serde_json::Value,
+    pub outcome: Option<Outcome>,
+    /// Until when (ms since the epoch) the current driver owns it.
+    pub lease_until: u64,
+    pub step_failures: Option<StepFailures>,
+}
+
+/// What a new invocation starts with.
+#[derive(Debug, Clone)]
+pub struct NewInvocation {
+    pub id: InvocationId,
+    pub service: ServiceName,
+    pub handler: HandlerName,
+    pub function_arn: String,
+    pub input: serde_json::Value,
+    pub idempotency_key: Option<IdempotencyKey>,
+    pub lease_until: u64,
+}
+
+/// The result of a create.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// This call created it, at epoch 1, and owns it.
+    New(Invocation),
+    /// It existed (same idempotency key): here it is as stored.
+    Existing(Invocation),
+}
+
+/// Reads and conditionally writes invocation metadata.
+#[derive(Debug, Clone)]
+pub struct InvocationStore {
+    client: Client,
+    table: String,
+}
+
+fn corrupt(id: &InvocationId, reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        pk: keys::invocation_pk(id),
+        sk: keys::META_SK.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Invocation {
+    fn from_item(item: &Item) -> Result<Self, StoreError> {
+        let id = get_s(item, keys::PK)
+            .and_then(|pk| pk.strip_prefix("inv#"))
+            .and_then(|id| InvocationId::parse(id).ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                pk: "?".into(),
+                sk: keys::META_SK.into(),
+                reason: "bad key".into(),
+            })?;
+        let text =
+            |name: &str| get_s(item, name).ok_or_else(|| corrupt(&id, &format!("no {name}")));
+        let service =
+            ServiceName::new(text("service")?).map_err(|e| corrupt(&id, &e.to_string()))?;
+        let handler =
+            HandlerName::new(text("handler")?).map_err(|e| corrupt(&id, &e.to_string()))?;
+        let status = Status::parse(text("status")?).ok_or_else(|| corrupt(&id, "bad status"))?;
+        let input = serde_json::from_str(text("input")?)
+            .map_err(|e| corrupt(&id, &format!("input: {e}")))?;
+        let outcome = match status {
+            Status::Running => None,
+            Status::Completed => Some(Outcome::Completed(
+                serde_json::from_str(text("output")?)
+                    .map_err(|e| corrupt(&id, &format!("output: {e}")))?,
+            )),
+            Status::Failed => Some(Outcome::Failed(TerminalFailure {
+                code: get_n(item, "failure_code").unwrap_or(500),
+                message: get_s(item, "failure_message")
+                    .unwrap_or_default()
+                    .to_owned(),
+            })),
+        };
+        let step_failures = match (get_n(item, "retry_index"), get_n(item, "retry_failures")) {
+            (Some(index), Some(count)) => Some(StepFailures { index, count }),
+            _ => None,
+        };
+        Ok(Self {
+            function_arn: text("function_arn")?.to_owned(),
+            epoch: get_n(item, "epoch").ok_or_else(|| corrupt(&id, "no epoch"))?,
+            attempt: get_n(item, "attempt").unwrap_or(1),
+            lease_until: get_n(item, "lease_until").unwrap_or(0),
+            id,
+            service,
+            handler,
+            status,
+            input,
+            outcome,
+            step_failures,
+        })
+    }
+}
+
+fn conditional_failed(err: &aws_sdk_dynamodb::error::SdkError<UpdateItemError>) -> bool {
+    matches!(
+        err.as_service_error(),
+        Some(UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
+
+impl InvocationStore {
+    /// A store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Creates the invocation with a conditional put; if the id exists (an idempotent retry),
+    /// returns the stored invocation instead and writes nothing.
+    pub async fn create(&self, new: &NewInvocation) -> Result<Created, StoreError> {
+        let now = now_millis();
+        let mut item = Item::new();
+        item.insert(keys::PK.into(), s(keys::invocation_pk(&new.id)));
+        item.insert(keys::SK.into(), s(keys::META_SK));
+        item.insert("service".into(), s(new.service.as_str()));
+        item.insert("handler".into(), s(new.handler.as_str()));
+        item.insert("function_arn".into(), s(new.function_arn.clone()));
+        item.insert("status".into(), s(Status::Running.as_str()));
+        item.insert("epoch".into(), n(1));
+        item.insert("attempt".into(), n(1));
+        item.insert("input".into(), s(new.input.to_string()));
+        item.insert("lease_until".into(), n(new.lease_until));
+        item.insert("created_at".into(), n(now));
+        item.insert("updated_at".into(), n(now));
+        if let Some(k) = &new.idempotency_key {
+            item.insert("idempotency_key".into(), s(k.as_str()));
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Created::New(Invocation::from_item(&item)?)),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(e)) => match e.item() {
+                    Some(old) => Ok(Created::Existing(Invocation::from_item(old)?)),
+                    None => self
+                        .get(&new.id)
+                        .await?
+                        .map(Created::Existing)
+                        .ok_or_else(|| corrupt(&new.id, "exists and does not")),
+                },
+                _ => Err(StoreError::dynamo("PutItem", err)),
+            },
+        }
+    }
+
+    /// The invocation as stored (strongly consistent).
+    pub async fn get(&self, id: &InvocationId) -> Result<Option<Invocation>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(id)))
+            .key(keys::SK, s(keys::META_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        out.item.as_ref().map(Invocation::from_item).transpose()
+    }
+
+    /// Starts the next attempt: bumps epoch and attempt if `epoch` is still current.
+    /// `false` means another driver owns the invocation now (or it finished).
+    pub async fn next_attempt(
+        &self,
+        inv: &mut Invocation,
+        lease_until: u64,
+        step_failures: Option<StepFailures>,
+        last_error: &str,
+    ) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
+            .key(keys::SK, s(keys::META_SK))
+            .condition_expression("epoch = :e AND #st = :running")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":e", n(inv.epoch))
+            .expression_attribute_values(":next", n(inv.epoch + 1))
+            .expression_attribute_values(":attempt", n(inv.attempt + 1))
+            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .expression_attribute_values(":lease", n(lease_until))
+            .expression_attribute_values(":err", s(truncate(last_error, 2000)))
+            .expression_attribute_values(":now", n(now_millis()));
+        let mut set = "SET epoch = :next, attempt = :attempt, lease_until = :lease, last_error = :err, updated_at = :now".to_string();
+        match step_failures {
+            Some(f) => {
+                set.push_str(", retry_index = :ri, retry_failures = :rf");
+                update = update
+                    .expression_attribute_values(":ri", n(f.index))
+                    .expression_attribute_values(":rf", n(f.count));
+            }
+            None => set.push_str(" REMOVE retry_index, retry_failures"),
+        }
+        match update.update_expression(set).send().await {
+            Ok(_) => {
+                inv.epoch += 1;
+                inv.attempt += 1;
+                inv.lease_until = lease_until;
+                inv.step_failures = step_failures;
+                Ok(true)
+            }
+            Err(e) if conditional_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// Takes over a running invocation whose lease expired (its driver died or gave it up):
+    /// bumps the epoch so that the previous driver's late writes are refused.
+    pub async fn take_over(
+        &self,
+        inv: &mut Invocation,
+        lease_until: u64,
+    ) -> Result<bool, StoreError> {
+        let now = now_millis();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
+            .key(keys::SK, s(keys::META_SK))
+            .condition_expression("epoch = :e AND #st = :running AND lease_until < :now")
+            .expression_attribute_names("#st", "status")
+            .update_expression("SET epoch = :next, lease_until = :lease, updated_at = :now")
+            .expression_attribute_values(":e", n(inv.epoch))
+            .expression_attribute_values(":next", n(inv.epoch + 1))
+            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .expression_attribute_values(":lease", n(lease_until))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                inv.epoch += 1;
+                inv.lease_until = lease_until;
+                Ok(true)
+            }
+            Err(e) if conditional_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// Gives up ownership now (lease in the past) so that the next driver can take over at once.
+    pub async fn release(&self, inv: &Invocation) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
+            .key(keys::SK, s(keys::META_SK))
+            .condition_expression("epoch = :e AND #st = :running")
+            .expression_attribute_names("#st", "status")
+            .update_expression("SET lease_until = :zero")
+            .expression_attribute_values(":e", n(inv.epoch))
+            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if conditional_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// Records the outcome if `inv.epoch` is still current; `false` if another driver owns it.
+    pub async fn finish(
+        &self,
+        inv: &Invocation,
+        outcome: &Outcome,
+        retention: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_millis();
+        let expires_at = now / 1000 + retention.as_secs();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
+            .key(keys::SK, s(keys::META_SK))
+            .condition_expression("epoch = :e AND #st = :running")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":e", n(inv.epoch))
+            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":exp", n(expires_at));
+        let set = match outcome {
+            Outcome::Completed(output) => {
+                update = update
+                    .expression_attribute_values(":status", s(Status::Completed.as_str()))
+                    .expression_attribute_values(":out", s(output.to_string()));
+                "SET #st = :status, #out = :out, completed_at = :now, updated_at = :now, expires_at = :exp REMOVE lease_until"
+            }
+            Outcome::Failed(f) => {
+                update = update
+                    .expression_attribute_values(":status", s(Status::Failed.as_str()))
+                    .expression_attribute_values(":code", n(f.code))
+                    .expression_attribute_values(":msg", s(truncate(&f.message, 8000)));
+                "SET #st = :status, failure_code = :code, failure_message = :msg, completed_at = :now, updated_at = :now, expires_at = :exp REMOVE lease_until"
+            }
+        };
+        if matches!(outcome, Outcome::Completed(_)) {
+            update = update.expression_attribute_names("#out", "output");
+        }
+        match update.update_expression(set).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if conditional_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("abc", 5), "abc");
+    }
+
+    #[test]
+    fn metadata_items_decode() {
+        let id = InvocationId::random();
+        let mut item = Item::new();
+        item.insert("pk".into(), s(keys::invocation_pk(&id)));
+        item.insert("sk".into(), s("meta"));
+        item.insert("service".into(), s("svc"));
+        item.insert("handler".into(), s("h"));
+        item.insert("function_arn".into(), s("arn:x"));
+        item.insert("status".into(), s("failed"));
+        item.insert("epoch".into(), n(3));
+        item.insert("attempt".into(), n(2));
+        item.insert("input".into(), s("{\"a\":1}"));
+        item.insert("failure_code".into(), n(409));
+        item.insert("failure_message".into(), s("nope"));
+        item.insert("retry_index".into(), n(4));
+        item.insert("retry_failures".into(), n(2));
+        let inv = Invocation::from_item(&item).unwrap();
+        assert_eq!(inv.status, Status::Failed);
+        assert_eq!(
+            inv.outcome,
+            Some(Outcome::Failed(TerminalFailure::new(409, "nope")))
+        );
+        assert_eq!(inv.step_failures, Some(StepFailures { index: 4, count: 2 }));
+        assert_eq!(inv.epoch, 3);
+        item.insert("status".into(), s("exploded"));
+        assert!(Invocation::from_item(&item).is_err());
+    }
+}

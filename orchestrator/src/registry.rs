@@ -1,0 +1,172 @@
+//! The service registry: which handler Lambda (pinned to a version) serves which service.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use durable_protocol::store::{get_s, keys, n, now_millis, s, Item, StoreError};
+use durable_protocol::{HandlerName, ServiceKind, ServiceName};
+
+/// A service as registered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    pub service: ServiceName,
+    pub kind: ServiceKind,
+    /// The qualified ARN of the version that new invocations are pinned to.
+    pub function_arn: String,
+    pub handlers: Vec<HandlerName>,
+}
+
+impl Registration {
+    /// Whether the service has a handler of that name.
+    pub fn has_handler(&self, handler: &HandlerName) -> bool {
+        self.handlers.contains(handler)
+    }
+
+    fn to_item(&self) -> Item {
+        let mut item = Item::new();
+        item.insert(keys::PK.into(), s(keys::service_pk(&self.service)));
+        item.insert(keys::SK.into(), s(keys::LIVE_SK));
+        item.insert(
+            "kind".into(),
+            s(serde_json::to_value(self.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()),
+        );
+        item.insert("function_arn".into(), s(self.function_arn.clone()));
+        item.insert(
+            "handlers".into(),
+            AttributeValue::L(self.handlers.iter().map(|h| s(h.as_str())).collect()),
+        );
+        item.insert("registered_at".into(), n(now_millis()));
+        item
+    }
+
+    fn from_item(item: &Item) -> Result<Self, StoreError> {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            pk: get_s(item, keys::PK).unwrap_or("?").into(),
+            sk: keys::LIVE_SK.into(),
+            reason: reason.into(),
+        };
+        let service = get_s(item, keys::PK)
+            .and_then(|pk| pk.strip_prefix("svc#"))
+            .and_then(|name| ServiceName::new(name).ok())
+            .ok_or_else(|| corrupt("bad service key"))?;
+        let kind = get_s(item, "kind")
+            .and_then(|k| serde_json::from_value(serde_json::Value::String(k.into())).ok())
+            .ok_or_else(|| corrupt("bad kind"))?;
+        let function_arn = get_s(item, "function_arn")
+            .ok_or_else(|| corrupt("no function_arn"))?
+            .to_owned();
+        let handlers = item
+            .get("handlers")
+            .and_then(|v| v.as_l().ok())
+            .ok_or_else(|| corrupt("no handlers"))?
+            .iter()
+            .filter_map(|v| {
+                v.as_s()
+                    .ok()
+                    .and_then(|h| HandlerName::new(h.as_str()).ok())
+            })
+            .collect();
+        Ok(Self {
+            service,
+            kind,
+            function_arn,
+            handlers,
+        })
+    }
+}
+
+/// Reads and writes registry items.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    client: Client,
+    table: String,
+}
+
+impl Registry {
+    /// A registry in `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The live registration of `service`, if any.
+    pub async fn lookup(&self, service: &ServiceName) -> Result<Option<Registration>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::service_pk(service)))
+            .key(keys::SK, s(keys::LIVE_SK))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        out.item.as_ref().map(Registration::from_item).transpose()
+    }
+
+    /// Makes `reg` the live registration of its service (new invocations use it; running ones
+    /// keep the version they started on).
+    pub async fn put(&self, reg: &Registration) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(reg.to_item()))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("PutItem", e))?;
+        Ok(())
+    }
+}
+
+/// The ARN of the exact version that ran, from the ARN that was invoked (unqualified, alias or
+/// version) and the version Lambda reports as executed.
+pub fn pin_version(invoked_arn: &str, executed_version: Option<&str>) -> String {
+    // arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
+    let parts: Vec<&str> = invoked_arn.split(':').collect();
+    let base = if parts.len() > 7 {
+        parts[..7].join(":")
+    } else {
+        invoked_arn.to_owned()
+    };
+    match executed_version {
+        Some(v) if v != "$LATEST" && !v.is_empty() => format!("{base}:{v}"),
+        _ => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_to_the_executed_version() {
+        let f = "arn:aws:lambda:us-east-1:000000000000:function:checkout";
+        assert_eq!(
+            pin_version(&format!("{f}:live"), Some("3")),
+            format!("{f}:3")
+        );
+        assert_eq!(pin_version(f, Some("7")), format!("{f}:7"));
+        assert_eq!(pin_version(&format!("{f}:2"), Some("2")), format!("{f}:2"));
+        assert_eq!(pin_version(f, Some("$LATEST")), f);
+        assert_eq!(pin_version(f, None), f);
+    }
+
+    #[test]
+    fn registrations_round_trip() {
+        let reg = Registration {
+            service: ServiceName::new("checkout").unwrap(),
+            kind: ServiceKind::Service,
+            function_arn: "arn:aws:lambda:us-east-1:000000000000:function:checkout:1".into(),
+            handlers: vec![
+                HandlerName::new("checkout").unwrap(),
+                HandlerName::new("refund").unwrap(),
+            ],
+        };
+        assert_eq!(Registration::from_item(&reg.to_item()).unwrap(), reg);
+        assert!(reg.has_handler(&HandlerName::new("refund").unwrap()));
+        assert!(!reg.has_handler(&HandlerName::new("nope").unwrap()));
+    }
+}
