@@ -92,3 +92,32 @@ pub fn show(value: &AttributeValue) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// One Lambda invocation as the local executor recorded it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LambdaInvocation {
+    pub function: String,
+    pub qualifier: String,
+    pub is_error: bool,
+    pub error_type: Option<String>,
+    pub payload_head: String,
+}
+
+/// The Lambda invocations of `function` whose payload starts with text containing `needle`
+/// (e.g. an invocation id), as recorded by the LocalStack host executor, independently of the
+/// code under test.
+pub fn lambda_invocations(function: &str, needle: &str) -> Result<Vec<LambdaInvocation>> {
+    let path = crate::deploy::Deployment::default_path()
+        .parent()
+        .expect("deployment file has a folder")
+        .join("logs/lambda/invocations.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| ToolError::Io {
+        context: path.display().to_string(),
+        source: e,
+    })?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<LambdaInvocation>(l).ok())
+        .filter(|i| i.function == function && i.payload_head.contains(needle))
+        .collect())
+}

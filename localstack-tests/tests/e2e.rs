@@ -1,0 +1,661 @@
+//! End-to-end tests against the local AWS environment: LocalStack with DynamoDB Local and real
+//! Lambda processes, the engine deployed by `durable-local deploy`. Run them with
+//! `scripts/test.sh`, which brings the environment up and deploys first.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use durable_orchestrator::invocations::{Created, InvocationStore, NewInvocation, Outcome};
+use durable_protocol::store::{Appended, JournalStore};
+use durable_protocol::{
+    EntryKind, HandlerName, HandlerRequest, IdempotencyKey, InvocationId, InvokeRequest,
+    JournalEntry, ServiceName, StepResult, TerminalFailure,
+};
+use localstack_tests::aws::Clients;
+use localstack_tests::client::OrchestratorClient;
+use localstack_tests::deploy::Deployment;
+use localstack_tests::inspect::{self, effect_count, lambda_invocations};
+use serde_json::json;
+use std::time::Duration;
+
+struct Env {
+    clients: Clients,
+    deployment: Deployment,
+    client: OrchestratorClient,
+}
+
+async fn env() -> Env {
+    let deployment = Deployment::load(&Deployment::default_path())
+        .expect("no local deployment: run the tests through scripts/test.sh");
+    let client = OrchestratorClient::new(&deployment.orchestrator_url).expect("client");
+    Env {
+        clients: Clients::local().await,
+        deployment,
+        client,
+    }
+}
+
+fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Env {
+    fn function(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.deployment.prefix)
+    }
+
+    async fn effects(&self, run: &str, step: &str) -> u64 {
+        effect_count(&self.clients, &self.deployment.table, run, step)
+            .await
+            .expect("effect count")
+    }
+
+    async fn meta(&self, id: &str) -> std::collections::HashMap<String, AttributeValue> {
+        inspect::invocation(&self.clients, &self.deployment.table, id)
+            .await
+            .unwrap()
+            .meta
+            .expect("meta item")
+    }
+}
+
+fn num(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> u64 {
+    item[name].as_n().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn checkout_runs_three_steps_in_one_handler_call() {
+    let env = env().await;
+    let order = json!({"order_id": run_id(), "items": ["a", "b", "c"], "amount_cents": 4200});
+    let answer = env
+        .client
+        .invoke("checkout", "checkout", &order, None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let id = answer.invocation_id.clone().expect("x-invocation-id");
+    assert_eq!(
+        answer.body["payment_id"],
+        format!("pay-{}", order["order_id"].as_str().unwrap())
+    );
+    assert!(answer.body["confirmation"]
+        .as_str()
+        .unwrap()
+        .contains("3 item(s), 4200 cents"));
+
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    let names: Vec<_> = stored
+        .journal
+        .iter()
+        .map(|e| e.kind.name().to_owned())
+        .collect();
+    assert_eq!(names, ["reserve", "charge", "confirm"]);
+    assert_eq!(
+        stored.journal.iter().map(|e| e.index).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(
+        stored.item_count, 4,
+        "meta + 3 journal entries, nothing else"
+    );
+    let meta = stored.meta.unwrap();
+    assert_eq!(meta["status"].as_s().unwrap(), "completed");
+    assert_eq!(num(&meta, "attempt"), 1);
+    assert_eq!(
+        meta["function_arn"].as_s().unwrap(),
+        &env.deployment.services["checkout"],
+        "pinned to the registered version"
+    );
+
+    // Counted by the Lambda executor, not by the engine: one handler call for three steps.
+    let calls = lambda_invocations(&env.function("checkout"), &id).unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(!calls[0].is_error);
+    assert_ne!(
+        calls[0].qualifier, "$LATEST",
+        "invocations run on the pinned version"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_after_step_two_resumes_without_rerunning_steps() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .invoke(
+            "testbed",
+            "steps",
+            &json!({"run": run, "steps": 3, "crash_after": 2}),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!({"results": [10, 20, 30]}));
+    let id = answer.invocation_id.unwrap();
+
+    // Side effects counted in DynamoDB by the steps themselves: each ran exactly once.
+    for step in ["step-1", "step-2", "step-3"] {
+        assert_eq!(env.effects(&run, step).await, 1, "{step}");
+    }
+    let calls = lambda_invocations(&env.function("testbed"), &id).unwrap();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].error_type.as_deref(), Some("Runtime.ExitError"));
+    assert!(!calls[1].is_error);
+    let meta = env.meta(&id).await;
+    assert_eq!(num(&meta, "attempt"), 2);
+    assert_eq!(num(&meta, "epoch"), 2);
+    assert!(meta["last_error"]
+        .as_s()
+        .unwrap()
+        .contains("exit status 17"));
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_same_invocation_and_runs_it_once() {
+    let env = env().await;
+    let run = run_id();
+    let key = format!("key-{run}");
+    let input = json!({"run": run, "steps": 2});
+    // Two concurrent requests and a later one, all with the same key.
+    let (a, b) = tokio::join!(
+        env.client.invoke("testbed", "steps", &input, Some(&key)),
+        env.client.invoke("testbed", "steps", &input, Some(&key))
+    );
+    let c = env
+        .client
+        .invoke("testbed", "steps", &input, Some(&key))
+        .await
+        .unwrap();
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for answer in [&a, &b, &c] {
+        assert_eq!(answer.status, 200, "{}", answer.raw);
+        assert_eq!(answer.body, json!({"results": [10, 20]}));
+    }
+    assert_eq!(a.invocation_id, b.invocation_id);
+    assert_eq!(a.invocation_id, c.invocation_id);
+    assert_eq!(env.effects(&run, "step-1").await, 1);
+    assert_eq!(env.effects(&run, "step-2").await, 1);
+    let id = a.invocation_id.unwrap();
+    assert_eq!(
+        lambda_invocations(&env.function("testbed"), &id)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Another key is another invocation.
+    let other = env
+        .client
+        .invoke("testbed", "steps", &input, Some(&format!("other-{run}")))
+        .await
+        .unwrap();
+    assert_ne!(other.invocation_id.as_deref(), Some(id.as_str()));
+    assert_eq!(env.effects(&run, "step-1").await, 2);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_writes_nothing() {
+    let env = env().await;
+    let marker = run_id();
+    let key = format!("bad-{marker}");
+    let post = |path: &'static str, body: Option<String>, content_type: &'static str| {
+        let client = env.client.clone();
+        let key = key.clone();
+        async move {
+            client
+                .request(
+                    reqwest::Method::POST,
+                    path,
+                    body.as_deref(),
+                    &[
+                        ("content-type", content_type),
+                        ("idempotency-key", key.as_str()),
+                    ],
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let json_ct = "application/json";
+    let cases = [
+        (
+            post(
+                "/testbed/steps",
+                Some(format!("{{\"run\": \"{marker}\", ")),
+                json_ct,
+            )
+            .await,
+            400,
+            "invalid_json",
+        ),
+        (
+            post("/testbed/steps", None, json_ct).await,
+            400,
+            "empty_body",
+        ),
+        (
+            post(
+                "/testbed/steps",
+                Some(format!("{{\"run\":\"{marker}\"}}")),
+                "text/plain",
+            )
+            .await,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            post(
+                "/nosuchservice/steps",
+                Some(format!("{{\"run\":\"{marker}\"}}")),
+                json_ct,
+            )
+            .await,
+            404,
+            "unknown_service",
+        ),
+        (
+            post(
+                "/testbed/nosuchhandler",
+                Some(format!("{{\"run\":\"{marker}\"}}")),
+                json_ct,
+            )
+            .await,
+            404,
+            "unknown_handler",
+        ),
+        (
+            post("/too/many/segments/here", Some("{}".into()), json_ct).await,
+            404,
+            "not_found",
+        ),
+    ];
+    for (answer, status, code) in &cases {
+        assert_eq!(answer.status, *status, "{}", answer.raw);
+        assert_eq!(answer.body["code"], *code, "{}", answer.raw);
+        assert!(
+            answer.body["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}",
+            answer.raw
+        );
+    }
+    let get = env
+        .client
+        .request(reqwest::Method::GET, "/testbed/steps", None, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (get.status, get.body["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let unknown = env
+        .client
+        .output(InvocationId::random().as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        (unknown.status, unknown.body["code"].as_str()),
+        (404, Some("unknown_invocation"))
+    );
+    let malformed = env.client.output("not-an-id").await.unwrap();
+    assert_eq!(
+        (malformed.status, malformed.body["code"].as_str()),
+        (400, Some("invalid_invocation_id"))
+    );
+
+    // Nothing written: not under the id the key maps to, nor anywhere with the marker.
+    let id = InvocationId::for_idempotency_key(
+        &ServiceName::new("testbed").unwrap(),
+        &HandlerName::new("steps").unwrap(),
+        &IdempotencyKey::new(key.clone()).unwrap(),
+    );
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(stored.item_count, 0);
+    let scan = env
+        .clients
+        .dynamo
+        .scan()
+        .table_name(&env.deployment.table)
+        .filter_expression("contains(#i, :m) OR idempotency_key = :k")
+        .expression_attribute_names("#i", "input")
+        .expression_attribute_values(":m", AttributeValue::S(marker.clone()))
+        .expression_attribute_values(":k", AttributeValue::S(key.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scan.count, 0, "{:?}", scan.items);
+    assert_eq!(env.effects(&marker, "step-1").await, 0);
+}
+
+#[tokio::test]
+async fn a_terminal_error_answers_with_its_status_and_keeps_the_journal() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .invoke("testbed", "reject", &json!({"run": run}), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 409, "{}", answer.raw);
+    assert_eq!(answer.body["code"], "terminal_error");
+    assert_eq!(answer.body["message"], "out of stock");
+    let id = answer.invocation_id.unwrap();
+    assert_eq!(answer.body["invocation_id"], id.as_str());
+    let output = env.client.output(&id).await.unwrap();
+    assert_eq!(output.status, 409);
+    assert_eq!(output.body["message"], "out of stock");
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    assert_eq!(stored.journal.len(), 1);
+    assert_eq!(stored.meta.unwrap()["status"].as_s().unwrap(), "failed");
+    assert_eq!(
+        lambda_invocations(&env.function("testbed"), &id)
+            .unwrap()
+            .len(),
+        1,
+        "terminal errors are not retried"
+    );
+}
+
+#[tokio::test]
+async fn the_output_endpoint_returns_a_finished_invocations_output() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .invoke("testbed", "steps", &json!({"run": run, "steps": 1}), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    let output = env
+        .client
+        .output(answer.invocation_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status, 200);
+    assert_eq!(output.body, json!({"results": [10]}));
+}
+
+#[tokio::test]
+async fn a_failing_step_is_retried_until_it_succeeds() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .invoke("testbed", "flaky", &json!({"run": run}), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!(3));
+    assert_eq!(env.effects(&run, "flaky").await, 3);
+    let id = answer.invocation_id.unwrap();
+    assert_eq!(
+        lambda_invocations(&env.function("testbed"), &id)
+            .unwrap()
+            .len(),
+        3
+    );
+    let meta = env.meta(&id).await;
+    assert_eq!(num(&meta, "attempt"), 3);
+}
+
+#[tokio::test]
+async fn a_step_fails_terminally_after_its_max_attempts() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .invoke("testbed", "hopeless", &json!({"run": run}), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 500, "{}", answer.raw);
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed 2 times"),
+        "{}",
+        answer.raw
+    );
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("the bank is down"),
+        "{}",
+        answer.raw
+    );
+    assert_eq!(env.effects(&run, "hopeless").await, 2);
+}
+
+#[tokio::test]
+async fn non_deterministic_replay_is_reported_not_papered_over() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .invoke("testbed", "diverge", &json!({"run": run}), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 570, "{}", answer.raw);
+    assert_eq!(answer.body["code"], "non_determinism");
+    let message = answer.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"original\"") && message.contains("\"changed\""),
+        "{message}"
+    );
+    let stored = inspect::invocation(
+        &env.clients,
+        &env.deployment.table,
+        answer.invocation_id.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        stored.journal.len(),
+        1,
+        "the divergent step was not recorded"
+    );
+    assert_eq!(stored.journal[0].kind.name(), "original");
+}
+
+/// Two attempts of one invocation run the same step at once (as after a duplicate delivery):
+/// both closures run (at least once), one result is recorded, and both attempts return it.
+#[tokio::test]
+async fn racing_attempts_record_one_result_and_both_adopt_it() {
+    let env = env().await;
+    let run = run_id();
+    let id = InvocationId::random();
+    let request = HandlerRequest::Invoke(InvokeRequest {
+        invocation_id: id.clone(),
+        epoch: 1,
+        attempt: 1,
+        service: ServiceName::new("testbed").unwrap(),
+        handler: HandlerName::new("slow").unwrap(),
+        input: json!({"run": run, "millis": 500}),
+        journal: vec![],
+        step_failures: None,
+        table: env.deployment.table.clone(),
+    });
+    let payload = serde_json::to_vec(&request).unwrap();
+    let arn = env.deployment.services["testbed"].clone();
+    let invoke = || {
+        env.clients
+            .lambda
+            .invoke()
+            .function_name(&arn)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.clone()))
+            .send()
+    };
+    let (a, b) = tokio::join!(invoke(), invoke());
+    let answer = |out: aws_sdk_lambda::operation::invoke::InvokeOutput| -> serde_json::Value {
+        assert!(out.function_error.is_none());
+        serde_json::from_slice(out.payload.unwrap().as_ref()).unwrap()
+    };
+    let (a, b) = (answer(a.unwrap()), answer(b.unwrap()));
+    assert_eq!(env.effects(&run, "slow").await, 2, "both closures ran");
+    assert_eq!(a["status"], "completed");
+    assert_eq!(a, b, "both attempts return the one recorded result");
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(stored.journal.len(), 1);
+    assert_eq!(
+        stored.journal[0].kind,
+        EntryKind::Run {
+            name: "slow".into(),
+            result: StepResult::Value(a["output"].clone())
+        }
+    );
+}
+
+/// The orchestrator call that created an invocation died (its lease ran out) after step 1 was
+/// recorded: a retry of the request with the same key takes over, replays step 1 from the
+/// journal and runs the rest.
+#[tokio::test]
+async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
+    let env = env().await;
+    let run = run_id();
+    let key = IdempotencyKey::new(format!("takeover-{run}")).unwrap();
+    let (service, handler) = (
+        ServiceName::new("testbed").unwrap(),
+        HandlerName::new("steps").unwrap(),
+    );
+    let id = InvocationId::for_idempotency_key(&service, &handler, &key);
+    let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    let input = json!({"run": run, "steps": 3});
+    let created = store
+        .create(&NewInvocation {
+            id: id.clone(),
+            service,
+            handler,
+            function_arn: env.deployment.services["testbed"].clone(),
+            input: input.clone(),
+            idempotency_key: Some(key.clone()),
+            lease_until: 1, // long expired: the driver is gone
+        })
+        .await
+        .unwrap();
+    assert!(matches!(created, Created::New(_)));
+    let journal = JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    let step1 = JournalEntry {
+        index: 0,
+        kind: EntryKind::Run {
+            name: "step-1".into(),
+            result: StepResult::Value(json!(999)),
+        },
+    };
+    assert_eq!(
+        journal.append(&id, &step1, 1).await.unwrap(),
+        Appended::Written
+    );
+
+    let answer = env
+        .client
+        .invoke("testbed", "steps", &input, Some(key.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(
+        answer.body,
+        json!({"results": [999, 20, 30]}),
+        "step 1 comes from the journal"
+    );
+    assert_eq!(answer.invocation_id.as_deref(), Some(id.as_str()));
+    assert_eq!(env.effects(&run, "step-1").await, 0);
+    assert_eq!(env.effects(&run, "step-2").await, 1);
+    assert_eq!(
+        num(&env.meta(id.as_str()).await, "epoch"),
+        2,
+        "the take-over bumped the epoch"
+    );
+}
+
+/// A driver that lost its invocation to another (epoch bumped) cannot record an outcome.
+#[tokio::test]
+async fn a_stale_driver_cannot_finish_an_invocation() {
+    let env = env().await;
+    let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    let id = InvocationId::random();
+    let Created::New(mut stale) = store
+        .create(&NewInvocation {
+            id: id.clone(),
+            service: ServiceName::new("testbed").unwrap(),
+            handler: HandlerName::new("steps").unwrap(),
+            function_arn: "arn:aws:lambda:us-east-1:000000000000:function:none".into(),
+            input: json!(null),
+            idempotency_key: None,
+            lease_until: 1,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("fresh id exists")
+    };
+    let mut winner = store.get(&id).await.unwrap().unwrap();
+    assert!(store.take_over(&mut winner, u64::MAX).await.unwrap());
+    assert!(
+        !store.take_over(&mut stale.clone(), u64::MAX).await.unwrap(),
+        "a second take-over of the same epoch fails"
+    );
+    let late = Outcome::Failed(TerminalFailure::new(500, "late"));
+    assert!(!store
+        .finish(&stale, &late, Duration::from_secs(60))
+        .await
+        .unwrap());
+    assert!(!store
+        .next_attempt(&mut stale, 0, None, "late")
+        .await
+        .unwrap());
+    let done = Outcome::Completed(json!("winner"));
+    assert!(store
+        .finish(&winner, &done, Duration::from_secs(60))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .finish(&winner, &late, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        "finished is final"
+    );
+    let stored = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.outcome, Some(done));
+    assert_eq!(stored.epoch, 2);
+}
+
+/// Conditional append in DynamoDB: of two writers of one index, exactly one wins and the other
+/// gets the winner's entry back.
+#[tokio::test]
+async fn concurrent_appends_of_one_index_have_one_winner() {
+    let env = env().await;
+    let journal = JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    let id = InvocationId::random();
+    let entry = |v: i32| JournalEntry {
+        index: 0,
+        kind: EntryKind::Run {
+            name: "x".into(),
+            result: StepResult::Value(json!(v)),
+        },
+    };
+    let (e1, e2) = (entry(1), entry(2));
+    let (a, b) = tokio::join!(journal.append(&id, &e1, 1), journal.append(&id, &e2, 2));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let stored = journal.load(&id).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    match (a, b) {
+        (Appended::Written, Appended::AlreadyRecorded(r)) => {
+            assert_eq!((r.clone(), stored[0].clone()), (e1.clone(), e1))
+        }
+        (Appended::AlreadyRecorded(r), Appended::Written) => {
+            assert_eq!((r.clone(), stored[0].clone()), (e2.clone(), e2))
+        }
+        other => panic!("expected one winner: {other:?}"),
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds the orchestrator and the example Lambdas and deploys them into the running local
+# environment (table, bucket, functions, version + alias, registration). Idempotent.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+echo "[deploy] building the Lambda binaries and the local tooling" >&2
+cargo build --quiet --bin orchestrator --bin checkout --bin test-services --bin durable-local
+exec target/debug/durable-local deploy "$@"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test: the unit tests of all crates and the end-to-end tests against the local AWS
+# environment (brought up here, and stopped again at the end if this script started it).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+started_here=0
+if ! scripts/local-aws.sh status >/dev/null 2>&1; then
+  started_here=1
+fi
+cleanup() {
+  if [ "$started_here" = 1 ] && [ -z "${KEEP_LOCAL_AWS:-}" ]; then
+    scripts/local-aws.sh down || true
+  fi
+}
+trap cleanup EXIT
+
+echo "== unit tests" >&2
+cargo test --workspace --exclude localstack-tests
+cargo test -p localstack-tests --lib --bins
+
+echo "== local AWS environment" >&2
+scripts/local-aws.sh up
+scripts/deploy-local.sh
+
+echo "== end-to-end tests against LocalStack" >&2
+cargo test -p localstack-tests --test e2e
