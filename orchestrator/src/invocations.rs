@@ -3,6 +3,7 @@
 //! epoch: an orchestrator call that lost ownership cannot overwrite the winner's decisions.
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use aws_sdk_dynamodb::Client;
@@ -155,11 +156,20 @@ impl Invocation {
     }
 }
 
-fn conditional_failed(err: &aws_sdk_dynamodb::error::SdkError<UpdateItemError>) -> bool {
-    matches!(
-        err.as_service_error(),
-        Some(UpdateItemError::ConditionalCheckFailedException(_))
-    )
+/// Sends a conditional update: `Ok(false)` when its condition did not hold.
+async fn apply(update: UpdateItemFluentBuilder) -> Result<bool, StoreError> {
+    match update.send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(UpdateItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+    }
 }
 
 impl InvocationStore {
@@ -216,6 +226,20 @@ impl InvocationStore {
         }
     }
 
+    /// An update of `inv`'s metadata that only applies while `inv.epoch` is current and the
+    /// invocation is running (`:e` and `:running` are bound, `#st` names `status`).
+    fn update_owned(&self, inv: &Invocation) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
+            .key(keys::SK, s(keys::META_SK))
+            .condition_expression("epoch = :e AND #st = :running")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":e", n(inv.epoch))
+            .expression_attribute_values(":running", s(Status::Running.as_str()))
+    }
+
     /// The invocation as stored (strongly consistent).
     pub async fn get(&self, id: &InvocationId) -> Result<Option<Invocation>, StoreError> {
         let out = self
@@ -241,17 +265,9 @@ impl InvocationStore {
         last_error: &str,
     ) -> Result<bool, StoreError> {
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
-            .key(keys::SK, s(keys::META_SK))
-            .condition_expression("epoch = :e AND #st = :running")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":e", n(inv.epoch))
+            .update_owned(inv)
             .expression_attribute_values(":next", n(inv.epoch + 1))
             .expression_attribute_values(":attempt", n(inv.attempt + 1))
-            .expression_attribute_values(":running", s(Status::Running.as_str()))
             .expression_attribute_values(":lease", n(lease_until))
             .expression_attribute_values(":err", s(truncate(last_error, 2000)))
             .expression_attribute_values(":now", n(now_millis()));
@@ -265,17 +281,14 @@ impl InvocationStore {
             }
             None => set.push_str(" REMOVE retry_index, retry_failures"),
         }
-        match update.update_expression(set).send().await {
-            Ok(_) => {
-                inv.epoch += 1;
-                inv.attempt += 1;
-                inv.lease_until = lease_until;
-                inv.step_failures = step_failures;
-                Ok(true)
-            }
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        let applied = apply(update.update_expression(set)).await?;
+        if applied {
+            inv.epoch += 1;
+            inv.attempt += 1;
+            inv.lease_until = lease_until;
+            inv.step_failures = step_failures;
         }
+        Ok(applied)
     }
 
     /// Takes over a running invocation whose lease expired (its driver died or gave it up):
@@ -285,55 +298,29 @@ impl InvocationStore {
         inv: &mut Invocation,
         lease_until: u64,
     ) -> Result<bool, StoreError> {
-        let now = now_millis();
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
-            .key(keys::SK, s(keys::META_SK))
+        let update = self
+            .update_owned(inv)
             .condition_expression("epoch = :e AND #st = :running AND lease_until < :now")
-            .expression_attribute_names("#st", "status")
             .update_expression("SET epoch = :next, lease_until = :lease, updated_at = :now")
-            .expression_attribute_values(":e", n(inv.epoch))
             .expression_attribute_values(":next", n(inv.epoch + 1))
-            .expression_attribute_values(":running", s(Status::Running.as_str()))
             .expression_attribute_values(":lease", n(lease_until))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => {
-                inv.epoch += 1;
-                inv.lease_until = lease_until;
-                Ok(true)
-            }
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+            .expression_attribute_values(":now", n(now_millis()));
+        let applied = apply(update).await?;
+        if applied {
+            inv.epoch += 1;
+            inv.lease_until = lease_until;
         }
+        Ok(applied)
     }
 
     /// Gives up ownership now (lease in the past) so that the next driver can take over at once.
     pub async fn release(&self, inv: &Invocation) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
-            .key(keys::SK, s(keys::META_SK))
-            .condition_expression("epoch = :e AND #st = :running")
-            .expression_attribute_names("#st", "status")
-            .update_expression("SET lease_until = :zero")
-            .expression_attribute_values(":e", n(inv.epoch))
-            .expression_attribute_values(":running", s(Status::Running.as_str()))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        apply(
+            self.update_owned(inv)
+                .update_expression("SET lease_until = :zero")
+                .expression_attribute_values(":zero", n(0)),
+        )
+        .await
     }
 
     /// Records the outcome if `inv.epoch` is still current; `false` if another driver owns it.
@@ -346,15 +333,7 @@ impl InvocationStore {
         let now = now_millis();
         let expires_at = now / 1000 + retention.as_secs();
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
-            .key(keys::SK, s(keys::META_SK))
-            .condition_expression("epoch = :e AND #st = :running")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":e", n(inv.epoch))
-            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .update_owned(inv)
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":exp", n(expires_at));
         let set = match outcome {
@@ -375,11 +354,7 @@ impl InvocationStore {
         if matches!(outcome, Outcome::Completed(_)) {
             update = update.expression_attribute_names("#out", "output");
         }
-        match update.update_expression(set).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        apply(update.update_expression(set)).await
     }
 }
 
