@@ -97,17 +97,27 @@ where
     }
 }
 
-fn mismatch(index: u32, recorded: &EntryKind, asked: &str) -> TerminalFailure {
+/// The failure for replayed code that asks for `asked` where the journal recorded `recorded`.
+pub(crate) fn mismatch(index: u32, recorded: &EntryKind, asked: &EntryKind) -> TerminalFailure {
     TerminalFailure::new(
         TerminalFailure::NON_DETERMINISM,
         format!(
             "non-deterministic replay at journal entry {index}: the journal recorded {} {:?}, \
-             the code now asks for run {asked:?}; handler code must take the same steps in the \
+             the code now asks for {} {:?}; handler code must take the same steps in the \
              same order on every replay",
             recorded.label(),
-            recorded.name()
+            recorded.name(),
+            asked.label(),
+            asked.name()
         ),
     )
+}
+
+fn asked_run(name: &str) -> EntryKind {
+    EntryKind::Run {
+        name: name.to_owned(),
+        result: StepResult::Value(serde_json::Value::Null),
+    }
 }
 
 async fn decode<T: DeserializeOwned>(
@@ -148,18 +158,19 @@ where
     Fut: Future<Output = Result<T, HandlerError>>,
 {
     if let Some(entry) = inv.recorded(index) {
-        let EntryKind::Run {
-            name: recorded,
-            result,
-        } = &entry.kind;
-        if recorded != name {
-            return inv
-                .abort(Abort::Fatal(mismatch(index, &entry.kind, name)))
-                .await;
-        }
-        return decode(&inv, index, name, result.clone()).await;
+        return match &entry.kind {
+            EntryKind::Run {
+                name: recorded,
+                result,
+            } if recorded == name => decode(&inv, index, name, result.clone()).await,
+            other => {
+                inv.abort(Abort::Fatal(mismatch(index, other, &asked_run(name))))
+                    .await
+            }
+        };
     }
 
+    let _busy = inv.busy();
     let attempt = inv.previous_failures(index) + 1;
     let result = match closure().await {
         Ok(value) => match serde_json::to_value(&value) {
@@ -190,36 +201,38 @@ where
         }
     };
 
-    let entry = JournalEntry {
+    let entry = JournalEntry::new(
         index,
-        kind: EntryKind::Run {
+        EntryKind::Run {
             name: name.to_owned(),
             result,
         },
-    };
+    );
     match inv.append(&entry).await {
         Ok(Appended::Written) => {
-            let EntryKind::Run { result, .. } = entry.kind;
+            let EntryKind::Run { result, .. } = entry.kind else {
+                unreachable!("a run entry")
+            };
             decode(&inv, index, name, result).await
         }
-        Ok(Appended::AlreadyRecorded(recorded)) => {
+        Ok(Appended::AlreadyRecorded(recorded)) => match &recorded.kind {
             // Another attempt got here first: its result is the history, ours is dropped.
-            let EntryKind::Run {
+            EntryKind::Run {
                 name: recorded_name,
                 result,
-            } = &recorded.kind;
-            if recorded_name != name {
-                return inv
-                    .abort(Abort::Fatal(mismatch(index, &recorded.kind, name)))
-                    .await;
+            } if recorded_name == name => {
+                tracing::info!(
+                    step = name,
+                    index,
+                    "step was recorded by a concurrent attempt; adopting its result"
+                );
+                decode(&inv, index, name, result.clone()).await
             }
-            tracing::info!(
-                step = name,
-                index,
-                "step was recorded by a concurrent attempt; adopting its result"
-            );
-            decode(&inv, index, name, result.clone()).await
-        }
+            other => {
+                inv.abort(Abort::Fatal(mismatch(index, other, &asked_run(name))))
+                    .await
+            }
+        },
         Err(e) => {
             inv.abort(Abort::Retry {
                 message: format!("could not record step {name:?}: {e}"),

@@ -2,7 +2,7 @@
 
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
-use crate::invocation::{Abort, BoxFuture, Invocation, JournalSink};
+use crate::invocation::{Abort, BoxFuture, Invocation, JournalSink, Limits};
 use durable_protocol::{
     DiscoveryResponse, HandlerDescriptor, HandlerName, HandlerResponse, InvokeRequest,
     ServiceDescriptor, ServiceKind, ServiceName, TerminalFailure, PROTOCOL_VERSION,
@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 type ErasedHandler = Arc<
     dyn Fn(
@@ -80,15 +81,40 @@ impl Service {
 }
 
 /// Everything one handler Lambda serves.
-#[derive(Default)]
 pub struct Endpoint {
     services: BTreeMap<ServiceName, Service>,
+    in_process_wait: Duration,
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        let in_process_wait = std::env::var("DURABLE_IN_PROCESS_WAIT_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(Self::DEFAULT_IN_PROCESS_WAIT);
+        Self {
+            services: BTreeMap::new(),
+            in_process_wait,
+        }
+    }
 }
 
 impl Endpoint {
-    /// An endpoint with no services yet.
+    /// Waits up to this long happen in-process by default (a longer sleep suspends the
+    /// invocation, which then costs nothing until its timer fires).
+    pub const DEFAULT_IN_PROCESS_WAIT: Duration = Duration::from_secs(2);
+
+    /// An endpoint with no services yet. The in-process wait limit is
+    /// `DURABLE_IN_PROCESS_WAIT_MS` from the environment, else 2 s.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets how long a timer may be waited in-process before the invocation suspends instead.
+    pub fn in_process_wait(mut self, limit: Duration) -> Self {
+        self.in_process_wait = limit;
+        self
     }
 
     /// Adds a service.
@@ -128,6 +154,7 @@ impl Endpoint {
         &self,
         req: InvokeRequest,
         sink: Arc<dyn JournalSink>,
+        deadline_ms: u64,
     ) -> HandlerResponse {
         let Some(handler) = self
             .services
@@ -142,21 +169,28 @@ impl Endpoint {
                 ),
             };
         };
+        let limits = Limits {
+            in_process_wait: self.in_process_wait,
+            deadline_ms,
+        };
         let inv = Arc::new(Invocation::new(
             req.invocation_id,
             req.epoch,
             req.journal,
             req.step_failures,
             sink,
+            limits,
         ));
         let ctx = Context::new(inv.clone());
         // Spawned so that a panic in user code becomes a retryable failure with its message.
-        let task = tokio::spawn(async move { handler(ctx, req.input).await });
+        let mut task = tokio::spawn(async move { handler(ctx, req.input).await });
         let outcome = tokio::select! {
             biased;
             reason = inv.aborted() => Err(reason),
-            joined = task => Ok(joined),
+            joined = &mut task => Ok(joined),
+            () = inv.watch_for_suspension() => unreachable!("the watcher ends by aborting"),
         };
+        task.abort();
         // A handler may finish after an operation aborted (e.g. it dropped the step's future):
         // the abort still decides.
         let outcome = match (outcome, inv.abort_reason()) {
@@ -164,6 +198,10 @@ impl Endpoint {
             (other, _) => other,
         };
         match outcome {
+            Err(Abort::Suspend { waiting_on, timers }) => {
+                tracing::info!(?waiting_on, "suspending until a completion arrives");
+                HandlerResponse::Suspended { waiting_on, timers }
+            }
             Err(Abort::Fatal(failure)) => {
                 tracing::error!(code = failure.code, message = %failure.message, "invocation failed fatally");
                 HandlerResponse::Failed { failure }

@@ -1,15 +1,17 @@
 //! The state of one attempt of one invocation: the replayed journal, the next entry index, where
 //! new entries go, and the signal that ends the attempt early (retry, fatal divergence).
 
-use durable_protocol::store::{Appended, JournalStore, StoreError};
-use durable_protocol::{InvocationId, JournalEntry, StepFailures, TerminalFailure};
-use std::collections::HashMap;
+use durable_protocol::store::{Appended, Completed, JournalStore, StoreError};
+use durable_protocol::{
+    InvocationId, JournalEntry, StepFailures, StepResult, TerminalFailure, Timer,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// A boxed future, as object-safe traits need.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -22,6 +24,21 @@ pub(crate) trait JournalSink: Send + Sync {
         entry: &'a JournalEntry,
         epoch: u64,
     ) -> BoxFuture<'a, Result<Appended, StoreError>>;
+
+    /// The whole journal, as stored now.
+    fn load<'a>(
+        &'a self,
+        id: &'a InvocationId,
+    ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>>;
+
+    /// Writes a completion onto an entry unless it has one.
+    fn complete<'a>(
+        &'a self,
+        id: &'a InvocationId,
+        index: u32,
+        kind: &'static str,
+        result: &'a StepResult,
+    ) -> BoxFuture<'a, Result<Completed, StoreError>>;
 }
 
 impl JournalSink for JournalStore {
@@ -32,6 +49,23 @@ impl JournalSink for JournalStore {
         epoch: u64,
     ) -> BoxFuture<'a, Result<Appended, StoreError>> {
         Box::pin(JournalStore::append(self, id, entry, epoch))
+    }
+
+    fn load<'a>(
+        &'a self,
+        id: &'a InvocationId,
+    ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>> {
+        Box::pin(JournalStore::load(self, id))
+    }
+
+    fn complete<'a>(
+        &'a self,
+        id: &'a InvocationId,
+        index: u32,
+        kind: &'static str,
+        result: &'a StepResult,
+    ) -> BoxFuture<'a, Result<Completed, StoreError>> {
+        Box::pin(JournalStore::complete(self, id, index, kind, result))
     }
 }
 
@@ -46,7 +80,24 @@ pub(crate) enum Abort {
     },
     /// The attempt cannot go on (e.g. replay diverged from the journal): fail the invocation.
     Fatal(TerminalFailure),
+    /// Everything the handler waits for is incomplete: end the attempt until one completes.
+    Suspend {
+        waiting_on: Vec<u32>,
+        timers: Vec<Timer>,
+    },
 }
+
+/// Settings of one attempt that come from the endpoint and the Lambda call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Waits up to this long happen in-process; longer ones suspend.
+    pub(crate) in_process_wait: Duration,
+    /// This Lambda call's deadline (ms since the Unix epoch).
+    pub(crate) deadline_ms: u64,
+}
+
+/// Time kept free before the Lambda deadline: an in-process wait must end before it.
+pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Shared by every clone of a handler's `Context`.
 pub(crate) struct Invocation {
@@ -55,8 +106,44 @@ pub(crate) struct Invocation {
     recorded: HashMap<u32, JournalEntry>,
     step_failures: Option<StepFailures>,
     next_index: AtomicU32,
-    sink: Arc<dyn JournalSink>,
+    pub(crate) sink: Arc<dyn JournalSink>,
     abort: watch::Sender<Option<Abort>>,
+    pub(crate) limits: Limits,
+    /// Completions known to this attempt (from the push, a re-check, or written here).
+    completions: Mutex<HashMap<u32, StepResult>>,
+    /// Entries the handler is blocked on that only the outside can complete (timer wake time
+    /// for sleeps).
+    awaiting: Mutex<BTreeMap<u32, Option<u64>>>,
+    /// Operations making progress in-process (running steps, in-process sleeps).
+    busy: AtomicUsize,
+    /// Signals the suspension watcher that `awaiting` or `busy` changed.
+    changed: Notify,
+    /// Signals waiters that `completions` changed.
+    completed: Notify,
+}
+
+/// Counts an operation as making progress in-process while it lives.
+pub(crate) struct BusyGuard<'a>(&'a Invocation);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_one();
+    }
+}
+
+/// Removes an entry from `awaiting` when its waiter goes away (done, or dropped by a select).
+struct AwaitGuard<'a>(&'a Invocation, u32);
+
+impl Drop for AwaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .awaiting
+            .lock()
+            .expect("awaiting poisoned")
+            .remove(&self.1);
+        self.0.changed.notify_one();
+    }
 }
 
 impl Invocation {
@@ -66,7 +153,12 @@ impl Invocation {
         journal: Vec<JournalEntry>,
         step_failures: Option<StepFailures>,
         sink: Arc<dyn JournalSink>,
+        limits: Limits,
     ) -> Self {
+        let completions = journal
+            .iter()
+            .filter_map(|e| e.completion.clone().map(|c| (e.index, c)))
+            .collect();
         let recorded = journal.into_iter().map(|e| (e.index, e)).collect();
         Self {
             id,
@@ -76,7 +168,121 @@ impl Invocation {
             next_index: AtomicU32::new(0),
             sink,
             abort: watch::channel(None).0,
+            limits,
+            completions: Mutex::new(completions),
+            awaiting: Mutex::new(BTreeMap::new()),
+            busy: AtomicUsize::new(0),
+            changed: Notify::new(),
+            completed: Notify::new(),
         }
+    }
+
+    /// Marks an in-process operation until the guard drops.
+    pub(crate) fn busy(&self) -> BusyGuard<'_> {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        BusyGuard(self)
+    }
+
+    /// The completion of entry `index`, if known.
+    pub(crate) fn completion(&self, index: u32) -> Option<StepResult> {
+        self.completions
+            .lock()
+            .expect("completions poisoned")
+            .get(&index)
+            .cloned()
+    }
+
+    /// Records a completion learnt in this attempt and wakes its waiters.
+    pub(crate) fn learn_completion(&self, index: u32, result: StepResult) {
+        self.completions
+            .lock()
+            .expect("completions poisoned")
+            .entry(index)
+            .or_insert(result);
+        self.completed.notify_waiters();
+    }
+
+    /// Waits until entry `index` is completed from outside; while only such waits are left,
+    /// the watcher re-checks the journal and then suspends the attempt.
+    pub(crate) async fn await_completion(&self, index: u32, timer: Option<u64>) -> StepResult {
+        let _guard = AwaitGuard(self, index);
+        loop {
+            let notified = self.completed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(result) = self.completion(index) {
+                return result;
+            }
+            self.awaiting
+                .lock()
+                .expect("awaiting poisoned")
+                .insert(index, timer);
+            self.changed.notify_one();
+            notified.await;
+        }
+    }
+
+    /// Runs beside the handler: when the handler only waits on outside completions, re-checks
+    /// the journal once (a completion may have arrived since the push) and suspends if nothing
+    /// arrived. Never returns while the attempt is alive.
+    pub(crate) async fn watch_for_suspension(&self) {
+        loop {
+            self.changed.notified().await;
+            // Let the handler's other branches run before judging it blocked.
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+            let snapshot = self.blocked_on();
+            let Some(waiting) = snapshot else { continue };
+            let journal = match self.sink.load(&self.id).await {
+                Ok(journal) => journal,
+                Err(e) => {
+                    return self
+                        .abort(Abort::Retry {
+                            message: format!(
+                                "could not re-check the journal before suspending: {e}"
+                            ),
+                            step: None,
+                            retry_after: None,
+                        })
+                        .await
+                }
+            };
+            let mut arrived = false;
+            for entry in journal {
+                if let (true, Some(c)) = (waiting.contains_key(&entry.index), entry.completion) {
+                    self.learn_completion(entry.index, c);
+                    arrived = true;
+                }
+            }
+            if arrived || self.blocked_on().as_ref() != Some(&waiting) {
+                continue;
+            }
+            let timers = waiting
+                .iter()
+                .filter_map(|(index, wake)| {
+                    wake.map(|wake_at_ms| Timer {
+                        index: *index,
+                        wake_at_ms,
+                    })
+                })
+                .collect();
+            return self
+                .abort(Abort::Suspend {
+                    waiting_on: waiting.keys().copied().collect(),
+                    timers,
+                })
+                .await;
+        }
+    }
+
+    /// What the handler is blocked on, if it is blocked only on outside completions.
+    fn blocked_on(&self) -> Option<BTreeMap<u32, Option<u64>>> {
+        if self.busy.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let awaiting = self.awaiting.lock().expect("awaiting poisoned");
+        (!awaiting.is_empty()).then(|| awaiting.clone())
     }
 
     /// Takes the next journal index. Called when an operation is created, in program order,

@@ -20,6 +20,7 @@
 //! ```
 
 mod context;
+mod durable;
 mod endpoint;
 mod error;
 mod invocation;
@@ -27,6 +28,7 @@ mod retry;
 mod serve;
 
 pub use context::{Context, Run};
+pub use durable::{DurableFuture, Either};
 pub use endpoint::{Endpoint, Service};
 pub use error::{HandlerError, TerminalError};
 pub use retry::RetryPolicy;

@@ -36,7 +36,9 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
                             .clone()
                     };
                     let span = tracing::info_span!("invocation", id = %req.invocation_id, attempt = req.attempt);
-                    let response = tracing::Instrument::instrument(endpoint.execute(req, store), span).await;
+                    let deadline_ms = event.context.deadline;
+                    let response =
+                        tracing::Instrument::instrument(endpoint.execute(req, store, deadline_ms), span).await;
                     Ok(serde_json::to_value(response)?)
                 }
             }

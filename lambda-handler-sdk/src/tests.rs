@@ -3,7 +3,7 @@
 
 use crate::invocation::{BoxFuture, JournalSink};
 use crate::{Context, Endpoint, HandlerError, RetryPolicy, Service, TerminalError};
-use durable_protocol::store::{Appended, StoreError};
+use durable_protocol::store::{Appended, Completed, StoreError};
 use durable_protocol::{
     EntryKind, HandlerName, HandlerResponse, InvocationId, InvokeRequest, JournalEntry,
     ServiceName, StepFailures, StepResult, TerminalFailure,
@@ -12,6 +12,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A journal in memory with DynamoDB's first-writer-wins semantics.
 #[derive(Default)]
@@ -36,6 +37,45 @@ impl JournalSink for MemoryJournal {
             entries.insert(entry.index, entry.clone());
             Ok(Appended::Written)
         })
+    }
+
+    fn load<'a>(
+        &'a self,
+        _id: &'a InvocationId,
+    ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>> {
+        Box::pin(async move { Ok(self.entries.lock().unwrap().values().cloned().collect()) })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        _id: &'a InvocationId,
+        index: u32,
+        kind: &'static str,
+        result: &'a StepResult,
+    ) -> BoxFuture<'a, Result<Completed, StoreError>> {
+        Box::pin(async move {
+            let mut entries = self.entries.lock().unwrap();
+            let Some(entry) = entries.get_mut(&index) else {
+                return Ok(Completed::NoSuchEntry);
+            };
+            if entry.kind.label() != kind {
+                return Ok(Completed::WrongKind(entry.kind.label()));
+            }
+            if let Some(c) = &entry.completion {
+                return Ok(Completed::AlreadyCompleted(c.clone()));
+            }
+            entry.completion = Some(result.clone());
+            Ok(Completed::Written)
+        })
+    }
+}
+
+/// Far in the future: unit tests never run short of Lambda time.
+const NO_DEADLINE: u64 = u64::MAX / 2;
+
+impl Endpoint {
+    async fn run(&self, req: InvokeRequest, journal: Arc<MemoryJournal>) -> HandlerResponse {
+        self.execute(req, journal, NO_DEADLINE).await
     }
 }
 
@@ -66,13 +106,45 @@ async fn flaky(ctx: Context, _: ()) -> Result<(), HandlerError> {
     Ok(())
 }
 
+async fn nap(ctx: Context, millis: u64) -> Result<&'static str, HandlerError> {
+    ctx.sleep(Duration::from_millis(millis)).await?;
+    Ok("rested")
+}
+
+async fn approval(ctx: Context, timeout_ms: u64) -> Result<String, HandlerError> {
+    let (_id, approved) = ctx.awakeable::<String>().await?;
+    match ctx
+        .timeout(approved, Duration::from_millis(timeout_ms))
+        .await
+    {
+        Ok(who) => Ok(format!("approved by {who}")),
+        Err(e) if e.code() == 408 => Ok("timed out".into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn two_timers(ctx: Context, _: ()) -> Result<usize, HandlerError> {
+    let results = ctx
+        .all(vec![
+            ctx.sleep(Duration::from_millis(250)),
+            ctx.sleep(Duration::from_millis(250)),
+        ])
+        .await;
+    Ok(results.len())
+}
+
 fn endpoint() -> Endpoint {
-    Endpoint::new().service(
-        Service::new("svc")
-            .handler("three", three_steps)
-            .handler("fail", fails_terminally)
-            .handler("flaky", flaky),
-    )
+    Endpoint::new()
+        .in_process_wait(Duration::from_secs(1))
+        .service(
+            Service::new("svc")
+                .handler("three", three_steps)
+                .handler("fail", fails_terminally)
+                .handler("flaky", flaky)
+                .handler("nap", nap)
+                .handler("approval", approval)
+                .handler("two_timers", two_timers),
+        )
 }
 
 fn request(handler: &str, input: serde_json::Value, journal: Vec<JournalEntry>) -> InvokeRequest {
@@ -90,20 +162,20 @@ fn request(handler: &str, input: serde_json::Value, journal: Vec<JournalEntry>) 
 }
 
 fn run_entry(index: u32, name: &str, value: serde_json::Value) -> JournalEntry {
-    JournalEntry {
+    JournalEntry::new(
         index,
-        kind: EntryKind::Run {
+        EntryKind::Run {
             name: name.into(),
             result: StepResult::Value(value),
         },
-    }
+    )
 }
 
 #[tokio::test]
 async fn fresh_run_writes_one_entry_per_step() {
     let journal = Arc::new(MemoryJournal::default());
     let resp = endpoint()
-        .execute(request("three", json!(1), vec![]), journal.clone())
+        .run(request("three", json!(1), vec![]), journal.clone())
         .await;
     assert_eq!(resp, HandlerResponse::Completed { output: json!(25) });
     assert_eq!(journal.writes.load(Ordering::SeqCst), 3);
@@ -118,7 +190,7 @@ async fn replay_returns_recorded_results_without_running_or_writing() {
     // Recorded values differ from what the closures would compute: replay must use them.
     let recorded = vec![run_entry(0, "a", json!(100)), run_entry(1, "b", json!(7))];
     let resp = endpoint()
-        .execute(request("three", json!(1), recorded), journal.clone())
+        .run(request("three", json!(1), recorded), journal.clone())
         .await;
     assert_eq!(resp, HandlerResponse::Completed { output: json!(12) });
     assert_eq!(
@@ -137,7 +209,7 @@ async fn full_replay_runs_no_closure() {
         run_entry(2, "c", json!(3)),
     ];
     let resp = endpoint()
-        .execute(request("three", json!(1), recorded), journal.clone())
+        .run(request("three", json!(1), recorded), journal.clone())
         .await;
     assert_eq!(resp, HandlerResponse::Completed { output: json!(3) });
     // A closure that ran would have written its entry.
@@ -149,7 +221,7 @@ async fn divergent_replay_is_a_non_determinism_failure() {
     let journal = Arc::new(MemoryJournal::default());
     let recorded = vec![run_entry(0, "something-else", json!(1))];
     let resp = endpoint()
-        .execute(request("three", json!(1), recorded), journal.clone())
+        .run(request("three", json!(1), recorded), journal.clone())
         .await;
     match resp {
         HandlerResponse::Failed { failure } => {
@@ -175,7 +247,7 @@ async fn recorded_value_of_the_wrong_type_is_reported() {
     let journal = Arc::new(MemoryJournal::default());
     let recorded = vec![run_entry(0, "a", json!("not a number"))];
     let resp = endpoint()
-        .execute(request("three", json!(1), recorded), journal)
+        .run(request("three", json!(1), recorded), journal)
         .await;
     assert!(
         matches!(resp, HandlerResponse::Failed { failure } if failure.code == 570 && failure.message.contains("does not decode"))
@@ -192,7 +264,7 @@ async fn a_concurrent_writer_wins_and_its_result_is_adopted() {
         .unwrap()
         .insert(0, run_entry(0, "a", json!(40)));
     let resp = endpoint()
-        .execute(request("three", json!(1), vec![]), journal.clone())
+        .run(request("three", json!(1), vec![]), journal.clone())
         .await;
     assert_eq!(resp, HandlerResponse::Completed { output: json!(405) });
 }
@@ -206,7 +278,7 @@ async fn a_concurrent_writer_with_another_step_is_a_divergence() {
         .unwrap()
         .insert(0, run_entry(0, "other", json!(40)));
     let resp = endpoint()
-        .execute(request("three", json!(1), vec![]), journal)
+        .run(request("three", json!(1), vec![]), journal)
         .await;
     assert!(matches!(resp, HandlerResponse::Failed { failure } if failure.code == 570));
 }
@@ -215,7 +287,7 @@ async fn a_concurrent_writer_with_another_step_is_a_divergence() {
 async fn terminal_step_failures_are_recorded_and_replayed() {
     let journal = Arc::new(MemoryJournal::default());
     let resp = endpoint()
-        .execute(request("fail", json!(null), vec![]), journal.clone())
+        .run(request("fail", json!(null), vec![]), journal.clone())
         .await;
     assert_eq!(
         resp,
@@ -228,7 +300,7 @@ async fn terminal_step_failures_are_recorded_and_replayed() {
     // Replaying the recorded failure gives the same outcome without writing.
     let again = Arc::new(MemoryJournal::default());
     let resp = endpoint()
-        .execute(request("fail", json!(null), recorded), again.clone())
+        .run(request("fail", json!(null), recorded), again.clone())
         .await;
     assert_eq!(
         resp,
@@ -243,7 +315,7 @@ async fn terminal_step_failures_are_recorded_and_replayed() {
 async fn retryable_step_failures_end_the_attempt_until_the_policy_is_exhausted() {
     let journal = Arc::new(MemoryJournal::default());
     let resp = endpoint()
-        .execute(request("flaky", json!(null), vec![]), journal.clone())
+        .run(request("flaky", json!(null), vec![]), journal.clone())
         .await;
     match resp {
         HandlerResponse::Retryable {
@@ -266,7 +338,7 @@ async fn retryable_step_failures_end_the_attempt_until_the_policy_is_exhausted()
     // Third attempt (two failures so far): the policy is exhausted and the failure recorded.
     let mut req = request("flaky", json!(null), vec![]);
     req.step_failures = Some(StepFailures { index: 0, count: 2 });
-    let resp = endpoint().execute(req, journal.clone()).await;
+    let resp = endpoint().run(req, journal.clone()).await;
     assert!(
         matches!(&resp, HandlerResponse::Failed { failure } if failure.message.contains("failed 3 times")),
         "{resp:?}"
@@ -278,13 +350,13 @@ async fn retryable_step_failures_end_the_attempt_until_the_policy_is_exhausted()
 async fn bad_input_and_unknown_handlers_fail_terminally() {
     let journal = Arc::new(MemoryJournal::default());
     let resp = endpoint()
-        .execute(request("three", json!("nope"), vec![]), journal.clone())
+        .run(request("three", json!("nope"), vec![]), journal.clone())
         .await;
     assert!(
         matches!(resp, HandlerResponse::Failed { failure } if failure.code == 400 && failure.message.contains("invalid input"))
     );
     let resp = endpoint()
-        .execute(request("missing", json!(1), vec![]), journal)
+        .run(request("missing", json!(1), vec![]), journal)
         .await;
     assert!(matches!(resp, HandlerResponse::Failed { failure } if failure.code == 404));
 }
@@ -296,13 +368,222 @@ async fn panics_become_retryable_failures() {
     }
     let ep = Endpoint::new().service(Service::new("svc").handler("boom", boom));
     let resp = ep
-        .execute(
+        .run(
             request("boom", json!(null), vec![]),
             Arc::new(MemoryJournal::default()),
         )
         .await;
     assert!(
         matches!(resp, HandlerResponse::Retryable { message, .. } if message.contains("kaboom"))
+    );
+}
+
+#[tokio::test]
+async fn short_sleeps_wait_in_process_and_record_their_firing() {
+    let journal = Arc::new(MemoryJournal::default());
+    let started = Instant::now();
+    let resp = endpoint()
+        .run(request("nap", json!(20), vec![]), journal.clone())
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(20));
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("rested")
+        }
+    );
+    let entries = journal.entries.lock().unwrap();
+    assert!(matches!(entries[&0].kind, EntryKind::Sleep { .. }));
+    assert_eq!(entries[&0].completion, Some(StepResult::Value(json!(null))));
+}
+
+#[tokio::test]
+async fn long_sleeps_suspend_with_their_timer() {
+    let journal = Arc::new(MemoryJournal::default());
+    let before = durable_protocol::store::now_millis();
+    let resp = endpoint()
+        .run(request("nap", json!(60_000), vec![]), journal.clone())
+        .await;
+    match resp {
+        HandlerResponse::Suspended { waiting_on, timers } => {
+            assert_eq!(waiting_on, vec![0]);
+            assert_eq!(timers.len(), 1);
+            assert!(timers[0].wake_at_ms >= before + 60_000);
+        }
+        other => panic!("expected a suspension, got {other:?}"),
+    }
+    // Replayed with the timer fired: it completes without waiting.
+    let mut fired = journal.entries.lock().unwrap()[&0].clone();
+    fired.completion = Some(StepResult::Value(json!(null)));
+    let resp = endpoint()
+        .run(request("nap", json!(60_000), vec![fired]), journal)
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("rested")
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_completion_found_when_re_checking_prevents_the_suspension() {
+    // The timer fired after the push was built: the journal holds the completion.
+    let journal = Arc::new(MemoryJournal::default());
+    let mut entry = JournalEntry::new(
+        0,
+        EntryKind::Sleep {
+            name: "sleep".into(),
+            wake_at_ms: 1,
+        },
+    );
+    entry.completion = Some(StepResult::Value(json!(null)));
+    // The push still shows it incomplete and far away.
+    let mut pushed = entry.clone();
+    pushed.completion = None;
+    if let EntryKind::Sleep { wake_at_ms, .. } = &mut pushed.kind {
+        *wake_at_ms = u64::MAX / 4;
+    }
+    journal.entries.lock().unwrap().insert(0, entry);
+    let resp = endpoint()
+        .run(request("nap", json!(60_000), vec![pushed]), journal)
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("rested")
+        }
+    );
+}
+
+#[tokio::test]
+async fn awakeables_suspend_and_resume_with_their_value_or_the_timeout() {
+    let journal = Arc::new(MemoryJournal::default());
+    let resp = endpoint()
+        .run(request("approval", json!(60_000), vec![]), journal.clone())
+        .await;
+    let HandlerResponse::Suspended { waiting_on, timers } = resp else {
+        panic!("{resp:?}")
+    };
+    assert_eq!(
+        waiting_on,
+        vec![0, 1],
+        "the awakeable and the timeout timer"
+    );
+    assert_eq!(timers.iter().map(|t| t.index).collect::<Vec<_>>(), vec![1]);
+
+    // Resolved: replay picks the awakeable and records it as the winner.
+    let recorded: Vec<_> = journal.entries.lock().unwrap().values().cloned().collect();
+    let mut resolved = recorded.clone();
+    resolved[0].completion = Some(StepResult::Value(json!("ada")));
+    let resp = endpoint()
+        .run(
+            request("approval", json!(60_000), resolved.clone()),
+            journal.clone(),
+        )
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("approved by ada")
+        }
+    );
+    let select = journal.entries.lock().unwrap()[&2].clone();
+    assert_eq!(
+        select.kind,
+        EntryKind::Select {
+            of: vec![0, 1],
+            winner: 0
+        }
+    );
+
+    // A later replay where the timer has fired too still returns the recorded winner.
+    let mut both = resolved;
+    both[1].completion = Some(StepResult::Value(json!(null)));
+    both.push(select);
+    let resp = endpoint()
+        .run(
+            request("approval", json!(60_000), both),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("approved by ada")
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_timeout_wins_when_nobody_resolves() {
+    let journal = Arc::new(MemoryJournal::default());
+    let resp = endpoint()
+        .run(request("approval", json!(30), vec![]), journal.clone())
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("timed out")
+        }
+    );
+    let entries = journal.entries.lock().unwrap();
+    assert_eq!(
+        entries[&2].kind,
+        EntryKind::Select {
+            of: vec![0, 1],
+            winner: 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn rejected_awakeables_fail_the_wait_terminally() {
+    let journal = Arc::new(MemoryJournal::default());
+    let mut awk = JournalEntry::new(
+        0,
+        EntryKind::Awakeable {
+            name: "awakeable".into(),
+        },
+    );
+    awk.completion = Some(StepResult::Failure(TerminalFailure::new(400, "no way")));
+    let resp = endpoint()
+        .run(request("approval", json!(60_000), vec![awk]), journal)
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Failed {
+            failure: TerminalFailure::new(400, "no way")
+        }
+    );
+}
+
+#[tokio::test]
+async fn timers_waited_together_run_concurrently() {
+    let journal = Arc::new(MemoryJournal::default());
+    let started = Instant::now();
+    let resp = endpoint()
+        .run(request("two_timers", json!(null), vec![]), journal)
+        .await;
+    assert_eq!(resp, HandlerResponse::Completed { output: json!(2) });
+    // One after the other would take at least 500 ms.
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_sleep_where_the_journal_has_a_step_is_a_divergence() {
+    let resp = endpoint()
+        .run(
+            request("nap", json!(10), vec![run_entry(0, "a", json!(1))]),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await;
+    assert!(
+        matches!(resp, HandlerResponse::Failed { failure } if failure.code == 570 && failure.message.contains("asks for sleep"))
     );
 }
 
@@ -315,5 +596,8 @@ fn discovery_lists_services_and_handlers() {
         .iter()
         .map(|h| h.name.as_str().to_owned())
         .collect();
-    assert_eq!(names, ["fail", "flaky", "three"]);
+    assert_eq!(
+        names,
+        ["approval", "fail", "flaky", "nap", "three", "two_timers"]
+    );
 }

@@ -57,6 +57,23 @@ pub enum HandlerResponse {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
+    /// The handler waits for entries that are not complete: push it again when one completes.
+    Suspended {
+        /// The journal indexes it waits on (any one completing resumes it).
+        waiting_on: Vec<u32>,
+        /// The timers among them, with their wake times, for the orchestrator to schedule.
+        #[serde(default)]
+        timers: Vec<Timer>,
+    },
+}
+
+/// A durable timer the orchestrator must fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    /// The sleep entry's index.
+    pub index: u32,
+    /// When it fires (ms since the Unix epoch).
+    pub wake_at_ms: u64,
 }
 
 /// How many attempts in a row failed at the same step.

@@ -17,6 +17,8 @@ pub enum IdError {
     Reserved { what: &'static str, value: String },
     #[error("invocation id {0:?} is malformed")]
     MalformedInvocationId(String),
+    #[error("awakeable id {0:?} is malformed")]
+    MalformedAwakeableId(String),
 }
 
 const NAME_MAX: usize = 64;
@@ -244,6 +246,36 @@ impl fmt::Display for InvocationId {
     }
 }
 
+/// The id of an awakeable: which invocation and which journal entry it completes.
+/// Written `awk_<32 hex of the invocation id>_<entry index>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AwakeableId {
+    pub invocation: InvocationId,
+    pub index: u32,
+}
+
+impl AwakeableId {
+    /// Parses an id given by a user, e.g. in a URL.
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        let bad = || IdError::MalformedAwakeableId(value.chars().take(80).collect());
+        let rest = value.strip_prefix("awk_").ok_or_else(bad)?;
+        let (hex, index) = rest.split_once('_').ok_or_else(bad)?;
+        let invocation = InvocationId::parse(&format!("inv_{hex}")).map_err(|_| bad())?;
+        if index.is_empty() || index.len() > 10 || !index.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let index = index.parse().map_err(|_| bad())?;
+        Ok(Self { invocation, index })
+    }
+}
+
+impl fmt::Display for AwakeableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = &self.invocation.as_str()[InvocationId::PREFIX.len()..];
+        write!(f, "awk_{hex}_{}", self.index)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +340,27 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<InvocationId>(&json).unwrap(), id);
         assert!(serde_json::from_str::<InvocationId>("\"nope\"").is_err());
+    }
+
+    #[test]
+    fn awakeable_ids_round_trip() {
+        let id = AwakeableId {
+            invocation: InvocationId::random(),
+            index: 7,
+        };
+        let text = id.to_string();
+        assert!(text.starts_with("awk_") && text.ends_with("_7"), "{text}");
+        assert_eq!(AwakeableId::parse(&text).unwrap(), id);
+        for bad in [
+            "",
+            "awk_",
+            "awk_zz_1",
+            &text.replace("_7", "_"),
+            &text.replace("_7", "_x"),
+            &text.replace("awk_", "inv_"),
+        ] {
+            assert!(AwakeableId::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

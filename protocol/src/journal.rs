@@ -34,33 +34,55 @@ pub enum StepResult {
     Failure(TerminalFailure),
 }
 
-/// What an entry records. New kinds (sleep, call, awakeable, state) extend this enum.
+/// What an entry records. Run and select entries are complete when written; sleep and
+/// awakeable entries are completed later (the completion is written onto the entry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EntryKind {
     /// A `ctx.run` step and its result.
     Run { name: String, result: StepResult },
+    /// A durable timer that fires at `wake_at_ms` (ms since the Unix epoch).
+    Sleep { name: String, wake_at_ms: u64 },
+    /// A promise completed from outside (by its awakeable id).
+    Awakeable { name: String },
+    /// Which of the entries `of` completed first, as the code saw it: replay takes the same one.
+    Select { of: Vec<u32>, winner: u32 },
 }
 
 impl EntryKind {
-    /// A short label ("run") for messages and the `kind` attribute.
+    /// A short label ("run", "sleep", ...) for messages and the `kind` attribute.
     pub fn label(&self) -> &'static str {
         match self {
             EntryKind::Run { .. } => "run",
+            EntryKind::Sleep { .. } => "sleep",
+            EntryKind::Awakeable { .. } => "awakeable",
+            EntryKind::Select { .. } => "select",
         }
     }
 
-    /// The user-given name of the entry.
+    /// The user-given name of the entry ("select" for selects).
     pub fn name(&self) -> &str {
         match self {
-            EntryKind::Run { name, .. } => name,
+            EntryKind::Run { name, .. }
+            | EntryKind::Sleep { name, .. }
+            | EntryKind::Awakeable { name } => name,
+            EntryKind::Select { .. } => "select",
         }
     }
 
     /// Whether replaying code that asks for `other` may adopt this recorded entry:
-    /// same kind and same name (results may differ, the recorded one wins).
+    /// same kind and same name (and, for selects, the same candidates). Results, wake times
+    /// and winners may differ: the recorded ones win.
     pub fn same_command(&self, other: &EntryKind) -> bool {
-        self.label() == other.label() && self.name() == other.name()
+        match (self, other) {
+            (EntryKind::Select { of: a, .. }, EntryKind::Select { of: b, .. }) => a == b,
+            _ => self.label() == other.label() && self.name() == other.name(),
+        }
+    }
+
+    /// Whether this kind of entry is completed after it is written.
+    pub fn completes_later(&self) -> bool {
+        matches!(self, EntryKind::Sleep { .. } | EntryKind::Awakeable { .. })
     }
 }
 
@@ -72,6 +94,29 @@ pub struct JournalEntry {
     /// What was recorded.
     #[serde(flatten)]
     pub kind: EntryKind,
+    /// For sleeps and awakeables: the completion, once it arrived (a fired timer completes
+    /// with `null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<StepResult>,
+}
+
+impl JournalEntry {
+    /// An entry without completion.
+    pub fn new(index: u32, kind: EntryKind) -> Self {
+        Self {
+            index,
+            kind,
+            completion: None,
+        }
+    }
+
+    /// The result this entry resolves to, if it has one yet.
+    pub fn resolved(&self) -> Option<&StepResult> {
+        match &self.kind {
+            EntryKind::Run { result, .. } => Some(result),
+            _ => self.completion.as_ref(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -80,13 +125,13 @@ mod tests {
 
     #[test]
     fn entries_round_trip_through_json() {
-        let e = JournalEntry {
-            index: 3,
-            kind: EntryKind::Run {
+        let e = JournalEntry::new(
+            3,
+            EntryKind::Run {
                 name: "charge".into(),
                 result: StepResult::Value(serde_json::json!({"ok": true})),
             },
-        };
+        );
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["kind"], "run");
         assert_eq!(json["index"], 3);
@@ -109,5 +154,42 @@ mod tests {
         };
         assert!(a.same_command(&b));
         assert!(!a.same_command(&c));
+        let s1 = EntryKind::Select {
+            of: vec![1, 2],
+            winner: 1,
+        };
+        let s2 = EntryKind::Select {
+            of: vec![1, 2],
+            winner: 2,
+        };
+        let s3 = EntryKind::Select {
+            of: vec![1, 3],
+            winner: 1,
+        };
+        assert!(s1.same_command(&s2));
+        assert!(!s1.same_command(&s3));
+        let sleep = EntryKind::Sleep {
+            name: "x".into(),
+            wake_at_ms: 5,
+        };
+        assert!(!a.same_command(&sleep));
+    }
+
+    #[test]
+    fn completions_resolve_later_kinds() {
+        let mut e = JournalEntry::new(
+            0,
+            EntryKind::Awakeable {
+                name: "approval".into(),
+            },
+        );
+        assert_eq!(e.resolved(), None);
+        e.completion = Some(StepResult::Value(serde_json::json!("yes")));
+        assert_eq!(
+            e.resolved(),
+            Some(&StepResult::Value(serde_json::json!("yes")))
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(serde_json::from_value::<JournalEntry>(json).unwrap(), e);
     }
 }

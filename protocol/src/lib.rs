@@ -12,7 +12,7 @@ pub mod store;
 
 pub use envelope::{
     DiscoveryResponse, HandlerDescriptor, HandlerRequest, HandlerResponse, InvokeRequest,
-    ServiceDescriptor, ServiceKind, StepFailures, PROTOCOL_VERSION,
+    ServiceDescriptor, ServiceKind, StepFailures, Timer, PROTOCOL_VERSION,
 };
-pub use ids::{HandlerName, IdError, IdempotencyKey, InvocationId, ServiceName};
+pub use ids::{AwakeableId, HandlerName, IdError, IdempotencyKey, InvocationId, ServiceName};
 pub use journal::{EntryKind, JournalEntry, StepResult, TerminalFailure};

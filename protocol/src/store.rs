@@ -118,6 +118,35 @@ fn corrupt(item: &Item, reason: impl Into<String>) -> StoreError {
     }
 }
 
+fn put_result(item: &mut Item, prefix: &str, result: &StepResult) {
+    match result {
+        StepResult::Value(v) => {
+            item.insert(format!("{prefix}value"), s(v.to_string()));
+        }
+        StepResult::Failure(f) => {
+            item.insert(format!("{prefix}failure_code"), n(f.code));
+            item.insert(format!("{prefix}failure_message"), s(f.message.clone()));
+        }
+    }
+}
+
+fn read_result(item: &Item, prefix: &str) -> Result<Option<StepResult>, StoreError> {
+    if let Some(v) = get_s(item, &format!("{prefix}value")) {
+        let value = serde_json::from_str(v)
+            .map_err(|e| corrupt(item, format!("{prefix}value is not JSON: {e}")))?;
+        return Ok(Some(StepResult::Value(value)));
+    }
+    Ok(get_n(item, &format!("{prefix}failure_code")).map(|code| {
+        let message = get_s(item, &format!("{prefix}failure_message"))
+            .unwrap_or_default()
+            .to_owned();
+        StepResult::Failure(TerminalFailure { code, message })
+    }))
+}
+
+/// The prefix of the attributes that hold a completion (`completion_value`, ...).
+const COMPLETION: &str = "completion_";
+
 /// The item that stores `entry` of invocation `id`, written by attempt `epoch`.
 pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Item {
     let mut item = Item::new();
@@ -128,15 +157,18 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
     item.insert("epoch".into(), n(epoch));
     item.insert("written_at".into(), n(now_millis()));
     match &entry.kind {
-        EntryKind::Run { result, .. } => match result {
-            StepResult::Value(v) => {
-                item.insert("value".into(), s(v.to_string()));
-            }
-            StepResult::Failure(f) => {
-                item.insert("failure_code".into(), n(f.code));
-                item.insert("failure_message".into(), s(f.message.clone()));
-            }
-        },
+        EntryKind::Run { result, .. } => put_result(&mut item, "", result),
+        EntryKind::Sleep { wake_at_ms, .. } => {
+            item.insert("wake_at".into(), n(wake_at_ms));
+        }
+        EntryKind::Awakeable { .. } => {}
+        EntryKind::Select { of, winner } => {
+            item.insert("of".into(), AttributeValue::L(of.iter().map(n).collect()));
+            item.insert("winner".into(), n(winner));
+        }
+    }
+    if let Some(c) = &entry.completion {
+        put_result(&mut item, COMPLETION, c);
     }
     item
 }
@@ -152,24 +184,48 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
         .ok_or_else(|| corrupt(item, "no name"))?
         .to_owned();
     let kind = get_s(item, "kind").ok_or_else(|| corrupt(item, "no kind"))?;
-    let result = if let Some(v) = get_s(item, "value") {
-        StepResult::Value(
-            serde_json::from_str(v)
-                .map_err(|e| corrupt(item, format!("value is not JSON: {e}")))?,
-        )
-    } else {
-        let code = get_n(item, "failure_code")
-            .ok_or_else(|| corrupt(item, "neither value nor failure"))?;
-        let message = get_s(item, "failure_message")
-            .unwrap_or_default()
-            .to_owned();
-        StepResult::Failure(TerminalFailure { code, message })
-    };
     let kind = match kind {
-        "run" => EntryKind::Run { name, result },
+        "run" => EntryKind::Run {
+            name,
+            result: read_result(item, "")?
+                .ok_or_else(|| corrupt(item, "neither value nor failure"))?,
+        },
+        "sleep" => EntryKind::Sleep {
+            name,
+            wake_at_ms: get_n(item, "wake_at").ok_or_else(|| corrupt(item, "no wake_at"))?,
+        },
+        "awakeable" => EntryKind::Awakeable { name },
+        "select" => EntryKind::Select {
+            of: item
+                .get("of")
+                .and_then(|v| v.as_l().ok())
+                .ok_or_else(|| corrupt(item, "no of"))?
+                .iter()
+                .map(|v| v.as_n().ok().and_then(|n| n.parse().ok()))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| corrupt(item, "bad of"))?,
+            winner: get_n(item, "winner").ok_or_else(|| corrupt(item, "no winner"))?,
+        },
         other => return Err(corrupt(item, format!("unknown entry kind {other:?}"))),
     };
-    Ok(JournalEntry { index, kind })
+    Ok(JournalEntry {
+        index,
+        kind,
+        completion: read_result(item, COMPLETION)?,
+    })
+}
+
+/// The outcome of writing a completion onto an entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completed {
+    /// This writer completed the entry.
+    Written,
+    /// The entry was completed before (by this or another writer) with this result.
+    AlreadyCompleted(StepResult),
+    /// There is no such entry (yet).
+    NoSuchEntry,
+    /// The entry is of another kind (e.g. an awakeable id pointing at a step).
+    WrongKind(&'static str),
 }
 
 /// The outcome of a conditional append.
@@ -247,6 +303,67 @@ impl JournalStore {
         }
     }
 
+    /// Writes `result` as the completion of entry `index` (a `kind` entry) unless it has one:
+    /// the first completion wins; a second one learns what the first was.
+    pub async fn complete(
+        &self,
+        id: &InvocationId,
+        index: u32,
+        kind: &'static str,
+        result: &StepResult,
+    ) -> Result<Completed, StoreError> {
+        let mut values = Item::new();
+        put_result(&mut values, COMPLETION, result);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(id)))
+            .key(keys::SK, s(keys::journal_sk(index)))
+            .condition_expression(
+                "attribute_exists(sk) AND kind = :kind AND attribute_not_exists(completion_value) \
+                 AND attribute_not_exists(completion_failure_code)",
+            )
+            .expression_attribute_values(":kind", s(kind))
+            .expression_attribute_values(":at", n(now_millis()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut sets = vec!["completed_at = :at".to_owned()];
+        for (i, (name, value)) in values.into_iter().enumerate() {
+            sets.push(format!("{name} = :c{i}"));
+            update = update.expression_attribute_values(format!(":c{i}"), value);
+        }
+        match update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Completed::Written),
+            Err(err) => {
+                let old = match err.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(e)) => {
+                        e.item().cloned()
+                    }
+                    _ => return Err(StoreError::dynamo("UpdateItem", err)),
+                };
+                let old = match old {
+                    Some(item) => Some(item),
+                    None => self.get_entry_item(id, index).await?,
+                };
+                let Some(old) = old else {
+                    return Ok(Completed::NoSuchEntry);
+                };
+                let entry = entry_from_item(&old)?;
+                if entry.kind.label() != kind {
+                    return Ok(Completed::WrongKind(entry.kind.label()));
+                }
+                Ok(match entry.completion {
+                    Some(c) => Completed::AlreadyCompleted(c),
+                    None => Completed::NoSuchEntry,
+                })
+            }
+        }
+    }
+
     async fn get_entry_item(
         &self,
         id: &InvocationId,
@@ -312,18 +429,53 @@ mod tests {
             StepResult::Value(serde_json::json!({"a": [1, 2, "three"]})),
             StepResult::Failure(TerminalFailure::new(409, "out of stock")),
         ] {
-            let entry = JournalEntry {
-                index: 12,
-                kind: EntryKind::Run {
+            let entry = JournalEntry::new(
+                12,
+                EntryKind::Run {
                     name: "reserve".into(),
                     result,
                 },
-            };
+            );
             let item = entry_to_item(&id, &entry, 3);
             assert_eq!(get_s(&item, "pk"), Some(format!("inv#{id}").as_str()));
             assert_eq!(get_n::<u64>(&item, "epoch"), Some(3));
             assert_eq!(entry_from_item(&item).unwrap(), entry);
         }
+        let mut sleep = JournalEntry::new(
+            1,
+            EntryKind::Sleep {
+                name: "nap".into(),
+                wake_at_ms: 1234,
+            },
+        );
+        assert_eq!(
+            entry_from_item(&entry_to_item(&id, &sleep, 1)).unwrap(),
+            sleep
+        );
+        sleep.completion = Some(StepResult::Value(serde_json::Value::Null));
+        assert_eq!(
+            entry_from_item(&entry_to_item(&id, &sleep, 1)).unwrap(),
+            sleep
+        );
+        let mut awk = JournalEntry::new(
+            2,
+            EntryKind::Awakeable {
+                name: "approval".into(),
+            },
+        );
+        awk.completion = Some(StepResult::Failure(TerminalFailure::new(400, "rejected")));
+        assert_eq!(entry_from_item(&entry_to_item(&id, &awk, 1)).unwrap(), awk);
+        let select = JournalEntry::new(
+            3,
+            EntryKind::Select {
+                of: vec![1, 2],
+                winner: 2,
+            },
+        );
+        assert_eq!(
+            entry_from_item(&entry_to_item(&id, &select, 1)).unwrap(),
+            select
+        );
     }
 
     #[test]
