@@ -25,4 +25,4 @@ scripts/local-aws.sh up
 scripts/deploy-local.sh
 
 echo "== end-to-end tests against LocalStack" >&2
-cargo test -p localstack-tests --test e2e
+cargo test -p localstack-tests --test '*'

@@ -20,15 +20,19 @@ use std::time::Duration;
 
 /// The role the local functions run as (LocalStack does not enforce IAM).
 const LOCAL_ROLE: &str = "arn:aws:iam::000000000000:role/durable-local-lambda";
+/// The role EventBridge Scheduler invokes the orchestrator with.
+const LOCAL_SCHEDULER_ROLE: &str = "arn:aws:iam::000000000000:role/durable-local-scheduler";
 /// The alias new invocations of a handler go through.
 pub const LIVE_ALIAS: &str = "live";
 
-/// A handler Lambda to deploy: its function name suffix and binary.
+/// A handler Lambda to deploy: its function name suffix, binary and settings.
 #[derive(Debug, Clone)]
 pub struct HandlerFunction {
     pub name: &'static str,
     pub binary: &'static str,
     pub timeout_secs: i32,
+    /// Extra environment variables.
+    pub env: &'static [(&'static str, &'static str)],
 }
 
 /// The handler Lambdas of this repository.
@@ -37,11 +41,20 @@ pub const HANDLERS: &[HandlerFunction] = &[
         name: "checkout",
         binary: "checkout",
         timeout_secs: 30,
+        env: &[],
     },
+    HandlerFunction {
+        name: "approvals",
+        binary: "approvals",
+        timeout_secs: 30,
+        env: &[],
+    },
+    // Timers over 300 ms go through EventBridge Scheduler, so the tests exercise that path.
     HandlerFunction {
         name: "testbed",
         binary: "test-services",
         timeout_secs: 30,
+        env: &[("DURABLE_IN_PROCESS_WAIT_MS", "300")],
     },
 ];
 
@@ -119,6 +132,10 @@ pub async fn deploy(
     let mut env = BTreeMap::new();
     env.insert("DURABLE_TABLE".to_owned(), table.clone());
     env.insert("DURABLE_BUCKET".to_owned(), bucket.clone());
+    env.insert(
+        "DURABLE_SCHEDULER_ROLE_ARN".to_owned(),
+        LOCAL_SCHEDULER_ROLE.to_owned(),
+    );
     env.insert("RUST_LOG".to_owned(), "info".to_owned());
     let zip = package(&bin_dir.join("orchestrator"))?;
     upsert_function(clients, &orchestrator_function, zip, env, 60).await?;
@@ -130,6 +147,9 @@ pub async fn deploy(
         let mut env = BTreeMap::new();
         env.insert("RUST_LOG".to_owned(), "info".to_owned());
         env.insert("TEST_TABLE".to_owned(), table.clone());
+        for (k, v) in h.env {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
         let zip = package(&bin_dir.join(h.binary))?;
         upsert_function(clients, &name, zip, env, h.timeout_secs).await?;
         let alias_arn = publish_behind_alias(clients, &name).await?;

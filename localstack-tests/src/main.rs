@@ -172,18 +172,30 @@ async fn print_invocation(
     }
     println!("journal ({} entries)", stored.journal.len());
     for entry in &stored.journal {
-        let durable_protocol::EntryKind::Run { name, result } = &entry.kind;
-        let shown = match result {
+        let show_result = |r: &durable_protocol::StepResult| match r {
             durable_protocol::StepResult::Value(v) => v.to_string(),
             durable_protocol::StepResult::Failure(f) => {
                 format!("terminal failure {}: {}", f.code, f.message)
             }
         };
-        println!(
-            "  #{:<3} run {:<10} -> {shown}",
-            entry.index,
-            format!("{name:?}")
-        );
+        let what = match &entry.kind {
+            durable_protocol::EntryKind::Run { name, result } => {
+                format!("run {:<10} -> {}", format!("{name:?}"), show_result(result))
+            }
+            durable_protocol::EntryKind::Sleep { wake_at_ms, .. } => {
+                format!("sleep until {wake_at_ms} ms")
+            }
+            durable_protocol::EntryKind::Awakeable { .. } => "awakeable".to_owned(),
+            durable_protocol::EntryKind::Select { of, winner } => {
+                format!("select of {of:?} -> #{winner}")
+            }
+        };
+        let completion = match &entry.completion {
+            Some(c) => format!(" (completed: {})", show_result(c)),
+            None if entry.kind.completes_later() => " (pending)".to_owned(),
+            None => String::new(),
+        };
+        println!("  #{:<3} {what}{completion}", entry.index);
     }
     Ok(())
 }

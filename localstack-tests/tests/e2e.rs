@@ -544,13 +544,13 @@ async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
         .unwrap();
     assert!(matches!(created, Created::New(_)));
     let journal = JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table);
-    let step1 = JournalEntry {
-        index: 0,
-        kind: EntryKind::Run {
+    let step1 = JournalEntry::new(
+        0,
+        EntryKind::Run {
             name: "step-1".into(),
             result: StepResult::Value(json!(999)),
         },
-    };
+    );
     assert_eq!(
         journal.append(&id, &step1, 1).await.unwrap(),
         Appended::Written
@@ -637,12 +637,14 @@ async fn concurrent_appends_of_one_index_have_one_winner() {
     let env = env().await;
     let journal = JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table);
     let id = InvocationId::random();
-    let entry = |v: i32| JournalEntry {
-        index: 0,
-        kind: EntryKind::Run {
-            name: "x".into(),
-            result: StepResult::Value(json!(v)),
-        },
+    let entry = |v: i32| {
+        JournalEntry::new(
+            0,
+            EntryKind::Run {
+                name: "x".into(),
+                result: StepResult::Value(json!(v)),
+            },
+        )
     };
     let (e1, e2) = (entry(1), entry(2));
     let (a, b) = tokio::join!(journal.append(&id, &e1, 1), journal.append(&id, &e2, 2));

@@ -1,18 +1,20 @@
 //! The orchestrator's entry point for every event: HTTP requests from the Function URL and
-//! control events (registration, hand-offs).
+//! control events (registration, hand-offs, timers, resumptions).
 
 use crate::config::Config;
-use crate::driver::{ControlEvent, Driven, Driver, LEASE_MARGIN};
+use crate::driver::{Call, ControlEvent, Driven, Driver, LEASE_MARGIN};
 use crate::error::{ApiError, OrchestratorError};
 use crate::http::{FunctionUrlRequest, FunctionUrlResponse};
 use crate::ingress::{route, Route};
 use crate::invocations::{Created, Invocation, InvocationStore, NewInvocation, Outcome, Status};
 use crate::registry::{pin_version, Registration, Registry};
+use crate::timers::Timers;
 use aws_sdk_lambda::primitives::Blob;
-use durable_protocol::store::{now_millis, JournalStore};
+use aws_sdk_lambda::types::InvocationType;
+use durable_protocol::store::{now_millis, Completed, JournalStore};
 use durable_protocol::{
-    DiscoveryResponse, HandlerName, HandlerRequest, IdempotencyKey, InvocationId, ServiceName,
-    TerminalFailure, PROTOCOL_VERSION,
+    AwakeableId, DiscoveryResponse, EntryKind, HandlerName, HandlerRequest, IdempotencyKey,
+    InvocationId, ServiceName, StepResult, TerminalFailure, PROTOCOL_VERSION,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -28,12 +30,22 @@ pub struct App {
     driver: Driver,
 }
 
+/// The validated parts of an invocation request.
+struct InvokeParts {
+    service: ServiceName,
+    handler: HandlerName,
+    input: serde_json::Value,
+    idempotency_key: Option<IdempotencyKey>,
+    send: bool,
+}
+
 impl App {
     /// Builds the orchestrator from its settings and AWS clients.
     pub fn new(
         config: Config,
         dynamo: aws_sdk_dynamodb::Client,
         lambda: aws_sdk_lambda::Client,
+        scheduler: aws_sdk_scheduler::Client,
     ) -> Self {
         let config = Arc::new(config);
         let invocations = InvocationStore::new(dynamo.clone(), config.table.clone());
@@ -42,6 +54,10 @@ impl App {
             invocations: invocations.clone(),
             driver: Driver {
                 journal: JournalStore::new(dynamo, config.table.clone()),
+                timers: Timers {
+                    client: scheduler,
+                    config: config.clone(),
+                },
                 config,
                 lambda,
                 invocations,
@@ -49,15 +65,15 @@ impl App {
         }
     }
 
-    /// Handles one Lambda event. `deadline_ms` is this call's deadline.
+    /// Handles one Lambda event.
     pub async fn handle(
         &self,
         event: serde_json::Value,
-        deadline_ms: u64,
+        call: &Call,
     ) -> Result<serde_json::Value, OrchestratorError> {
         if event.get("requestContext").is_some() {
             let response = match serde_json::from_value::<FunctionUrlRequest>(event) {
-                Ok(req) => self.http(req, deadline_ms).await,
+                Ok(req) => self.http(req, call).await,
                 Err(e) => ApiError::bad_request(
                     "invalid_request",
                     format!("not a Function URL request: {e}"),
@@ -74,11 +90,19 @@ impl App {
         })?;
         match control {
             ControlEvent::Register { function_arn } => self.register(&function_arn).await,
-            ControlEvent::Drive { invocation_id } => self.resume(&invocation_id, deadline_ms).await,
+            ControlEvent::Drive { invocation_id } => self.redrive(&invocation_id, call).await,
+            ControlEvent::Wake {
+                invocation_id,
+                entry,
+            } => self.wake(&invocation_id, entry, call).await,
+            ControlEvent::Resume {
+                invocation_id,
+                entry,
+            } => self.resume(&invocation_id, entry, call).await,
         }
     }
 
-    async fn http(&self, req: FunctionUrlRequest, deadline_ms: u64) -> FunctionUrlResponse {
+    async fn http(&self, req: FunctionUrlRequest, call: &Call) -> FunctionUrlResponse {
         let result = match route(&req) {
             Err(e) => Err(e),
             Ok(Route::Invoke {
@@ -86,23 +110,37 @@ impl App {
                 handler,
                 input,
                 idempotency_key,
+                send,
             }) => {
-                self.invoke(service, handler, input, idempotency_key, deadline_ms)
-                    .await
+                self.invoke(
+                    InvokeParts {
+                        service,
+                        handler,
+                        input,
+                        idempotency_key,
+                        send,
+                    },
+                    call,
+                )
+                .await
             }
             Ok(Route::Output { id }) => self.output(&id).await,
+            Ok(Route::Attach { id }) => self.attach_http(&id, call).await,
+            Ok(Route::CompleteAwakeable { id, result }) => {
+                self.complete_awakeable(&id, &result, call).await
+            }
         };
         result.unwrap_or_else(|e| e.response())
     }
 
-    async fn invoke(
-        &self,
-        service: ServiceName,
-        handler: HandlerName,
-        input: serde_json::Value,
-        idempotency_key: Option<IdempotencyKey>,
-        deadline_ms: u64,
-    ) -> Result<FunctionUrlResponse, ApiError> {
+    async fn invoke(&self, req: InvokeParts, call: &Call) -> Result<FunctionUrlResponse, ApiError> {
+        let InvokeParts {
+            service,
+            handler,
+            input,
+            idempotency_key,
+            send,
+        } = req;
         let reg = self
             .registry
             .lookup(&service)
@@ -134,41 +172,105 @@ impl App {
             function_arn: reg.function_arn,
             input,
             idempotency_key,
-            lease_until: deadline_ms + LEASE_MARGIN.as_millis() as u64,
+            // A one-way send is driven by a fresh call, which takes it over at once.
+            lease_until: if send {
+                0
+            } else {
+                call.deadline_ms + LEASE_MARGIN.as_millis() as u64
+            },
         };
-        let driven = match self
+        let created = self
             .invocations
             .create(&new)
             .await
-            .map_err(OrchestratorError::from)?
-        {
-            Created::New(inv) => self.driver.drive(inv, deadline_ms, true).await?,
-            Created::Existing(inv) => self.attach(inv, deadline_ms).await?,
+            .map_err(OrchestratorError::from)?;
+        if send {
+            let status = match &created {
+                Created::New(_) => "accepted",
+                Created::Existing(inv) => status_name(inv.status),
+            };
+            if matches!(created, Created::New(_)) {
+                self.dispatch(&ControlEvent::Drive {
+                    invocation_id: id.clone(),
+                })
+                .await?;
+            }
+            return Ok(FunctionUrlResponse::json(
+                202,
+                &json!({"invocation_id": id, "status": status}),
+            )
+            .with_header("x-invocation-id", id.as_str())
+            .with_header("location", format!("/invocations/{id}/output")));
+        }
+        let driven = match created {
+            Created::New(inv) => self.driver.drive(inv, call, true).await?,
+            Created::Existing(inv) => self.attach(inv, call, true).await?,
+        };
+        // Suspended (or handed off): other calls drive it on; answer when it finishes, if this
+        // call has the time.
+        let driven = match driven {
+            Driven::Finished(_) => driven,
+            _ => self.attach(self.existing(&id).await?, call, true).await?,
         };
         Ok(respond(&id, driven))
     }
 
+    /// Sends this function an event asynchronously (a fresh call handles it).
+    async fn dispatch(&self, event: &ControlEvent) -> Result<(), OrchestratorError> {
+        let function = self.driver.config.self_function.as_deref().ok_or_else(|| {
+            OrchestratorError::Protocol(
+                "AWS_LAMBDA_FUNCTION_NAME is not set: cannot dispatch work".into(),
+            )
+        })?;
+        let payload =
+            serde_json::to_vec(event).map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
+        self.driver
+            .lambda
+            .invoke()
+            .function_name(function)
+            .invocation_type(InvocationType::Event)
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| OrchestratorError::Lambda {
+                operation: "Invoke",
+                message: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        Ok(())
+    }
+
     /// An existing invocation: its outcome if finished; else drive it if its driver is gone,
-    /// or wait for it while this call has time.
+    /// and (for an HTTP caller, `wait`) wait for it while this call has time. Control events
+    /// never wait: they would hold a Lambda, and the async-invoke capacity, for nothing.
     async fn attach(
         &self,
         mut inv: Invocation,
-        deadline_ms: u64,
+        call: &Call,
+        wait: bool,
     ) -> Result<Driven, OrchestratorError> {
         let mut pause = Duration::from_millis(50);
         loop {
             if let Some(outcome) = inv.outcome.clone() {
                 return Ok(Driven::Finished(outcome));
             }
-            if inv.lease_until < now_millis() {
-                let lease = deadline_ms + LEASE_MARGIN.as_millis() as u64;
+            if inv.status == Status::Running && inv.lease_until < now_millis() {
+                let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
                 if self.invocations.take_over(&mut inv, lease).await? {
                     tracing::info!(id = %inv.id, epoch = inv.epoch, "took over an invocation whose driver is gone");
-                    return self.driver.drive(inv, deadline_ms, false).await;
+                    let driven = self.driver.drive(inv.clone(), call, false).await?;
+                    if !wait || matches!(driven, Driven::Finished(_)) {
+                        return Ok(driven);
+                    }
+                    // Suspended or handed off: wait for whoever continues it.
                 }
             }
-            if now_millis() + (pause + ANSWER_MARGIN).as_millis() as u64 > deadline_ms {
-                return Ok(Driven::Running);
+            if !wait || now_millis() + (pause + ANSWER_MARGIN).as_millis() as u64 > call.deadline_ms
+            {
+                return Ok(if inv.status == Status::Suspended {
+                    Driven::Suspended
+                } else {
+                    Driven::Running
+                });
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(1));
@@ -179,36 +281,158 @@ impl App {
     }
 
     async fn output(&self, id: &InvocationId) -> Result<FunctionUrlResponse, ApiError> {
-        let inv = self
-            .invocations
-            .get(id)
-            .await
-            .map_err(OrchestratorError::from)?
-            .ok_or_else(|| {
-                ApiError::not_found("unknown_invocation", format!("no invocation {id}"))
-            })?;
-        match (inv.status, inv.outcome) {
-            (Status::Running, _) | (_, None) => Ok(FunctionUrlResponse::json(
+        let inv = self.existing(id).await?;
+        match inv.outcome {
+            None => Ok(FunctionUrlResponse::json(
                 409,
-                &json!({"code": "not_ready", "message": format!("invocation {id} is still running"), "invocation_id": id}),
+                &json!({
+                    "code": "not_ready",
+                    "message": format!("invocation {id} is {}", status_name(inv.status)),
+                    "invocation_id": id,
+                    "status": status_name(inv.status),
+                }),
             )
             .with_header("x-invocation-id", id.as_str())),
-            (_, Some(outcome)) => Ok(respond(id, Driven::Finished(outcome))),
+            Some(outcome) => Ok(respond(id, Driven::Finished(outcome))),
         }
     }
 
-    async fn resume(
+    async fn existing(&self, id: &InvocationId) -> Result<Invocation, ApiError> {
+        self.invocations
+            .get(id)
+            .await
+            .map_err(OrchestratorError::from)?
+            .ok_or_else(|| ApiError::not_found("unknown_invocation", format!("no invocation {id}")))
+    }
+
+    async fn attach_http(
         &self,
         id: &InvocationId,
-        deadline_ms: u64,
+        call: &Call,
+    ) -> Result<FunctionUrlResponse, ApiError> {
+        let inv = self.existing(id).await?;
+        Ok(respond(id, self.attach(inv, call, true).await?))
+    }
+
+    async fn complete_awakeable(
+        &self,
+        id: &AwakeableId,
+        result: &StepResult,
+        call: &Call,
+    ) -> Result<FunctionUrlResponse, ApiError> {
+        let completed = self
+            .driver
+            .journal
+            .complete(&id.invocation, id.index, "awakeable", result)
+            .await
+            .map_err(OrchestratorError::from)?;
+        match completed {
+            Completed::Written => {}
+            Completed::AlreadyCompleted(_) => {
+                return Err(ApiError::new(
+                    409,
+                    "already_completed",
+                    format!("awakeable {id} was already completed"),
+                ))
+            }
+            Completed::NoSuchEntry | Completed::WrongKind(_) => {
+                return Err(ApiError::not_found(
+                    "unknown_awakeable",
+                    format!("no awakeable {id}"),
+                ))
+            }
+        }
+        // Resume in a fresh call so that this request answers at once.
+        if self.driver.config.self_function.is_some() {
+            self.dispatch(&ControlEvent::Resume {
+                invocation_id: id.invocation.clone(),
+                entry: id.index,
+            })
+            .await?;
+        } else {
+            self.resume(&id.invocation, id.index, call).await?;
+        }
+        let status = if matches!(result, StepResult::Value(_)) {
+            "resolved"
+        } else {
+            "rejected"
+        };
+        Ok(FunctionUrlResponse::json(
+            200,
+            &json!({"awakeable_id": id.to_string(), "status": status}),
+        ))
+    }
+
+    /// Drives an invocation whose driver handed it off or died.
+    async fn redrive(
+        &self,
+        id: &InvocationId,
+        call: &Call,
     ) -> Result<serde_json::Value, OrchestratorError> {
         let Some(inv) = self.invocations.get(id).await? else {
             return Ok(json!({"invocation_id": id, "status": "unknown"}));
         };
-        let driven = self.attach(inv, deadline_ms).await?;
-        Ok(
-            json!({"invocation_id": id, "status": match driven { Driven::Finished(_) => "finished", Driven::Running => "running" }}),
-        )
+        let driven = self.attach(inv, call, false).await?;
+        Ok(json!({"invocation_id": id, "status": driven_name(&driven)}))
+    }
+
+    /// A timer is due: record that it fired and resume the invocation if it waits on it.
+    async fn wake(
+        &self,
+        id: &InvocationId,
+        index: u32,
+        call: &Call,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        let Some(entry) = self.driver.journal.entry(id, index).await? else {
+            tracing::warn!(%id, index, "wake for an unknown timer");
+            return Ok(json!({"invocation_id": id, "status": "unknown timer"}));
+        };
+        let EntryKind::Sleep { wake_at_ms, .. } = entry.kind else {
+            return Err(OrchestratorError::Protocol(format!(
+                "entry {index} of {id} is not a timer"
+            )));
+        };
+        // Precise mode (or an early firing): wait the rest here.
+        let early = Duration::from_millis(wake_at_ms.saturating_sub(now_millis()));
+        if !early.is_zero() {
+            if now_millis() + (early + ANSWER_MARGIN).as_millis() as u64 > call.deadline_ms {
+                return Err(OrchestratorError::Protocol(format!(
+                    "timer {index} of {id} fired {} ms early, more than this call can wait; \
+                     give the orchestrator a timeout above DURABLE_TIMER_LEAD_MS",
+                    early.as_millis()
+                )));
+            }
+            tokio::time::sleep(early).await;
+        }
+        self.driver
+            .journal
+            .complete(
+                id,
+                index,
+                "sleep",
+                &StepResult::Value(serde_json::Value::Null),
+            )
+            .await?;
+        self.resume(id, index, call).await
+    }
+
+    /// Entry `index` completed: if the invocation is suspended on it, run it again here.
+    async fn resume(
+        &self,
+        id: &InvocationId,
+        index: u32,
+        call: &Call,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        let Some(mut inv) = self.invocations.get(id).await? else {
+            return Ok(json!({"invocation_id": id, "status": "unknown"}));
+        };
+        let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
+        if !self.invocations.resume(&mut inv, index, lease).await? {
+            // Not suspended on it: its driver will see the completion (or it is finished).
+            return Ok(json!({"invocation_id": id, "status": status_name(inv.status)}));
+        }
+        let driven = self.driver.drive(inv, call, false).await?;
+        Ok(json!({"invocation_id": id, "status": driven_name(&driven)}))
     }
 
     /// Asks a handler Lambda what it serves and records it, pinned to the version that answered.
@@ -268,6 +492,23 @@ impl App {
     }
 }
 
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Running => "running",
+        Status::Suspended => "suspended",
+        Status::Completed => "completed",
+        Status::Failed => "failed",
+    }
+}
+
+fn driven_name(driven: &Driven) -> &'static str {
+    match driven {
+        Driven::Finished(_) => "finished",
+        Driven::Running => "running",
+        Driven::Suspended => "suspended",
+    }
+}
+
 fn join(names: &[HandlerName]) -> String {
     names
         .iter()
@@ -281,9 +522,9 @@ fn respond(id: &InvocationId, driven: Driven) -> FunctionUrlResponse {
     let response = match driven {
         Driven::Finished(Outcome::Completed(output)) => FunctionUrlResponse::json(200, &output),
         Driven::Finished(Outcome::Failed(failure)) => failure_response(id, &failure),
-        Driven::Running => FunctionUrlResponse::json(
+        Driven::Running | Driven::Suspended => FunctionUrlResponse::json(
             202,
-            &json!({"invocation_id": id, "status": "running", "output": format!("/invocations/{id}/output")}),
+            &json!({"invocation_id": id, "status": driven_name(&driven), "output": format!("/invocations/{id}/output")}),
         )
         .with_header("location", format!("/invocations/{id}/output")),
     };

@@ -20,6 +20,15 @@ pub struct Config {
     pub min_push_time: Duration,
     /// This function's name, for handing work to a fresh call of itself (`AWS_LAMBDA_FUNCTION_NAME`).
     pub self_function: Option<String>,
+    /// The role EventBridge Scheduler assumes to invoke the orchestrator when a timer is due
+    /// (`DURABLE_SCHEDULER_ROLE_ARN`; without it, timers that need the Scheduler fail the invocation).
+    pub scheduler_role_arn: Option<String>,
+    /// The schedule group timers are created in (`DURABLE_SCHEDULE_GROUP`, default `default`).
+    pub schedule_group: String,
+    /// Precise mode: schedules fire this much before the wake time and the orchestrator waits
+    /// the rest in-process (`DURABLE_TIMER_LEAD_MS`, default 0; EventBridge Scheduler fires
+    /// one-time schedules within a minute, so 60 000 gives timers second precision).
+    pub timer_lead: Duration,
 }
 
 impl Config {
@@ -35,6 +44,12 @@ impl Config {
             retention: Duration::from_secs(number("DURABLE_RETENTION_SECS", 86_400)?),
             min_push_time: Duration::from_millis(number("DURABLE_MIN_PUSH_MS", 5_000)?),
             self_function: std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok(),
+            scheduler_role_arn: std::env::var("DURABLE_SCHEDULER_ROLE_ARN")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            schedule_group: std::env::var("DURABLE_SCHEDULE_GROUP")
+                .unwrap_or_else(|_| "default".into()),
+            timer_lead: Duration::from_millis(number("DURABLE_TIMER_LEAD_MS", 0)?),
         })
     }
 }

@@ -3,13 +3,16 @@
 
 use crate::config::Config;
 use crate::error::OrchestratorError;
+use crate::invocations::Suspension;
 use crate::invocations::{Invocation, InvocationStore, Outcome, Status};
+use crate::timers::Timers;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use durable_protocol::store::{now_millis, JournalStore};
 use durable_protocol::{
-    HandlerRequest, HandlerResponse, InvocationId, InvokeRequest, StepFailures, TerminalFailure,
+    HandlerRequest, HandlerResponse, InvocationId, InvokeRequest, StepFailures, StepResult,
+    TerminalFailure, Timer,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -27,6 +30,10 @@ pub enum Reply {
         step: Option<u32>,
         retry_after: Option<Duration>,
     },
+    Suspend {
+        waiting_on: Vec<u32>,
+        timers: Vec<Timer>,
+    },
 }
 
 /// Where driving left the invocation.
@@ -36,6 +43,8 @@ pub enum Driven {
     Finished(Outcome),
     /// It is still running: driven by another call now, or handed to a fresh one.
     Running,
+    /// It waits for a completion (a timer, an awakeable); nothing runs until one arrives.
+    Suspended,
 }
 
 /// Events the orchestrator sends itself (and the operators may send it).
@@ -46,6 +55,16 @@ pub enum ControlEvent {
     Register { function_arn: String },
     /// Drive an invocation whose driver gave it up or died.
     Drive { invocation_id: InvocationId },
+    /// A timer is due (sent by EventBridge Scheduler).
+    Wake {
+        invocation_id: InvocationId,
+        entry: u32,
+    },
+    /// An entry was completed (e.g. an awakeable resolved): resume the invocation if it waits.
+    Resume {
+        invocation_id: InvocationId,
+        entry: u32,
+    },
 }
 
 /// Pushes invocations to handler Lambdas.
@@ -54,6 +73,16 @@ pub struct Driver {
     pub(crate) lambda: aws_sdk_lambda::Client,
     pub(crate) invocations: InvocationStore,
     pub(crate) journal: JournalStore,
+    pub(crate) timers: Timers,
+}
+
+/// What a driver needs to know about the orchestrator call it runs in.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// This call's deadline (ms since the Unix epoch).
+    pub deadline_ms: u64,
+    /// The ARN this function was invoked by: the target of its timers.
+    pub function_arn: String,
 }
 
 /// The step-failure count to carry into the next attempt.
@@ -116,6 +145,9 @@ pub fn classify(function_error: Option<&str>, payload: &[u8]) -> Reply {
             step,
             retry_after: retry_after_ms.map(Duration::from_millis),
         },
+        Ok(HandlerResponse::Suspended { waiting_on, timers }) => {
+            Reply::Suspend { waiting_on, timers }
+        }
         Err(e) => {
             Reply::Retry {
                 message: format!(
@@ -130,14 +162,16 @@ pub fn classify(function_error: Option<&str>, payload: &[u8]) -> Reply {
 }
 
 impl Driver {
-    /// Drives `inv` (owned by this call at its current epoch) until it finishes or this call
-    /// must stop at `deadline_ms`. `fresh` means it was just created: its journal is empty.
+    /// Drives `inv` (owned by this call at its current epoch) until it finishes, suspends, or
+    /// this call must stop before its deadline. `fresh` means it was just created: its journal
+    /// is empty.
     pub async fn drive(
         &self,
         mut inv: Invocation,
-        deadline_ms: u64,
+        call: &Call,
         mut fresh: bool,
     ) -> Result<Driven, OrchestratorError> {
+        let deadline_ms = call.deadline_ms;
         loop {
             if now_millis() + self.config.min_push_time.as_millis() as u64 > deadline_ms {
                 self.hand_off(&inv).await?;
@@ -152,6 +186,26 @@ impl Driver {
             let reply = self.push(&inv, journal).await?;
             let outcome = match reply {
                 Reply::Finished(outcome) => outcome,
+                Reply::Suspend { waiting_on, timers } => {
+                    if self.fire_due_timers(&inv.id, &timers).await? {
+                        continue;
+                    }
+                    // Schedules first: if this call dies before suspending, the lease expires,
+                    // the next driver re-pushes and re-creating a schedule is a no-op.
+                    for timer in &timers {
+                        self.timers
+                            .schedule(&inv.id, *timer, &call.function_arn)
+                            .await?;
+                    }
+                    match self.invocations.suspend(&inv, &waiting_on).await? {
+                        Suspension::Suspended => {
+                            tracing::info!(id = %inv.id, ?waiting_on, timers = timers.len(), "suspended");
+                            return Ok(Driven::Suspended);
+                        }
+                        Suspension::CompletionArrived => continue,
+                        Suspension::LostOwnership => return Ok(Driven::Running),
+                    }
+                }
                 Reply::Retry {
                     message,
                     step,
@@ -204,6 +258,29 @@ impl Driver {
                 _ => Driven::Running,
             });
         }
+    }
+
+    /// Completes timers that are already due (their wait fell short of the Lambda's time);
+    /// `true` if any was, so the invocation is pushed again at once.
+    async fn fire_due_timers(
+        &self,
+        id: &InvocationId,
+        timers: &[Timer],
+    ) -> Result<bool, OrchestratorError> {
+        let now = now_millis();
+        let mut fired = false;
+        for timer in timers.iter().filter(|t| t.wake_at_ms <= now) {
+            self.journal
+                .complete(
+                    id,
+                    timer.index,
+                    "sleep",
+                    &StepResult::Value(serde_json::Value::Null),
+                )
+                .await?;
+            fired = true;
+        }
+        Ok(fired)
     }
 
     /// One push of `inv` to its pinned handler version.
@@ -297,6 +374,9 @@ mod tests {
             retention: Duration::from_secs(60),
             min_push_time: Duration::from_secs(1),
             self_function: None,
+            scheduler_role_arn: None,
+            schedule_group: "default".into(),
+            timer_lead: Duration::ZERO,
         }
     }
 

@@ -3,7 +3,10 @@
 
 use crate::error::ApiError;
 use crate::http::FunctionUrlRequest;
-use durable_protocol::{HandlerName, IdempotencyKey, InvocationId, ServiceName};
+use durable_protocol::{
+    AwakeableId, HandlerName, IdempotencyKey, InvocationId, ServiceName, StepResult,
+    TerminalFailure,
+};
 
 /// The header that makes a request idempotent.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -11,15 +14,30 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// A validated request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
-    /// `POST /{service}/{handler}`: run a handler and answer with its output.
+    /// `POST /{service}/{handler}` (wait for the output) or `.../send` (answer 202 at once).
     Invoke {
         service: ServiceName,
         handler: HandlerName,
         input: serde_json::Value,
         idempotency_key: Option<IdempotencyKey>,
+        /// One-way: start it and answer with its id.
+        send: bool,
     },
-    /// `GET /invocations/{id}/output`: the output of an invocation.
+    /// `GET /invocations/{id}/output`: the output of an invocation, if finished.
     Output { id: InvocationId },
+    /// `GET /invocations/{id}/attach`: wait for the output (as long as this call may).
+    Attach { id: InvocationId },
+    /// `POST /awakeables/{id}/resolve` or `/reject`: complete an awakeable.
+    CompleteAwakeable { id: AwakeableId, result: StepResult },
+}
+
+/// The body of `POST /awakeables/{id}/reject`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rejection {
+    message: String,
+    #[serde(default)]
+    code: Option<u16>,
 }
 
 fn method_not_allowed(method: &str, allowed: &str, path: &str) -> ApiError {
@@ -40,34 +58,70 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
         .split('/')
         .collect();
     match segments.as_slice() {
-        ["invocations", id, "output"] => {
+        ["invocations", id, action @ ("output" | "attach")] => {
             if method != "GET" {
                 return Err(method_not_allowed(&method, "GET", path));
             }
-            let id = InvocationId::parse(id).map_err(|e| ApiError::bad_request("invalid_invocation_id", e.to_string()))?;
-            Ok(Route::Output { id })
+            let id = InvocationId::parse(id)
+                .map_err(|e| ApiError::bad_request("invalid_invocation_id", e.to_string()))?;
+            Ok(if *action == "output" {
+                Route::Output { id }
+            } else {
+                Route::Attach { id }
+            })
         }
-        [service, handler] if !service.is_empty() && !handler.is_empty() => {
+        ["awakeables", id, action @ ("resolve" | "reject")] => {
             if method != "POST" {
                 return Err(method_not_allowed(&method, "POST", path));
             }
-            let service = ServiceName::new(*service)
-                .map_err(|e| ApiError::not_found("unknown_service", format!("no such service: {e}")))?;
-            let handler = HandlerName::new(*handler)
-                .map_err(|e| ApiError::not_found("unknown_handler", format!("no such handler: {e}")))?;
+            let id = AwakeableId::parse(id)
+                .map_err(|e| ApiError::bad_request("invalid_awakeable_id", e.to_string()))?;
+            let body = json_body(req)?;
+            let result = if *action == "resolve" {
+                StepResult::Value(body)
+            } else {
+                let r: Rejection = serde_json::from_value(body).map_err(|e| {
+                    ApiError::bad_request("invalid_rejection", format!("send {{\"message\": \"...\"}} (and optionally a 4xx/5xx \"code\"): {e}"))
+                })?;
+                let code = r.code.filter(|c| (400..=599).contains(c)).unwrap_or(500);
+                StepResult::Failure(TerminalFailure::new(code, r.message))
+            };
+            Ok(Route::CompleteAwakeable { id, result })
+        }
+        [service, handler] | [service, handler, "send"]
+            if !service.is_empty() && !handler.is_empty() =>
+        {
+            let send = segments.len() == 3;
+            if method != "POST" {
+                return Err(method_not_allowed(&method, "POST", path));
+            }
+            let service = ServiceName::new(*service).map_err(|e| {
+                ApiError::not_found("unknown_service", format!("no such service: {e}"))
+            })?;
+            let handler = HandlerName::new(*handler).map_err(|e| {
+                ApiError::not_found("unknown_handler", format!("no such handler: {e}"))
+            })?;
             let input = json_body(req)?;
             let idempotency_key = match req.header(IDEMPOTENCY_HEADER) {
                 None => None,
-                Some(k) => Some(
-                    IdempotencyKey::new(k)
-                        .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
-                ),
+                Some(k) => Some(IdempotencyKey::new(k).map_err(|e| {
+                    ApiError::bad_request("invalid_idempotency_key", e.to_string())
+                })?),
             };
-            Ok(Route::Invoke { service, handler, input, idempotency_key })
+            Ok(Route::Invoke {
+                service,
+                handler,
+                input,
+                idempotency_key,
+                send,
+            })
         }
         _ => Err(ApiError::not_found(
             "not_found",
-            format!("no route for {method} {path}; use POST /{{service}}/{{handler}} or GET /invocations/{{id}}/output"),
+            format!(
+                "no route for {method} {path}; use POST /{{service}}/{{handler}}[/send], \
+                 GET /invocations/{{id}}/output|attach or POST /awakeables/{{id}}/resolve|reject"
+            ),
         )),
     }
 }
@@ -142,6 +196,7 @@ mod tests {
                 handler,
                 input,
                 idempotency_key,
+                send: false,
             } => {
                 assert_eq!(service.as_str(), "checkout");
                 assert_eq!(handler.as_str(), "run");
@@ -150,6 +205,83 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn send_attach_and_awakeable_routes_parse() {
+        assert!(matches!(
+            route(&req("POST", "/svc/h/send", Some("1"))).unwrap(),
+            Route::Invoke { send: true, .. }
+        ));
+        let id = InvocationId::random();
+        assert_eq!(
+            route(&req("GET", &format!("/invocations/{id}/attach"), None)).unwrap(),
+            Route::Attach { id: id.clone() }
+        );
+        let awk = AwakeableId {
+            invocation: id,
+            index: 3,
+        };
+        assert_eq!(
+            route(&req(
+                "POST",
+                &format!("/awakeables/{awk}/resolve"),
+                Some(r#"{"ok":1}"#)
+            ))
+            .unwrap(),
+            Route::CompleteAwakeable {
+                id: awk.clone(),
+                result: StepResult::Value(serde_json::json!({"ok": 1}))
+            }
+        );
+        assert_eq!(
+            route(&req(
+                "POST",
+                &format!("/awakeables/{awk}/reject"),
+                Some(r#"{"message":"no","code":403}"#)
+            ))
+            .unwrap(),
+            Route::CompleteAwakeable {
+                id: awk.clone(),
+                result: StepResult::Failure(TerminalFailure::new(403, "no"))
+            }
+        );
+        let reject = |body| {
+            route(&req(
+                "POST",
+                &format!("/awakeables/{awk}/reject"),
+                Some(body),
+            ))
+        };
+        assert_eq!(err(reject(r#""just text""#)), (400, "invalid_rejection"));
+        assert_eq!(
+            err(reject(r#"{"message":"x","extra":1}"#)),
+            (400, "invalid_rejection")
+        );
+        assert_eq!(
+            err(route(&req(
+                "POST",
+                "/awakeables/awk_nope_1/resolve",
+                Some("1")
+            ))),
+            (400, "invalid_awakeable_id")
+        );
+        assert_eq!(
+            err(route(&req(
+                "GET",
+                &format!("/awakeables/{awk}/resolve"),
+                None
+            ))),
+            (405, "method_not_allowed")
+        );
+        assert_eq!(
+            err(route(&req(
+                "POST",
+                &format!("/awakeables/{awk}/resolve"),
+                None
+            ))),
+            (400, "empty_body")
+        );
     }
 
     #[test]

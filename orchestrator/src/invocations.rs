@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use durable_protocol::store::{get_n, get_s, keys, n, now_millis, s, Item, StoreError};
 use durable_protocol::{
@@ -18,6 +18,8 @@ use std::time::Duration;
 pub enum Status {
     /// Being driven (or waiting to be re-driven after its lease ran out).
     Running,
+    /// Waiting for a completion (timer, awakeable); nothing runs until one arrives.
+    Suspended,
     /// Finished with an output.
     Completed,
     /// Finished with a terminal failure.
@@ -28,6 +30,7 @@ impl Status {
     fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
+            Status::Suspended => "suspended",
             Status::Completed => "completed",
             Status::Failed => "failed",
         }
@@ -36,6 +39,7 @@ impl Status {
     fn parse(v: &str) -> Option<Self> {
         match v {
             "running" => Some(Status::Running),
+            "suspended" => Some(Status::Suspended),
             "completed" => Some(Status::Completed),
             "failed" => Some(Status::Failed),
             _ => None,
@@ -66,6 +70,8 @@ pub struct Invocation {
     /// Until when (ms since the epoch) the current driver owns it.
     pub lease_until: u64,
     pub step_failures: Option<StepFailures>,
+    /// While suspended: the journal entries whose completion resumes it.
+    pub waiting_on: Vec<u32>,
 }
 
 /// What a new invocation starts with.
@@ -124,7 +130,7 @@ impl Invocation {
         let input = serde_json::from_str(text("input")?)
             .map_err(|e| corrupt(&id, &format!("input: {e}")))?;
         let outcome = match status {
-            Status::Running => None,
+            Status::Running | Status::Suspended => None,
             Status::Completed => Some(Outcome::Completed(
                 serde_json::from_str(text("output")?)
                     .map_err(|e| corrupt(&id, &format!("output: {e}")))?,
@@ -152,8 +158,28 @@ impl Invocation {
             input,
             outcome,
             step_failures,
+            waiting_on: item
+                .get("waiting_on")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|v| v.as_n().ok()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
+}
+
+/// The result of trying to suspend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Suspension {
+    /// Suspended: a completion of one of the entries will resume it.
+    Suspended,
+    /// One of the entries completed meanwhile: push again instead.
+    CompletionArrived,
+    /// Another driver owns the invocation now.
+    LostOwnership,
 }
 
 /// Sends a conditional update: `Ok(false)` when its condition did not hold.
@@ -321,6 +347,121 @@ impl InvocationStore {
                 .expression_attribute_values(":zero", n(0)),
         )
         .await
+    }
+
+    /// Suspends `inv` until one of `waiting_on` completes, in one transaction that also checks
+    /// that none of them has completed yet: a completion that races with the suspension either
+    /// lands before it (the transaction fails, the driver pushes again) or finds the invocation
+    /// suspended (and resumes it). Nothing can be lost in between.
+    pub async fn suspend(
+        &self,
+        inv: &Invocation,
+        waiting_on: &[u32],
+    ) -> Result<Suspension, StoreError> {
+        use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
+        let mut items = Vec::new();
+        for index in waiting_on {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key(keys::PK, s(keys::invocation_pk(&inv.id)))
+                .key(keys::SK, s(keys::journal_sk(*index)))
+                .condition_expression(
+                    "attribute_exists(sk) AND attribute_not_exists(completion_value) AND attribute_not_exists(completion_failure_code)",
+                )
+                .build()
+                .map_err(|e| StoreError::Dynamo { operation: "TransactWriteItems", source: e.into() })?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
+            .key(keys::SK, s(keys::META_SK))
+            .condition_expression("epoch = :e AND #st = :running")
+            .update_expression(
+                "SET #st = :suspended, waiting_on = :w, lease_until = :zero, updated_at = :now",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":e", n(inv.epoch))
+            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .expression_attribute_values(":suspended", s(Status::Suspended.as_str()))
+            .expression_attribute_values(
+                ":w",
+                AttributeValue::L(waiting_on.iter().map(n).collect()),
+            )
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", n(now_millis()))
+            .build()
+            .map_err(|e| StoreError::Dynamo {
+                operation: "TransactWriteItems",
+                source: e.into(),
+            })?;
+        items.push(TransactWriteItem::builder().update(update).build());
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Suspension::Suspended),
+            Err(err) => {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                let Some(TransactWriteItemsError::TransactionCanceledException(e)) =
+                    err.as_service_error()
+                else {
+                    return Err(StoreError::dynamo("TransactWriteItems", err));
+                };
+                let failed: Vec<bool> = e
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                    .collect();
+                if failed.last() == Some(&true) {
+                    Ok(Suspension::LostOwnership)
+                } else if failed.iter().any(|f| *f) {
+                    Ok(Suspension::CompletionArrived)
+                } else {
+                    Err(StoreError::dynamo("TransactWriteItems", err))
+                }
+            }
+        }
+    }
+
+    /// Resumes a suspended invocation that waits on `index`: it runs again under a new epoch
+    /// owned by the caller. `false` if it was not suspended on that entry (then whoever drives
+    /// it sees the completion anyway).
+    pub async fn resume(
+        &self,
+        inv: &mut Invocation,
+        index: u32,
+        lease_until: u64,
+    ) -> Result<bool, StoreError> {
+        if inv.status != Status::Suspended || !inv.waiting_on.contains(&index) {
+            return Ok(false);
+        }
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
+            .key(keys::SK, s(keys::META_SK))
+            .condition_expression("epoch = :e AND #st = :suspended")
+            .update_expression("SET #st = :running, epoch = :next, lease_until = :lease, updated_at = :now REMOVE waiting_on")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":e", n(inv.epoch))
+            .expression_attribute_values(":next", n(inv.epoch + 1))
+            .expression_attribute_values(":suspended", s(Status::Suspended.as_str()))
+            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .expression_attribute_values(":lease", n(lease_until))
+            .expression_attribute_values(":now", n(now_millis()));
+        let applied = apply(update).await?;
+        if applied {
+            inv.status = Status::Running;
+            inv.epoch += 1;
+            inv.lease_until = lease_until;
+            inv.waiting_on.clear();
+        }
+        Ok(applied)
     }
 
     /// Records the outcome if `inv.epoch` is still current; `false` if another driver owns it.

@@ -3,7 +3,9 @@
 //! * [`ingress`]: HTTP routes and validation (Function URL events).
 //! * [`registry`]: which handler Lambda version serves which service.
 //! * [`invocations`]: invocation metadata and its conditional state changes.
-//! * [`driver`]: pushing invocations with their journal to handler Lambdas, retries, hand-offs.
+//! * [`driver`]: pushing invocations with their journal to handler Lambdas, retries, hand-offs,
+//!   suspension.
+//! * [`timers`]: durable timers as EventBridge Scheduler one-time schedules.
 //! * [`app`]: dispatch of every event the function receives.
 
 pub mod app;
@@ -14,3 +16,4 @@ pub mod http;
 pub mod ingress;
 pub mod invocations;
 pub mod registry;
+pub mod timers;

@@ -2,6 +2,7 @@
 
 use durable_orchestrator::app::App;
 use durable_orchestrator::config::Config;
+use durable_orchestrator::driver::Call;
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 
@@ -21,12 +22,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config,
         aws_sdk_dynamodb::Client::new(&aws),
         aws_sdk_lambda::Client::new(&aws),
+        aws_sdk_scheduler::Client::new(&aws),
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = app.clone();
         async move {
-            let deadline_ms = event.context.deadline;
-            app.handle(event.payload, deadline_ms)
+            let call = Call {
+                deadline_ms: event.context.deadline,
+                function_arn: event.context.invoked_function_arn,
+            };
+            app.handle(event.payload, &call)
                 .await
                 .map_err(lambda_runtime::Error::from)
         }

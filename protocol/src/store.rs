@@ -364,6 +364,19 @@ impl JournalStore {
         }
     }
 
+    /// Entry `index` of `id`, if recorded (strongly consistent).
+    pub async fn entry(
+        &self,
+        id: &InvocationId,
+        index: u32,
+    ) -> Result<Option<JournalEntry>, StoreError> {
+        self.get_entry_item(id, index)
+            .await?
+            .as_ref()
+            .map(entry_from_item)
+            .transpose()
+    }
+
     async fn get_entry_item(
         &self,
         id: &InvocationId,

@@ -168,6 +168,135 @@ struct SlowInput {
     millis: u64,
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Stores a value under `test#<run>` / `<sk>` for the test to read.
+async fn publish(run: &str, sk: &str, value: &str) -> Result<(), HandlerError> {
+    let (client, table) = dynamo();
+    client
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S(format!("test#{run}")))
+        .item("sk", AttributeValue::S(sk.to_owned()))
+        .item("value", AttributeValue::S(value.to_owned()))
+        .send()
+        .await
+        .map_err(|e| HandlerError::retryable(format!("publish failed: {e:?}")))?;
+    Ok(())
+}
+
+/// Whether the test wrote `test#<run>` / `<sk>`.
+async fn published(run: &str, sk: &str) -> Result<bool, HandlerError> {
+    let (client, table) = dynamo();
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(format!("test#{run}")))
+        .key("sk", AttributeValue::S(sk.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| HandlerError::retryable(format!("read failed: {e:?}")))?;
+    Ok(out.item.is_some())
+}
+
+#[derive(Deserialize)]
+struct NapInput {
+    millis: u64,
+    /// With `run`: kill the process this long into the sleep, the first time only.
+    #[serde(default)]
+    crash_after_ms: Option<u64>,
+    #[serde(default)]
+    run: Option<String>,
+}
+
+/// Sleeps durably and reports the time between two recorded steps around the sleep.
+async fn nap(ctx: Context, input: NapInput) -> Result<serde_json::Value, HandlerError> {
+    let start: u64 = ctx.run("start", || async { Ok(now_ms()) }).await?;
+    if let (Some(after), Some(run)) = (input.crash_after_ms, input.run.clone()) {
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(after)).await;
+            if first_time(&run, "nap-crash").await.unwrap_or(false) {
+                eprintln!("test-services: crashing on purpose in the middle of a sleep");
+                std::process::exit(19);
+            }
+        });
+    }
+    ctx.sleep(std::time::Duration::from_millis(input.millis))
+        .await?;
+    let end: u64 = ctx.run("end", || async { Ok(now_ms()) }).await?;
+    Ok(serde_json::json!({"elapsed_ms": end - start}))
+}
+
+#[derive(Deserialize)]
+struct TimersInput {
+    millis: Vec<u64>,
+}
+
+/// Waits for several timers together.
+async fn timers(ctx: Context, input: TimersInput) -> Result<usize, HandlerError> {
+    let sleeps = input
+        .millis
+        .iter()
+        .map(|m| ctx.sleep(std::time::Duration::from_millis(*m)))
+        .collect();
+    let results = ctx.all(sleeps).await;
+    for r in &results {
+        if let Err(e) = r {
+            return Err(e.clone().into());
+        }
+    }
+    Ok(results.len())
+}
+
+#[derive(Deserialize)]
+struct ApprovalInput {
+    run: String,
+    timeout_ms: u64,
+}
+
+/// Waits for an awakeable (its id published for the test) or a timeout.
+async fn approval(ctx: Context, input: ApprovalInput) -> Result<serde_json::Value, HandlerError> {
+    let (id, answer) = ctx.awakeable::<serde_json::Value>().await?;
+    ctx.run("publish", || publish(&input.run, "awakeable", &id))
+        .await?;
+    match ctx
+        .timeout(answer, std::time::Duration::from_millis(input.timeout_ms))
+        .await
+    {
+        Ok(value) => Ok(serde_json::json!({"approved": value})),
+        Err(e) if e.code() == 408 => Ok(serde_json::json!({"timed_out": true})),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Publishes an awakeable id, waits (in a step) until the test says it resolved it, and only
+/// then awaits it: the completion is already there.
+async fn early(ctx: Context, input: RunOnly) -> Result<serde_json::Value, HandlerError> {
+    let (id, answer) = ctx.awakeable::<serde_json::Value>().await?;
+    ctx.run("publish", || publish(&input.run, "awakeable", &id))
+        .await?;
+    ctx.run("wait for the resolution", || async {
+        for _ in 0..200 {
+            if published(&input.run, "resolved").await? {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(HandlerError::retryable(
+            "the test did not resolve the awakeable",
+        ))
+    })
+    .await?;
+    let value = answer.await?;
+    Ok(serde_json::json!({"approved": value}))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -181,7 +310,11 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                 .handler("reject", reject)
                 .handler("flaky", flaky)
                 .handler("hopeless", hopeless)
-                .handler("slow", slow),
+                .handler("slow", slow)
+                .handler("nap", nap)
+                .handler("timers", timers)
+                .handler("approval", approval)
+                .handler("early", early),
         ),
     )
     .await

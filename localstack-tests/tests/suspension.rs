@@ -1,0 +1,504 @@
+//! End-to-end tests of suspension and resumption against the local AWS environment: durable
+//! timers (in-process and through EventBridge Scheduler and the local pump), awakeables,
+//! combinators, attach and one-way sends. Run through `scripts/test.sh`.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use durable_orchestrator::invocations::{
+    Created, InvocationStore, NewInvocation, Status, Suspension,
+};
+use durable_protocol::store::{Appended, Completed, JournalStore};
+use durable_protocol::{
+    EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult,
+};
+use localstack_tests::aws::Clients;
+use localstack_tests::client::{Answer, OrchestratorClient};
+use localstack_tests::deploy::Deployment;
+use localstack_tests::inspect::{self, lambda_invocations};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+struct Env {
+    clients: Clients,
+    deployment: Deployment,
+    client: OrchestratorClient,
+}
+
+async fn env() -> Env {
+    let deployment = Deployment::load(&Deployment::default_path())
+        .expect("no local deployment: run the tests through scripts/test.sh");
+    let client = OrchestratorClient::new(&deployment.orchestrator_url).expect("client");
+    Env {
+        clients: Clients::local().await,
+        deployment,
+        client,
+    }
+}
+
+fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Env {
+    fn testbed(&self) -> String {
+        format!("{}-testbed", self.deployment.prefix)
+    }
+
+    fn orchestrator(&self) -> &str {
+        &self.deployment.orchestrator_function
+    }
+
+    /// `POST /testbed/{handler}/send`: the invocation id.
+    async fn send(&self, handler: &str, input: serde_json::Value) -> String {
+        let answer = self
+            .client
+            .request(
+                reqwest::Method::POST,
+                &format!("/testbed/{handler}/send"),
+                Some(&input.to_string()),
+                &[("content-type", "application/json")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 202, "{}", answer.raw);
+        assert_eq!(answer.body["status"], "accepted");
+        answer.invocation_id.expect("x-invocation-id")
+    }
+
+    /// Polls `GET /invocations/{id}/output` until it is not 409.
+    async fn output(&self, id: &str, within: Duration) -> Answer {
+        let started = Instant::now();
+        loop {
+            let answer = self.client.output(id).await.unwrap();
+            if answer.status != 409 {
+                return answer;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{id} not finished after {within:?}: {}",
+                answer.raw
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The value the test Lambda published under `test#<run>` / `<sk>`, once there.
+    async fn published(&self, run: &str, sk: &str) -> String {
+        for _ in 0..200 {
+            let out = self
+                .clients
+                .dynamo
+                .get_item()
+                .table_name(&self.deployment.table)
+                .key("pk", AttributeValue::S(format!("test#{run}")))
+                .key("sk", AttributeValue::S(sk.to_owned()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap();
+            if let Some(v) = out
+                .item
+                .and_then(|i| i.get("value").and_then(|v| v.as_s().ok().cloned()))
+            {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nothing published under test#{run}/{sk}");
+    }
+
+    async fn complete_awakeable(&self, id: &str, action: &str, body: &str) -> Answer {
+        self.client
+            .request(
+                reqwest::Method::POST,
+                &format!("/awakeables/{id}/{action}"),
+                Some(body),
+                &[("content-type", "application/json")],
+            )
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_short_sleep_waits_in_process_for_at_least_its_duration() {
+    let env = env().await;
+    let answer = env
+        .client
+        .invoke("testbed", "nap", &json!({"millis": 10}), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert!(
+        answer.body["elapsed_ms"].as_u64().unwrap() >= 10,
+        "{}",
+        answer.raw
+    );
+    let id = answer.invocation_id.unwrap();
+    assert_eq!(
+        lambda_invocations(&env.testbed(), &id).unwrap().len(),
+        1,
+        "no suspension for 10 ms"
+    );
+}
+
+#[tokio::test]
+async fn a_long_sleep_suspends_and_the_scheduler_wakes_it() {
+    let env = env().await;
+    let answer = env
+        .client
+        .invoke("testbed", "nap", &json!({"millis": 1500}), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert!(
+        answer.body["elapsed_ms"].as_u64().unwrap() >= 1500,
+        "{}",
+        answer.raw
+    );
+    let id = answer.invocation_id.unwrap();
+    // Suspended once, resumed once: two handler calls, one wake from the Scheduler pump.
+    assert_eq!(lambda_invocations(&env.testbed(), &id).unwrap().len(), 2);
+    let wakes: Vec<_> = lambda_invocations(env.orchestrator(), &id)
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.payload_head.contains("\"type\":\"wake\""))
+        .collect();
+    assert_eq!(wakes.len(), 1, "{wakes:?}");
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    assert!(matches!(stored.journal[1].kind, EntryKind::Sleep { .. }));
+    assert_eq!(
+        stored.journal[1].completion,
+        Some(StepResult::Value(json!(null)))
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_invocations_with_several_timers_all_finish() {
+    let env = env().await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(
+            env.send("timers", json!({"millis": [400, 900, 1400]}))
+                .await,
+        );
+    }
+    for id in &ids {
+        let answer = env.output(id, Duration::from_secs(90)).await;
+        assert_eq!(answer.status, 200, "{id}: {}", answer.raw);
+        assert_eq!(answer.body, json!(3));
+    }
+}
+
+#[tokio::test]
+async fn a_crash_in_the_middle_of_a_sleep_still_completes_after_the_wake_time() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .invoke(
+            "testbed",
+            "nap",
+            &json!({"millis": 250, "crash_after_ms": 100, "run": run}),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert!(
+        answer.body["elapsed_ms"].as_u64().unwrap() >= 250,
+        "{}",
+        answer.raw
+    );
+    let calls =
+        lambda_invocations(&env.testbed(), answer.invocation_id.as_deref().unwrap()).unwrap();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].error_type.as_deref(), Some("Runtime.ExitError"));
+}
+
+#[tokio::test]
+async fn an_awakeable_resolved_from_outside_resumes_the_invocation() {
+    let env = env().await;
+    let run = run_id();
+    let id = env
+        .send("approval", json!({"run": run, "timeout_ms": 60_000}))
+        .await;
+    let awakeable = env.published(&run, "awakeable").await;
+    let resolved = env
+        .complete_awakeable(&awakeable, "resolve", r#"{"by":"ada"}"#)
+        .await;
+    assert_eq!(resolved.status, 200, "{}", resolved.raw);
+    assert_eq!(resolved.body["status"], "resolved");
+    let answer = env.output(&id, Duration::from_secs(30)).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!({"approved": {"by": "ada"}}));
+
+    let again = env
+        .complete_awakeable(&awakeable, "resolve", r#"{"by":"bob"}"#)
+        .await;
+    assert_eq!(
+        (again.status, again.body["code"].as_str()),
+        (409, Some("already_completed")),
+        "{}",
+        again.raw
+    );
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    let select = stored
+        .journal
+        .iter()
+        .find(|e| matches!(e.kind, EntryKind::Select { .. }))
+        .unwrap();
+    assert_eq!(
+        select.kind,
+        EntryKind::Select {
+            of: vec![0, 2],
+            winner: 0
+        },
+        "the awakeable won"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_awakeable_fails_the_wait_with_its_code() {
+    let env = env().await;
+    let run = run_id();
+    let id = env
+        .send("approval", json!({"run": run, "timeout_ms": 60_000}))
+        .await;
+    let awakeable = env.published(&run, "awakeable").await;
+    let rejected = env
+        .complete_awakeable(&awakeable, "reject", r#"{"message":"denied","code":403}"#)
+        .await;
+    assert_eq!(rejected.status, 200, "{}", rejected.raw);
+    assert_eq!(rejected.body["status"], "rejected");
+    let answer = env.output(&id, Duration::from_secs(30)).await;
+    assert_eq!(answer.status, 403, "{}", answer.raw);
+    assert_eq!(answer.body["message"], "denied");
+}
+
+#[tokio::test]
+async fn an_awakeable_resolved_before_it_is_awaited_is_kept() {
+    let env = env().await;
+    let run = run_id();
+    let id = env.send("early", json!({"run": run})).await;
+    let awakeable = env.published(&run, "awakeable").await;
+    let resolved = env
+        .complete_awakeable(&awakeable, "resolve", r#""early bird""#)
+        .await;
+    assert_eq!(resolved.status, 200, "{}", resolved.raw);
+    env.clients
+        .dynamo
+        .put_item()
+        .table_name(&env.deployment.table)
+        .item("pk", AttributeValue::S(format!("test#{run}")))
+        .item("sk", AttributeValue::S("resolved".into()))
+        .send()
+        .await
+        .unwrap();
+    let answer = env.output(&id, Duration::from_secs(30)).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!({"approved": "early bird"}));
+    assert_eq!(
+        lambda_invocations(&env.testbed(), &id).unwrap().len(),
+        1,
+        "it never suspended"
+    );
+}
+
+#[tokio::test]
+async fn awakeable_or_timeout_returns_the_timeout_when_nobody_resolves() {
+    let env = env().await;
+    let run = run_id();
+    let started = Instant::now();
+    let answer = env
+        .client
+        .invoke(
+            "testbed",
+            "approval",
+            &json!({"run": run, "timeout_ms": 1000}),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!({"timed_out": true}));
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    let stored = inspect::invocation(
+        &env.clients,
+        &env.deployment.table,
+        answer.invocation_id.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
+    let select = stored
+        .journal
+        .iter()
+        .find(|e| matches!(e.kind, EntryKind::Select { .. }))
+        .unwrap();
+    assert_eq!(
+        select.kind,
+        EntryKind::Select {
+            of: vec![0, 2],
+            winner: 2
+        },
+        "the timer won"
+    );
+    // Resolving after the timeout is accepted (the entry is still open) but changes nothing.
+    let awakeable = env.published(&run, "awakeable").await;
+    let late = env.complete_awakeable(&awakeable, "resolve", "1").await;
+    assert_eq!(late.status, 200, "{}", late.raw);
+    let output = env
+        .client
+        .output(answer.invocation_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.body, json!({"timed_out": true}));
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_awakeables_are_refused() {
+    let env = env().await;
+    let unknown = format!("awk_{}_0", &InvocationId::random().as_str()[4..]);
+    let answer = env.complete_awakeable(&unknown, "resolve", "1").await;
+    assert_eq!(
+        (answer.status, answer.body["code"].as_str()),
+        (404, Some("unknown_awakeable")),
+        "{}",
+        answer.raw
+    );
+    let answer = env.complete_awakeable("awk_bogus", "resolve", "1").await;
+    assert_eq!(
+        (answer.status, answer.body["code"].as_str()),
+        (400, Some("invalid_awakeable_id")),
+        "{}",
+        answer.raw
+    );
+    let answer = env
+        .complete_awakeable(&unknown, "reject", r#"{"nope":1}"#)
+        .await;
+    assert_eq!(
+        (answer.status, answer.body["code"].as_str()),
+        (400, Some("invalid_rejection")),
+        "{}",
+        answer.raw
+    );
+}
+
+#[tokio::test]
+async fn attach_waits_for_a_sent_invocation() {
+    let env = env().await;
+    let id = env.send("nap", json!({"millis": 800})).await;
+    let answer = env
+        .client
+        .request(
+            reqwest::Method::GET,
+            &format!("/invocations/{id}/attach"),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert!(answer.body["elapsed_ms"].as_u64().unwrap() >= 800);
+}
+
+/// A completion that lands between the handler's last look and the suspension is not lost:
+/// the suspension transaction sees it and refuses to suspend.
+#[tokio::test]
+async fn a_completion_racing_with_the_suspension_is_not_lost() {
+    let env = env().await;
+    let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    let journal = JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    let new = |id: &InvocationId| NewInvocation {
+        id: id.clone(),
+        service: ServiceName::new("testbed").unwrap(),
+        handler: HandlerName::new("approval").unwrap(),
+        function_arn: "arn:aws:lambda:us-east-1:000000000000:function:none".into(),
+        input: json!(null),
+        idempotency_key: None,
+        lease_until: u64::MAX,
+    };
+    let awakeable = JournalEntry::new(
+        0,
+        EntryKind::Awakeable {
+            name: "awakeable".into(),
+        },
+    );
+    let value = StepResult::Value(json!("yes"));
+
+    // The completion arrived first: suspending fails, the driver pushes again.
+    let id = InvocationId::random();
+    let Created::New(inv) = store.create(&new(&id)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        journal.append(&id, &awakeable, 1).await.unwrap(),
+        Appended::Written
+    );
+    assert_eq!(
+        journal.complete(&id, 0, "awakeable", &value).await.unwrap(),
+        Completed::Written
+    );
+    assert_eq!(
+        store.suspend(&inv, &[0]).await.unwrap(),
+        Suspension::CompletionArrived
+    );
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().status,
+        Status::Running
+    );
+
+    // The suspension came first: the completion finds it suspended and resumes it, once.
+    let id = InvocationId::random();
+    let Created::New(inv) = store.create(&new(&id)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        journal.append(&id, &awakeable, 1).await.unwrap(),
+        Appended::Written
+    );
+    assert_eq!(
+        store.suspend(&inv, &[0]).await.unwrap(),
+        Suspension::Suspended
+    );
+    assert_eq!(
+        store.suspend(&inv, &[0]).await.unwrap(),
+        Suspension::LostOwnership,
+        "suspended already"
+    );
+    assert_eq!(
+        journal.complete(&id, 0, "awakeable", &value).await.unwrap(),
+        Completed::Written
+    );
+    assert_eq!(
+        journal
+            .complete(&id, 0, "awakeable", &StepResult::Value(json!("no")))
+            .await
+            .unwrap(),
+        Completed::AlreadyCompleted(value.clone())
+    );
+    let mut suspended = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (suspended.status, suspended.waiting_on.clone()),
+        (Status::Suspended, vec![0])
+    );
+    assert!(
+        !store.resume(&mut suspended.clone(), 5, 0).await.unwrap(),
+        "not waiting on entry 5"
+    );
+    let mut twin = suspended.clone();
+    assert!(store.resume(&mut suspended, 0, u64::MAX).await.unwrap());
+    assert!(
+        !store.resume(&mut twin, 0, u64::MAX).await.unwrap(),
+        "a duplicate resume is refused"
+    );
+    let resumed = store.get(&id).await.unwrap().unwrap();
+    assert_eq!((resumed.status, resumed.epoch), (Status::Running, 2));
+    assert_eq!(
+        journal.complete(&id, 7, "awakeable", &value).await.unwrap(),
+        Completed::NoSuchEntry
+    );
+}
