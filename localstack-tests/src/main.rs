@@ -41,6 +41,27 @@ enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Start a handler without waiting (`POST /{service}/{handler}/send`); prints its id.
+    Send {
+        service: String,
+        handler: String,
+        /// The input, as JSON.
+        input: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Resolve an awakeable with a JSON value.
+    Resolve { awakeable_id: String, value: String },
+    /// Reject an awakeable: the waiting handler gets a terminal error.
+    Reject {
+        awakeable_id: String,
+        message: String,
+        /// The status code of the terminal error (4xx/5xx).
+        #[arg(long, default_value_t = 500)]
+        code: u16,
+    },
+    /// Wait for an invocation's output (`GET /invocations/{id}/attach`).
+    Attach { invocation_id: String },
     /// Print an invocation's metadata and journal.
     Journal { invocation_id: String },
     /// Run the checkout example and print its output and journal.
@@ -105,6 +126,75 @@ async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Send {
+            service,
+            handler,
+            input,
+            idempotency_key,
+        } => {
+            let d = Deployment::load(&path)?;
+            let client = OrchestratorClient::new(&d.orchestrator_url)?;
+            let mut headers = vec![("content-type", "application/json")];
+            if let Some(k) = idempotency_key.as_deref() {
+                headers.push(("idempotency-key", k));
+            }
+            let answer = client
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/{service}/{handler}/send"),
+                    Some(&input),
+                    &headers,
+                )
+                .await?;
+            print_answer(&answer)
+        }
+        Command::Resolve {
+            awakeable_id,
+            value,
+        } => {
+            let d = Deployment::load(&path)?;
+            let client = OrchestratorClient::new(&d.orchestrator_url)?;
+            let answer = client
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/awakeables/{awakeable_id}/resolve"),
+                    Some(&value),
+                    &[("content-type", "application/json")],
+                )
+                .await?;
+            print_answer(&answer)
+        }
+        Command::Reject {
+            awakeable_id,
+            message,
+            code,
+        } => {
+            let d = Deployment::load(&path)?;
+            let client = OrchestratorClient::new(&d.orchestrator_url)?;
+            let body = serde_json::json!({"message": message, "code": code}).to_string();
+            let answer = client
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/awakeables/{awakeable_id}/reject"),
+                    Some(&body),
+                    &[("content-type", "application/json")],
+                )
+                .await?;
+            print_answer(&answer)
+        }
+        Command::Attach { invocation_id } => {
+            let d = Deployment::load(&path)?;
+            let client = OrchestratorClient::new(&d.orchestrator_url)?;
+            let answer = client
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/invocations/{invocation_id}/attach"),
+                    None,
+                    &[],
+                )
+                .await?;
+            print_answer(&answer)
+        }
         Command::Journal { invocation_id } => {
             let d = Deployment::load(&path)?;
             print_invocation(&clients, &d, &invocation_id).await?;
@@ -137,6 +227,20 @@ async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
             })
         }
     }
+}
+
+fn print_answer(answer: &localstack_tests::client::Answer) -> localstack_tests::Result<ExitCode> {
+    println!(
+        "HTTP {} (invocation {})",
+        answer.status,
+        answer.invocation_id.as_deref().unwrap_or("-")
+    );
+    println!("{}", pretty(&answer.body, &answer.raw));
+    Ok(if answer.status < 300 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn pretty(body: &serde_json::Value, raw: &str) -> String {
@@ -185,7 +289,14 @@ async fn print_invocation(
             durable_protocol::EntryKind::Sleep { wake_at_ms, .. } => {
                 format!("sleep until {wake_at_ms} ms")
             }
-            durable_protocol::EntryKind::Awakeable { .. } => "awakeable".to_owned(),
+            durable_protocol::EntryKind::Awakeable { .. } => {
+                let awk = durable_protocol::AwakeableId {
+                    invocation: durable_protocol::InvocationId::parse(id)
+                        .map_err(|e| localstack_tests::ToolError::Message(e.to_string()))?,
+                    index: entry.index,
+                };
+                format!("awakeable {awk}")
+            }
             durable_protocol::EntryKind::Select { of, winner } => {
                 format!("select of {of:?} -> #{winner}")
             }
