@@ -26,6 +26,10 @@ pub struct DurableFuture<T> {
 }
 
 impl<T> DurableFuture<T> {
+    pub(crate) fn new(index: u32, inner: BoxFuture<'static, Result<T, TerminalError>>) -> Self {
+        Self { index, inner }
+    }
+
     /// The journal index of the entry behind this future.
     pub fn index(&self) -> u32 {
         self.index

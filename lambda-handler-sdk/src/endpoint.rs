@@ -154,6 +154,7 @@ impl Endpoint {
         &self,
         req: InvokeRequest,
         sink: Arc<dyn JournalSink>,
+        dispatcher: Arc<dyn crate::calls::Dispatcher>,
         deadline_ms: u64,
     ) -> HandlerResponse {
         let Some(handler) = self
@@ -182,6 +183,9 @@ impl Endpoint {
             limits,
         ));
         let ctx = Context::new(inv.clone());
+        let (ops, ops_rx) = tokio::sync::mpsc::unbounded_channel();
+        inv.set_outbox(ops);
+        let outbox = tokio::spawn(crate::calls::outbox_worker(inv.clone(), dispatcher, ops_rx));
         // Spawned so that a panic in user code becomes a retryable failure with its message.
         let mut task = tokio::spawn(async move { handler(ctx, req.input).await });
         let outcome = tokio::select! {
@@ -190,7 +194,17 @@ impl Endpoint {
             joined = &mut task => Ok(joined),
             () = inv.watch_for_suspension() => unreachable!("the watcher ends by aborting"),
         };
+        // Sends queued by a handler that finished must be recorded and dispatched first.
+        let outcome = match outcome {
+            Ok(joined) => tokio::select! {
+                biased;
+                reason = inv.aborted() => Err(reason),
+                () = inv.flush() => Ok(joined),
+            },
+            aborted => aborted,
+        };
         task.abort();
+        outbox.abort();
         // A handler may finish after an operation aborted (e.g. it dropped the step's future):
         // the abort still decides.
         let outcome = match (outcome, inv.abort_reason()) {

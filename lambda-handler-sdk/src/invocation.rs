@@ -120,6 +120,8 @@ pub(crate) struct Invocation {
     changed: Notify,
     /// Signals waiters that `completions` changed.
     completed: Notify,
+    /// Calls and sends waiting to be recorded and dispatched, in program order.
+    outbox: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::calls::Op>>>,
 }
 
 /// Counts an operation as making progress in-process while it lives.
@@ -174,6 +176,58 @@ impl Invocation {
             busy: AtomicUsize::new(0),
             changed: Notify::new(),
             completed: Notify::new(),
+            outbox: Mutex::new(None),
+        }
+    }
+
+    /// Connects the outbox worker.
+    pub(crate) fn set_outbox(&self, tx: tokio::sync::mpsc::UnboundedSender<crate::calls::Op>) {
+        *self.outbox.lock().expect("outbox poisoned") = Some(tx);
+    }
+
+    /// Queues a call or send for recording and dispatch; the receiver fires once it is recorded
+    /// and dispatched. Counts as in-process work until then (no suspension before it).
+    pub(crate) fn enqueue(
+        &self,
+        index: u32,
+        kind: durable_protocol::EntryKind,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        let sent = self
+            .outbox
+            .lock()
+            .expect("outbox poisoned")
+            .as_ref()
+            .map(|tx| {
+                tx.send(crate::calls::Op::Record { index, kind, done })
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        if !sent {
+            self.op_done();
+        }
+        rx
+    }
+
+    /// One queued op finished.
+    pub(crate) fn op_done(&self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    /// Resolves once every op queued so far was recorded and dispatched.
+    pub(crate) async fn flush(&self) {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let sent = self
+            .outbox
+            .lock()
+            .expect("outbox poisoned")
+            .as_ref()
+            .map(|tx| tx.send(crate::calls::Op::Flush(done)).is_ok())
+            .unwrap_or(false);
+        if sent {
+            let _ = rx.await;
         }
     }
 

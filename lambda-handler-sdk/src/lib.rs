@@ -19,6 +19,7 @@
 //! }
 //! ```
 
+mod calls;
 mod context;
 mod durable;
 mod endpoint;
@@ -33,6 +34,14 @@ pub use endpoint::{Endpoint, Service};
 pub use error::{HandlerError, TerminalError};
 pub use retry::RetryPolicy;
 pub use serve::serve;
+
+/// The invocation id of the child that entry `index` of this invocation (a call or send)
+/// creates: the same on every retry.
+pub fn child_id(ctx: &Context, index: u32) -> durable_protocol::InvocationId {
+    durable_protocol::InvocationId::child(ctx.invocation_id(), index)
+}
+
+pub use durable_protocol::InvocationId;
 
 /// Re-exported so that handler crates need no direct dependency to write `main`.
 pub use lambda_runtime;

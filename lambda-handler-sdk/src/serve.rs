@@ -16,11 +16,13 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let lambda = aws_sdk_lambda::Client::new(&config);
     let endpoint = Arc::new(endpoint);
     let stores: Arc<Mutex<HashMap<String, Arc<JournalStore>>>> = Arc::default();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let endpoint = endpoint.clone();
         let dynamo = dynamo.clone();
+        let lambda = lambda.clone();
         let stores = stores.clone();
         async move {
             let request: HandlerRequest = serde_json::from_value(event.payload)
@@ -37,8 +39,12 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
                     };
                     let span = tracing::info_span!("invocation", id = %req.invocation_id, attempt = req.attempt);
                     let deadline_ms = event.context.deadline;
+                    let dispatcher: Arc<dyn crate::calls::Dispatcher> = Arc::new(crate::calls::LambdaDispatcher {
+                        client: lambda,
+                        orchestrator: req.orchestrator.clone(),
+                    });
                     let response =
-                        tracing::Instrument::instrument(endpoint.execute(req, store, deadline_ms), span).await;
+                        tracing::Instrument::instrument(endpoint.execute(req, store, dispatcher, deadline_ms), span).await;
                     Ok(serde_json::to_value(response)?)
                 }
             }

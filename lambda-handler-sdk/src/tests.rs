@@ -73,9 +73,43 @@ impl JournalSink for MemoryJournal {
 /// Far in the future: unit tests never run short of Lambda time.
 const NO_DEADLINE: u64 = u64::MAX / 2;
 
+/// Records which entries were dispatched (the orchestrator's part is tested end to end).
+#[derive(Default)]
+struct MemoryDispatcher {
+    dispatched: Mutex<Vec<u32>>,
+}
+
+impl crate::calls::Dispatcher for MemoryDispatcher {
+    fn dispatch<'a>(
+        &'a self,
+        _parent: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.dispatched.lock().unwrap().push(index);
+            Ok(())
+        })
+    }
+}
+
 impl Endpoint {
     async fn run(&self, req: InvokeRequest, journal: Arc<MemoryJournal>) -> HandlerResponse {
-        self.execute(req, journal, NO_DEADLINE).await
+        self.execute(
+            req,
+            journal,
+            Arc::new(MemoryDispatcher::default()),
+            NO_DEADLINE,
+        )
+        .await
+    }
+
+    async fn run_with(
+        &self,
+        req: InvokeRequest,
+        journal: Arc<MemoryJournal>,
+        dispatcher: Arc<MemoryDispatcher>,
+    ) -> HandlerResponse {
+        self.execute(req, journal, dispatcher, NO_DEADLINE).await
     }
 }
 
@@ -133,6 +167,19 @@ async fn two_timers(ctx: Context, _: ()) -> Result<usize, HandlerError> {
     Ok(results.len())
 }
 
+async fn fan_out(ctx: Context, n: u32) -> Result<u32, HandlerError> {
+    let calls = (0..n)
+        .map(|i| ctx.call::<u32>("math", "square", &i))
+        .collect();
+    let id = ctx.send("audit", "log", &"fanned out")?;
+    assert_eq!(id, InvocationId::child(ctx.invocation_id(), n));
+    let mut sum = 0;
+    for r in ctx.all(calls).await {
+        sum += r?;
+    }
+    Ok(sum)
+}
+
 fn endpoint() -> Endpoint {
     Endpoint::new()
         .in_process_wait(Duration::from_secs(1))
@@ -143,7 +190,8 @@ fn endpoint() -> Endpoint {
                 .handler("flaky", flaky)
                 .handler("nap", nap)
                 .handler("approval", approval)
-                .handler("two_timers", two_timers),
+                .handler("two_timers", two_timers)
+                .handler("fan_out", fan_out),
         )
 }
 
@@ -158,6 +206,7 @@ fn request(handler: &str, input: serde_json::Value, journal: Vec<JournalEntry>) 
         journal,
         step_failures: None,
         table: "t".into(),
+        orchestrator: None,
     }
 }
 
@@ -587,6 +636,111 @@ async fn a_sleep_where_the_journal_has_a_step_is_a_divergence() {
     );
 }
 
+#[tokio::test]
+async fn calls_and_sends_are_recorded_and_dispatched_in_program_order() {
+    let journal = Arc::new(MemoryJournal::default());
+    let dispatcher = Arc::new(MemoryDispatcher::default());
+    let resp = endpoint()
+        .run_with(
+            request("fan_out", json!(4), vec![]),
+            journal.clone(),
+            dispatcher.clone(),
+        )
+        .await;
+    let HandlerResponse::Suspended { waiting_on, timers } = resp else {
+        panic!("{resp:?}")
+    };
+    assert_eq!(waiting_on, vec![0, 1, 2, 3]);
+    assert!(timers.is_empty());
+    assert_eq!(*dispatcher.dispatched.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    let entries: Vec<_> = journal.entries.lock().unwrap().values().cloned().collect();
+    assert!(
+        matches!(&entries[4].kind, EntryKind::Send { target, .. } if target.display() == "audit/log")
+    );
+    let parent = InvocationId::derived(&["test", "fan_out"]);
+    assert!(
+        matches!(&entries[2].kind, EntryKind::Call { child, input, .. } if *child == InvocationId::child(&parent, 2) && *input == json!(2))
+    );
+
+    // Replayed with the children done and the dispatches acknowledged: no new dispatch.
+    let done: Vec<_> = entries
+        .into_iter()
+        .map(|mut e| {
+            e.dispatched = true;
+            if let EntryKind::Call { input, .. } = &e.kind {
+                let i = input.as_u64().unwrap();
+                e.completion = Some(StepResult::Value(json!(i * i)));
+            }
+            e
+        })
+        .collect();
+    let again = Arc::new(MemoryDispatcher::default());
+    let resp = endpoint()
+        .run_with(
+            request("fan_out", json!(4), done.clone()),
+            Arc::new(MemoryJournal::default()),
+            again.clone(),
+        )
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!(0 + 1 + 4 + 9)
+        }
+    );
+    assert!(again.dispatched.lock().unwrap().is_empty());
+
+    // Not acknowledged (e.g. the dispatch was lost): replay dispatches again.
+    let mut lost = done;
+    lost[1].dispatched = false;
+    lost[4].dispatched = false;
+    let again = Arc::new(MemoryDispatcher::default());
+    endpoint()
+        .run_with(
+            request("fan_out", json!(4), lost),
+            Arc::new(MemoryJournal::default()),
+            again.clone(),
+        )
+        .await;
+    assert_eq!(*again.dispatched.lock().unwrap(), vec![1, 4]);
+}
+
+#[tokio::test]
+async fn a_callees_terminal_error_reaches_the_caller() {
+    let mut entries = Vec::new();
+    let parent = InvocationId::derived(&["test", "fan_out"]);
+    let target = durable_protocol::Target {
+        service: ServiceName::new("math").unwrap(),
+        handler: HandlerName::new("square").unwrap(),
+    };
+    let mut call = JournalEntry::new(
+        0,
+        EntryKind::Call {
+            target,
+            input: json!(0),
+            child: InvocationId::child(&parent, 0),
+        },
+    );
+    call.dispatched = true;
+    call.completion = Some(StepResult::Failure(TerminalFailure::new(
+        422,
+        "negative zero",
+    )));
+    entries.push(call);
+    let resp = endpoint()
+        .run(
+            request("fan_out", json!(1), entries),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Failed {
+            failure: TerminalFailure::new(422, "negative zero")
+        }
+    );
+}
+
 #[test]
 fn discovery_lists_services_and_handlers() {
     let d = endpoint().discover();
@@ -598,6 +752,14 @@ fn discovery_lists_services_and_handlers() {
         .collect();
     assert_eq!(
         names,
-        ["approval", "fail", "flaky", "nap", "three", "two_timers"]
+        [
+            "approval",
+            "fail",
+            "fan_out",
+            "flaky",
+            "nap",
+            "three",
+            "two_timers"
+        ]
     );
 }

@@ -300,6 +300,25 @@ async fn print_invocation(
             durable_protocol::EntryKind::Select { of, winner } => {
                 format!("select of {of:?} -> #{winner}")
             }
+            durable_protocol::EntryKind::Call {
+                target,
+                input,
+                child,
+            } => {
+                format!("call {} {input} -> child {child}", target.display())
+            }
+            durable_protocol::EntryKind::Send {
+                target,
+                input,
+                child,
+                due_at_ms,
+            } => match due_at_ms {
+                Some(due) => format!(
+                    "send {} {input} at {due} ms -> child {child}",
+                    target.display()
+                ),
+                None => format!("send {} {input} -> child {child}", target.display()),
+            },
         };
         let completion = match &entry.completion {
             Some(c) => format!(" (completed: {})", show_result(c)),

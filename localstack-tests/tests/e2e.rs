@@ -87,7 +87,7 @@ async fn checkout_runs_three_steps_in_one_handler_call() {
     let names: Vec<_> = stored
         .journal
         .iter()
-        .map(|e| e.kind.name().to_owned())
+        .map(|e| e.kind.name().into_owned())
         .collect();
     assert_eq!(names, ["reserve", "charge", "confirm"]);
     assert_eq!(
@@ -482,6 +482,7 @@ async fn racing_attempts_record_one_result_and_both_adopt_it() {
         journal: vec![],
         step_failures: None,
         table: env.deployment.table.clone(),
+        orchestrator: None,
     });
     let payload = serde_json::to_vec(&request).unwrap();
     let arn = env.deployment.services["testbed"].clone();
@@ -539,6 +540,7 @@ async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
             input: input.clone(),
             idempotency_key: Some(key.clone()),
             lease_until: 1, // long expired: the driver is gone
+            caller: None,
         })
         .await
         .unwrap();
@@ -592,6 +594,7 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
             input: json!(null),
             idempotency_key: None,
             lease_until: 1,
+            caller: None,
         })
         .await
         .unwrap()

@@ -420,6 +420,7 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
         input: json!(null),
         idempotency_key: None,
         lease_until: u64::MAX,
+        caller: None,
     };
     let awakeable = JournalEntry::new(
         0,

@@ -10,7 +10,6 @@ use crate::invocations::{Created, Invocation, InvocationStore, NewInvocation, Ou
 use crate::registry::{pin_version, Registration, Registry};
 use crate::timers::Timers;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::InvocationType;
 use durable_protocol::store::{now_millis, Completed, JournalStore};
 use durable_protocol::{
     AwakeableId, DiscoveryResponse, EntryKind, HandlerName, HandlerRequest, IdempotencyKey,
@@ -99,6 +98,10 @@ impl App {
                 invocation_id,
                 entry,
             } => self.resume(&invocation_id, entry, call).await,
+            ControlEvent::Dispatch {
+                invocation_id,
+                entry,
+            } => self.dispatch_entry(&invocation_id, entry, call).await,
         }
     }
 
@@ -178,6 +181,7 @@ impl App {
             } else {
                 call.deadline_ms + LEASE_MARGIN.as_millis() as u64
             },
+            caller: None,
         };
         let created = self
             .invocations
@@ -190,10 +194,11 @@ impl App {
                 Created::Existing(inv) => status_name(inv.status),
             };
             if matches!(created, Created::New(_)) {
-                self.dispatch(&ControlEvent::Drive {
-                    invocation_id: id.clone(),
-                })
-                .await?;
+                self.driver
+                    .send_event(&ControlEvent::Drive {
+                        invocation_id: id.clone(),
+                    })
+                    .await?;
             }
             return Ok(FunctionUrlResponse::json(
                 202,
@@ -213,30 +218,6 @@ impl App {
             _ => self.attach(self.existing(&id).await?, call, true).await?,
         };
         Ok(respond(&id, driven))
-    }
-
-    /// Sends this function an event asynchronously (a fresh call handles it).
-    async fn dispatch(&self, event: &ControlEvent) -> Result<(), OrchestratorError> {
-        let function = self.driver.config.self_function.as_deref().ok_or_else(|| {
-            OrchestratorError::Protocol(
-                "AWS_LAMBDA_FUNCTION_NAME is not set: cannot dispatch work".into(),
-            )
-        })?;
-        let payload =
-            serde_json::to_vec(event).map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
-        self.driver
-            .lambda
-            .invoke()
-            .function_name(function)
-            .invocation_type(InvocationType::Event)
-            .payload(Blob::new(payload))
-            .send()
-            .await
-            .map_err(|e| OrchestratorError::Lambda {
-                operation: "Invoke",
-                message: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
-            })?;
-        Ok(())
     }
 
     /// An existing invocation: its outcome if finished; else drive it if its driver is gone,
@@ -344,11 +325,12 @@ impl App {
         }
         // Resume in a fresh call so that this request answers at once.
         if self.driver.config.self_function.is_some() {
-            self.dispatch(&ControlEvent::Resume {
-                invocation_id: id.invocation.clone(),
-                entry: id.index,
-            })
-            .await?;
+            self.driver
+                .send_event(&ControlEvent::Resume {
+                    invocation_id: id.invocation.clone(),
+                    entry: id.index,
+                })
+                .await?;
         } else {
             self.resume(&id.invocation, id.index, call).await?;
         }
@@ -414,6 +396,147 @@ impl App {
             )
             .await?;
         self.resume(id, index, call).await
+    }
+
+    /// A call or send entry of `parent` was recorded: create its child (and, first, the children
+    /// of the parent's earlier calls and sends, so children start in program order), then drive
+    /// it. Creating a child is a conditional put on its derived id: however often a dispatch
+    /// arrives, there is one child.
+    async fn dispatch_entry(
+        &self,
+        parent: &InvocationId,
+        index: u32,
+        call: &Call,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        let journal = self.driver.journal.load(parent).await?;
+        let Some(entry) = journal.iter().find(|e| e.index == index).cloned() else {
+            tracing::warn!(%parent, index, "dispatch of an unknown entry");
+            return Ok(json!({"invocation_id": parent, "status": "unknown entry"}));
+        };
+        if let EntryKind::Send {
+            due_at_ms: Some(due),
+            ..
+        } = &entry.kind
+        {
+            if *due > now_millis() + 1000 {
+                self.driver
+                    .timers
+                    .schedule_dispatch(parent, index, *due, &call.function_arn)
+                    .await?;
+                return Ok(json!({"invocation_id": parent, "entry": index, "status": "scheduled"}));
+            }
+        }
+        // Earlier calls and sends not started yet go first; their own dispatch drives them.
+        for earlier in journal.iter().filter(|e| e.index < index && !e.dispatched) {
+            let due_later = matches!(&earlier.kind, EntryKind::Send { due_at_ms: Some(due), .. } if *due > now_millis() + 1000);
+            if earlier.kind.child().is_some() && !due_later {
+                if let Some(child) = self.create_child(parent, earlier, 0).await? {
+                    self.driver
+                        .send_event(&ControlEvent::Drive {
+                            invocation_id: child.id,
+                        })
+                        .await?;
+                }
+            }
+        }
+        let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
+        match self.create_child(parent, &entry, lease).await? {
+            Some(child) => {
+                let driven = self.driver.drive(child, call, true).await?;
+                Ok(json!({"invocation_id": parent, "entry": index, "child": driven_name(&driven)}))
+            }
+            None => {
+                // It existed: finish what a crashed dispatch may have left undone.
+                let Some(child_id) = entry.kind.child() else {
+                    return Ok(json!({"status": "not a call"}));
+                };
+                let Some(child) = self.invocations.get(child_id).await? else {
+                    return Ok(json!({"status": "no child"}));
+                };
+                match &child.outcome {
+                    Some(outcome) => self.driver.notify_caller(&child, outcome).await?,
+                    None => {
+                        self.attach(child, call, false).await?;
+                    }
+                }
+                Ok(json!({"invocation_id": parent, "entry": index, "child": "existing"}))
+            }
+        }
+    }
+
+    /// Creates the child of a call or send entry and marks the entry dispatched; `None` if the
+    /// child existed already. A call to an unknown service or handler completes with a 404.
+    async fn create_child(
+        &self,
+        parent: &InvocationId,
+        entry: &durable_protocol::JournalEntry,
+        lease_until: u64,
+    ) -> Result<Option<Invocation>, OrchestratorError> {
+        let (target, input, child, is_call) = match &entry.kind {
+            EntryKind::Call {
+                target,
+                input,
+                child,
+            } => (target, input, child, true),
+            EntryKind::Send {
+                target,
+                input,
+                child,
+                ..
+            } => (target, input, child, false),
+            _ => return Ok(None),
+        };
+        let registration = self
+            .registry
+            .lookup(&target.service)
+            .await?
+            .filter(|r| r.has_handler(&target.handler));
+        let Some(registration) = registration else {
+            let failure = TerminalFailure::new(
+                404,
+                format!("no handler {} is registered", target.display()),
+            );
+            tracing::warn!(%parent, entry = entry.index, "{}", failure.message);
+            self.driver
+                .journal
+                .mark_dispatched(parent, entry.index)
+                .await?;
+            if is_call {
+                self.driver
+                    .journal
+                    .complete(parent, entry.index, "call", &StepResult::Failure(failure))
+                    .await?;
+                self.driver
+                    .send_event(&ControlEvent::Resume {
+                        invocation_id: parent.clone(),
+                        entry: entry.index,
+                    })
+                    .await?;
+            }
+            return Ok(None);
+        };
+        let new = NewInvocation {
+            id: child.clone(),
+            service: target.service.clone(),
+            handler: target.handler.clone(),
+            function_arn: registration.function_arn,
+            input: input.clone(),
+            idempotency_key: None,
+            lease_until,
+            caller: is_call.then(|| crate::invocations::Caller {
+                invocation: parent.clone(),
+                entry: entry.index,
+            }),
+        };
+        let created = self.invocations.create(&new).await?;
+        self.driver
+            .journal
+            .mark_dispatched(parent, entry.index)
+            .await?;
+        Ok(match created {
+            Created::New(inv) => Some(inv),
+            Created::Existing(_) => None,
+        })
     }
 
     /// Entry `index` completed: if the invocation is suspended on it, run it again here.

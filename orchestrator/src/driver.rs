@@ -65,6 +65,12 @@ pub enum ControlEvent {
         invocation_id: InvocationId,
         entry: u32,
     },
+    /// A call or send entry was recorded: create (and drive) its child. Also what a delayed
+    /// send's schedule fires.
+    Dispatch {
+        invocation_id: InvocationId,
+        entry: u32,
+    },
 }
 
 /// Pushes invocations to handler Lambdas.
@@ -183,7 +189,7 @@ impl Driver {
                 self.journal.load(&inv.id).await?
             };
             fresh = false;
-            let reply = self.push(&inv, journal).await?;
+            let reply = self.push(&inv, journal, call).await?;
             let outcome = match reply {
                 Reply::Finished(outcome) => outcome,
                 Reply::Suspend { waiting_on, timers } => {
@@ -246,6 +252,7 @@ impl Driver {
                 .finish(&inv, &outcome, self.config.retention)
                 .await?
             {
+                self.notify_caller(&inv, &outcome).await?;
                 return Ok(Driven::Finished(outcome));
             }
             // Lost ownership while pushing: whoever owns it decides; report what is stored.
@@ -288,6 +295,7 @@ impl Driver {
         &self,
         inv: &Invocation,
         journal: Vec<durable_protocol::JournalEntry>,
+        call: &Call,
     ) -> Result<Reply, OrchestratorError> {
         let request = HandlerRequest::Invoke(InvokeRequest {
             invocation_id: inv.id.clone(),
@@ -299,6 +307,7 @@ impl Driver {
             journal,
             step_failures: inv.step_failures,
             table: self.journal.table().to_owned(),
+            orchestrator: Some(call.function_arn.clone()),
         });
         let payload =
             serde_json::to_vec(&request).map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
@@ -336,15 +345,27 @@ impl Driver {
         if !self.invocations.release(inv).await? {
             return Ok(());
         }
-        let Some(function) = &self.config.self_function else {
+        if self.config.self_function.is_none() {
             tracing::warn!(id = %inv.id, "out of time and no AWS_LAMBDA_FUNCTION_NAME to hand off to; the lease sweep will resume it");
             return Ok(());
-        };
-        let event = ControlEvent::Drive {
+        }
+        self.send_event(&ControlEvent::Drive {
             invocation_id: inv.id.clone(),
-        };
+        })
+        .await?;
+        tracing::info!(id = %inv.id, "handed off to a fresh orchestrator call");
+        Ok(())
+    }
+
+    /// Sends this function an event asynchronously (a fresh call handles it).
+    pub async fn send_event(&self, event: &ControlEvent) -> Result<(), OrchestratorError> {
+        let function = self.config.self_function.as_deref().ok_or_else(|| {
+            OrchestratorError::Protocol(
+                "AWS_LAMBDA_FUNCTION_NAME is not set: cannot dispatch work".into(),
+            )
+        })?;
         let payload =
-            serde_json::to_vec(&event).map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
+            serde_json::to_vec(event).map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
         self.lambda
             .invoke()
             .function_name(function)
@@ -356,8 +377,31 @@ impl Driver {
                 operation: "Invoke",
                 message: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
             })?;
-        tracing::info!(id = %inv.id, "handed off to a fresh orchestrator call");
         Ok(())
+    }
+
+    /// A finished child of `ctx.call`: its result completes the caller's entry (once), and the
+    /// caller is resumed in a fresh call.
+    pub async fn notify_caller(
+        &self,
+        inv: &Invocation,
+        outcome: &Outcome,
+    ) -> Result<(), OrchestratorError> {
+        let Some(caller) = &inv.caller else {
+            return Ok(());
+        };
+        let result = match outcome {
+            Outcome::Completed(v) => StepResult::Value(v.clone()),
+            Outcome::Failed(f) => StepResult::Failure(f.clone()),
+        };
+        self.journal
+            .complete(&caller.invocation, caller.entry, "call", &result)
+            .await?;
+        self.send_event(&ControlEvent::Resume {
+            invocation_id: caller.invocation.clone(),
+            entry: caller.entry,
+        })
+        .await
     }
 }
 

@@ -72,6 +72,15 @@ pub struct Invocation {
     pub step_failures: Option<StepFailures>,
     /// While suspended: the journal entries whose completion resumes it.
     pub waiting_on: Vec<u32>,
+    /// The call entry this invocation's result completes, if another invocation called it.
+    pub caller: Option<Caller>,
+}
+
+/// The journal entry of a calling invocation that waits for this one's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub invocation: InvocationId,
+    pub entry: u32,
 }
 
 /// What a new invocation starts with.
@@ -84,6 +93,8 @@ pub struct NewInvocation {
     pub input: serde_json::Value,
     pub idempotency_key: Option<IdempotencyKey>,
     pub lease_until: u64,
+    /// Set for children of `ctx.call`.
+    pub caller: Option<Caller>,
 }
 
 /// The result of a create.
@@ -146,6 +157,16 @@ impl Invocation {
             (Some(index), Some(count)) => Some(StepFailures { index, count }),
             _ => None,
         };
+        let caller = match (
+            get_s(item, "caller_invocation"),
+            get_n(item, "caller_entry"),
+        ) {
+            (Some(c), Some(entry)) => Some(Caller {
+                invocation: InvocationId::parse(c).map_err(|e| corrupt(&id, &e.to_string()))?,
+                entry,
+            }),
+            _ => None,
+        };
         Ok(Self {
             function_arn: text("function_arn")?.to_owned(),
             epoch: get_n(item, "epoch").ok_or_else(|| corrupt(&id, "no epoch"))?,
@@ -167,6 +188,7 @@ impl Invocation {
                         .collect()
                 })
                 .unwrap_or_default(),
+            caller,
         })
     }
 }
@@ -224,6 +246,10 @@ impl InvocationStore {
         item.insert("lease_until".into(), n(new.lease_until));
         item.insert("created_at".into(), n(now));
         item.insert("updated_at".into(), n(now));
+        if let Some(c) = &new.caller {
+            item.insert("caller_invocation".into(), s(c.invocation.as_str()));
+            item.insert("caller_entry".into(), n(c.entry));
+        }
         if let Some(k) = &new.idempotency_key {
             item.insert("idempotency_key".into(), s(k.as_str()));
         }

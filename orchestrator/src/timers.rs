@@ -61,20 +61,55 @@ impl Timers {
         timer: Timer,
         target_arn: &str,
     ) -> Result<(), OrchestratorError> {
+        let fire_at = timer
+            .wake_at_ms
+            .saturating_sub(self.config.timer_lead.as_millis() as u64);
+        let event = ControlEvent::Wake {
+            invocation_id: id.clone(),
+            entry: timer.index,
+        };
+        self.schedule_event(&schedule_name(id, timer.index), fire_at, &event, target_arn)
+            .await
+    }
+
+    /// Schedules a delayed send: the schedule fires the `dispatch` of entry `index`.
+    pub async fn schedule_dispatch(
+        &self,
+        id: &InvocationId,
+        index: u32,
+        due_at_ms: u64,
+        target_arn: &str,
+    ) -> Result<(), OrchestratorError> {
+        let event = ControlEvent::Dispatch {
+            invocation_id: id.clone(),
+            entry: index,
+        };
+        self.schedule_event(
+            &format!("{}-d", schedule_name(id, index)),
+            due_at_ms,
+            &event,
+            target_arn,
+        )
+        .await
+    }
+
+    /// A one-time schedule `name` that sends `event` to `target_arn` at `fire_at_ms`;
+    /// creating it twice is a no-op.
+    async fn schedule_event(
+        &self,
+        name: &str,
+        fire_at_ms: u64,
+        event: &ControlEvent,
+        target_arn: &str,
+    ) -> Result<(), OrchestratorError> {
         let role = self.config.scheduler_role_arn.as_deref().ok_or_else(|| {
             OrchestratorError::Protocol(
                 "a timer needs EventBridge Scheduler but DURABLE_SCHEDULER_ROLE_ARN is not set"
                     .into(),
             )
         })?;
-        let fire_at = timer
-            .wake_at_ms
-            .saturating_sub(self.config.timer_lead.as_millis() as u64);
-        let input = serde_json::to_string(&ControlEvent::Wake {
-            invocation_id: id.clone(),
-            entry: timer.index,
-        })
-        .map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
+        let input =
+            serde_json::to_string(event).map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
         let target = Target::builder()
             .arn(target_arn)
             .role_arn(role)
@@ -88,9 +123,9 @@ impl Timers {
         let result = self
             .client
             .create_schedule()
-            .name(schedule_name(id, timer.index))
+            .name(name)
             .group_name(&self.config.schedule_group)
-            .schedule_expression(at_expression(fire_at))
+            .schedule_expression(at_expression(fire_at_ms))
             .schedule_expression_timezone("UTC")
             .flexible_time_window(window)
             .target(target)
@@ -99,7 +134,7 @@ impl Timers {
             .await;
         match result {
             Ok(_) => Ok(()),
-            // Created before (a retried suspension): the same timer, nothing to do.
+            // Created before (a retried suspension): the same schedule, nothing to do.
             Err(e)
                 if matches!(
                     e.as_service_error(),

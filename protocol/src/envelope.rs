@@ -37,6 +37,9 @@ pub struct InvokeRequest {
     pub step_failures: Option<StepFailures>,
     /// The DynamoDB table that holds the journal; the SDK appends new entries to it directly.
     pub table: String,
+    /// The orchestrator function to send `dispatch` events to (calls and sends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orchestrator: Option<String>,
 }
 
 /// How one push ended, as answered by the SDK.
@@ -130,6 +133,7 @@ mod tests {
             journal: vec![],
             step_failures: None,
             table: "t".into(),
+            orchestrator: None,
         });
         let text = serde_json::to_string(&req).unwrap();
         assert!(

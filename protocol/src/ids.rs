@@ -205,6 +205,12 @@ impl InvocationId {
         Self(format!("{}{hex}", Self::PREFIX))
     }
 
+    /// The id of the child invocation created by entry `index` of `parent`: retries of the
+    /// parent always name the same child, so creating it is idempotent.
+    pub fn child(parent: &InvocationId, index: u32) -> Self {
+        Self::derived(&["child", parent.as_str(), &index.to_string()])
+    }
+
     /// Parses an id given by a user, e.g. in a URL.
     pub fn parse(value: &str) -> Result<Self, IdError> {
         let ok = value.len() == Self::PREFIX.len() + Self::HEX_LEN

@@ -1,6 +1,8 @@
 //! The journal: the recorded history of one invocation that replay is built on.
 
+use crate::ids::{HandlerName, InvocationId, ServiceName};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// A terminal failure: it is recorded, replayed as is, and never retried.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +49,34 @@ pub enum EntryKind {
     Awakeable { name: String },
     /// Which of the entries `of` completed first, as the code saw it: replay takes the same one.
     Select { of: Vec<u32>, winner: u32 },
+    /// A request/response call of another handler; completed with the callee's result.
+    Call {
+        target: Target,
+        input: serde_json::Value,
+        child: InvocationId,
+    },
+    /// A one-way send to another handler, optionally started later (`due_at_ms`).
+    Send {
+        target: Target,
+        input: serde_json::Value,
+        child: InvocationId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due_at_ms: Option<u64>,
+    },
+}
+
+/// The handler a call or send goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub service: ServiceName,
+    pub handler: HandlerName,
+}
+
+impl Target {
+    /// `service/handler`.
+    pub fn display(&self) -> String {
+        format!("{}/{}", self.service, self.handler)
+    }
 }
 
 impl EntryKind {
@@ -57,16 +87,21 @@ impl EntryKind {
             EntryKind::Sleep { .. } => "sleep",
             EntryKind::Awakeable { .. } => "awakeable",
             EntryKind::Select { .. } => "select",
+            EntryKind::Call { .. } => "call",
+            EntryKind::Send { .. } => "send",
         }
     }
 
-    /// The user-given name of the entry ("select" for selects).
-    pub fn name(&self) -> &str {
+    /// The user-given name of the entry ("select" for selects, the target for calls and sends).
+    pub fn name(&self) -> Cow<'_, str> {
         match self {
             EntryKind::Run { name, .. }
             | EntryKind::Sleep { name, .. }
-            | EntryKind::Awakeable { name } => name,
-            EntryKind::Select { .. } => "select",
+            | EntryKind::Awakeable { name } => Cow::Borrowed(name),
+            EntryKind::Select { .. } => Cow::Borrowed("select"),
+            EntryKind::Call { target, .. } | EntryKind::Send { target, .. } => {
+                Cow::Owned(target.display())
+            }
         }
     }
 
@@ -82,7 +117,18 @@ impl EntryKind {
 
     /// Whether this kind of entry is completed after it is written.
     pub fn completes_later(&self) -> bool {
-        matches!(self, EntryKind::Sleep { .. } | EntryKind::Awakeable { .. })
+        matches!(
+            self,
+            EntryKind::Sleep { .. } | EntryKind::Awakeable { .. } | EntryKind::Call { .. }
+        )
+    }
+
+    /// The child invocation of a call or send.
+    pub fn child(&self) -> Option<&InvocationId> {
+        match self {
+            EntryKind::Call { child, .. } | EntryKind::Send { child, .. } => Some(child),
+            _ => None,
+        }
     }
 }
 
@@ -98,6 +144,9 @@ pub struct JournalEntry {
     /// with `null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion: Option<StepResult>,
+    /// For calls and sends: the orchestrator has created the child invocation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dispatched: bool,
 }
 
 impl JournalEntry {
@@ -107,6 +156,7 @@ impl JournalEntry {
             index,
             kind,
             completion: None,
+            dispatched: false,
         }
     }
 

@@ -15,4 +15,4 @@ pub use envelope::{
     ServiceDescriptor, ServiceKind, StepFailures, Timer, PROTOCOL_VERSION,
 };
 pub use ids::{AwakeableId, HandlerName, IdError, IdempotencyKey, InvocationId, ServiceName};
-pub use journal::{EntryKind, JournalEntry, StepResult, TerminalFailure};
+pub use journal::{EntryKind, JournalEntry, StepResult, Target, TerminalFailure};

@@ -166,6 +166,32 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
             item.insert("of".into(), AttributeValue::L(of.iter().map(n).collect()));
             item.insert("winner".into(), n(winner));
         }
+        EntryKind::Call {
+            target,
+            input,
+            child,
+        }
+        | EntryKind::Send {
+            target,
+            input,
+            child,
+            ..
+        } => {
+            item.insert("service".into(), s(target.service.as_str()));
+            item.insert("handler".into(), s(target.handler.as_str()));
+            item.insert("input".into(), s(input.to_string()));
+            item.insert("child".into(), s(child.as_str()));
+            if let EntryKind::Send {
+                due_at_ms: Some(due),
+                ..
+            } = &entry.kind
+            {
+                item.insert("due_at".into(), n(due));
+            }
+        }
+    }
+    if entry.dispatched {
+        item.insert("dispatched".into(), AttributeValue::Bool(true));
     }
     if let Some(c) = &entry.completion {
         put_result(&mut item, COMPLETION, c);
@@ -206,12 +232,45 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
                 .ok_or_else(|| corrupt(item, "bad of"))?,
             winner: get_n(item, "winner").ok_or_else(|| corrupt(item, "no winner"))?,
         },
+        "call" | "send" => {
+            let text = |a: &str| get_s(item, a).ok_or_else(|| corrupt(item, format!("no {a}")));
+            let target = crate::journal::Target {
+                service: crate::ids::ServiceName::new(text("service")?)
+                    .map_err(|e| corrupt(item, e.to_string()))?,
+                handler: crate::ids::HandlerName::new(text("handler")?)
+                    .map_err(|e| corrupt(item, e.to_string()))?,
+            };
+            let input = serde_json::from_str(text("input")?)
+                .map_err(|e| corrupt(item, format!("input: {e}")))?;
+            let child =
+                InvocationId::parse(text("child")?).map_err(|e| corrupt(item, e.to_string()))?;
+            if kind == "call" {
+                EntryKind::Call {
+                    target,
+                    input,
+                    child,
+                }
+            } else {
+                EntryKind::Send {
+                    target,
+                    input,
+                    child,
+                    due_at_ms: get_n(item, "due_at"),
+                }
+            }
+        }
         other => return Err(corrupt(item, format!("unknown entry kind {other:?}"))),
     };
+    let dispatched = item
+        .get("dispatched")
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false);
     Ok(JournalEntry {
         index,
         kind,
         completion: read_result(item, COMPLETION)?,
+        dispatched,
     })
 }
 
@@ -364,6 +423,22 @@ impl JournalStore {
         }
     }
 
+    /// Marks a call or send entry as dispatched (its child invocation exists).
+    pub async fn mark_dispatched(&self, id: &InvocationId, index: u32) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(id)))
+            .key(keys::SK, s(keys::journal_sk(index)))
+            .condition_expression("attribute_exists(sk)")
+            .update_expression("SET dispatched = :t")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("UpdateItem", e))?;
+        Ok(())
+    }
+
     /// Entry `index` of `id`, if recorded (strongly consistent).
     pub async fn entry(
         &self,
@@ -488,6 +563,37 @@ mod tests {
         assert_eq!(
             entry_from_item(&entry_to_item(&id, &select, 1)).unwrap(),
             select
+        );
+        let target = crate::journal::Target {
+            service: crate::ids::ServiceName::new("hotel").unwrap(),
+            handler: crate::ids::HandlerName::new("book").unwrap(),
+        };
+        let mut call = JournalEntry::new(
+            4,
+            EntryKind::Call {
+                target: target.clone(),
+                input: serde_json::json!({"n": 1}),
+                child: InvocationId::child(&id, 4),
+            },
+        );
+        call.dispatched = true;
+        call.completion = Some(StepResult::Value(serde_json::json!("ok")));
+        assert_eq!(
+            entry_from_item(&entry_to_item(&id, &call, 1)).unwrap(),
+            call
+        );
+        let send = JournalEntry::new(
+            5,
+            EntryKind::Send {
+                target,
+                input: serde_json::json!(null),
+                child: InvocationId::child(&id, 5),
+                due_at_ms: Some(99),
+            },
+        );
+        assert_eq!(
+            entry_from_item(&entry_to_item(&id, &send, 1)).unwrap(),
+            send
         );
     }
 

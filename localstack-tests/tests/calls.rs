@@ -1,0 +1,197 @@
+//! End-to-end tests of durable service-to-service communication against the local AWS
+//! environment: calls, one-way sends, delayed sends, error propagation, exactly-once children
+//! under crashes, and fan-out. Run through `scripts/test.sh`.
+
+use localstack_tests::aws::Clients;
+use localstack_tests::client::{Answer, OrchestratorClient};
+use localstack_tests::deploy::Deployment;
+use localstack_tests::inspect::{self, effect_count, lambda_invocations};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+struct Env {
+    clients: Clients,
+    deployment: Deployment,
+    client: OrchestratorClient,
+}
+
+async fn env() -> Env {
+    let deployment = Deployment::load(&Deployment::default_path())
+        .expect("no local deployment: run the tests through scripts/test.sh");
+    let client = OrchestratorClient::new(&deployment.orchestrator_url).expect("client");
+    Env {
+        clients: Clients::local().await,
+        deployment,
+        client,
+    }
+}
+
+fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Env {
+    async fn invoke(&self, handler: &str, input: serde_json::Value) -> Answer {
+        self.client
+            .invoke("testbed", handler, &input, None)
+            .await
+            .unwrap()
+    }
+
+    async fn effects(&self, run: &str, step: &str) -> u64 {
+        effect_count(&self.clients, &self.deployment.table, run, step)
+            .await
+            .unwrap()
+    }
+
+    /// Polls `GET /invocations/{id}/output` until it is not 409 (or 404: not created yet).
+    async fn output(&self, id: &str, within: Duration) -> Answer {
+        let started = Instant::now();
+        loop {
+            let answer = self.client.output(id).await.unwrap();
+            if answer.status != 409 && answer.status != 404 {
+                return answer;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{id} not finished after {within:?}: {}",
+                answer.raw
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_returns_the_callees_output() {
+    let env = env().await;
+    let answer = env.invoke("chain", json!({"depth": 1})).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!(1));
+    let id = answer.invocation_id.unwrap();
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    assert_eq!(stored.journal.len(), 1);
+    assert!(stored.journal[0].dispatched);
+    assert_eq!(
+        stored.journal[0].completion,
+        Some(durable_protocol::StepResult::Value(json!(0)))
+    );
+}
+
+#[tokio::test]
+async fn a_one_way_send_runs_the_callee() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env.invoke("sends", json!({"run": run, "n": 1})).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let child = answer.body[0].as_str().unwrap().to_owned();
+    let output = env.output(&child, Duration::from_secs(30)).await;
+    assert_eq!(output.status, 200, "{}", output.raw);
+    assert_eq!(env.effects(&run, "record-0").await, 1);
+}
+
+#[tokio::test]
+async fn ten_delayed_sends_run_concurrently_and_once_each() {
+    let env = env().await;
+    let run = run_id();
+    let started = Instant::now();
+    let answer = env
+        .invoke("sends", json!({"run": run, "n": 10, "delay_ms": 5000}))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let children: Vec<String> = answer
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(children.len(), 10);
+    for child in &children {
+        let output = env.output(child, Duration::from_secs(40)).await;
+        assert_eq!(output.status, 200, "{}", output.raw);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(5),
+        "{elapsed:?}: the delay was honoured"
+    );
+    assert!(
+        elapsed < Duration::from_secs(25),
+        "{elapsed:?}: delays ran concurrently, not one after another"
+    );
+    for i in 0..10 {
+        assert_eq!(
+            env.effects(&run, &format!("record-{i}")).await,
+            1,
+            "send {i} ran once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_terminal_error_propagates_through_a_call_chain_of_depth_three() {
+    let env = env().await;
+    let answer = env
+        .invoke("chain", json!({"depth": 3, "fail_at_bottom": true}))
+        .await;
+    assert_eq!(answer.status, 418, "{}", answer.raw);
+    assert_eq!(answer.body["message"], "the bottom of the chain failed");
+}
+
+#[tokio::test]
+async fn a_caller_crash_while_its_call_is_in_flight_creates_no_second_child() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env.invoke("call_then_crash", json!({"run": run})).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(
+        answer.body,
+        json!(1),
+        "the child ran once, so its count is 1"
+    );
+    assert_eq!(env.effects(&run, "slow").await, 1, "exactly one child ran");
+    let id = answer.invocation_id.unwrap();
+    let calls = lambda_invocations(&format!("{}-testbed", env.deployment.prefix), &id).unwrap();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.error_type.as_deref() == Some("Runtime.ExitError")),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fan_out_of_fifty_children_joins_correctly() {
+    let env = env().await;
+    let answer = env.invoke("fan_out", json!(50)).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!((0..50u64).map(|i| i * i).sum::<u64>()));
+    let id = answer.invocation_id.unwrap();
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    assert_eq!(stored.journal.len(), 50);
+    assert!(stored
+        .journal
+        .iter()
+        .all(|e| e.dispatched && e.completion.is_some()));
+}
+
+#[tokio::test]
+async fn a_call_to_an_unregistered_service_fails_with_404_which_the_caller_can_catch() {
+    let env = env().await;
+    let answer = env.invoke("call_unknown", json!(null)).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body["code"], 404);
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("nosuchservice/anything"),
+        "{}",
+        answer.raw
+    );
+}
