@@ -685,7 +685,7 @@ async fn calls_and_sends_are_recorded_and_dispatched_in_program_order() {
     assert_eq!(
         resp,
         HandlerResponse::Completed {
-            output: json!(0 + 1 + 4 + 9)
+            output: json!(1 + 4 + 9)
         }
     );
     assert!(again.dispatched.lock().unwrap().is_empty());
