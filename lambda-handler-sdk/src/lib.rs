@@ -19,6 +19,53 @@
 //! }
 //! ```
 
+/// Typed services: `#[service]` on a trait generates `<Trait>Serve::into_service()` and a typed
+/// `<Trait>Client`. A call with the right types compiles:
+///
+/// ```no_run
+/// use lambda_handler_sdk::{service, Context, HandlerError};
+///
+/// #[service]
+/// pub trait Greeter {
+///     async fn greet(&self, ctx: Context, name: String) -> Result<String, HandlerError>;
+/// }
+///
+/// async fn caller(ctx: Context) -> Result<String, HandlerError> {
+///     Ok(GreeterClient::new(&ctx).greet(&"Ada".to_string()).await?)
+/// }
+/// ```
+///
+/// and a call with a wrong argument type does not:
+///
+/// ```compile_fail
+/// use lambda_handler_sdk::{service, Context, HandlerError};
+///
+/// #[service]
+/// pub trait Greeter {
+///     async fn greet(&self, ctx: Context, name: String) -> Result<String, HandlerError>;
+/// }
+///
+/// async fn caller(ctx: Context) -> Result<String, HandlerError> {
+///     Ok(GreeterClient::new(&ctx).greet(&42u32).await?)
+/// }
+/// ```
+///
+/// nor does using the result as another type:
+///
+/// ```compile_fail
+/// use lambda_handler_sdk::{service, Context, HandlerError};
+///
+/// #[service]
+/// pub trait Greeter {
+///     async fn greet(&self, ctx: Context, name: String) -> Result<String, HandlerError>;
+/// }
+///
+/// async fn caller(ctx: Context) -> Result<u64, HandlerError> {
+///     Ok(GreeterClient::new(&ctx).greet(&"Ada".to_string()).await?)
+/// }
+/// ```
+pub mod typed {}
+
 mod calls;
 mod context;
 mod durable;
@@ -42,6 +89,7 @@ pub fn child_id(ctx: &Context, index: u32) -> durable_protocol::InvocationId {
 }
 
 pub use durable_protocol::InvocationId;
+pub use lambda_handler_sdk_macros::service;
 
 /// Re-exported so that handler crates need no direct dependency to write `main`.
 pub use lambda_runtime;

@@ -49,6 +49,18 @@ pub const HANDLERS: &[HandlerFunction] = &[
         timeout_secs: 30,
         env: &[],
     },
+    HandlerFunction {
+        name: "trips",
+        binary: "trips",
+        timeout_secs: 30,
+        env: &[],
+    },
+    HandlerFunction {
+        name: "fanout",
+        binary: "fanout",
+        timeout_secs: 30,
+        env: &[],
+    },
     // Timers over 300 ms go through EventBridge Scheduler, so the tests exercise that path.
     HandlerFunction {
         name: "testbed",

@@ -195,3 +195,72 @@ async fn a_call_to_an_unregistered_service_fails_with_404_which_the_caller_can_c
         answer.raw
     );
 }
+
+#[tokio::test]
+async fn the_trip_saga_books_everything_or_compensates_in_reverse_order() {
+    let env = env().await;
+    let trip = |id: &str, limit: u64| json!({"trip_id": id, "destination": "LIS", "nights": 2, "card_limit_cents": limit});
+    let run = run_id();
+    let ok = env
+        .client
+        .invoke(
+            "trips",
+            "book",
+            &trip(&format!("ok-{run}"), 1_000_000),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.raw);
+    assert_eq!(ok.body["total_cents"], 45_000 + 2 * 12_000);
+
+    let declined = env
+        .client
+        .invoke("trips", "book", &trip(&format!("no-{run}"), 10_000), None)
+        .await
+        .unwrap();
+    assert_eq!(declined.status, 402, "{}", declined.raw);
+    let message = declined.body["message"].as_str().unwrap();
+    assert!(message.starts_with("card declined"), "{message}");
+    // The journal shows the compensations as durable calls, hotel first, then flight.
+    let stored = inspect::invocation(
+        &env.clients,
+        &env.deployment.table,
+        declined.invocation_id.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
+    let calls: Vec<String> = stored
+        .journal
+        .iter()
+        .map(|e| e.kind.name().into_owned())
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "flights/reserve",
+            "hotels/reserve",
+            "payments/charge",
+            "hotels/cancel",
+            "flights/cancel"
+        ]
+    );
+    assert!(stored.journal.iter().all(|e| e.completion.is_some()));
+}
+
+#[tokio::test]
+async fn the_fan_out_example_joins_one_child_per_document() {
+    let env = env().await;
+    let docs: Vec<String> = (0..12).map(|i| vec!["word"; i + 1].join(" ")).collect();
+    let answer = env
+        .client
+        .invoke("batch", "analyze", &json!(docs), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body["total_words"], (1..=12).sum::<u64>());
+    assert_eq!(
+        answer.body["per_document"],
+        json!((1..=12).collect::<Vec<u64>>())
+    );
+}
