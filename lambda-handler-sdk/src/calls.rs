@@ -85,6 +85,10 @@ pub(crate) async fn outbox_worker(
             }
             Op::Record { index, kind, done } => (index, kind, done),
         };
+        let kind = match offload_input(&inv, index, kind).await {
+            Ok(kind) => kind,
+            Err(abort) => return inv.abort(abort).await,
+        };
         let dispatched = match inv.recorded(index) {
             Some(recorded) if !recorded.kind.same_command(&kind) => {
                 return inv
@@ -136,6 +140,80 @@ pub(crate) async fn outbox_worker(
     }
 }
 
+/// Moves a large call or send input to S3 (the entry keeps a reference). A too-large input ends
+/// the invocation: it is a bug in the handler, not something a retry fixes.
+async fn offload_input(inv: &Invocation, index: u32, kind: EntryKind) -> Result<EntryKind, Abort> {
+    let (target, input, child, due_at_ms, is_call) = match kind {
+        EntryKind::Call {
+            target,
+            input,
+            child,
+        } => (target, input, child, None, true),
+        EntryKind::Send {
+            target,
+            input,
+            child,
+            due_at_ms,
+        } => (target, input, child, due_at_ms, false),
+        other => return Ok(other),
+    };
+    if inv.recorded(index).is_some() {
+        // Replay: the recorded entry holds the (possibly offloaded) input; compare by target.
+        let input = inv.recorded(index).and_then(|e| match &e.kind {
+            EntryKind::Call { input, .. } | EntryKind::Send { input, .. } => Some(input.clone()),
+            _ => None,
+        });
+        let input = input.unwrap_or(serde_json::Value::Null);
+        return Ok(if is_call {
+            EntryKind::Call {
+                target,
+                input,
+                child,
+            }
+        } else {
+            EntryKind::Send {
+                target,
+                input,
+                child,
+                due_at_ms,
+            }
+        });
+    }
+    let input = match inv.offload(&format!("j{index}"), input).await {
+        Ok(v) => v,
+        Err(durable_protocol::payload::PayloadError::TooLarge { size, max }) => {
+            return Err(Abort::Fatal(TerminalFailure::new(
+                413,
+                format!(
+                    "the input of {} is {size} bytes, over the limit of {max}",
+                    target.display()
+                ),
+            )))
+        }
+        Err(e) => {
+            return Err(Abort::Retry {
+                message: format!("could not store a call input: {e}"),
+                step: None,
+                retry_after: None,
+            })
+        }
+    };
+    Ok(if is_call {
+        EntryKind::Call {
+            target,
+            input,
+            child,
+        }
+    } else {
+        EntryKind::Send {
+            target,
+            input,
+            child,
+            due_at_ms,
+        }
+    })
+}
+
 fn target(service: &str, handler: &str) -> Result<Target, TerminalError> {
     let invalid = |e: durable_protocol::IdError| TerminalError::new(e.to_string()).with_code(400);
     Ok(Target {
@@ -163,7 +241,7 @@ async fn await_call<O: DeserializeOwned>(
     };
     match result {
         StepResult::Failure(f) => Err(f.into()),
-        StepResult::Value(v) => match serde_json::from_value(v) {
+        StepResult::Value(v) => match serde_json::from_value(inv.resolve(v).await) {
             Ok(o) => Ok(o),
             Err(e) => {
                 let failure = TerminalFailure::new(

@@ -128,7 +128,7 @@ async fn decode<T: DeserializeOwned>(
 ) -> Result<T, TerminalError> {
     match result {
         StepResult::Failure(f) => Err(f.into()),
-        StepResult::Value(v) => match serde_json::from_value(v) {
+        StepResult::Value(v) => match serde_json::from_value(inv.resolve(v).await) {
             Ok(t) => Ok(t),
             Err(e) => {
                 let failure = TerminalFailure::new(
@@ -201,20 +201,39 @@ where
         }
     };
 
+    // Large results go to S3; the entry keeps a reference.
+    let (result, recorded) = match result {
+        StepResult::Value(v) => match inv.offload(&format!("j{index}"), v.clone()).await {
+            Ok(stored) => (StepResult::Value(v), StepResult::Value(stored)),
+            Err(durable_protocol::payload::PayloadError::TooLarge { size, max }) => {
+                let failure = StepResult::Failure(TerminalFailure::new(
+                    413,
+                    format!("the result of step {name:?} is {size} bytes, over the limit of {max}"),
+                ));
+                (failure.clone(), failure)
+            }
+            Err(e) => {
+                let message = format!("could not store the result of step {name:?}: {e}");
+                return inv
+                    .abort(Abort::Retry {
+                        message,
+                        step: None,
+                        retry_after: None,
+                    })
+                    .await;
+            }
+        },
+        failure => (failure.clone(), failure),
+    };
     let entry = JournalEntry::new(
         index,
         EntryKind::Run {
             name: name.to_owned(),
-            result,
+            result: recorded,
         },
     );
     match inv.append(&entry).await {
-        Ok(Appended::Written) => {
-            let EntryKind::Run { result, .. } = entry.kind else {
-                unreachable!("a run entry")
-            };
-            decode(&inv, index, name, result).await
-        }
+        Ok(Appended::Written) => decode(&inv, index, name, result).await,
         Ok(Appended::AlreadyRecorded(recorded)) => match &recorded.kind {
             // Another attempt got here first: its result is the history, ours is dropped.
             EntryKind::Run {

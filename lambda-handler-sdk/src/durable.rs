@@ -170,6 +170,10 @@ async fn await_awakeable<T: DeserializeOwned>(
         Some(r) => r,
         None => inv.await_completion(index, None).await,
     };
+    let result = match result {
+        StepResult::Value(v) => StepResult::Value(inv.resolve(v).await),
+        failure => failure,
+    };
     match decode(index, result) {
         Ok(r) => r,
         Err(failure) => inv.abort(Abort::Fatal(failure)).await,

@@ -3,6 +3,7 @@
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
 use crate::invocation::{Abort, BoxFuture, Invocation, JournalSink, Limits};
+use durable_protocol::payload::{PayloadError, PayloadStore};
 use durable_protocol::{
     DiscoveryResponse, HandlerDescriptor, HandlerName, HandlerResponse, InvokeRequest,
     ServiceDescriptor, ServiceKind, ServiceName, TerminalFailure, PROTOCOL_VERSION,
@@ -155,6 +156,42 @@ impl Endpoint {
         req: InvokeRequest,
         sink: Arc<dyn JournalSink>,
         dispatcher: Arc<dyn crate::calls::Dispatcher>,
+        s3: aws_sdk_s3::Client,
+        deadline_ms: u64,
+    ) -> HandlerResponse {
+        let payloads = PayloadStore::new(s3, req.bucket.clone(), req.limits);
+        let id = req.invocation_id.clone();
+        let response = self
+            .run_invocation(req, sink, dispatcher, payloads.clone(), deadline_ms)
+            .await;
+        // Outputs over the threshold go to S3 (Lambda answers at most 6 MB).
+        match response {
+            HandlerResponse::Completed { output } => {
+                match payloads.offload_output(&id, output).await {
+                    Ok(output) => HandlerResponse::Completed { output },
+                    Err(PayloadError::TooLarge { size, max }) => HandlerResponse::Failed {
+                        failure: TerminalFailure::new(
+                            413,
+                            format!("the output is {size} bytes, over the limit of {max}"),
+                        ),
+                    },
+                    Err(e) => HandlerResponse::Retryable {
+                        message: format!("could not store the output: {e}"),
+                        step: None,
+                        retry_after_ms: None,
+                    },
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn run_invocation(
+        &self,
+        mut req: InvokeRequest,
+        sink: Arc<dyn JournalSink>,
+        dispatcher: Arc<dyn crate::calls::Dispatcher>,
+        payloads: PayloadStore,
         deadline_ms: u64,
     ) -> HandlerResponse {
         let Some(handler) = self
@@ -174,6 +211,21 @@ impl Endpoint {
             in_process_wait: self.in_process_wait,
             deadline_ms,
         };
+        let retry = |message: String| HandlerResponse::Retryable {
+            message,
+            step: None,
+            retry_after_ms: None,
+        };
+        if req.journal_in_store {
+            match sink.load(&req.invocation_id).await {
+                Ok(journal) => req.journal = journal,
+                Err(e) => return retry(format!("could not read the journal: {e}")),
+            }
+        }
+        match payloads.resolve(std::mem::take(&mut req.input)).await {
+            Ok(input) => req.input = input,
+            Err(e) => return retry(format!("could not read the input: {e}")),
+        }
         let inv = Arc::new(Invocation::new(
             req.invocation_id,
             req.epoch,
@@ -181,6 +233,7 @@ impl Endpoint {
             req.step_failures,
             sink,
             limits,
+            payloads,
         ));
         let ctx = Context::new(inv.clone());
         let (ops, ops_rx) = tokio::sync::mpsc::unbounded_channel();

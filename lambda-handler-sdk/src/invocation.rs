@@ -31,6 +31,9 @@ pub(crate) trait JournalSink: Send + Sync {
         id: &'a InvocationId,
     ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>>;
 
+    /// Marks the invocation as having values in S3 (to be deleted when it finishes).
+    fn flag_payloads<'a>(&'a self, id: &'a InvocationId) -> BoxFuture<'a, Result<(), StoreError>>;
+
     /// Writes a completion onto an entry unless it has one.
     fn complete<'a>(
         &'a self,
@@ -56,6 +59,10 @@ impl JournalSink for JournalStore {
         id: &'a InvocationId,
     ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>> {
         Box::pin(JournalStore::load(self, id))
+    }
+
+    fn flag_payloads<'a>(&'a self, id: &'a InvocationId) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(JournalStore::flag_payloads(self, id))
     }
 
     fn complete<'a>(
@@ -109,6 +116,10 @@ pub(crate) struct Invocation {
     pub(crate) sink: Arc<dyn JournalSink>,
     abort: watch::Sender<Option<Abort>>,
     pub(crate) limits: Limits,
+    /// Large values in S3.
+    pub(crate) payloads: durable_protocol::payload::PayloadStore,
+    /// Whether this attempt flagged the invocation as having payloads.
+    flagged: std::sync::atomic::AtomicBool,
     /// Completions known to this attempt (from the push, a re-check, or written here).
     completions: Mutex<HashMap<u32, StepResult>>,
     /// Entries the handler is blocked on that only the outside can complete (timer wake time
@@ -156,6 +167,7 @@ impl Invocation {
         step_failures: Option<StepFailures>,
         sink: Arc<dyn JournalSink>,
         limits: Limits,
+        payloads: durable_protocol::payload::PayloadStore,
     ) -> Self {
         let completions = journal
             .iter()
@@ -177,6 +189,43 @@ impl Invocation {
             changed: Notify::new(),
             completed: Notify::new(),
             outbox: Mutex::new(None),
+            payloads,
+            flagged: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// `value` as it should be recorded (a reference when large; see `payload`). The first
+    /// offload of an attempt flags the invocation, so its payloads are deleted when it ends.
+    pub(crate) async fn offload(
+        &self,
+        slot: &str,
+        value: serde_json::Value,
+    ) -> Result<serde_json::Value, durable_protocol::payload::PayloadError> {
+        let stored = self.payloads.offload(&self.id, slot, value).await?;
+        if durable_protocol::payload::as_ref(&stored).is_some()
+            && !self.flagged.swap(true, Ordering::SeqCst)
+        {
+            if let Err(e) = self.sink.flag_payloads(&self.id).await {
+                tracing::warn!(error = %e, "could not flag the invocation's payloads; they stay until the bucket's lifecycle removes them");
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The value behind a recorded value (fetched from S3 if it is a reference). A payload that
+    /// cannot be read ends the attempt (retryable).
+    pub(crate) async fn resolve(&self, value: serde_json::Value) -> serde_json::Value {
+        match self.payloads.resolve(value).await {
+            Ok(v) => v,
+            Err(e) => {
+                let message = format!("could not read a large value: {e}");
+                self.abort(Abort::Retry {
+                    message,
+                    step: None,
+                    retry_after: None,
+                })
+                .await
+            }
         }
     }
 

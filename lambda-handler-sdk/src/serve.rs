@@ -17,12 +17,18 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
     let lambda = aws_sdk_lambda::Client::new(&config);
+    // Path-style S3 addressing where an endpoint is overridden (LocalStack); virtual-hosted on AWS.
+    let s3_config = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(s3_config);
     let endpoint = Arc::new(endpoint);
     let stores: Arc<Mutex<HashMap<String, Arc<JournalStore>>>> = Arc::default();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let endpoint = endpoint.clone();
         let dynamo = dynamo.clone();
         let lambda = lambda.clone();
+        let s3 = s3.clone();
         let stores = stores.clone();
         async move {
             let request: HandlerRequest = serde_json::from_value(event.payload)
@@ -44,7 +50,7 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
                         orchestrator: req.orchestrator.clone(),
                     });
                     let response =
-                        tracing::Instrument::instrument(endpoint.execute(req, store, dispatcher, deadline_ms), span).await;
+                        tracing::Instrument::instrument(endpoint.execute(req, store, dispatcher, s3, deadline_ms), span).await;
                     Ok(serde_json::to_value(response)?)
                 }
             }

@@ -46,6 +46,10 @@ impl JournalSink for MemoryJournal {
         Box::pin(async move { Ok(self.entries.lock().unwrap().values().cloned().collect()) })
     }
 
+    fn flag_payloads<'a>(&'a self, _id: &'a InvocationId) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn complete<'a>(
         &'a self,
         _id: &'a InvocationId,
@@ -68,6 +72,15 @@ impl JournalSink for MemoryJournal {
             Ok(Completed::Written)
         })
     }
+}
+
+/// An S3 client that is never called: unit tests use no bucket and small values.
+fn offline_s3() -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .build(),
+    )
 }
 
 /// Far in the future: unit tests never run short of Lambda time.
@@ -98,6 +111,7 @@ impl Endpoint {
             req,
             journal,
             Arc::new(MemoryDispatcher::default()),
+            offline_s3(),
             NO_DEADLINE,
         )
         .await
@@ -109,7 +123,8 @@ impl Endpoint {
         journal: Arc<MemoryJournal>,
         dispatcher: Arc<MemoryDispatcher>,
     ) -> HandlerResponse {
-        self.execute(req, journal, dispatcher, NO_DEADLINE).await
+        self.execute(req, journal, dispatcher, offline_s3(), NO_DEADLINE)
+            .await
     }
 }
 
@@ -207,6 +222,9 @@ fn request(handler: &str, input: serde_json::Value, journal: Vec<JournalEntry>) 
         step_failures: None,
         table: "t".into(),
         orchestrator: None,
+        bucket: None,
+        limits: Default::default(),
+        journal_in_store: false,
     }
 }
 

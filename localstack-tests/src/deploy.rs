@@ -148,6 +148,11 @@ pub async fn deploy(
         "DURABLE_SCHEDULER_ROLE_ARN".to_owned(),
         LOCAL_SCHEDULER_ROLE.to_owned(),
     );
+    // Large enough for the 10 MB output test, small enough to test the limit.
+    env.insert(
+        "DURABLE_MAX_VALUE_BYTES".to_owned(),
+        (12 * 1024 * 1024).to_string(),
+    );
     env.insert("RUST_LOG".to_owned(), "info".to_owned());
     let zip = package(&bin_dir.join("orchestrator"))?;
     upsert_function(clients, &orchestrator_function, zip, env, 60).await?;
@@ -253,6 +258,32 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<()> {
         .send()
         .await
         .map_err(|e| ToolError::aws("CreateBucket", e))?;
+    // Outputs are kept for the retention period (1 day); other payloads are deleted by the
+    // orchestrator when their invocation finishes.
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter,
+    };
+    let rule = LifecycleRule::builder()
+        .id("expire-outputs")
+        .filter(LifecycleRuleFilter::builder().prefix("outputs/").build())
+        .expiration(LifecycleExpiration::builder().days(1).build())
+        .status(ExpirationStatus::Enabled)
+        .build()
+        .expect("rule");
+    clients
+        .s3
+        .put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(rule)
+                .build()
+                .expect("lifecycle"),
+        )
+        .send()
+        .await
+        .map_err(|e| ToolError::aws("PutBucketLifecycleConfiguration", e))?;
     Ok(())
 }
 

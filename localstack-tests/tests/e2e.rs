@@ -483,6 +483,9 @@ async fn racing_attempts_record_one_result_and_both_adopt_it() {
         step_failures: None,
         table: env.deployment.table.clone(),
         orchestrator: None,
+        bucket: None,
+        limits: Default::default(),
+        journal_in_store: false,
     });
     let payload = serde_json::to_vec(&request).unwrap();
     let arn = env.deployment.services["testbed"].clone();
@@ -608,24 +611,31 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
         "a second take-over of the same epoch fails"
     );
     let late = Outcome::Failed(TerminalFailure::new(500, "late"));
-    assert!(!store
-        .finish(&stale, &late, Duration::from_secs(60))
-        .await
-        .unwrap());
+    assert_eq!(
+        store
+            .finish(&stale, &late, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(!store
         .next_attempt(&mut stale, 0, None, "late")
         .await
         .unwrap());
     let done = Outcome::Completed(json!("winner"));
-    assert!(store
-        .finish(&winner, &done, Duration::from_secs(60))
-        .await
-        .unwrap());
-    assert!(
-        !store
-            .finish(&winner, &late, Duration::from_secs(60))
+    assert_eq!(
+        store
+            .finish(&winner, &done, Duration::from_secs(60))
             .await
             .unwrap(),
+        Some(false)
+    );
+    assert!(
+        store
+            .finish(&winner, &late, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none(),
         "finished is final"
     );
     let stored = store.get(&id).await.unwrap().unwrap();

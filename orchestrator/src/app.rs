@@ -10,6 +10,7 @@ use crate::invocations::{Created, Invocation, InvocationStore, NewInvocation, Ou
 use crate::registry::{pin_version, Registration, Registry};
 use crate::timers::Timers;
 use aws_sdk_lambda::primitives::Blob;
+use durable_protocol::payload::{PayloadError, PayloadStore};
 use durable_protocol::store::{now_millis, Completed, JournalStore};
 use durable_protocol::{
     AwakeableId, DiscoveryResponse, EntryKind, HandlerName, HandlerRequest, IdempotencyKey,
@@ -18,6 +19,11 @@ use durable_protocol::{
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Outputs in S3 up to this size are answered inline (a Lambda response holds 6 MB).
+const INLINE_ANSWER_BYTES: usize = 5_000_000;
+/// How long the download URL of a large output works.
+const OUTPUT_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 /// How long before its own deadline a call stops waiting and answers 202.
 const ANSWER_MARGIN: Duration = Duration::from_secs(2);
@@ -45,8 +51,10 @@ impl App {
         dynamo: aws_sdk_dynamodb::Client,
         lambda: aws_sdk_lambda::Client,
         scheduler: aws_sdk_scheduler::Client,
+        s3: aws_sdk_s3::Client,
     ) -> Self {
         let config = Arc::new(config);
+        let payloads = PayloadStore::new(s3, config.bucket.clone(), config.limits);
         let invocations = InvocationStore::new(dynamo.clone(), config.table.clone());
         Self {
             registry: Registry::new(dynamo.clone(), config.table.clone()),
@@ -60,6 +68,7 @@ impl App {
                 config,
                 lambda,
                 invocations,
+                payloads,
             },
         }
     }
@@ -168,6 +177,7 @@ impl App {
             Some(key) => InvocationId::for_idempotency_key(&service, &handler, key),
             None => InvocationId::random(),
         };
+        let input = self.offload(&id, "input", input).await?;
         let new = NewInvocation {
             id: id.clone(),
             service,
@@ -188,6 +198,15 @@ impl App {
             .create(&new)
             .await
             .map_err(OrchestratorError::from)?;
+        if matches!(created, Created::New(_))
+            && durable_protocol::payload::as_ref(&new.input).is_some()
+        {
+            self.driver
+                .journal
+                .flag_payloads(&id)
+                .await
+                .map_err(OrchestratorError::from)?;
+        }
         if send {
             let status = match &created {
                 Created::New(_) => "accepted",
@@ -217,7 +236,57 @@ impl App {
             Driven::Finished(_) => driven,
             _ => self.attach(self.existing(&id).await?, call, true).await?,
         };
-        Ok(respond(&id, driven))
+        Ok(self.answer(&id, driven).await)
+    }
+
+    /// A value from a caller as the invocation `scope` stores it: refused with 413 over the
+    /// maximum, in S3 over the offload threshold.
+    async fn offload(
+        &self,
+        scope: &InvocationId,
+        slot: &str,
+        value: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        match self.driver.payloads.offload(scope, slot, value).await {
+            Ok(v) => Ok(v),
+            Err(PayloadError::TooLarge { size, max }) => Err(ApiError::new(
+                413,
+                "payload_too_large",
+                format!("the value is {size} bytes; the limit is {max} bytes"),
+            )),
+            Err(e) => Err(OrchestratorError::Protocol(e.to_string()).into()),
+        }
+    }
+
+    /// The HTTP answer for where an invocation got to; an output kept in S3 is answered inline
+    /// when it fits in a Lambda response, else with `303 See Other` to a presigned download URL.
+    async fn answer(&self, id: &InvocationId, driven: Driven) -> FunctionUrlResponse {
+        let Driven::Finished(Outcome::Completed(output)) = &driven else {
+            return respond(id, driven);
+        };
+        let Some(reference) = durable_protocol::payload::as_ref(output) else {
+            return respond(id, driven);
+        };
+        let result = if reference.size as usize <= INLINE_ANSWER_BYTES {
+            match self.driver.payloads.resolve(output.clone()).await {
+                Ok(value) => return respond(id, Driven::Finished(Outcome::Completed(value))),
+                Err(e) => Err(e),
+            }
+        } else {
+            self.driver
+                .payloads
+                .presigned_url(&reference, OUTPUT_URL_LIFETIME)
+                .await
+        };
+        match result {
+            Ok(url) => FunctionUrlResponse::json(
+                303,
+                &json!({"invocation_id": id, "output_url": url, "size": reference.size}),
+            )
+            .with_header("location", url)
+            .with_header("x-invocation-id", id.as_str()),
+            Err(e) => ApiError::from(OrchestratorError::Protocol(e.to_string())).response(),
+        }
     }
 
     /// An existing invocation: its outcome if finished; else drive it if its driver is gone,
@@ -274,7 +343,7 @@ impl App {
                 }),
             )
             .with_header("x-invocation-id", id.as_str())),
-            Some(outcome) => Ok(respond(id, Driven::Finished(outcome))),
+            Some(outcome) => Ok(self.answer(id, Driven::Finished(outcome)).await),
         }
     }
 
@@ -292,7 +361,8 @@ impl App {
         call: &Call,
     ) -> Result<FunctionUrlResponse, ApiError> {
         let inv = self.existing(id).await?;
-        Ok(respond(id, self.attach(inv, call, true).await?))
+        let driven = self.attach(inv, call, true).await?;
+        Ok(self.answer(id, driven).await)
     }
 
     async fn complete_awakeable(
@@ -301,12 +371,31 @@ impl App {
         result: &StepResult,
         call: &Call,
     ) -> Result<FunctionUrlResponse, ApiError> {
+        let stored = match result {
+            StepResult::Value(v) => StepResult::Value(
+                self.offload(&id.invocation, &format!("c{}", id.index), v.clone())
+                    .await?,
+            ),
+            failure => failure.clone(),
+        };
         let completed = self
             .driver
             .journal
-            .complete(&id.invocation, id.index, "awakeable", result)
+            .complete(&id.invocation, id.index, "awakeable", &stored)
             .await
             .map_err(OrchestratorError::from)?;
+        if durable_protocol::payload::as_ref(match &stored {
+            StepResult::Value(v) => v,
+            _ => &serde_json::Value::Null,
+        })
+        .is_some()
+        {
+            self.driver
+                .journal
+                .flag_payloads(&id.invocation)
+                .await
+                .map_err(OrchestratorError::from)?;
+        }
         match completed {
             Completed::Written => {}
             Completed::AlreadyCompleted(_) => {
@@ -413,34 +502,18 @@ impl App {
             tracing::warn!(%parent, index, "dispatch of an unknown entry");
             return Ok(json!({"invocation_id": parent, "status": "unknown entry"}));
         };
-        if let EntryKind::Send {
-            due_at_ms: Some(due),
-            ..
-        } = &entry.kind
-        {
-            if *due > now_millis() + 1000 {
-                self.driver
-                    .timers
-                    .schedule_dispatch(parent, index, *due, &call.function_arn)
-                    .await?;
-                return Ok(json!({"invocation_id": parent, "entry": index, "status": "scheduled"}));
-            }
-        }
         // Earlier calls and sends not started yet go first; their own dispatch drives them.
         for earlier in journal.iter().filter(|e| e.index < index && !e.dispatched) {
-            let due_later = matches!(&earlier.kind, EntryKind::Send { due_at_ms: Some(due), .. } if *due > now_millis() + 1000);
-            if earlier.kind.child().is_some() && !due_later {
-                if let Some(child) = self.create_child(parent, earlier, 0).await? {
-                    self.driver
-                        .send_event(&ControlEvent::Drive {
-                            invocation_id: child.id,
-                        })
-                        .await?;
-                }
+            if let Some(child) = self.create_child(parent, earlier, 0, call).await? {
+                self.driver
+                    .send_event(&ControlEvent::Drive {
+                        invocation_id: child.id,
+                    })
+                    .await?;
             }
         }
         let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
-        match self.create_child(parent, &entry, lease).await? {
+        match self.create_child(parent, &entry, lease, call).await? {
             Some(child) => {
                 let driven = self.driver.drive(child, call, true).await?;
                 Ok(json!({"invocation_id": parent, "entry": index, "child": driven_name(&driven)}))
@@ -464,14 +537,26 @@ impl App {
         }
     }
 
-    /// Creates the child of a call or send entry and marks the entry dispatched; `None` if the
-    /// child existed already. A call to an unknown service or handler completes with a 404.
+    /// Creates the child of a call or send entry and marks the entry dispatched; `Some` if this
+    /// created it and it should start now. A delayed send's child is created at once but leased
+    /// until it is due, and a schedule starts it then, so it never depends on the sender's
+    /// journal later. A call to an unknown service or handler completes with a 404.
     async fn create_child(
         &self,
         parent: &InvocationId,
         entry: &durable_protocol::JournalEntry,
         lease_until: u64,
+        call: &Call,
     ) -> Result<Option<Invocation>, OrchestratorError> {
+        // Rounded down to the second like the schedule, so the start always finds it due.
+        let due = match &entry.kind {
+            EntryKind::Send {
+                due_at_ms: Some(due),
+                ..
+            } if *due > now_millis() + 1000 => Some(due / 1000 * 1000),
+            _ => None,
+        };
+        let lease_until = due.unwrap_or(lease_until);
         let (target, input, child, is_call) = match &entry.kind {
             EntryKind::Call {
                 target,
@@ -529,6 +614,18 @@ impl App {
             }),
         };
         let created = self.invocations.create(&new).await?;
+        if let Some(due) = due {
+            // Scheduled (again, harmlessly, if it existed) before the entry counts as dispatched.
+            self.driver
+                .timers
+                .schedule_start(child, due, &call.function_arn)
+                .await?;
+            self.driver
+                .journal
+                .mark_dispatched(parent, entry.index)
+                .await?;
+            return Ok(None);
+        }
         self.driver
             .journal
             .mark_dispatched(parent, entry.index)

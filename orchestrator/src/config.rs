@@ -29,6 +29,12 @@ pub struct Config {
     /// the rest in-process (`DURABLE_TIMER_LEAD_MS`, default 0; EventBridge Scheduler fires
     /// one-time schedules within a minute, so 60 000 gives timers second precision).
     pub timer_lead: Duration,
+    /// The S3 bucket for large values (`DURABLE_BUCKET`; without it, values over the offload
+    /// threshold are refused).
+    pub bucket: Option<String>,
+    /// Offload threshold and maximum value size (`DURABLE_OFFLOAD_BYTES`, default 65 536;
+    /// `DURABLE_MAX_VALUE_BYTES`, default 33 554 432).
+    pub limits: durable_protocol::payload::Limits,
 }
 
 impl Config {
@@ -50,6 +56,19 @@ impl Config {
             schedule_group: std::env::var("DURABLE_SCHEDULE_GROUP")
                 .unwrap_or_else(|_| "default".into()),
             timer_lead: Duration::from_millis(number("DURABLE_TIMER_LEAD_MS", 0)?),
+            bucket: std::env::var("DURABLE_BUCKET")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            limits: durable_protocol::payload::Limits {
+                offload_bytes: number(
+                    "DURABLE_OFFLOAD_BYTES",
+                    durable_protocol::payload::DEFAULT_OFFLOAD_BYTES as u64,
+                )? as usize,
+                max_value_bytes: number(
+                    "DURABLE_MAX_VALUE_BYTES",
+                    durable_protocol::payload::DEFAULT_MAX_VALUE_BYTES as u64,
+                )? as usize,
+            },
         })
     }
 }

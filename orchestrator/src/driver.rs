@@ -9,6 +9,7 @@ use crate::timers::Timers;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
+use durable_protocol::payload::{PayloadError, PayloadStore};
 use durable_protocol::store::{now_millis, JournalStore};
 use durable_protocol::{
     HandlerRequest, HandlerResponse, InvocationId, InvokeRequest, StepFailures, StepResult,
@@ -80,7 +81,12 @@ pub struct Driver {
     pub(crate) invocations: InvocationStore,
     pub(crate) journal: JournalStore,
     pub(crate) timers: Timers,
+    pub(crate) payloads: PayloadStore,
 }
+
+/// A push larger than this carries no journal: the SDK reads it from the table (Lambda accepts
+/// 6 MB per synchronous request).
+const MAX_PUSH_BYTES: usize = 5_500_000;
 
 /// What a driver needs to know about the orchestrator call it runs in.
 #[derive(Debug, Clone)]
@@ -247,12 +253,14 @@ impl Driver {
                     }
                 }
             };
-            if self
+            let outcome = self.store_output(&inv.id, outcome).await?;
+            if let Some(has_payloads) = self
                 .invocations
                 .finish(&inv, &outcome, self.config.retention)
                 .await?
             {
                 self.notify_caller(&inv, &outcome).await?;
+                self.clean_up(&inv.id, has_payloads).await;
                 return Ok(Driven::Finished(outcome));
             }
             // Lost ownership while pushing: whoever owns it decides; report what is stored.
@@ -308,9 +316,21 @@ impl Driver {
             step_failures: inv.step_failures,
             table: self.journal.table().to_owned(),
             orchestrator: Some(call.function_arn.clone()),
+            bucket: self.config.bucket.clone(),
+            limits: self.config.limits,
+            journal_in_store: false,
         });
-        let payload =
+        let mut request = request;
+        let mut payload =
             serde_json::to_vec(&request).map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
+        if payload.len() > MAX_PUSH_BYTES {
+            if let HandlerRequest::Invoke(invoke) = &mut request {
+                invoke.journal.clear();
+                invoke.journal_in_store = true;
+            }
+            payload = serde_json::to_vec(&request)
+                .map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
+        }
         let result = self
             .lambda
             .invoke()
@@ -380,6 +400,40 @@ impl Driver {
         Ok(())
     }
 
+    /// A large output goes to S3 (under `outputs/`, kept for the retention period).
+    async fn store_output(
+        &self,
+        id: &InvocationId,
+        outcome: Outcome,
+    ) -> Result<Outcome, OrchestratorError> {
+        let Outcome::Completed(output) = outcome else {
+            return Ok(outcome);
+        };
+        match self.payloads.offload_output(id, output).await {
+            Ok(output) => Ok(Outcome::Completed(output)),
+            Err(PayloadError::TooLarge { size, max }) => Ok(Outcome::Failed(TerminalFailure::new(
+                413,
+                format!("the output is {size} bytes, over the limit of {max}"),
+            ))),
+            Err(e) => Err(OrchestratorError::Protocol(e.to_string())),
+        }
+    }
+
+    /// After an invocation finished: its journal entries expire with its metadata item (TTL,
+    /// after the retention period) and its payloads in S3 are deleted (not its output).
+    /// Failures are logged: the outcome is recorded already.
+    async fn clean_up(&self, id: &InvocationId, has_payloads: bool) {
+        let expires_at = now_millis() / 1000 + self.config.retention.as_secs();
+        if let Err(e) = self.journal.expire_all(id, expires_at).await {
+            tracing::warn!(%id, error = %e, "could not set the TTL of a finished invocation's journal");
+        }
+        if has_payloads {
+            if let Err(e) = self.payloads.delete_all(id).await {
+                tracing::warn!(%id, error = %e, "could not remove the payloads of a finished invocation");
+            }
+        }
+    }
+
     /// A finished child of `ctx.call`: its result completes the caller's entry (once), and the
     /// caller is resumed in a fresh call.
     pub async fn notify_caller(
@@ -391,7 +445,23 @@ impl Driver {
             return Ok(());
         };
         let result = match outcome {
-            Outcome::Completed(v) => StepResult::Value(v.clone()),
+            // The child's output expires with the child: the caller keeps its own copy.
+            Outcome::Completed(v) => {
+                let value = self
+                    .payloads
+                    .resolve(v.clone())
+                    .await
+                    .map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
+                let stored = self
+                    .payloads
+                    .offload(&caller.invocation, &format!("c{}", caller.entry), value)
+                    .await
+                    .map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
+                if durable_protocol::payload::as_ref(&stored).is_some() {
+                    self.journal.flag_payloads(&caller.invocation).await?;
+                }
+                StepResult::Value(stored)
+            }
             Outcome::Failed(f) => StepResult::Failure(f.clone()),
         };
         self.journal
@@ -421,6 +491,8 @@ mod tests {
             scheduler_role_arn: None,
             schedule_group: "default".into(),
             timer_lead: Duration::ZERO,
+            bucket: None,
+            limits: Default::default(),
         }
     }
 

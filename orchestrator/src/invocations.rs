@@ -490,38 +490,60 @@ impl InvocationStore {
         Ok(applied)
     }
 
-    /// Records the outcome if `inv.epoch` is still current; `false` if another driver owns it.
+    /// Records the outcome if `inv.epoch` is still current: `Some(has_payloads)` if it did,
+    /// `None` if another driver owns it.
     pub async fn finish(
         &self,
         inv: &Invocation,
         outcome: &Outcome,
         retention: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<bool>, StoreError> {
         let now = now_millis();
         let expires_at = now / 1000 + retention.as_secs();
         let mut update = self
             .update_owned(inv)
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":exp", n(expires_at));
+            .expression_attribute_values(":exp", n(expires_at))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew);
         let set = match outcome {
             Outcome::Completed(output) => {
                 update = update
                     .expression_attribute_values(":status", s(Status::Completed.as_str()))
                     .expression_attribute_values(":out", s(output.to_string()));
-                "SET #st = :status, #out = :out, completed_at = :now, updated_at = :now, expires_at = :exp REMOVE lease_until"
+                "SET #st = :status, #out = :out, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no) REMOVE lease_until"
             }
             Outcome::Failed(f) => {
                 update = update
                     .expression_attribute_values(":status", s(Status::Failed.as_str()))
                     .expression_attribute_values(":code", n(f.code))
                     .expression_attribute_values(":msg", s(truncate(&f.message, 8000)));
-                "SET #st = :status, failure_code = :code, failure_message = :msg, completed_at = :now, updated_at = :now, expires_at = :exp REMOVE lease_until"
+                "SET #st = :status, failure_code = :code, failure_message = :msg, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no) REMOVE lease_until"
             }
         };
         if matches!(outcome, Outcome::Completed(_)) {
             update = update.expression_attribute_names("#out", "output");
         }
-        apply(update.update_expression(set)).await
+        match update.update_expression(set).send().await {
+            Ok(out) => Ok(Some(
+                out.attributes
+                    .and_then(|a| {
+                        a.get("has_payloads")
+                            .and_then(|v| v.as_bool().ok())
+                            .copied()
+                    })
+                    .unwrap_or(false),
+            )),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
     }
 }
 

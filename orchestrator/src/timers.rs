@@ -72,25 +72,18 @@ impl Timers {
             .await
     }
 
-    /// Schedules a delayed send: the schedule fires the `dispatch` of entry `index`.
-    pub async fn schedule_dispatch(
+    /// Schedules the start of a delayed send's child (created already, leased until then).
+    pub async fn schedule_start(
         &self,
-        id: &InvocationId,
-        index: u32,
+        child: &InvocationId,
         due_at_ms: u64,
         target_arn: &str,
     ) -> Result<(), OrchestratorError> {
-        let event = ControlEvent::Dispatch {
-            invocation_id: id.clone(),
-            entry: index,
+        let event = ControlEvent::Drive {
+            invocation_id: child.clone(),
         };
-        self.schedule_event(
-            &format!("{}-d", schedule_name(id, index)),
-            due_at_ms,
-            &event,
-            target_arn,
-        )
-        .await
+        self.schedule_event(&format!("{child}-start"), due_at_ms, &event, target_arn)
+            .await
     }
 
     /// A one-time schedule `name` that sends `event` to `target_arn` at `fire_at_ms`;

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// What the orchestrator sends to a handler Lambda.
+// One value per Lambda call, serialized at once: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HandlerRequest {
@@ -40,6 +42,15 @@ pub struct InvokeRequest {
     /// The orchestrator function to send `dispatch` events to (calls and sends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orchestrator: Option<String>,
+    /// The S3 bucket of large values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// When values go to S3, and the largest value allowed.
+    #[serde(default)]
+    pub limits: crate::payload::Limits,
+    /// The journal was too large to push: read it from the table.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub journal_in_store: bool,
 }
 
 /// How one push ended, as answered by the SDK.
@@ -134,6 +145,9 @@ mod tests {
             step_failures: None,
             table: "t".into(),
             orchestrator: None,
+            bucket: None,
+            limits: Default::default(),
+            journal_in_store: false,
         });
         let text = serde_json::to_string(&req).unwrap();
         assert!(

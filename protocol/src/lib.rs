@@ -4,10 +4,12 @@
 //! * [`journal`]: the journal entry model that replay is built on.
 //! * [`envelope`]: what the orchestrator pushes to a handler Lambda and what it answers.
 //! * [`store`]: the DynamoDB item layout and the conditional append of journal entries.
+//! * [`payload`]: large values in S3, behind small references.
 
 pub mod envelope;
 pub mod ids;
 pub mod journal;
+pub mod payload;
 pub mod store;
 
 pub use envelope::{

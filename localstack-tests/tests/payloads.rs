@@ -1,0 +1,292 @@
+//! End-to-end tests of large values against the local AWS environment: inputs, step results and
+//! outputs over the offload threshold go through S3 and come back byte for byte, items stay
+//! small, the maximum is enforced, and replay reads an S3-referenced step instead of re-running
+//! it. Run through `scripts/test.sh` (the local deploy sets a 12 MiB maximum).
+
+use localstack_tests::aws::Clients;
+use localstack_tests::client::OrchestratorClient;
+use localstack_tests::deploy::Deployment;
+use localstack_tests::inspect::{self, effect_count, lambda_invocations};
+use serde_json::json;
+
+struct Env {
+    clients: Clients,
+    deployment: Deployment,
+    client: OrchestratorClient,
+}
+
+async fn env() -> Env {
+    let deployment = Deployment::load(&Deployment::default_path())
+        .expect("no local deployment: run the tests through scripts/test.sh");
+    let client = OrchestratorClient::new(&deployment.orchestrator_url).expect("client");
+    Env {
+        clients: Clients::local().await,
+        deployment,
+        client,
+    }
+}
+
+fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The same generator as the test Lambda's.
+fn content(seed: &str, size: usize) -> String {
+    let mut state = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (0..size)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'a' + ((state >> 33) % 26) as u8)
+        })
+        .collect()
+}
+
+fn fnv(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// The size of every attribute of every item of an invocation (DynamoDB's limit is 400 KB).
+async fn largest_item_bytes(env: &Env, id: &str) -> usize {
+    let items = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
+        .await
+        .unwrap();
+    items
+        .iter()
+        .map(|item| {
+            item.iter()
+                .map(|(k, v)| k.len() + format!("{v:?}").len())
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_one_megabyte_input_round_trips_byte_for_byte() {
+    let env = env().await;
+    let text = content(&run_id(), 1_000_000);
+    let answer = env
+        .client
+        .invoke("testbed", "echo", &json!(text), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        &answer.raw[..answer.raw.len().min(300)]
+    );
+    assert_eq!(answer.body, json!(text));
+    let id = answer.invocation_id.unwrap();
+    let meta = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap()
+        .meta
+        .unwrap();
+    let stored_input = meta["input"].as_s().unwrap();
+    assert!(
+        stored_input.contains("$durable_payload") && stored_input.len() < 1000,
+        "{stored_input}"
+    );
+    assert!(largest_item_bytes(&env, &id).await < 10_000);
+}
+
+#[tokio::test]
+async fn a_five_megabyte_step_result_is_kept_in_s3_and_replayed_without_rerunning_the_step() {
+    let env = env().await;
+    let run = run_id();
+    let size = 5 * 1024 * 1024;
+    let answer = env
+        .client
+        .invoke(
+            "testbed",
+            "big_step",
+            &json!({"run": run, "size": size, "crash": true}),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(
+        answer.body,
+        json!({"len": size, "fnv": fnv(&content(&run, size))})
+    );
+    // The crash after the step forced a replay, which read the result from S3.
+    assert_eq!(
+        effect_count(&env.clients, &env.deployment.table, &run, "big")
+            .await
+            .unwrap(),
+        1
+    );
+    let id = answer.invocation_id.unwrap();
+    let calls = lambda_invocations(&format!("{}-testbed", env.deployment.prefix), &id).unwrap();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].error_type.as_deref(), Some("Runtime.ExitError"));
+    // Finished: its payloads are deleted from S3.
+    let listed = env
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&env.deployment.bucket)
+        .prefix(format!("payloads/{id}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0), "{:?}", listed.contents());
+}
+
+#[tokio::test]
+async fn the_journal_keeps_a_small_reference_and_expires_with_the_invocation() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .request(
+            reqwest::Method::POST,
+            "/testbed/big_step/send",
+            Some(&json!({"run": run, "size": 300_000, "hold": true}).to_string()),
+            &[("content-type", "application/json")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202, "{}", answer.raw);
+    let id = answer.invocation_id.unwrap();
+    // It holds on an awakeable after the big step: look at its journal meanwhile.
+    let mut awakeable = None;
+    for _ in 0..200 {
+        let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+            .await
+            .unwrap();
+        if let Some(e) = stored
+            .journal
+            .iter()
+            .find(|e| matches!(e.kind, durable_protocol::EntryKind::Awakeable { .. }))
+        {
+            awakeable = Some(durable_protocol::AwakeableId {
+                invocation: durable_protocol::InvocationId::parse(&id).unwrap(),
+                index: e.index,
+            });
+            let durable_protocol::EntryKind::Run { result, .. } = &stored.journal[0].kind else {
+                panic!("a step first")
+            };
+            assert!(
+                matches!(result, durable_protocol::StepResult::Value(v) if v.get("$durable_payload").is_some()),
+                "{result:?}"
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let awakeable = awakeable.expect("the handler reached its awakeable");
+    assert!(
+        largest_item_bytes(&env, &id).await < 10_000,
+        "every item stays small"
+    );
+    let resolved = env
+        .client
+        .request(
+            reqwest::Method::POST,
+            &format!("/awakeables/{awakeable}/resolve"),
+            Some("null"),
+            &[("content-type", "application/json")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(resolved.status, 200, "{}", resolved.raw);
+    let output = env
+        .client
+        .request(
+            reqwest::Method::GET,
+            &format!("/invocations/{id}/attach"),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(output.status, 200, "{}", output.raw);
+    assert_eq!(output.body["len"], 300_000);
+    // Finished: every item of it (metadata and journal) now carries the retention TTL.
+    let items = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
+        .await
+        .unwrap();
+    assert!(items.len() >= 3, "meta, the step, the awakeable");
+    let ttls: Vec<_> = items
+        .iter()
+        .map(|i| i.get("expires_at").and_then(|v| v.as_n().ok()).cloned())
+        .collect();
+    assert!(ttls.iter().all(Option::is_some), "{ttls:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ttl: u64 = ttls[0].as_ref().unwrap().parse().unwrap();
+    assert!(
+        ttl > now + 3600 && ttl <= now + 86_400 + 60,
+        "about the 24 h retention: {ttl} vs {now}"
+    );
+}
+
+#[tokio::test]
+async fn a_ten_megabyte_output_is_answered_with_a_download_link_and_round_trips() {
+    let env = env().await;
+    let run = run_id();
+    let size = 10 * 1024 * 1024;
+    // The client follows the 303 to the presigned S3 URL.
+    let answer = env
+        .client
+        .invoke(
+            "testbed",
+            "big_output",
+            &json!({"run": run, "size": size}),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        &answer.raw[..answer.raw.len().min(300)]
+    );
+    assert_eq!(
+        answer.raw.len(),
+        size + 2,
+        "a JSON string: the text in quotes"
+    );
+    assert!(
+        answer.raw == format!("\"{}\"", content(&run, size)),
+        "byte-for-byte"
+    );
+}
+
+#[tokio::test]
+async fn a_value_over_the_maximum_is_refused_with_413() {
+    let env = env().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .invoke(
+            "testbed",
+            "big_step",
+            &json!({"run": run, "size": 13 * 1024 * 1024}),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 413, "{}", answer.raw);
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit"),
+        "{}",
+        answer.raw
+    );
+}
