@@ -20,6 +20,9 @@ echo "== unit tests" >&2
 cargo test --workspace --exclude localstack-tests
 cargo test -p localstack-tests --lib --bins
 
+echo "== CDK app (infra-cdk)" >&2
+scripts/test-cdk.sh
+
 echo "== local AWS environment" >&2
 scripts/local-aws.sh up
 scripts/deploy-local.sh

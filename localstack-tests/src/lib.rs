@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod client;
 pub mod deploy;
+pub mod harness;
 pub mod inspect;
 pub mod package;
 

@@ -2,70 +2,15 @@
 //! environment: calls, one-way sends, delayed sends, error propagation, exactly-once children
 //! under crashes, and fan-out. Run through `scripts/test.sh`.
 
-use localstack_tests::aws::Clients;
-use localstack_tests::client::{Answer, OrchestratorClient};
-use localstack_tests::deploy::Deployment;
-use localstack_tests::inspect::{self, effect_count, lambda_invocations};
+use localstack_tests::harness::{run_id, Env};
+use localstack_tests::inspect::{self, lambda_invocations};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-struct Env {
-    clients: Clients,
-    deployment: Deployment,
-    client: OrchestratorClient,
-}
-
-async fn env() -> Env {
-    let deployment = Deployment::load(&Deployment::default_path())
-        .expect("no local deployment: run the tests through scripts/test.sh");
-    let client = OrchestratorClient::new(&deployment.orchestrator_url).expect("client");
-    Env {
-        clients: Clients::local().await,
-        deployment,
-        client,
-    }
-}
-
-fn run_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-impl Env {
-    async fn invoke(&self, handler: &str, input: serde_json::Value) -> Answer {
-        self.client
-            .invoke("testbed", handler, &input, None)
-            .await
-            .unwrap()
-    }
-
-    async fn effects(&self, run: &str, step: &str) -> u64 {
-        effect_count(&self.clients, &self.deployment.table, run, step)
-            .await
-            .unwrap()
-    }
-
-    /// Polls `GET /invocations/{id}/output` until it is not 409 (or 404: not created yet).
-    async fn output(&self, id: &str, within: Duration) -> Answer {
-        let started = Instant::now();
-        loop {
-            let answer = self.client.output(id).await.unwrap();
-            if answer.status != 409 && answer.status != 404 {
-                return answer;
-            }
-            assert!(
-                started.elapsed() < within,
-                "{id} not finished after {within:?}: {}",
-                answer.raw
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_call_returns_the_callees_output() {
-    let env = env().await;
-    let answer = env.invoke("chain", json!({"depth": 1})).await;
+    let env = Env::load().await;
+    let answer = env.invoke_testbed("chain", json!({"depth": 1})).await;
     assert_eq!(answer.status, 200, "{}", answer.raw);
     assert_eq!(answer.body, json!(1));
     let id = answer.invocation_id.unwrap();
@@ -82,9 +27,11 @@ async fn a_call_returns_the_callees_output() {
 
 #[tokio::test]
 async fn a_one_way_send_runs_the_callee() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
-    let answer = env.invoke("sends", json!({"run": run, "n": 1})).await;
+    let answer = env
+        .invoke_testbed("sends", json!({"run": run, "n": 1}))
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.raw);
     let child = answer.body[0].as_str().unwrap().to_owned();
     let output = env.output(&child, Duration::from_secs(30)).await;
@@ -94,11 +41,11 @@ async fn a_one_way_send_runs_the_callee() {
 
 #[tokio::test]
 async fn ten_delayed_sends_run_concurrently_and_once_each() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let started = Instant::now();
     let answer = env
-        .invoke("sends", json!({"run": run, "n": 10, "delay_ms": 5000}))
+        .invoke_testbed("sends", json!({"run": run, "n": 10, "delay_ms": 5000}))
         .await;
     assert_eq!(answer.status, 200, "{}", answer.raw);
     let children: Vec<String> = answer
@@ -133,9 +80,9 @@ async fn ten_delayed_sends_run_concurrently_and_once_each() {
 
 #[tokio::test]
 async fn a_terminal_error_propagates_through_a_call_chain_of_depth_three() {
-    let env = env().await;
+    let env = Env::load().await;
     let answer = env
-        .invoke("chain", json!({"depth": 3, "fail_at_bottom": true}))
+        .invoke_testbed("chain", json!({"depth": 3, "fail_at_bottom": true}))
         .await;
     assert_eq!(answer.status, 418, "{}", answer.raw);
     assert_eq!(answer.body["message"], "the bottom of the chain failed");
@@ -143,9 +90,11 @@ async fn a_terminal_error_propagates_through_a_call_chain_of_depth_three() {
 
 #[tokio::test]
 async fn a_caller_crash_while_its_call_is_in_flight_creates_no_second_child() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
-    let answer = env.invoke("call_then_crash", json!({"run": run})).await;
+    let answer = env
+        .invoke_testbed("call_then_crash", json!({"run": run}))
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.raw);
     assert_eq!(
         answer.body,
@@ -165,8 +114,8 @@ async fn a_caller_crash_while_its_call_is_in_flight_creates_no_second_child() {
 
 #[tokio::test]
 async fn a_fan_out_of_fifty_children_joins_correctly() {
-    let env = env().await;
-    let answer = env.invoke("fan_out", json!(50)).await;
+    let env = Env::load().await;
+    let answer = env.invoke_testbed("fan_out", json!(50)).await;
     assert_eq!(answer.status, 200, "{}", answer.raw);
     assert_eq!(answer.body, json!((0..50u64).map(|i| i * i).sum::<u64>()));
     let id = answer.invocation_id.unwrap();
@@ -182,8 +131,8 @@ async fn a_fan_out_of_fifty_children_joins_correctly() {
 
 #[tokio::test]
 async fn a_call_to_an_unregistered_service_fails_with_404_which_the_caller_can_catch() {
-    let env = env().await;
-    let answer = env.invoke("call_unknown", json!(null)).await;
+    let env = Env::load().await;
+    let answer = env.invoke_testbed("call_unknown", json!(null)).await;
     assert_eq!(answer.status, 200, "{}", answer.raw);
     assert_eq!(answer.body["code"], 404);
     assert!(
@@ -198,7 +147,7 @@ async fn a_call_to_an_unregistered_service_fails_with_404_which_the_caller_can_c
 
 #[tokio::test]
 async fn the_trip_saga_books_everything_or_compensates_in_reverse_order() {
-    let env = env().await;
+    let env = Env::load().await;
     let trip = |id: &str, limit: u64| json!({"trip_id": id, "destination": "LIS", "nights": 2, "card_limit_cents": limit});
     let run = run_id();
     let ok = env
@@ -250,7 +199,7 @@ async fn the_trip_saga_books_everything_or_compensates_in_reverse_order() {
 
 #[tokio::test]
 async fn the_fan_out_example_joins_one_child_per_document() {
-    let env = env().await;
+    let env = Env::load().await;
     let docs: Vec<String> = (0..12).map(|i| vec!["word"; i + 1].join(" ")).collect();
     let answer = env
         .client

@@ -9,53 +9,10 @@ use durable_protocol::{
     EntryKind, HandlerName, HandlerRequest, IdempotencyKey, InvocationId, InvokeRequest,
     JournalEntry, ServiceName, StepResult, TerminalFailure,
 };
-use localstack_tests::aws::Clients;
-use localstack_tests::client::OrchestratorClient;
-use localstack_tests::deploy::Deployment;
-use localstack_tests::inspect::{self, effect_count, lambda_invocations};
+use localstack_tests::harness::{run_id, Env};
+use localstack_tests::inspect::{self, lambda_invocations};
 use serde_json::json;
 use std::time::Duration;
-
-struct Env {
-    clients: Clients,
-    deployment: Deployment,
-    client: OrchestratorClient,
-}
-
-async fn env() -> Env {
-    let deployment = Deployment::load(&Deployment::default_path())
-        .expect("no local deployment: run the tests through scripts/test.sh");
-    let client = OrchestratorClient::new(&deployment.orchestrator_url).expect("client");
-    Env {
-        clients: Clients::local().await,
-        deployment,
-        client,
-    }
-}
-
-fn run_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-impl Env {
-    fn function(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.deployment.prefix)
-    }
-
-    async fn effects(&self, run: &str, step: &str) -> u64 {
-        effect_count(&self.clients, &self.deployment.table, run, step)
-            .await
-            .expect("effect count")
-    }
-
-    async fn meta(&self, id: &str) -> std::collections::HashMap<String, AttributeValue> {
-        inspect::invocation(&self.clients, &self.deployment.table, id)
-            .await
-            .unwrap()
-            .meta
-            .expect("meta item")
-    }
-}
 
 fn num(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> u64 {
     item[name].as_n().unwrap().parse().unwrap()
@@ -63,7 +20,7 @@ fn num(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> 
 
 #[tokio::test]
 async fn checkout_runs_three_steps_in_one_handler_call() {
-    let env = env().await;
+    let env = Env::load().await;
     let order = json!({"order_id": run_id(), "items": ["a", "b", "c"], "amount_cents": 4200});
     let answer = env
         .client
@@ -119,7 +76,7 @@ async fn checkout_runs_three_steps_in_one_handler_call() {
 
 #[tokio::test]
 async fn a_crash_after_step_two_resumes_without_rerunning_steps() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let answer = env
         .client
@@ -154,7 +111,7 @@ async fn a_crash_after_step_two_resumes_without_rerunning_steps() {
 
 #[tokio::test]
 async fn an_idempotency_key_returns_the_same_invocation_and_runs_it_once() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let key = format!("key-{run}");
     let input = json!({"run": run, "steps": 2});
@@ -197,7 +154,7 @@ async fn an_idempotency_key_returns_the_same_invocation_and_runs_it_once() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_writes_nothing() {
-    let env = env().await;
+    let env = Env::load().await;
     let marker = run_id();
     let key = format!("bad-{marker}");
     let post = |path: &'static str, body: Option<String>, content_type: &'static str| {
@@ -334,7 +291,7 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_terminal_error_answers_with_its_status_and_keeps_the_journal() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let answer = env
         .client
@@ -365,7 +322,7 @@ async fn a_terminal_error_answers_with_its_status_and_keeps_the_journal() {
 
 #[tokio::test]
 async fn the_output_endpoint_returns_a_finished_invocations_output() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let answer = env
         .client
@@ -384,7 +341,7 @@ async fn the_output_endpoint_returns_a_finished_invocations_output() {
 
 #[tokio::test]
 async fn a_failing_step_is_retried_until_it_succeeds() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let answer = env
         .client
@@ -407,7 +364,7 @@ async fn a_failing_step_is_retried_until_it_succeeds() {
 
 #[tokio::test]
 async fn a_step_fails_terminally_after_its_max_attempts() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let answer = env
         .client
@@ -436,7 +393,7 @@ async fn a_step_fails_terminally_after_its_max_attempts() {
 
 #[tokio::test]
 async fn non_deterministic_replay_is_reported_not_papered_over() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let answer = env
         .client
@@ -469,7 +426,7 @@ async fn non_deterministic_replay_is_reported_not_papered_over() {
 /// both closures run (at least once), one result is recorded, and both attempts return it.
 #[tokio::test]
 async fn racing_attempts_record_one_result_and_both_adopt_it() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let id = InvocationId::random();
     let request = HandlerRequest::Invoke(InvokeRequest {
@@ -524,7 +481,7 @@ async fn racing_attempts_record_one_result_and_both_adopt_it() {
 /// journal and runs the rest.
 #[tokio::test]
 async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let key = IdempotencyKey::new(format!("takeover-{run}")).unwrap();
     let (service, handler) = (
@@ -585,7 +542,7 @@ async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
 /// A driver that lost its invocation to another (epoch bumped) cannot record an outcome.
 #[tokio::test]
 async fn a_stale_driver_cannot_finish_an_invocation() {
-    let env = env().await;
+    let env = Env::load().await;
     let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
     let id = InvocationId::random();
     let Created::New(mut stale) = store
@@ -647,7 +604,7 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
 /// gets the winner's entry back.
 #[tokio::test]
 async fn concurrent_appends_of_one_index_have_one_winner() {
-    let env = env().await;
+    let env = Env::load().await;
     let journal = JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table);
     let id = InvocationId::random();
     let entry = |v: i32| {

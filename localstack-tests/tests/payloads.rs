@@ -3,32 +3,9 @@
 //! small, the maximum is enforced, and replay reads an S3-referenced step instead of re-running
 //! it. Run through `scripts/test.sh` (the local deploy sets a 12 MiB maximum).
 
-use localstack_tests::aws::Clients;
-use localstack_tests::client::OrchestratorClient;
-use localstack_tests::deploy::Deployment;
+use localstack_tests::harness::{run_id, Env};
 use localstack_tests::inspect::{self, effect_count, lambda_invocations};
 use serde_json::json;
-
-struct Env {
-    clients: Clients,
-    deployment: Deployment,
-    client: OrchestratorClient,
-}
-
-async fn env() -> Env {
-    let deployment = Deployment::load(&Deployment::default_path())
-        .expect("no local deployment: run the tests through scripts/test.sh");
-    let client = OrchestratorClient::new(&deployment.orchestrator_url).expect("client");
-    Env {
-        clients: Clients::local().await,
-        deployment,
-        client,
-    }
-}
-
-fn run_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
 
 /// The same generator as the test Lambda's.
 fn content(seed: &str, size: usize) -> String {
@@ -70,7 +47,7 @@ async fn largest_item_bytes(env: &Env, id: &str) -> usize {
 
 #[tokio::test]
 async fn a_one_megabyte_input_round_trips_byte_for_byte() {
-    let env = env().await;
+    let env = Env::load().await;
     let text = content(&run_id(), 1_000_000);
     let answer = env
         .client
@@ -100,7 +77,7 @@ async fn a_one_megabyte_input_round_trips_byte_for_byte() {
 
 #[tokio::test]
 async fn a_five_megabyte_step_result_is_kept_in_s3_and_replayed_without_rerunning_the_step() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let size = 5 * 1024 * 1024;
     let answer = env
@@ -144,7 +121,7 @@ async fn a_five_megabyte_step_result_is_kept_in_s3_and_replayed_without_rerunnin
 
 #[tokio::test]
 async fn the_journal_keeps_a_small_reference_and_expires_with_the_invocation() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let answer = env
         .client
@@ -235,7 +212,7 @@ async fn the_journal_keeps_a_small_reference_and_expires_with_the_invocation() {
 
 #[tokio::test]
 async fn a_ten_megabyte_output_is_answered_with_a_download_link_and_round_trips() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let size = 10 * 1024 * 1024;
     // The client follows the 303 to the presigned S3 URL.
@@ -268,7 +245,7 @@ async fn a_ten_megabyte_output_is_answered_with_a_download_link_and_round_trips(
 
 #[tokio::test]
 async fn a_value_over_the_maximum_is_refused_with_413() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let answer = env
         .client

@@ -10,118 +10,14 @@ use durable_protocol::store::{Appended, Completed, JournalStore};
 use durable_protocol::{
     EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult,
 };
-use localstack_tests::aws::Clients;
-use localstack_tests::client::{Answer, OrchestratorClient};
-use localstack_tests::deploy::Deployment;
+use localstack_tests::harness::{run_id, Env};
 use localstack_tests::inspect::{self, lambda_invocations};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-struct Env {
-    clients: Clients,
-    deployment: Deployment,
-    client: OrchestratorClient,
-}
-
-async fn env() -> Env {
-    let deployment = Deployment::load(&Deployment::default_path())
-        .expect("no local deployment: run the tests through scripts/test.sh");
-    let client = OrchestratorClient::new(&deployment.orchestrator_url).expect("client");
-    Env {
-        clients: Clients::local().await,
-        deployment,
-        client,
-    }
-}
-
-fn run_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-impl Env {
-    fn testbed(&self) -> String {
-        format!("{}-testbed", self.deployment.prefix)
-    }
-
-    fn orchestrator(&self) -> &str {
-        &self.deployment.orchestrator_function
-    }
-
-    /// `POST /testbed/{handler}/send`: the invocation id.
-    async fn send(&self, handler: &str, input: serde_json::Value) -> String {
-        let answer = self
-            .client
-            .request(
-                reqwest::Method::POST,
-                &format!("/testbed/{handler}/send"),
-                Some(&input.to_string()),
-                &[("content-type", "application/json")],
-            )
-            .await
-            .unwrap();
-        assert_eq!(answer.status, 202, "{}", answer.raw);
-        assert_eq!(answer.body["status"], "accepted");
-        answer.invocation_id.expect("x-invocation-id")
-    }
-
-    /// Polls `GET /invocations/{id}/output` until it is not 409.
-    async fn output(&self, id: &str, within: Duration) -> Answer {
-        let started = Instant::now();
-        loop {
-            let answer = self.client.output(id).await.unwrap();
-            if answer.status != 409 {
-                return answer;
-            }
-            assert!(
-                started.elapsed() < within,
-                "{id} not finished after {within:?}: {}",
-                answer.raw
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// The value the test Lambda published under `test#<run>` / `<sk>`, once there.
-    async fn published(&self, run: &str, sk: &str) -> String {
-        for _ in 0..200 {
-            let out = self
-                .clients
-                .dynamo
-                .get_item()
-                .table_name(&self.deployment.table)
-                .key("pk", AttributeValue::S(format!("test#{run}")))
-                .key("sk", AttributeValue::S(sk.to_owned()))
-                .consistent_read(true)
-                .send()
-                .await
-                .unwrap();
-            if let Some(v) = out
-                .item
-                .and_then(|i| i.get("value").and_then(|v| v.as_s().ok().cloned()))
-            {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("nothing published under test#{run}/{sk}");
-    }
-
-    async fn complete_awakeable(&self, id: &str, action: &str, body: &str) -> Answer {
-        self.client
-            .request(
-                reqwest::Method::POST,
-                &format!("/awakeables/{id}/{action}"),
-                Some(body),
-                &[("content-type", "application/json")],
-            )
-            .await
-            .unwrap()
-    }
-}
-
 #[tokio::test]
 async fn a_short_sleep_waits_in_process_for_at_least_its_duration() {
-    let env = env().await;
+    let env = Env::load().await;
     let answer = env
         .client
         .invoke("testbed", "nap", &json!({"millis": 10}), None)
@@ -135,7 +31,9 @@ async fn a_short_sleep_waits_in_process_for_at_least_its_duration() {
     );
     let id = answer.invocation_id.unwrap();
     assert_eq!(
-        lambda_invocations(&env.testbed(), &id).unwrap().len(),
+        lambda_invocations(&env.function("testbed"), &id)
+            .unwrap()
+            .len(),
         1,
         "no suspension for 10 ms"
     );
@@ -143,7 +41,7 @@ async fn a_short_sleep_waits_in_process_for_at_least_its_duration() {
 
 #[tokio::test]
 async fn a_long_sleep_suspends_and_the_scheduler_wakes_it() {
-    let env = env().await;
+    let env = Env::load().await;
     let answer = env
         .client
         .invoke("testbed", "nap", &json!({"millis": 1500}), None)
@@ -157,8 +55,13 @@ async fn a_long_sleep_suspends_and_the_scheduler_wakes_it() {
     );
     let id = answer.invocation_id.unwrap();
     // Suspended once, resumed once: two handler calls, one wake from the Scheduler pump.
-    assert_eq!(lambda_invocations(&env.testbed(), &id).unwrap().len(), 2);
-    let wakes: Vec<_> = lambda_invocations(env.orchestrator(), &id)
+    assert_eq!(
+        lambda_invocations(&env.function("testbed"), &id)
+            .unwrap()
+            .len(),
+        2
+    );
+    let wakes: Vec<_> = lambda_invocations(env.deployment.orchestrator_function.as_str(), &id)
         .unwrap()
         .into_iter()
         .filter(|i| i.payload_head.contains("\"type\":\"wake\""))
@@ -176,11 +79,11 @@ async fn a_long_sleep_suspends_and_the_scheduler_wakes_it() {
 
 #[tokio::test]
 async fn twenty_concurrent_invocations_with_several_timers_all_finish() {
-    let env = env().await;
+    let env = Env::load().await;
     let mut ids = Vec::new();
     for _ in 0..20 {
         ids.push(
-            env.send("timers", json!({"millis": [400, 900, 1400]}))
+            env.send("testbed", "timers", json!({"millis": [400, 900, 1400]}))
                 .await,
         );
     }
@@ -193,7 +96,7 @@ async fn twenty_concurrent_invocations_with_several_timers_all_finish() {
 
 #[tokio::test]
 async fn a_crash_in_the_middle_of_a_sleep_still_completes_after_the_wake_time() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let answer = env
         .client
@@ -211,18 +114,25 @@ async fn a_crash_in_the_middle_of_a_sleep_still_completes_after_the_wake_time() 
         "{}",
         answer.raw
     );
-    let calls =
-        lambda_invocations(&env.testbed(), answer.invocation_id.as_deref().unwrap()).unwrap();
+    let calls = lambda_invocations(
+        &env.function("testbed"),
+        answer.invocation_id.as_deref().unwrap(),
+    )
+    .unwrap();
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert_eq!(calls[0].error_type.as_deref(), Some("Runtime.ExitError"));
 }
 
 #[tokio::test]
 async fn an_awakeable_resolved_from_outside_resumes_the_invocation() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let id = env
-        .send("approval", json!({"run": run, "timeout_ms": 60_000}))
+        .send(
+            "testbed",
+            "approval",
+            json!({"run": run, "timeout_ms": 60_000}),
+        )
         .await;
     let awakeable = env.published(&run, "awakeable").await;
     let resolved = env
@@ -263,10 +173,14 @@ async fn an_awakeable_resolved_from_outside_resumes_the_invocation() {
 
 #[tokio::test]
 async fn a_rejected_awakeable_fails_the_wait_with_its_code() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let id = env
-        .send("approval", json!({"run": run, "timeout_ms": 60_000}))
+        .send(
+            "testbed",
+            "approval",
+            json!({"run": run, "timeout_ms": 60_000}),
+        )
         .await;
     let awakeable = env.published(&run, "awakeable").await;
     let rejected = env
@@ -281,9 +195,9 @@ async fn a_rejected_awakeable_fails_the_wait_with_its_code() {
 
 #[tokio::test]
 async fn an_awakeable_resolved_before_it_is_awaited_is_kept() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
-    let id = env.send("early", json!({"run": run})).await;
+    let id = env.send("testbed", "early", json!({"run": run})).await;
     let awakeable = env.published(&run, "awakeable").await;
     let resolved = env
         .complete_awakeable(&awakeable, "resolve", r#""early bird""#)
@@ -302,7 +216,9 @@ async fn an_awakeable_resolved_before_it_is_awaited_is_kept() {
     assert_eq!(answer.status, 200, "{}", answer.raw);
     assert_eq!(answer.body, json!({"approved": "early bird"}));
     assert_eq!(
-        lambda_invocations(&env.testbed(), &id).unwrap().len(),
+        lambda_invocations(&env.function("testbed"), &id)
+            .unwrap()
+            .len(),
         1,
         "it never suspended"
     );
@@ -310,7 +226,7 @@ async fn an_awakeable_resolved_before_it_is_awaited_is_kept() {
 
 #[tokio::test]
 async fn awakeable_or_timeout_returns_the_timeout_when_nobody_resolves() {
-    let env = env().await;
+    let env = Env::load().await;
     let run = run_id();
     let started = Instant::now();
     let answer = env
@@ -360,7 +276,7 @@ async fn awakeable_or_timeout_returns_the_timeout_when_nobody_resolves() {
 
 #[tokio::test]
 async fn unknown_and_malformed_awakeables_are_refused() {
-    let env = env().await;
+    let env = Env::load().await;
     let unknown = format!("awk_{}_0", &InvocationId::random().as_str()[4..]);
     let answer = env.complete_awakeable(&unknown, "resolve", "1").await;
     assert_eq!(
@@ -389,8 +305,8 @@ async fn unknown_and_malformed_awakeables_are_refused() {
 
 #[tokio::test]
 async fn attach_waits_for_a_sent_invocation() {
-    let env = env().await;
-    let id = env.send("nap", json!({"millis": 800})).await;
+    let env = Env::load().await;
+    let id = env.send("testbed", "nap", json!({"millis": 800})).await;
     let answer = env
         .client
         .request(
@@ -409,7 +325,7 @@ async fn attach_waits_for_a_sent_invocation() {
 /// the suspension transaction sees it and refuses to suspend.
 #[tokio::test]
 async fn a_completion_racing_with_the_suspension_is_not_lost() {
-    let env = env().await;
+    let env = Env::load().await;
     let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
     let journal = JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table);
     let new = |id: &InvocationId| NewInvocation {

@@ -433,27 +433,7 @@ impl JournalStore {
         expires_at: u64,
     ) -> Result<usize, StoreError> {
         use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :j)")
-                .expression_attribute_values(":pk", s(keys::invocation_pk(id)))
-                .expression_attribute_values(":j", s(keys::JOURNAL_SK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("Query", e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
+        let items = self.journal_items(id).await?;
         for chunk in items.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
@@ -553,7 +533,16 @@ impl JournalStore {
 
     /// The whole journal of `id` in index order (strongly consistent).
     pub async fn load(&self, id: &InvocationId) -> Result<Vec<JournalEntry>, StoreError> {
-        let mut entries = Vec::new();
+        self.journal_items(id)
+            .await?
+            .iter()
+            .map(entry_from_item)
+            .collect()
+    }
+
+    /// Every journal item of `id`, as stored, in index order (strongly consistent).
+    async fn journal_items(&self, id: &InvocationId) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let out = self
@@ -568,15 +557,12 @@ impl JournalStore {
                 .send()
                 .await
                 .map_err(|e| StoreError::dynamo("Query", e))?;
-            for item in out.items() {
-                entries.push(entry_from_item(item)?);
-            }
+            items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
+                _ => return Ok(items),
             }
         }
-        Ok(entries)
     }
 }
 

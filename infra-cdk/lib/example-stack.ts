@@ -1,0 +1,30 @@
+import { CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import { DurableOrchestrator } from './orchestrator';
+import { DurableService } from './service';
+
+/** The orchestrator and the example services of this repository. */
+export class DurableExampleStack extends Stack {
+  readonly orchestrator: DurableOrchestrator;
+  readonly services: DurableService[];
+
+  constructor(scope: Construct, id: string, props?: StackProps) {
+    super(scope, id, props);
+    this.orchestrator = new DurableOrchestrator(this, 'Durable');
+    const examples: [string, string][] = [
+      ['Checkout', 'checkout'],
+      ['Approvals', 'approvals'],
+      ['Trips', 'trips'],
+      ['Fanout', 'fanout'],
+    ];
+    this.services = examples.map(
+      ([id, name]) =>
+        new DurableService(this, id, {
+          orchestrator: this.orchestrator,
+          code: { manifest: `examples/${name}/Cargo.toml`, binary: name },
+        }),
+    );
+    new CfnOutput(this, 'IngressUrl', { value: this.orchestrator.url.url, description: 'POST /{service}/{handler} (SigV4, service lambda)' });
+    new CfnOutput(this, 'JournalTable', { value: this.orchestrator.table.tableName });
+  }
+}

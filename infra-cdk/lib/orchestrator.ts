@@ -1,0 +1,161 @@
+import { Duration, RemovalPolicy, Stack, ArnFormat } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import { Construct } from 'constructs';
+import { rustFunction } from './code';
+
+/** Settings of the orchestrator. */
+export interface DurableOrchestratorProps {
+  /** How long finished invocations keep their output (and journal). @default 1 day */
+  readonly retention?: Duration;
+  /** Precise timers: schedules fire this much early and the orchestrator waits the rest. @default none */
+  readonly timerLead?: Duration;
+  /** Largest value accepted anywhere. @default 32 MiB */
+  readonly maxValueBytes?: number;
+  /** The orchestrator's timeout (synchronous HTTP callers wait up to this). @default 60 s */
+  readonly timeout?: Duration;
+  /** @default 512 */
+  readonly memorySize?: number;
+}
+
+/**
+ * The engine: the journal table, the payload bucket, the orchestrator Lambda with an IAM-auth
+ * Function URL, the EventBridge Scheduler group for durable timers and the role Scheduler uses
+ * to wake the orchestrator. Handler Lambdas join with `DurableService`.
+ */
+export class DurableOrchestrator extends Construct {
+  readonly table: dynamodb.Table;
+  readonly bucket: s3.Bucket;
+  readonly function: lambda.Function;
+  readonly url: lambda.FunctionUrl;
+  readonly scheduleGroup: scheduler.CfnScheduleGroup;
+  readonly schedulerRole: iam.Role;
+  /**
+   * The orchestrator's ARN built from its fixed name: policies that name it this way do not
+   * depend on the function resource, so handler and orchestrator policies can name each other.
+   */
+  readonly functionArnByName: string;
+
+  constructor(scope: Construct, id: string, props: DurableOrchestratorProps = {}) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const retention = props.retention ?? Duration.days(1);
+
+    this.table = new dynamodb.Table(this, 'Journal', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: 'expires_at',
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.bucket = new s3.Bucket(this, 'Payloads', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+      lifecycleRules: [
+        // Outputs are kept for the retention period; other payloads are deleted by the
+        // orchestrator when their invocation finishes.
+        { id: 'expire-outputs', prefix: 'outputs/', expiration: Duration.days(Math.max(1, Math.ceil(retention.toDays({ integral: false })))) },
+        { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+      ],
+    });
+
+    const groupName = `${stack.stackName}-timers`.slice(0, 64);
+    this.scheduleGroup = new scheduler.CfnScheduleGroup(this, 'Timers', { name: groupName });
+
+    // A fixed name lets the function's own policy name it without a dependency cycle.
+    const functionName = `${stack.stackName}-orchestrator`.slice(0, 64);
+    const functionArn = (this.functionArnByName = stack.formatArn({
+      service: 'lambda',
+      resource: 'function',
+      resourceName: functionName,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    }));
+
+    this.schedulerRole = new iam.Role(this, 'SchedulerRole', {
+      description: 'EventBridge Scheduler wakes the durable orchestrator with this role',
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+      }),
+    });
+    this.schedulerRole.addToPolicy(
+      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [functionArn, `${functionArn}:*`] }),
+    );
+
+    this.function = rustFunction(
+      this,
+      'Function',
+      { manifest: 'orchestrator/Cargo.toml', binary: 'orchestrator' },
+      {
+        functionName,
+        description: 'durable-lambda orchestrator',
+        memorySize: props.memorySize ?? 512,
+        timeout: props.timeout ?? Duration.seconds(60),
+        environment: {
+          DURABLE_TABLE: this.table.tableName,
+          DURABLE_BUCKET: this.bucket.bucketName,
+          DURABLE_SCHEDULE_GROUP: groupName,
+          DURABLE_SCHEDULER_ROLE_ARN: this.schedulerRole.roleArn,
+          DURABLE_RETENTION_SECS: String(retention.toSeconds()),
+          DURABLE_TIMER_LEAD_MS: String(props.timerLead?.toMilliseconds() ?? 0),
+          DURABLE_MAX_VALUE_BYTES: String(props.maxValueBytes ?? 32 * 1024 * 1024),
+        },
+      },
+    );
+
+    // Exactly what the orchestrator does, and nothing more.
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: [
+          'dynamodb:GetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:Query',
+          'dynamodb:BatchWriteItem',
+          'dynamodb:TransactWriteItems',
+          'dynamodb:ConditionCheckItem',
+        ],
+        resources: [this.table.tableArn],
+      }),
+    );
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+        resources: [this.bucket.arnForObjects('payloads/*'), this.bucket.arnForObjects('outputs/*')],
+      }),
+    );
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [this.bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': ['payloads/*'] } },
+      }),
+    );
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['scheduler:CreateSchedule'],
+        resources: [stack.formatArn({ service: 'scheduler', resource: 'schedule', resourceName: `${groupName}/*` })],
+      }),
+    );
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['iam:PassRole'], resources: [this.schedulerRole.roleArn] }),
+    );
+    // Hand-offs, dispatches and resumptions are events to itself.
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [functionArn] }),
+    );
+
+    this.url = this.function.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
+  }
+
+  /** Lets `grantee` call the ingress (a signed request to the Function URL). */
+  grantInvokeUrl(grantee: iam.IGrantable): iam.Grant {
+    return this.function.grantInvokeUrl(grantee);
+  }
+}
