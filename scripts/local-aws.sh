@@ -162,7 +162,7 @@ cmd_up() {
     export OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$FS_ROOT" \
       GATEWAY_LISTEN="127.0.0.1:$PORT" GATEWAY_SERVER=hypercorn DNS_ADDRESS=0 \
       SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 EAGER_SERVICE_LOADING=1 DYNAMODB_IN_MEMORY=1 \
-      SERVICES="s3,dynamodb,lambda,scheduler,iam,sts,cloudformation,logs" \
+      SERVICES="s3,dynamodb,lambda,scheduler,iam,sts,cloudformation,logs,ssm,ecr" \
       LAMBDA_RUNTIME_EXECUTOR=host DURABLE_LAMBDA_LOG_DIR="$LOGS/lambda" \
       LOCALSTACK_HOST="localhost.localstack.cloud:$PORT" TMPDIR="$STATE/tmp" \
       LD_PRELOAD="$STATE/loopback-bind.so" JAVA_TOOL_OPTIONS="-Djava.net.preferIPv4Stack=true"

@@ -132,10 +132,9 @@ async fn sleep_until(
     let remaining = Duration::from_millis(wake_at_ms.saturating_sub(now));
     let fits = now + (remaining + DEADLINE_MARGIN).as_millis() as u64 <= inv.limits.deadline_ms;
     if remaining <= inv.limits.in_process_wait && fits {
-        {
-            let _busy = inv.busy();
-            tokio::time::sleep(remaining).await;
-        }
+        // In-process work until the firing is recorded: the handler is not blocked on the outside.
+        let _busy = inv.busy();
+        tokio::time::sleep(remaining).await;
         let fired = StepResult::Value(serde_json::Value::Null);
         match inv.sink.complete(&inv.id, index, "sleep", &fired).await {
             Ok(Completed::Written | Completed::AlreadyCompleted(_)) => {}

@@ -240,7 +240,12 @@ impl Endpoint {
         inv.set_outbox(ops);
         let outbox = tokio::spawn(crate::calls::outbox_worker(inv.clone(), dispatcher, ops_rx));
         // Spawned so that a panic in user code becomes a retryable failure with its message.
-        let mut task = tokio::spawn(async move { handler(ctx, req.input).await });
+        let tracked = crate::idle::Tracked::new(
+            handler(ctx, req.input),
+            inv.idleness.clone(),
+            inv.changed.clone(),
+        );
+        let mut task = tokio::spawn(tracked);
         let outcome = tokio::select! {
             biased;
             reason = inv.aborted() => Err(reason),

@@ -127,15 +127,18 @@ pub(crate) struct Invocation {
     awaiting: Mutex<BTreeMap<u32, Option<u64>>>,
     /// Operations making progress in-process (running steps, in-process sleeps).
     busy: AtomicUsize,
-    /// Signals the suspension watcher that `awaiting` or `busy` changed.
-    changed: Notify,
+    /// Signals the suspension watcher that `awaiting`, `busy` or the handler's idleness changed.
+    pub(crate) changed: Arc<Notify>,
+    /// Whether the handler future is parked (set by `idle::Tracked`).
+    pub(crate) idleness: Arc<crate::idle::Idleness>,
     /// Signals waiters that `completions` changed.
     completed: Notify,
     /// Calls and sends waiting to be recorded and dispatched, in program order.
     outbox: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::calls::Op>>>,
 }
 
-/// Counts an operation as making progress in-process while it lives.
+/// Counts an operation as making progress in-process while it lives. Every await on in-process
+/// work (I/O included) must hold one: a handler parked on it is not blocked on the outside.
 pub(crate) struct BusyGuard<'a>(&'a Invocation);
 
 impl Drop for BusyGuard<'_> {
@@ -186,7 +189,8 @@ impl Invocation {
             completions: Mutex::new(completions),
             awaiting: Mutex::new(BTreeMap::new()),
             busy: AtomicUsize::new(0),
-            changed: Notify::new(),
+            changed: Arc::new(Notify::new()),
+            idleness: crate::idle::Idleness::new(),
             completed: Notify::new(),
             outbox: Mutex::new(None),
             payloads,
@@ -201,6 +205,7 @@ impl Invocation {
         slot: &str,
         value: serde_json::Value,
     ) -> Result<serde_json::Value, durable_protocol::payload::PayloadError> {
+        let _busy = self.busy();
         let stored = self.payloads.offload(&self.id, slot, value).await?;
         if durable_protocol::payload::as_ref(&stored).is_some()
             && !self.flagged.swap(true, Ordering::SeqCst)
@@ -215,7 +220,11 @@ impl Invocation {
     /// The value behind a recorded value (fetched from S3 if it is a reference). A payload that
     /// cannot be read ends the attempt (retryable).
     pub(crate) async fn resolve(&self, value: serde_json::Value) -> serde_json::Value {
-        match self.payloads.resolve(value).await {
+        let resolved = {
+            let _busy = self.busy();
+            self.payloads.resolve(value).await
+        };
+        match resolved {
             Ok(v) => v,
             Err(e) => {
                 let message = format!("could not read a large value: {e}");
@@ -381,7 +390,7 @@ impl Invocation {
 
     /// What the handler is blocked on, if it is blocked only on outside completions.
     fn blocked_on(&self) -> Option<BTreeMap<u32, Option<u64>>> {
-        if self.busy.load(Ordering::SeqCst) > 0 {
+        if self.busy.load(Ordering::SeqCst) > 0 || !self.idleness.is_idle() {
             return None;
         }
         let awaiting = self.awaiting.lock().expect("awaiting poisoned");

@@ -71,6 +71,7 @@ mod context;
 mod durable;
 mod endpoint;
 mod error;
+mod idle;
 mod invocation;
 mod retry;
 mod serve;

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 struct MemoryJournal {
     entries: Mutex<BTreeMap<u32, JournalEntry>>,
     writes: AtomicU32,
+    /// Completions take this long, like a network write.
+    completion_delay: Option<Duration>,
 }
 
 impl JournalSink for MemoryJournal {
@@ -58,6 +60,9 @@ impl JournalSink for MemoryJournal {
         result: &'a StepResult,
     ) -> BoxFuture<'a, Result<Completed, StoreError>> {
         Box::pin(async move {
+            if let Some(delay) = self.completion_delay {
+                tokio::time::sleep(delay).await;
+            }
             let mut entries = self.entries.lock().unwrap();
             let Some(entry) = entries.get_mut(&index) else {
                 return Ok(Completed::NoSuchEntry);
@@ -757,6 +762,27 @@ async fn a_callees_terminal_error_reaches_the_caller() {
             failure: TerminalFailure::new(422, "negative zero")
         }
     );
+}
+
+/// Regression: an in-process timer racing an awakeable must not be lost while its firing is
+/// being written (the handler is parked on that write, not blocked on the outside).
+#[tokio::test]
+async fn a_timer_fired_in_process_is_not_lost_while_its_completion_is_written() {
+    for _ in 0..5 {
+        let journal = Arc::new(MemoryJournal {
+            completion_delay: Some(Duration::from_millis(40)),
+            ..MemoryJournal::default()
+        });
+        let resp = endpoint()
+            .run(request("approval", json!(20), vec![]), journal)
+            .await;
+        assert_eq!(
+            resp,
+            HandlerResponse::Completed {
+                output: json!("timed out")
+            }
+        );
+    }
 }
 
 #[test]

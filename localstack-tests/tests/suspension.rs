@@ -419,3 +419,19 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
         Completed::NoSuchEntry
     );
 }
+
+/// Regression: approvals whose timeout is waited in-process (2 s, the default limit) must all
+/// expire, never stay suspended on the awakeable alone.
+#[tokio::test]
+async fn in_process_timeouts_racing_awakeables_always_fire() {
+    let env = Env::load().await;
+    let requests = (0..6).map(|i| {
+        let input = json!({"expense_id": format!("race-{}-{i}", run_id()), "amount_cents": 5, "approval_timeout_secs": 2});
+        let client = env.client.clone();
+        async move { client.invoke("approvals", "request", &input, None).await.unwrap() }
+    });
+    for answer in futures::future::join_all(requests).await {
+        assert_eq!(answer.status, 200, "{}", answer.raw);
+        assert_eq!(answer.body["status"], "expired", "{}", answer.raw);
+    }
+}
