@@ -190,9 +190,14 @@ cmd_down() {
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   kill -KILL -- "-$pid" 2>/dev/null || true
-  # Lambda runtimes run in sessions of their own; stop the ones whose code LocalStack unpacked.
+  # Lambda runtimes and DynamoDB Local's JVM run in sessions of their own: stop them by path.
   pkill -KILL -f "$STATE/tmp/lambda/.*/bootstrap" 2>/dev/null || true
+  pkill -KILL -f "$FS_ROOT/var/lib/localstack/lib/dynamodb-local" 2>/dev/null || true
   rm -f "$PIDFILE"
+  for _ in $(seq 1 40); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || break
+    sleep 0.25
+  done
   say "stopped"
 }
 

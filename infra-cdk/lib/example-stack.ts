@@ -26,5 +26,8 @@ export class DurableExampleStack extends Stack {
     );
     new CfnOutput(this, 'IngressUrl', { value: this.orchestrator.url.url, description: 'POST /{service}/{handler} (SigV4, service lambda)' });
     new CfnOutput(this, 'JournalTable', { value: this.orchestrator.table.tableName });
+    new CfnOutput(this, 'PayloadBucket', { value: this.orchestrator.bucket.bucketName });
+    new CfnOutput(this, 'OrchestratorFunction', { value: this.orchestrator.function.functionName });
+    new CfnOutput(this, 'ServiceAliases', { value: this.services.map((s) => s.alias.functionArn).join(',') });
   }
 }

@@ -62,6 +62,13 @@ enum Command {
     },
     /// Wait for an invocation's output (`GET /invocations/{id}/attach`).
     Attach { invocation_id: String },
+    /// Register a handler Lambda (its alias or version ARN) with an orchestrator function.
+    Register {
+        /// The orchestrator function's name or ARN.
+        #[arg(long)]
+        orchestrator: String,
+        function_arn: String,
+    },
     /// Print an invocation's metadata and journal.
     Journal { invocation_id: String },
     /// Run the checkout example and print its output and journal.
@@ -194,6 +201,11 @@ async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
                 )
                 .await?;
             print_answer(&answer)
+        }
+        Command::Register { orchestrator, function_arn } => {
+            let answer = localstack_tests::deploy::register(&clients, &orchestrator, &function_arn).await?;
+            println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Journal { invocation_id } => {
             let d = Deployment::load(&path)?;
