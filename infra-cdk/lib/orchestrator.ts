@@ -52,6 +52,13 @@ export class DurableOrchestrator extends Construct {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    // Running invocations by lease expiry (sparse, keys only): what the sweep reads.
+    this.table.addGlobalSecondaryIndex({
+      indexName: 'leases',
+      partitionKey: { name: 'lease_shard', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'lease_until', type: dynamodb.AttributeType.NUMBER },
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
+    });
 
     this.bucket = new s3.Bucket(this, 'Payloads', {
       encryption: s3.BucketEncryption.S3_MANAGED,
@@ -125,6 +132,9 @@ export class DurableOrchestrator extends Construct {
       }),
     );
     this.function.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${this.table.tableArn}/index/leases`] }),
+    );
+    this.function.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
         resources: [this.bucket.arnForObjects('payloads/*'), this.bucket.arnForObjects('outputs/*')],
@@ -152,6 +162,16 @@ export class DurableOrchestrator extends Construct {
     );
 
     this.url = this.function.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
+
+    // Every minute, re-drive invocations whose driver died (expired leases).
+    const sweep = new scheduler.CfnSchedule(this, 'Sweep', {
+      groupName,
+      scheduleExpression: 'rate(1 minute)',
+      flexibleTimeWindow: { mode: 'OFF' },
+      target: { arn: functionArn, roleArn: this.schedulerRole.roleArn, input: JSON.stringify({ type: 'sweep' }) },
+    });
+    sweep.addDependency(this.scheduleGroup);
+    sweep.node.addDependency(this.function);
   }
 
   /** Lets `grantee` call the ingress (a signed request to the Function URL). */

@@ -36,6 +36,25 @@ test('the journal table is on-demand, keyed pk/sk, with TTL and point-in-time re
   });
 });
 
+test('a sparse keys-only index of running invocations by lease feeds a sweep every minute', () => {
+  template.hasResourceProperties('AWS::DynamoDB::Table', {
+    GlobalSecondaryIndexes: [
+      Match.objectLike({
+        IndexName: 'leases',
+        KeySchema: [
+          { AttributeName: 'lease_shard', KeyType: 'HASH' },
+          { AttributeName: 'lease_until', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'KEYS_ONLY' },
+      }),
+    ],
+  });
+  template.hasResourceProperties('AWS::Scheduler::Schedule', {
+    ScheduleExpression: 'rate(1 minute)',
+    Target: Match.objectLike({ Input: '{"type":"sweep"}' }),
+  });
+});
+
 test('the payload bucket is encrypted, private, TLS-only, and expires outputs', () => {
   template.hasResourceProperties('AWS::S3::Bucket', {
     BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },

@@ -6,8 +6,8 @@ use crate::aws::Clients;
 use crate::package::package;
 use crate::{Result, ToolError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
@@ -226,6 +226,34 @@ async fn ensure_table(clients: &Clients, table: &str) -> Result<()> {
             .key_schema(key("sk", KeyType::Range).expect("key"))
             .attribute_definitions(attr("pk").expect("attr"))
             .attribute_definitions(attr("sk").expect("attr"))
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("lease_shard")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attr"),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("lease_until")
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .expect("attr"),
+            )
+            // Running invocations by lease expiry, for the sweep (sparse, keys only).
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name("leases")
+                    .key_schema(key("lease_shard", KeyType::Hash).expect("key"))
+                    .key_schema(key("lease_until", KeyType::Range).expect("key"))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::KeysOnly)
+                            .build(),
+                    )
+                    .build()
+                    .expect("index"),
+            )
             .send()
             .await
             .map_err(|e| ToolError::aws("CreateTable", e))?;

@@ -202,9 +202,16 @@ async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
                 .await?;
             print_answer(&answer)
         }
-        Command::Register { orchestrator, function_arn } => {
-            let answer = localstack_tests::deploy::register(&clients, &orchestrator, &function_arn).await?;
-            println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
+        Command::Register {
+            orchestrator,
+            function_arn,
+        } => {
+            let answer =
+                localstack_tests::deploy::register(&clients, &orchestrator, &function_arn).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Journal { invocation_id } => {

@@ -631,3 +631,51 @@ async fn concurrent_appends_of_one_index_have_one_winner() {
         other => panic!("expected one winner: {other:?}"),
     }
 }
+
+/// An invocation whose driver died and that nobody asks about again is found by the sweep
+/// (expired lease in the `leases` index) and finished.
+#[tokio::test]
+async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
+    let env = Env::load().await;
+    let run = run_id();
+    let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    let id = InvocationId::random();
+    let created = store
+        .create(&NewInvocation {
+            id: id.clone(),
+            service: ServiceName::new("testbed").unwrap(),
+            handler: HandlerName::new("steps").unwrap(),
+            function_arn: env.deployment.services["testbed"].clone(),
+            input: json!({"run": run, "steps": 2}),
+            idempotency_key: None,
+            lease_until: 1, // its driver is long gone
+            caller: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(created, Created::New(_)));
+    let out = env
+        .clients
+        .lambda
+        .invoke()
+        .function_name(&env.deployment.orchestrator_function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"type":"sweep"}"#))
+        .send()
+        .await
+        .unwrap();
+    assert!(out.function_error.is_none());
+    let answer: serde_json::Value = serde_json::from_slice(out.payload.unwrap().as_ref()).unwrap();
+    assert!(
+        answer["redriven"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(id.as_str())),
+        "{answer}"
+    );
+    let output = env
+        .output(id.as_str(), std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(output.status, 200, "{}", output.raw);
+    assert_eq!(output.body, json!({"results": [10, 20]}));
+    assert_eq!(env.effects(&run, "step-1").await, 1);
+}

@@ -111,6 +111,7 @@ impl App {
                 invocation_id,
                 entry,
             } => self.dispatch_entry(&invocation_id, entry, call).await,
+            ControlEvent::Sweep => self.sweep().await,
         }
     }
 
@@ -432,6 +433,30 @@ impl App {
             200,
             &json!({"awakeable_id": id.to_string(), "status": status}),
         ))
+    }
+
+    /// Finds running invocations whose lease expired and hands each to a fresh call (`drive`
+    /// takes it over conditionally, so a sweep racing a live driver changes nothing).
+    async fn sweep(&self) -> Result<serde_json::Value, OrchestratorError> {
+        let grace = LEASE_MARGIN.as_millis() as u64;
+        let expired = self
+            .invocations
+            .expired_leases(now_millis().saturating_sub(grace), 200)
+            .await?;
+        for id in &expired {
+            self.driver
+                .send_event(&ControlEvent::Drive {
+                    invocation_id: id.clone(),
+                })
+                .await?;
+        }
+        if !expired.is_empty() {
+            tracing::info!(
+                count = expired.len(),
+                "sweep re-drives invocations with expired leases"
+            );
+        }
+        Ok(json!({"redriven": expired}))
     }
 
     /// Drives an invocation whose driver handed it off or died.

@@ -66,8 +66,9 @@ pub enum ControlEvent {
         invocation_id: InvocationId,
         entry: u32,
     },
-    /// A call or send entry was recorded: create (and drive) its child. Also what a delayed
-    /// send's schedule fires.
+    /// Re-drive running invocations whose lease expired (sent every minute by a schedule).
+    Sweep,
+    /// A call or send entry was recorded: create (and drive) its child.
     Dispatch {
         invocation_id: InvocationId,
         entry: u32,

@@ -13,6 +13,13 @@ use durable_protocol::{
 };
 use std::time::Duration;
 
+/// The attribute (and its only value) that puts running invocations in the sparse `leases`
+/// index: the sweep finds expired leases there without scanning the table.
+pub const LEASE_SHARD: &str = "lease_shard";
+const LEASE_SHARD_VALUE: &str = "L";
+/// The index of running invocations by `lease_until`.
+pub const LEASE_INDEX: &str = "leases";
+
 /// Where an invocation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -244,6 +251,7 @@ impl InvocationStore {
         item.insert("attempt".into(), n(1));
         item.insert("input".into(), s(new.input.to_string()));
         item.insert("lease_until".into(), n(new.lease_until));
+        item.insert(LEASE_SHARD.into(), s(LEASE_SHARD_VALUE));
         item.insert("created_at".into(), n(now));
         item.insert("updated_at".into(), n(now));
         if let Some(c) = &new.caller {
@@ -375,6 +383,36 @@ impl InvocationStore {
         .await
     }
 
+    /// Running invocations whose lease ran out before `before_ms` (their driver died, or a
+    /// hand-off event was lost): at most `limit`, oldest first.
+    pub async fn expired_leases(
+        &self,
+        before_ms: u64,
+        limit: i32,
+    ) -> Result<Vec<InvocationId>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LEASE_INDEX)
+            .key_condition_expression("lease_shard = :shard AND lease_until < :before")
+            .expression_attribute_values(":shard", s(LEASE_SHARD_VALUE))
+            .expression_attribute_values(":before", n(before_ms))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|i| {
+                get_s(i, keys::PK)?
+                    .strip_prefix("inv#")
+                    .and_then(|id| InvocationId::parse(id).ok())
+            })
+            .collect())
+    }
+
     /// Suspends `inv` until one of `waiting_on` completes, in one transaction that also checks
     /// that none of them has completed yet: a completion that races with the suspension either
     /// lands before it (the transaction fails, the driver pushes again) or finds the invocation
@@ -404,7 +442,7 @@ impl InvocationStore {
             .key(keys::SK, s(keys::META_SK))
             .condition_expression("epoch = :e AND #st = :running")
             .update_expression(
-                "SET #st = :suspended, waiting_on = :w, lease_until = :zero, updated_at = :now",
+                "SET #st = :suspended, waiting_on = :w, lease_until = :zero, updated_at = :now REMOVE lease_shard",
             )
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":e", n(inv.epoch))
@@ -472,7 +510,10 @@ impl InvocationStore {
             .key(keys::PK, s(keys::invocation_pk(&inv.id)))
             .key(keys::SK, s(keys::META_SK))
             .condition_expression("epoch = :e AND #st = :suspended")
-            .update_expression("SET #st = :running, epoch = :next, lease_until = :lease, updated_at = :now REMOVE waiting_on")
+            .update_expression(
+                "SET #st = :running, epoch = :next, lease_until = :lease, updated_at = :now, lease_shard = :shard REMOVE waiting_on",
+            )
+            .expression_attribute_values(":shard", s(LEASE_SHARD_VALUE))
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":e", n(inv.epoch))
             .expression_attribute_values(":next", n(inv.epoch + 1))
@@ -511,14 +552,14 @@ impl InvocationStore {
                 update = update
                     .expression_attribute_values(":status", s(Status::Completed.as_str()))
                     .expression_attribute_values(":out", s(output.to_string()));
-                "SET #st = :status, #out = :out, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no) REMOVE lease_until"
+                "SET #st = :status, #out = :out, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no) REMOVE lease_until, lease_shard"
             }
             Outcome::Failed(f) => {
                 update = update
                     .expression_attribute_values(":status", s(Status::Failed.as_str()))
                     .expression_attribute_values(":code", n(f.code))
                     .expression_attribute_values(":msg", s(truncate(&f.message, 8000)));
-                "SET #st = :status, failure_code = :code, failure_message = :msg, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no) REMOVE lease_until"
+                "SET #st = :status, failure_code = :code, failure_message = :msg, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no) REMOVE lease_until, lease_shard"
             }
         };
         if matches!(outcome, Outcome::Completed(_)) {
