@@ -88,6 +88,19 @@ impl OrchestratorClient {
         })
     }
 
+    /// `POST` of a JSON body (given as text, sent as is) with optional extra headers.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer> {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.request(reqwest::Method::POST, path, Some(body), &all)
+            .await
+    }
+
     /// `POST /{service}/{handler}` with a JSON input and an optional idempotency key.
     pub async fn invoke(
         &self,
@@ -96,17 +109,12 @@ impl OrchestratorClient {
         input: &serde_json::Value,
         idempotency_key: Option<&str>,
     ) -> Result<Answer> {
-        let mut headers = vec![("content-type", "application/json")];
-        if let Some(k) = idempotency_key {
-            headers.push(("idempotency-key", k));
-        }
-        self.request(
-            reqwest::Method::POST,
-            &format!("/{service}/{handler}"),
-            Some(&input.to_string()),
-            &headers,
-        )
-        .await
+        let key: Vec<(&str, &str)> = idempotency_key
+            .map(|k| ("idempotency-key", k))
+            .into_iter()
+            .collect();
+        self.post_json(&format!("/{service}/{handler}"), &input.to_string(), &key)
+            .await
     }
 
     /// `GET /invocations/{id}/output`.

@@ -113,25 +113,14 @@ async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
             input,
             idempotency_key,
         } => {
-            let d = Deployment::load(&path)?;
             let input: serde_json::Value = serde_json::from_str(&input).map_err(|e| {
                 localstack_tests::ToolError::Message(format!("the input is not JSON: {e}"))
             })?;
-            let client = OrchestratorClient::new(&d.orchestrator_url)?;
-            let answer = client
-                .invoke(&service, &handler, &input, idempotency_key.as_deref())
-                .await?;
-            println!(
-                "HTTP {} (invocation {})",
-                answer.status,
-                answer.invocation_id.as_deref().unwrap_or("-")
-            );
-            println!("{}", pretty(&answer.body, &answer.raw));
-            Ok(if answer.status < 300 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            print_answer(
+                &orchestrator(&path)?
+                    .invoke(&service, &handler, &input, idempotency_key.as_deref())
+                    .await?,
+            )
         }
         Command::Send {
             service,
@@ -139,68 +128,44 @@ async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
             input,
             idempotency_key,
         } => {
-            let d = Deployment::load(&path)?;
-            let client = OrchestratorClient::new(&d.orchestrator_url)?;
-            let mut headers = vec![("content-type", "application/json")];
-            if let Some(k) = idempotency_key.as_deref() {
-                headers.push(("idempotency-key", k));
-            }
-            let answer = client
-                .request(
-                    reqwest::Method::POST,
-                    &format!("/{service}/{handler}/send"),
-                    Some(&input),
-                    &headers,
-                )
-                .await?;
-            print_answer(&answer)
+            let key: Vec<(&str, &str)> = idempotency_key
+                .as_deref()
+                .map(|k| ("idempotency-key", k))
+                .into_iter()
+                .collect();
+            print_answer(
+                &orchestrator(&path)?
+                    .post_json(&format!("/{service}/{handler}/send"), &input, &key)
+                    .await?,
+            )
         }
         Command::Resolve {
             awakeable_id,
             value,
-        } => {
-            let d = Deployment::load(&path)?;
-            let client = OrchestratorClient::new(&d.orchestrator_url)?;
-            let answer = client
-                .request(
-                    reqwest::Method::POST,
-                    &format!("/awakeables/{awakeable_id}/resolve"),
-                    Some(&value),
-                    &[("content-type", "application/json")],
-                )
-                .await?;
-            print_answer(&answer)
-        }
+        } => print_answer(
+            &orchestrator(&path)?
+                .post_json(&format!("/awakeables/{awakeable_id}/resolve"), &value, &[])
+                .await?,
+        ),
         Command::Reject {
             awakeable_id,
             message,
             code,
         } => {
-            let d = Deployment::load(&path)?;
-            let client = OrchestratorClient::new(&d.orchestrator_url)?;
             let body = serde_json::json!({"message": message, "code": code}).to_string();
-            let answer = client
-                .request(
-                    reqwest::Method::POST,
-                    &format!("/awakeables/{awakeable_id}/reject"),
-                    Some(&body),
-                    &[("content-type", "application/json")],
-                )
-                .await?;
-            print_answer(&answer)
+            print_answer(
+                &orchestrator(&path)?
+                    .post_json(&format!("/awakeables/{awakeable_id}/reject"), &body, &[])
+                    .await?,
+            )
         }
         Command::Attach { invocation_id } => {
-            let d = Deployment::load(&path)?;
-            let client = OrchestratorClient::new(&d.orchestrator_url)?;
-            let answer = client
-                .request(
-                    reqwest::Method::GET,
-                    &format!("/invocations/{invocation_id}/attach"),
-                    None,
-                    &[],
-                )
-                .await?;
-            print_answer(&answer)
+            let url_path = format!("/invocations/{invocation_id}/attach");
+            print_answer(
+                &orchestrator(&path)?
+                    .request(reqwest::Method::GET, &url_path, None, &[])
+                    .await?,
+            )
         }
         Command::Register {
             orchestrator,
@@ -246,6 +211,11 @@ async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
             })
         }
     }
+}
+
+/// A client of the recorded deployment's orchestrator.
+fn orchestrator(deployment: &std::path::Path) -> localstack_tests::Result<OrchestratorClient> {
+    OrchestratorClient::new(&Deployment::load(deployment)?.orchestrator_url)
 }
 
 fn print_answer(answer: &localstack_tests::client::Answer) -> localstack_tests::Result<ExitCode> {
