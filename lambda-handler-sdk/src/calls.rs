@@ -10,8 +10,7 @@ use crate::error::TerminalError;
 use crate::invocation::{Abort, BoxFuture, Invocation};
 use durable_protocol::store::{now_millis, Appended};
 use durable_protocol::{
-    EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult, Target,
-    TerminalFailure,
+    EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, Target, TerminalFailure,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -140,46 +139,25 @@ pub(crate) async fn outbox_worker(
     }
 }
 
-/// Moves a large call or send input to S3 (the entry keeps a reference). A too-large input ends
-/// the invocation: it is a bug in the handler, not something a retry fixes.
-async fn offload_input(inv: &Invocation, index: u32, kind: EntryKind) -> Result<EntryKind, Abort> {
-    let (target, input, child, due_at_ms, is_call) = match kind {
-        EntryKind::Call {
-            target,
-            input,
-            child,
-        } => (target, input, child, None, true),
-        EntryKind::Send {
-            target,
-            input,
-            child,
-            due_at_ms,
-        } => (target, input, child, due_at_ms, false),
-        other => return Ok(other),
+/// Moves a large call or send input to S3 (the entry keeps a reference). On replay the entry is
+/// recorded already (and compared by target only), so nothing is stored again. A too-large input
+/// ends the invocation: it is a bug in the handler, not something a retry fixes.
+async fn offload_input(
+    inv: &Invocation,
+    index: u32,
+    mut kind: EntryKind,
+) -> Result<EntryKind, Abort> {
+    let (EntryKind::Call { target, input, .. } | EntryKind::Send { target, input, .. }) = &mut kind
+    else {
+        return Ok(kind);
     };
     if inv.recorded(index).is_some() {
-        // Replay: the recorded entry holds the (possibly offloaded) input; compare by target.
-        let input = inv.recorded(index).and_then(|e| match &e.kind {
-            EntryKind::Call { input, .. } | EntryKind::Send { input, .. } => Some(input.clone()),
-            _ => None,
-        });
-        let input = input.unwrap_or(serde_json::Value::Null);
-        return Ok(if is_call {
-            EntryKind::Call {
-                target,
-                input,
-                child,
-            }
-        } else {
-            EntryKind::Send {
-                target,
-                input,
-                child,
-                due_at_ms,
-            }
-        });
+        return Ok(kind);
     }
-    let input = match inv.offload(&format!("j{index}"), input).await {
+    *input = match inv
+        .offload(&format!("j{index}"), std::mem::take(input))
+        .await
+    {
         Ok(v) => v,
         Err(durable_protocol::payload::PayloadError::TooLarge { size, max }) => {
             return Err(Abort::Fatal(TerminalFailure::new(
@@ -198,20 +176,7 @@ async fn offload_input(inv: &Invocation, index: u32, kind: EntryKind) -> Result<
             })
         }
     };
-    Ok(if is_call {
-        EntryKind::Call {
-            target,
-            input,
-            child,
-        }
-    } else {
-        EntryKind::Send {
-            target,
-            input,
-            child,
-            due_at_ms,
-        }
-    })
+    Ok(kind)
 }
 
 fn target(service: &str, handler: &str) -> Result<Target, TerminalError> {
@@ -235,26 +200,7 @@ async fn await_call<O: DeserializeOwned>(
     if recorded.await.is_err() {
         return std::future::pending().await; // the worker aborted the attempt
     }
-    let result = match inv.completion(index) {
-        Some(r) => r,
-        None => inv.await_completion(index, None).await,
-    };
-    match result {
-        StepResult::Failure(f) => Err(f.into()),
-        StepResult::Value(v) => match serde_json::from_value(inv.resolve(v).await) {
-            Ok(o) => Ok(o),
-            Err(e) => {
-                let failure = TerminalFailure::new(
-                    TerminalFailure::NON_DETERMINISM,
-                    format!(
-                        "the result of call entry {index} does not decode as {}: {e}",
-                        std::any::type_name::<O>()
-                    ),
-                );
-                inv.abort(Abort::Fatal(failure)).await
-            }
-        },
-    }
+    crate::durable::await_entry(inv, index).await
 }
 
 impl Context {

@@ -161,7 +161,9 @@ async fn sleep_until(
     Ok(())
 }
 
-async fn await_awakeable<T: DeserializeOwned>(
+/// The result of an entry completed from outside (awakeable, call): known already or waited
+/// for, fetched from S3 if large, decoded (a result that does not decode is a divergence).
+pub(crate) async fn await_entry<T: DeserializeOwned>(
     inv: Arc<Invocation>,
     index: u32,
 ) -> Result<T, TerminalError> {
@@ -323,7 +325,7 @@ impl Context {
             id.to_string(),
             DurableFuture {
                 index,
-                inner: Box::pin(await_awakeable(self.inner.clone(), index)),
+                inner: Box::pin(await_entry(self.inner.clone(), index)),
             },
         ))
     }

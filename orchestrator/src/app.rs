@@ -379,17 +379,8 @@ impl App {
             ),
             failure => failure.clone(),
         };
-        let completed = self
-            .driver
-            .journal
-            .complete(&id.invocation, id.index, "awakeable", &stored)
-            .await
-            .map_err(OrchestratorError::from)?;
-        if durable_protocol::payload::as_ref(match &stored {
-            StepResult::Value(v) => v,
-            _ => &serde_json::Value::Null,
-        })
-        .is_some()
+        // A value now in S3 is flagged whether or not the completion wins, so it is cleaned up.
+        if matches!(&stored, StepResult::Value(v) if durable_protocol::payload::as_ref(v).is_some())
         {
             self.driver
                 .journal
@@ -397,6 +388,12 @@ impl App {
                 .await
                 .map_err(OrchestratorError::from)?;
         }
+        let completed = self
+            .driver
+            .journal
+            .complete(&id.invocation, id.index, "awakeable", &stored)
+            .await
+            .map_err(OrchestratorError::from)?;
         match completed {
             Completed::Written => {}
             Completed::AlreadyCompleted(_) => {
