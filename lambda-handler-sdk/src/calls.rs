@@ -25,6 +25,32 @@ pub(crate) trait Dispatcher: Send + Sync {
         parent: &'a InvocationId,
         index: u32,
     ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Tells the orchestrator that entry `index` of `invocation` was completed (e.g. a promise
+    /// it waits on was resolved here), so that it resumes it if it is suspended.
+    fn resume<'a>(
+        &'a self,
+        invocation: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+impl LambdaDispatcher {
+    async fn event(&self, event: serde_json::Value) -> Result<(), String> {
+        let function = self
+            .orchestrator
+            .as_deref()
+            .ok_or("the push named no orchestrator to send events to")?;
+        self.client
+            .invoke()
+            .function_name(function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+            .send()
+            .await
+            .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())?;
+        Ok(())
+    }
 }
 
 /// Sends `{"type":"dispatch"}` events to the orchestrator function.
@@ -39,23 +65,19 @@ impl Dispatcher for LambdaDispatcher {
         parent: &'a InvocationId,
         index: u32,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let function = self
-                .orchestrator
-                .as_deref()
-                .ok_or("the push named no orchestrator to dispatch to")?;
-            let event =
-                serde_json::json!({"type": "dispatch", "invocation_id": parent, "entry": index});
-            self.client
-                .invoke()
-                .function_name(function)
-                .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-                .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
-                .send()
-                .await
-                .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())?;
-            Ok(())
-        })
+        Box::pin(self.event(
+            serde_json::json!({"type": "dispatch", "invocation_id": parent, "entry": index}),
+        ))
+    }
+
+    fn resume<'a>(
+        &'a self,
+        invocation: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.event(
+            serde_json::json!({"type": "resume", "invocation_id": invocation, "entry": index}),
+        ))
     }
 }
 
@@ -121,8 +143,8 @@ pub(crate) async fn outbox_worker(
             },
         };
         // Not yet dispatched (or not known to be): dispatching again is harmless, the child is
-        // created with a conditional put.
-        if !dispatched {
+        // created with a conditional put. State changes are only recorded.
+        if !dispatched && kind.child().is_some() {
             if let Err(e) = dispatcher.dispatch(&inv.id, index).await {
                 let message = format!("could not dispatch {} {}: {e}", kind.label(), kind.name());
                 return inv
@@ -179,10 +201,14 @@ async fn offload_input(
     Ok(kind)
 }
 
-fn target(service: &str, handler: &str) -> Result<Target, TerminalError> {
+fn target(service: &str, key: Option<&str>, handler: &str) -> Result<Target, TerminalError> {
     let invalid = |e: durable_protocol::IdError| TerminalError::new(e.to_string()).with_code(400);
     Ok(Target {
         service: ServiceName::new(service).map_err(invalid)?,
+        key: key
+            .map(durable_protocol::ObjectKey::new)
+            .transpose()
+            .map_err(invalid)?,
         handler: HandlerName::new(handler).map_err(invalid)?,
     })
 }
@@ -213,8 +239,60 @@ impl Context {
         handler: &str,
         input: &impl Serialize,
     ) -> DurableFuture<O> {
+        self.call_target(target(service, None, handler), input)
+    }
+
+    /// Calls handler `handler` of the virtual object (or workflow) `service` at `key`. An
+    /// exclusive handler waits for its turn on that key.
+    pub fn object_call<O: DeserializeOwned + Send + 'static>(
+        &self,
+        service: &str,
+        key: &str,
+        handler: &str,
+        input: &impl Serialize,
+    ) -> DurableFuture<O> {
+        self.call_target(target(service, Some(key), handler), input)
+    }
+
+    /// Sends `input` to handler `handler` of the object (or workflow) `service` at `key`
+    /// without waiting. Returns the child's invocation id.
+    pub fn object_send(
+        &self,
+        service: &str,
+        key: &str,
+        handler: &str,
+        input: &impl Serialize,
+    ) -> Result<InvocationId, TerminalError> {
         let index = self.inner.allocate_index();
-        let prepared = target(service, handler).and_then(|t| Ok((t, json_input(input)?)));
+        self.send_target(index, target(service, Some(key), handler), input, None)
+    }
+
+    /// Like [`Context::object_send`], started after `delay`: an exclusive handler joins its
+    /// key's queue when it is due.
+    pub fn object_send_after(
+        &self,
+        delay: Duration,
+        service: &str,
+        key: &str,
+        handler: &str,
+        input: &impl Serialize,
+    ) -> Result<InvocationId, TerminalError> {
+        let index = self.inner.allocate_index();
+        self.send_target(
+            index,
+            target(service, Some(key), handler),
+            input,
+            Some(now_millis() + delay.as_millis() as u64),
+        )
+    }
+
+    fn call_target<O: DeserializeOwned + Send + 'static>(
+        &self,
+        target: Result<Target, TerminalError>,
+        input: &impl Serialize,
+    ) -> DurableFuture<O> {
+        let index = self.inner.allocate_index();
+        let prepared = target.and_then(|t| Ok((t, json_input(input)?)));
         let inner: BoxFuture<'static, Result<O, TerminalError>> = match prepared {
             Err(e) => Box::pin(async move { Err(e) }),
             Ok((target, input)) => {
@@ -269,7 +347,17 @@ impl Context {
         due_at_ms: Option<u64>,
     ) -> Result<InvocationId, TerminalError> {
         let index = self.inner.allocate_index();
-        let target = target(service, handler)?;
+        self.send_target(index, target(service, None, handler), input, due_at_ms)
+    }
+
+    fn send_target(
+        &self,
+        index: u32,
+        target: Result<Target, TerminalError>,
+        input: &impl Serialize,
+        due_at_ms: Option<u64>,
+    ) -> Result<InvocationId, TerminalError> {
+        let target = target?;
         let input = json_input(input)?;
         let child = InvocationId::child(&self.inner.id, index);
         // Replay keeps the first due time.

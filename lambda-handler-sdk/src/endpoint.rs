@@ -3,9 +3,10 @@
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
 use crate::invocation::{Abort, BoxFuture, Invocation, JournalSink, Limits};
+use crate::keyed::{ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext};
 use durable_protocol::payload::{PayloadError, PayloadStore};
 use durable_protocol::{
-    DiscoveryResponse, HandlerDescriptor, HandlerName, HandlerResponse, InvokeRequest,
+    DiscoveryResponse, HandlerDescriptor, HandlerKind, HandlerName, HandlerResponse, InvokeRequest,
     ServiceDescriptor, ServiceKind, ServiceName, TerminalFailure, PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
@@ -27,7 +28,35 @@ type ErasedHandler = Arc<
 /// A service: a name and its handlers.
 pub struct Service {
     name: ServiceName,
-    handlers: BTreeMap<HandlerName, ErasedHandler>,
+    kind: ServiceKind,
+    handlers: BTreeMap<HandlerName, (ErasedHandler, Option<HandlerKind>)>,
+}
+
+fn erase<C, I, O, F, Fut>(wrap: fn(Context) -> C, handler: F) -> ErasedHandler
+where
+    C: Send + 'static,
+    I: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+    F: Fn(C, I) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, HandlerError>> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    Arc::new(move |ctx, input| {
+        let handler = handler.clone();
+        Box::pin(async move {
+            let input: I = serde_json::from_value(input).map_err(|e| {
+                HandlerError(ErrorKind::Terminal(
+                    crate::TerminalError::new(format!("invalid input: {e}")).with_code(400),
+                ))
+            })?;
+            let output = handler(wrap(ctx), input).await?;
+            serde_json::to_value(output).map_err(|e| {
+                HandlerError(ErrorKind::Terminal(crate::TerminalError::new(format!(
+                    "the handler's output does not serialize to JSON: {e}"
+                ))))
+            })
+        })
+    })
 }
 
 impl Service {
@@ -37,11 +66,24 @@ impl Service {
     /// If the name is not a valid service name (letters, digits, `_`, `-`; starting with a
     /// letter; at most 64 characters): a programming error, caught at start-up.
     pub fn new(name: &str) -> Self {
+        Self::of_kind(name, ServiceKind::Service)
+    }
+
+    fn of_kind(name: &str, kind: ServiceKind) -> Self {
         let name = ServiceName::new(name).unwrap_or_else(|e| panic!("invalid service name: {e}"));
         Self {
             name,
+            kind,
             handlers: BTreeMap::new(),
         }
+    }
+
+    fn add(mut self, name: &str, handler: ErasedHandler, kind: Option<HandlerKind>) -> Self {
+        let hname = HandlerName::new(name).unwrap_or_else(|e| panic!("invalid handler name: {e}"));
+        if self.handlers.insert(hname, (handler, kind)).is_some() {
+            panic!("handler {name:?} registered twice in service {}", self.name);
+        }
+        self
     }
 
     /// Adds a handler: an `async fn(Context, I) -> Result<O, HandlerError>` with serde-typed
@@ -49,35 +91,123 @@ impl Service {
     ///
     /// # Panics
     /// If the handler name is invalid or taken twice.
-    pub fn handler<I, O, F, Fut>(mut self, name: &str, handler: F) -> Self
+    pub fn handler<I, O, F, Fut>(self, name: &str, handler: F) -> Self
     where
         I: DeserializeOwned + Send + 'static,
         O: Serialize + Send + 'static,
         F: Fn(Context, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, HandlerError>> + Send + 'static,
     {
-        let hname = HandlerName::new(name).unwrap_or_else(|e| panic!("invalid handler name: {e}"));
-        let handler = Arc::new(handler);
-        let erased: ErasedHandler = Arc::new(move |ctx, input| {
-            let handler = handler.clone();
-            Box::pin(async move {
-                let input: I = serde_json::from_value(input).map_err(|e| {
-                    HandlerError(ErrorKind::Terminal(
-                        crate::TerminalError::new(format!("invalid input: {e}")).with_code(400),
-                    ))
-                })?;
-                let output = handler(ctx, input).await?;
-                serde_json::to_value(output).map_err(|e| {
-                    HandlerError(ErrorKind::Terminal(crate::TerminalError::new(format!(
-                        "the handler's output does not serialize to JSON: {e}"
-                    ))))
-                })
-            })
-        });
-        if self.handlers.insert(hname, erased).is_some() {
-            panic!("handler {name:?} registered twice in service {}", self.name);
-        }
-        self
+        self.add(name, erase(|ctx| ctx, handler), None)
+    }
+}
+
+/// A virtual object: handlers addressed by key (`POST /{object}/{key}/{handler}`), with state
+/// per key. Exclusive handlers of one key run one at a time in arrival order; shared handlers
+/// run concurrently and only read.
+///
+/// ```no_run
+/// use lambda_handler_sdk::{HandlerError, ObjectContext, SharedObjectContext, VirtualObject};
+///
+/// async fn add(ctx: ObjectContext, n: i64) -> Result<i64, HandlerError> {
+///     let total = ctx.get::<i64>("total").await?.unwrap_or(0) + n;
+///     ctx.set("total", &total)?;
+///     Ok(total)
+/// }
+///
+/// async fn get(ctx: SharedObjectContext, _: ()) -> Result<i64, HandlerError> {
+///     Ok(ctx.get::<i64>("total").await?.unwrap_or(0))
+/// }
+///
+/// let counter = VirtualObject::new("counter").exclusive("add", add).shared("get", get);
+/// ```
+pub struct VirtualObject(Service);
+
+impl VirtualObject {
+    /// A virtual object named `name` (panics on an invalid name, like [`Service::new`]).
+    pub fn new(name: &str) -> Self {
+        Self(Service::of_kind(name, ServiceKind::Object))
+    }
+
+    /// Adds an exclusive handler: one at a time per key, reads and writes state.
+    pub fn exclusive<I, O, F, Fut>(self, name: &str, handler: F) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(ObjectContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, HandlerError>> + Send + 'static,
+    {
+        Self(self.0.add(
+            name,
+            erase(ObjectContext::new, handler),
+            Some(HandlerKind::Exclusive),
+        ))
+    }
+
+    /// Adds a shared handler: runs concurrently with anything, reads state only.
+    pub fn shared<I, O, F, Fut>(self, name: &str, handler: F) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(SharedObjectContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, HandlerError>> + Send + 'static,
+    {
+        Self(self.0.add(
+            name,
+            erase(SharedObjectContext::new, handler),
+            Some(HandlerKind::Shared),
+        ))
+    }
+}
+
+/// A workflow: `run` executes once per key (`POST /{workflow}/{key}/run`; a second submission
+/// finds the first), shared handlers interact with it through state and durable promises.
+pub struct Workflow(Service);
+
+impl Workflow {
+    /// A workflow named `name` whose `run` handler is `run`.
+    pub fn new<I, O, F, Fut>(name: &str, run: F) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(WorkflowContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, HandlerError>> + Send + 'static,
+    {
+        Self(Service::of_kind(name, ServiceKind::Workflow).add(
+            Self::RUN,
+            erase(WorkflowContext::new, run),
+            Some(HandlerKind::Workflow),
+        ))
+    }
+
+    /// The name of a workflow's main handler.
+    pub const RUN: &'static str = "run";
+
+    /// Adds a shared handler (signals, queries): reads state, completes and peeks promises.
+    pub fn shared<I, O, F, Fut>(self, name: &str, handler: F) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(SharedWorkflowContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, HandlerError>> + Send + 'static,
+    {
+        Self(self.0.add(
+            name,
+            erase(SharedWorkflowContext::new, handler),
+            Some(HandlerKind::Shared),
+        ))
+    }
+}
+
+impl From<VirtualObject> for Service {
+    fn from(o: VirtualObject) -> Service {
+        o.0
+    }
+}
+
+impl From<Workflow> for Service {
+    fn from(w: Workflow) -> Service {
+        w.0
     }
 }
 
@@ -122,7 +252,8 @@ impl Endpoint {
     ///
     /// # Panics
     /// If a service of the same name was added before.
-    pub fn service(mut self, service: Service) -> Self {
+    pub fn service(mut self, service: impl Into<Service>) -> Self {
+        let service = service.into();
         let name = service.name.clone();
         if self.services.insert(name.clone(), service).is_some() {
             panic!("service {name} added twice");
@@ -139,11 +270,14 @@ impl Endpoint {
                 .values()
                 .map(|s| ServiceDescriptor {
                     name: s.name.clone(),
-                    kind: ServiceKind::Service,
+                    kind: s.kind,
                     handlers: s
                         .handlers
-                        .keys()
-                        .map(|h| HandlerDescriptor { name: h.clone() })
+                        .iter()
+                        .map(|(h, (_, kind))| HandlerDescriptor {
+                            name: h.clone(),
+                            kind: *kind,
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -194,7 +328,7 @@ impl Endpoint {
         payloads: PayloadStore,
         deadline_ms: u64,
     ) -> HandlerResponse {
-        let Some(handler) = self
+        let Some((handler, handler_kind)) = self
             .services
             .get(&req.service)
             .and_then(|s| s.handlers.get(&req.handler))
@@ -235,6 +369,17 @@ impl Endpoint {
             limits,
             payloads,
         ));
+        if handler_kind.is_some() {
+            match crate::keyed::object_of(&req.service, req.key.take()) {
+                Ok(object) => {
+                    let _ = inv
+                        .keyed
+                        .set(crate::keyed::Keyed::new(object, req.state.take()));
+                }
+                Err(failure) => return HandlerResponse::Failed { failure },
+            }
+        }
+        let _ = inv.dispatcher.set(dispatcher.clone());
         let ctx = Context::new(inv.clone());
         let (ops, ops_rx) = tokio::sync::mpsc::unbounded_channel();
         inv.set_outbox(ops);

@@ -1,6 +1,7 @@
 //! The state of one attempt of one invocation: the replayed journal, the next entry index, where
 //! new entries go, and the signal that ends the attempt early (retry, fatal divergence).
 
+use durable_protocol::keyed::{KeyedStore, ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::store::{Appended, Completed, JournalStore, StoreError};
 use durable_protocol::{
     InvocationId, JournalEntry, StepFailures, StepResult, TerminalFailure, Timer,
@@ -42,27 +43,70 @@ pub(crate) trait JournalSink: Send + Sync {
         kind: &'static str,
         result: &'a StepResult,
     ) -> BoxFuture<'a, Result<Completed, StoreError>>;
+
+    /// One state value of an object, as stored.
+    fn get_state<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, StoreError>>;
+
+    /// The names of an object's state keys, as stored.
+    fn state_names<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+
+    /// A promise's result, if it has one.
+    fn peek_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>>;
+
+    /// Registers a waiter on a promise, or returns its result if it has one.
+    fn wait_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        waiter: &'a Waiter,
+    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>>;
+
+    /// Completes a promise (the first completion wins).
+    fn complete_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        result: &'a StepResult,
+        by: &'a str,
+    ) -> BoxFuture<'a, Result<PromiseCompletion, StoreError>>;
 }
 
-impl JournalSink for JournalStore {
+/// The orchestrator's table, as handlers use it: journal entries, state and promises.
+pub(crate) struct TableSink {
+    pub(crate) journal: JournalStore,
+    pub(crate) keyed: KeyedStore,
+}
+
+impl JournalSink for TableSink {
     fn append<'a>(
         &'a self,
         id: &'a InvocationId,
         entry: &'a JournalEntry,
         epoch: u64,
     ) -> BoxFuture<'a, Result<Appended, StoreError>> {
-        Box::pin(JournalStore::append(self, id, entry, epoch))
+        Box::pin(self.journal.append(id, entry, epoch))
     }
 
     fn load<'a>(
         &'a self,
         id: &'a InvocationId,
     ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>> {
-        Box::pin(JournalStore::load(self, id))
+        Box::pin(self.journal.load(id))
     }
 
     fn flag_payloads<'a>(&'a self, id: &'a InvocationId) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(JournalStore::flag_payloads(self, id))
+        Box::pin(self.journal.flag_payloads(id))
     }
 
     fn complete<'a>(
@@ -72,7 +116,49 @@ impl JournalSink for JournalStore {
         kind: &'static str,
         result: &'a StepResult,
     ) -> BoxFuture<'a, Result<Completed, StoreError>> {
-        Box::pin(JournalStore::complete(self, id, index, kind, result))
+        Box::pin(self.journal.complete(id, index, kind, result))
+    }
+
+    fn get_state<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, StoreError>> {
+        Box::pin(self.keyed.get(object, name))
+    }
+
+    fn state_names<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(self.keyed.names(object))
+    }
+
+    fn peek_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>> {
+        Box::pin(self.keyed.peek(object, name))
+    }
+
+    fn wait_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        waiter: &'a Waiter,
+    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>> {
+        Box::pin(self.keyed.wait(object, name, waiter))
+    }
+
+    fn complete_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        result: &'a StepResult,
+        by: &'a str,
+    ) -> BoxFuture<'a, Result<PromiseCompletion, StoreError>> {
+        Box::pin(self.keyed.complete(object, name, result, by))
     }
 }
 
@@ -135,6 +221,10 @@ pub(crate) struct Invocation {
     completed: Notify,
     /// Calls and sends waiting to be recorded and dispatched, in program order.
     outbox: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::calls::Op>>>,
+    /// Starts children and resumes waiters.
+    pub(crate) dispatcher: std::sync::OnceLock<Arc<dyn crate::calls::Dispatcher>>,
+    /// The object or workflow of a keyed handler, and its state as this attempt sees it.
+    pub(crate) keyed: std::sync::OnceLock<crate::keyed::Keyed>,
 }
 
 /// Counts an operation as making progress in-process while it lives. Every await on in-process
@@ -193,6 +283,8 @@ impl Invocation {
             idleness: crate::idle::Idleness::new(),
             completed: Notify::new(),
             outbox: Mutex::new(None),
+            dispatcher: std::sync::OnceLock::new(),
+            keyed: std::sync::OnceLock::new(),
             payloads,
             flagged: std::sync::atomic::AtomicBool::new(false),
         }

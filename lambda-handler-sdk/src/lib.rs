@@ -73,13 +73,15 @@ mod endpoint;
 mod error;
 mod idle;
 mod invocation;
+mod keyed;
 mod retry;
 mod serve;
 
 pub use context::{Context, Run};
 pub use durable::{DurableFuture, Either};
-pub use endpoint::{Endpoint, Service};
+pub use endpoint::{Endpoint, Service, VirtualObject, Workflow};
 pub use error::{HandlerError, TerminalError};
+pub use keyed::{ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext};
 pub use retry::RetryPolicy;
 pub use serve::serve;
 

@@ -1,6 +1,8 @@
 //! Running an [`Endpoint`] as a Lambda function on `lambda_runtime`.
 
 use crate::endpoint::Endpoint;
+use crate::invocation::TableSink;
+use durable_protocol::keyed::KeyedStore;
 use durable_protocol::store::JournalStore;
 use durable_protocol::HandlerRequest;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -23,7 +25,7 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
         .build();
     let s3 = aws_sdk_s3::Client::from_conf(s3_config);
     let endpoint = Arc::new(endpoint);
-    let stores: Arc<Mutex<HashMap<String, Arc<JournalStore>>>> = Arc::default();
+    let stores: Arc<Mutex<HashMap<String, Arc<TableSink>>>> = Arc::default();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let endpoint = endpoint.clone();
         let dynamo = dynamo.clone();
@@ -40,7 +42,10 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
                         let mut stores = stores.lock().expect("store cache poisoned");
                         stores
                             .entry(req.table.clone())
-                            .or_insert_with(|| Arc::new(JournalStore::new(dynamo.clone(), req.table.clone())))
+                            .or_insert_with(|| Arc::new(TableSink {
+                                journal: JournalStore::new(dynamo.clone(), req.table.clone()),
+                                keyed: KeyedStore::new(dynamo.clone(), req.table.clone()),
+                            }))
                             .clone()
                     };
                     let span = tracing::info_span!("invocation", id = %req.invocation_id, attempt = req.attempt);

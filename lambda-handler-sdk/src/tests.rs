@@ -3,6 +3,7 @@
 
 use crate::invocation::{BoxFuture, JournalSink};
 use crate::{Context, Endpoint, HandlerError, RetryPolicy, Service, TerminalError};
+use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::store::{Appended, Completed, StoreError};
 use durable_protocol::{
     EntryKind, HandlerName, HandlerResponse, InvocationId, InvokeRequest, JournalEntry,
@@ -14,14 +15,21 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A journal in memory with DynamoDB's first-writer-wins semantics.
+/// A journal in memory with DynamoDB's first-writer-wins semantics (and one object's state
+/// and promises).
 #[derive(Default)]
 struct MemoryJournal {
     entries: Mutex<BTreeMap<u32, JournalEntry>>,
     writes: AtomicU32,
     /// Completions take this long, like a network write.
     completion_delay: Option<Duration>,
+    state: Mutex<BTreeMap<String, serde_json::Value>>,
+    state_reads: AtomicU32,
+    promises: Mutex<BTreeMap<String, MemoryPromise>>,
 }
+
+/// A promise in memory: its result and completer, and its waiters.
+type MemoryPromise = (Option<(StepResult, String)>, Vec<Waiter>);
 
 impl JournalSink for MemoryJournal {
     fn append<'a>(
@@ -77,6 +85,84 @@ impl JournalSink for MemoryJournal {
             Ok(Completed::Written)
         })
     }
+
+    fn get_state<'a>(
+        &'a self,
+        _object: &'a ObjectRef,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, StoreError>> {
+        Box::pin(async move {
+            self.state_reads.fetch_add(1, Ordering::SeqCst);
+            Ok(self.state.lock().unwrap().get(name).cloned())
+        })
+    }
+
+    fn state_names<'a>(
+        &'a self,
+        _object: &'a ObjectRef,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move { Ok(self.state.lock().unwrap().keys().cloned().collect()) })
+    }
+
+    fn peek_promise<'a>(
+        &'a self,
+        _object: &'a ObjectRef,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>> {
+        Box::pin(async move {
+            Ok(self
+                .promises
+                .lock()
+                .unwrap()
+                .get(name)
+                .and_then(|p| p.0.as_ref().map(|r| r.0.clone())))
+        })
+    }
+
+    fn wait_promise<'a>(
+        &'a self,
+        _object: &'a ObjectRef,
+        name: &'a str,
+        waiter: &'a Waiter,
+    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>> {
+        Box::pin(async move {
+            let mut promises = self.promises.lock().unwrap();
+            let p = promises.entry(name.to_owned()).or_default();
+            match &p.0 {
+                Some((r, _)) => Ok(Some(r.clone())),
+                None => {
+                    p.1.push(waiter.clone());
+                    Ok(None)
+                }
+            }
+        })
+    }
+
+    fn complete_promise<'a>(
+        &'a self,
+        _object: &'a ObjectRef,
+        name: &'a str,
+        result: &'a StepResult,
+        by: &'a str,
+    ) -> BoxFuture<'a, Result<PromiseCompletion, StoreError>> {
+        Box::pin(async move {
+            let mut promises = self.promises.lock().unwrap();
+            let p = promises.entry(name.to_owned()).or_default();
+            match &p.0 {
+                Some((kept, earlier)) => Ok(PromiseCompletion::AlreadyCompleted {
+                    result: kept.clone(),
+                    by: earlier.clone(),
+                    waiters: p.1.clone(),
+                }),
+                None => {
+                    p.0 = Some((result.clone(), by.to_owned()));
+                    Ok(PromiseCompletion::Completed {
+                        waiters: p.1.clone(),
+                    })
+                }
+            }
+        })
+    }
 }
 
 /// An S3 client that is never called: unit tests use no bucket and small values.
@@ -95,6 +181,7 @@ const NO_DEADLINE: u64 = u64::MAX / 2;
 #[derive(Default)]
 struct MemoryDispatcher {
     dispatched: Mutex<Vec<u32>>,
+    resumed: Mutex<Vec<u32>>,
 }
 
 impl crate::calls::Dispatcher for MemoryDispatcher {
@@ -105,6 +192,17 @@ impl crate::calls::Dispatcher for MemoryDispatcher {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.dispatched.lock().unwrap().push(index);
+            Ok(())
+        })
+    }
+
+    fn resume<'a>(
+        &'a self,
+        _invocation: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.resumed.lock().unwrap().push(index);
             Ok(())
         })
     }
@@ -230,6 +328,9 @@ fn request(handler: &str, input: serde_json::Value, journal: Vec<JournalEntry>) 
         bucket: None,
         limits: Default::default(),
         journal_in_store: false,
+        key: None,
+        handler_kind: None,
+        state: None,
     }
 }
 
@@ -733,6 +834,7 @@ async fn a_callees_terminal_error_reaches_the_caller() {
     let mut entries = Vec::new();
     let parent = InvocationId::derived(&["test", "fan_out"]);
     let target = durable_protocol::Target {
+        key: None,
         service: ServiceName::new("math").unwrap(),
         handler: HandlerName::new("square").unwrap(),
     };
@@ -806,4 +908,267 @@ fn discovery_lists_services_and_handlers() {
             "two_timers"
         ]
     );
+}
+
+mod keyed {
+    use super::*;
+    use crate::{
+        ObjectContext, SharedObjectContext, SharedWorkflowContext, VirtualObject, Workflow,
+        WorkflowContext,
+    };
+    use durable_protocol::{EagerState, HandlerKind, ObjectKey, StateDelta};
+
+    async fn add(ctx: ObjectContext, n: i64) -> Result<serde_json::Value, HandlerError> {
+        let old = ctx.get::<i64>("count").await?.unwrap_or(0);
+        ctx.set("count", &(old + n))?;
+        let seen = ctx.get::<i64>("count").await?;
+        ctx.run("noop", || async { Ok(()) }).await?;
+        Ok(json!({"old": old, "new": old + n, "seen": seen}))
+    }
+
+    async fn wipe(ctx: ObjectContext, _: ()) -> Result<Vec<String>, HandlerError> {
+        ctx.set("a", &1)?;
+        ctx.clear_all();
+        ctx.set("b", &2)?;
+        Ok(ctx.state_keys().await)
+    }
+
+    async fn peek(ctx: SharedObjectContext, _: ()) -> Result<Option<i64>, HandlerError> {
+        Ok(ctx.get::<i64>("count").await?)
+    }
+
+    async fn signup(ctx: WorkflowContext, email: String) -> Result<String, HandlerError> {
+        ctx.set("email", &email)?;
+        let link: String = ctx.promise("link").await?;
+        Ok(format!("{email} confirmed with {link}"))
+    }
+
+    async fn confirm(ctx: SharedWorkflowContext, link: String) -> Result<(), HandlerError> {
+        ctx.resolve_promise("link", &link).await?;
+        Ok(())
+    }
+
+    fn endpoint() -> Endpoint {
+        Endpoint::new()
+            .service(
+                VirtualObject::new("counter")
+                    .exclusive("add", add)
+                    .exclusive("wipe", wipe)
+                    .shared("peek", peek),
+            )
+            .service(Workflow::new("signup", signup).shared("confirm", confirm))
+    }
+
+    fn keyed_request(
+        service: &str,
+        handler: &str,
+        input: serde_json::Value,
+        state: Option<EagerState>,
+    ) -> InvokeRequest {
+        InvokeRequest {
+            service: ServiceName::new(service).unwrap(),
+            key: Some(ObjectKey::new("k").unwrap()),
+            handler_kind: Some(HandlerKind::Exclusive),
+            state,
+            invocation_id: InvocationId::derived(&["keyed", service, handler]),
+            ..request(handler, input, vec![])
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_describes_kinds() {
+        let d = endpoint().discover();
+        let counter = d
+            .services
+            .iter()
+            .find(|s| s.name.as_str() == "counter")
+            .unwrap();
+        assert_eq!(counter.kind, durable_protocol::ServiceKind::Object);
+        let kinds: Vec<_> = counter
+            .handlers
+            .iter()
+            .map(|h| (h.name.as_str(), h.kind))
+            .collect();
+        assert!(kinds.contains(&("peek", Some(HandlerKind::Shared))));
+        assert!(kinds.contains(&("add", Some(HandlerKind::Exclusive))));
+        let signup = d
+            .services
+            .iter()
+            .find(|s| s.name.as_str() == "signup")
+            .unwrap();
+        assert!(signup
+            .handlers
+            .iter()
+            .any(|h| h.name.as_str() == "run" && h.kind == Some(HandlerKind::Workflow)));
+    }
+
+    #[tokio::test]
+    async fn state_changes_are_journaled_and_seen_by_the_handler() {
+        let journal = Arc::new(MemoryJournal::default());
+        let eager = EagerState {
+            values: [("count".to_string(), json!(5))].into(),
+            complete: true,
+        };
+        let resp = endpoint()
+            .run(
+                keyed_request("counter", "add", json!(2), Some(eager.clone())),
+                journal.clone(),
+            )
+            .await;
+        assert_eq!(
+            resp,
+            HandlerResponse::Completed {
+                output: json!({"old": 5, "new": 7, "seen": 7})
+            }
+        );
+        // Complete eager state: no reads from the store.
+        assert_eq!(journal.state_reads.load(Ordering::SeqCst), 0);
+        let entries: Vec<JournalEntry> =
+            journal.entries.lock().unwrap().values().cloned().collect();
+        let delta = StateDelta::from_journal(&entries);
+        assert_eq!(delta.changes["count"], Some(json!(7)));
+        // Replay with the journal: no new writes, same answer.
+        let writes = journal.writes.load(Ordering::SeqCst);
+        let mut req = keyed_request("counter", "add", json!(2), Some(eager));
+        req.journal = entries;
+        let again = endpoint().run(req, journal.clone()).await;
+        assert_eq!(again, resp);
+        assert_eq!(journal.writes.load(Ordering::SeqCst), writes);
+    }
+
+    #[tokio::test]
+    async fn state_not_pushed_is_read_lazily() {
+        let journal = Arc::new(MemoryJournal::default());
+        journal
+            .state
+            .lock()
+            .unwrap()
+            .insert("count".into(), json!(40));
+        let resp = endpoint()
+            .run(
+                keyed_request("counter", "add", json!(2), None),
+                journal.clone(),
+            )
+            .await;
+        assert_eq!(
+            resp,
+            HandlerResponse::Completed {
+                output: json!({"old": 40, "new": 42, "seen": 42})
+            }
+        );
+        assert_eq!(journal.state_reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn clear_all_then_set_leaves_only_later_keys() {
+        let journal = Arc::new(MemoryJournal::default());
+        journal.state.lock().unwrap().insert("old".into(), json!(1));
+        let resp = endpoint()
+            .run(
+                keyed_request("counter", "wipe", json!(null), None),
+                journal.clone(),
+            )
+            .await;
+        assert_eq!(
+            resp,
+            HandlerResponse::Completed {
+                output: json!(["b"])
+            }
+        );
+        let entries: Vec<JournalEntry> =
+            journal.entries.lock().unwrap().values().cloned().collect();
+        let delta = StateDelta::from_journal(&entries);
+        assert!(delta.clear_all);
+        assert_eq!(delta.changes.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn shared_reads_are_recorded_for_replay() {
+        let journal = Arc::new(MemoryJournal::default());
+        journal
+            .state
+            .lock()
+            .unwrap()
+            .insert("count".into(), json!(3));
+        let mut req = keyed_request("counter", "peek", json!(null), None);
+        req.handler_kind = Some(HandlerKind::Shared);
+        let resp = endpoint().run(req.clone(), journal.clone()).await;
+        assert_eq!(resp, HandlerResponse::Completed { output: json!(3) });
+        // The state changes; a replay still sees what the first attempt read.
+        journal
+            .state
+            .lock()
+            .unwrap()
+            .insert("count".into(), json!(99));
+        req.journal = journal.entries.lock().unwrap().values().cloned().collect();
+        let again = endpoint().run(req, journal.clone()).await;
+        assert_eq!(again, HandlerResponse::Completed { output: json!(3) });
+    }
+
+    #[tokio::test]
+    async fn a_resolved_promise_completes_the_waiting_run() {
+        let journal = Arc::new(MemoryJournal::default());
+        let dispatcher = Arc::new(MemoryDispatcher::default());
+        let mut run = keyed_request("signup", "run", json!("ada@example.com"), None);
+        run.handler = HandlerName::new("run").unwrap();
+        run.handler_kind = Some(HandlerKind::Workflow);
+        let first = endpoint()
+            .run_with(run.clone(), journal.clone(), dispatcher.clone())
+            .await;
+        assert!(
+            matches!(first, HandlerResponse::Suspended { .. }),
+            "{first:?}"
+        );
+        // A shared handler of the same workflow resolves it (another invocation, same object).
+        let other = Arc::new(MemoryJournal::default());
+        *other.promises.lock().unwrap() = std::mem::take(&mut *journal.promises.lock().unwrap());
+        let mut confirm = keyed_request("signup", "confirm", json!("link-1"), None);
+        confirm.handler_kind = Some(HandlerKind::Shared);
+        let resp = endpoint()
+            .run_with(confirm.clone(), other.clone(), dispatcher.clone())
+            .await;
+        assert_eq!(
+            resp,
+            HandlerResponse::Completed {
+                output: json!(null)
+            }
+        );
+        // The waiter was told: its entry completion goes to the waiter's journal (here the
+        // resolver's memory journal stands in for the table) and a resume was sent.
+        assert_eq!(dispatcher.resumed.lock().unwrap().len(), 1);
+        // Resolving again fails with 409.
+        let third = Arc::new(MemoryJournal::default());
+        *third.promises.lock().unwrap() = std::mem::take(&mut *other.promises.lock().unwrap());
+        let mut again = confirm.clone();
+        again.invocation_id = InvocationId::random();
+        let resp = endpoint()
+            .run_with(again, third.clone(), dispatcher.clone())
+            .await;
+        assert!(
+            matches!(&resp, HandlerResponse::Failed { failure } if failure.code == 409),
+            "{resp:?}"
+        );
+        // The run, re-pushed, finds the promise resolved.
+        *journal.promises.lock().unwrap() = std::mem::take(&mut *third.promises.lock().unwrap());
+        run.journal = journal.entries.lock().unwrap().values().cloned().collect();
+        let done = endpoint().run_with(run, journal.clone(), dispatcher).await;
+        assert_eq!(
+            done,
+            HandlerResponse::Completed {
+                output: json!("ada@example.com confirmed with link-1")
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn keyed_handlers_need_a_key() {
+        let journal = Arc::new(MemoryJournal::default());
+        let mut req = keyed_request("counter", "add", json!(1), None);
+        req.key = None;
+        let resp = endpoint().run(req, journal).await;
+        assert!(
+            matches!(&resp, HandlerResponse::Failed { failure } if failure.code == 400),
+            "{resp:?}"
+        );
+    }
 }

@@ -308,6 +308,33 @@ async fn print_invocation(
                 ),
                 None => format!("send {} {input} -> child {child}", target.display()),
             },
+            durable_protocol::EntryKind::SetState { name, value } => {
+                format!("set state {name:?} = {value}")
+            }
+            durable_protocol::EntryKind::ClearState { name } => format!("clear state {name:?}"),
+            durable_protocol::EntryKind::ClearAllState => "clear all state".to_owned(),
+            durable_protocol::EntryKind::GetState { name, value } => match value {
+                Some(v) => format!("get state {name:?} -> {v}"),
+                None => format!("get state {name:?} -> (none)"),
+            },
+            durable_protocol::EntryKind::GetStateKeys { keys } => format!("state keys -> {keys:?}"),
+            durable_protocol::EntryKind::Promise { name } => format!("promise {name:?}"),
+            durable_protocol::EntryKind::PeekPromise { name, result } => match result {
+                Some(r) => format!("peek promise {name:?} -> {}", show_result(r)),
+                None => format!("peek promise {name:?} -> (pending)"),
+            },
+            durable_protocol::EntryKind::CompletePromise {
+                name,
+                result,
+                refused,
+            } => match refused {
+                Some(f) => format!(
+                    "complete promise {name:?} with {} -> refused: {}",
+                    show_result(result),
+                    f.message
+                ),
+                None => format!("complete promise {name:?} with {}", show_result(result)),
+            },
         };
         let completion = match &entry.completion {
             Some(c) => format!(" (completed: {})", show_result(c)),

@@ -443,6 +443,9 @@ async fn racing_attempts_record_one_result_and_both_adopt_it() {
         bucket: None,
         limits: Default::default(),
         journal_in_store: false,
+        key: None,
+        handler_kind: None,
+        state: None,
     });
     let payload = serde_json::to_vec(&request).unwrap();
     let arn = env.deployment.services["testbed"].clone();
@@ -501,6 +504,8 @@ async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
             idempotency_key: Some(key.clone()),
             lease_until: 1, // long expired: the driver is gone
             caller: None,
+            key: None,
+            handler_kind: None,
         })
         .await
         .unwrap();
@@ -555,6 +560,8 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
             idempotency_key: None,
             lease_until: 1,
             caller: None,
+            key: None,
+            handler_kind: None,
         })
         .await
         .unwrap()
@@ -650,6 +657,8 @@ async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
             idempotency_key: None,
             lease_until: 1, // its driver is long gone
             caller: None,
+            key: None,
+            handler_kind: None,
         })
         .await
         .unwrap();

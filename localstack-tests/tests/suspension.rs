@@ -337,6 +337,8 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
         idempotency_key: None,
         lease_until: u64::MAX,
         caller: None,
+        key: None,
+        handler_kind: None,
     };
     let awakeable = JournalEntry::new(
         0,

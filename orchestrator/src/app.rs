@@ -5,16 +5,19 @@ use crate::config::Config;
 use crate::driver::{Call, ControlEvent, Driven, Driver, LEASE_MARGIN};
 use crate::error::{ApiError, OrchestratorError};
 use crate::http::{FunctionUrlRequest, FunctionUrlResponse};
-use crate::ingress::{route, Route};
+use crate::ingress::{resolve_target, route, Route};
 use crate::invocations::{Created, Invocation, InvocationStore, NewInvocation, Outcome, Status};
+use crate::objects::{Arrival, Objects};
 use crate::registry::{pin_version, Registration, Registry};
 use crate::timers::Timers;
 use aws_sdk_lambda::primitives::Blob;
+use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::payload::{PayloadError, PayloadStore};
 use durable_protocol::store::{now_millis, Completed, JournalStore};
 use durable_protocol::{
-    AwakeableId, DiscoveryResponse, EntryKind, HandlerName, HandlerRequest, IdempotencyKey,
-    InvocationId, ServiceName, StepResult, TerminalFailure, PROTOCOL_VERSION,
+    AwakeableId, DiscoveryResponse, EntryKind, HandlerKind, HandlerName, HandlerRequest,
+    IdempotencyKey, InvocationId, ObjectKey, ServiceKind, ServiceName, StepResult, TerminalFailure,
+    PROTOCOL_VERSION,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -38,10 +41,9 @@ pub struct App {
 /// The validated parts of an invocation request.
 struct InvokeParts {
     service: ServiceName,
-    handler: HandlerName,
+    rest: Vec<String>,
     input: serde_json::Value,
     idempotency_key: Option<IdempotencyKey>,
-    send: bool,
 }
 
 impl App {
@@ -54,13 +56,14 @@ impl App {
         s3: aws_sdk_s3::Client,
     ) -> Self {
         let config = Arc::new(config);
+        let table = config.table.clone();
         let payloads = PayloadStore::new(s3, config.bucket.clone(), config.limits);
         let invocations = InvocationStore::new(dynamo.clone(), config.table.clone());
         Self {
             registry: Registry::new(dynamo.clone(), config.table.clone()),
             invocations: invocations.clone(),
             driver: Driver {
-                journal: JournalStore::new(dynamo, config.table.clone()),
+                journal: JournalStore::new(dynamo.clone(), config.table.clone()),
                 timers: Timers {
                     client: scheduler,
                     config: config.clone(),
@@ -69,6 +72,7 @@ impl App {
                 lambda,
                 invocations,
                 payloads,
+                objects: Objects::new(dynamo, table),
             },
         }
     }
@@ -120,23 +124,32 @@ impl App {
             Err(e) => Err(e),
             Ok(Route::Invoke {
                 service,
-                handler,
+                rest,
                 input,
                 idempotency_key,
-                send,
             }) => {
                 self.invoke(
                     InvokeParts {
                         service,
-                        handler,
+                        rest,
                         input,
                         idempotency_key,
-                        send,
                     },
                     call,
                 )
                 .await
             }
+            Ok(Route::WorkflowOutput {
+                service,
+                key,
+                attach,
+            }) => self.workflow_output(&service, &key, attach, call).await,
+            Ok(Route::CompletePromise {
+                service,
+                key,
+                name,
+                result,
+            }) => self.complete_promise(&service, &key, &name, &result).await,
             Ok(Route::Output { id }) => self.output(&id).await,
             Ok(Route::Attach { id }) => self.attach_http(&id, call).await,
             Ok(Route::CompleteAwakeable { id, result }) => {
@@ -149,10 +162,9 @@ impl App {
     async fn invoke(&self, req: InvokeParts, call: &Call) -> Result<FunctionUrlResponse, ApiError> {
         let InvokeParts {
             service,
-            handler,
+            rest,
             input,
             idempotency_key,
-            send,
         } = req;
         let reg = self
             .registry
@@ -165,6 +177,9 @@ impl App {
                     format!("no service named {service} is registered"),
                 )
             })?;
+        let target = resolve_target(&service, reg.kind, &rest, |h| reg.kind_of(h))?;
+        let (key, handler, handler_kind, send) =
+            (target.key, target.handler, target.handler_kind, target.send);
         if !reg.has_handler(&handler) {
             return Err(ApiError::not_found(
                 "unknown_handler",
@@ -174,9 +189,16 @@ impl App {
                 ),
             ));
         }
-        let id = match &idempotency_key {
-            Some(key) => InvocationId::for_idempotency_key(&service, &handler, key),
-            None => InvocationId::random(),
+        let id = match (&key, handler_kind, &idempotency_key) {
+            // A workflow runs once per key: submitting it again finds the first run.
+            (Some(key), Some(HandlerKind::Workflow), _) => {
+                InvocationId::for_workflow(&service, key)
+            }
+            (Some(key), _, Some(idem)) => {
+                InvocationId::for_keyed_idempotency_key(&service, key, &handler, idem)
+            }
+            (None, _, Some(idem)) => InvocationId::for_idempotency_key(&service, &handler, idem),
+            (_, _, None) => InvocationId::random(),
         };
         let input = self.offload(&id, "input", input).await?;
         let new = NewInvocation {
@@ -193,12 +215,17 @@ impl App {
                 call.deadline_ms + LEASE_MARGIN.as_millis() as u64
             },
             caller: None,
+            key,
+            handler_kind,
         };
-        let created = self
-            .invocations
-            .create(&new)
-            .await
-            .map_err(OrchestratorError::from)?;
+        let created = if handler_kind == Some(HandlerKind::Exclusive) {
+            self.arrive(&new, now_millis(), !send).await?
+        } else {
+            self.invocations
+                .create(&new)
+                .await
+                .map_err(OrchestratorError::from)?
+        };
         if matches!(created, Created::New(_))
             && durable_protocol::payload::as_ref(&new.input).is_some()
         {
@@ -213,7 +240,7 @@ impl App {
                 Created::New(_) => "accepted",
                 Created::Existing(inv) => status_name(inv.status),
             };
-            if matches!(created, Created::New(_)) {
+            if matches!(&created, Created::New(inv) if inv.status == Status::Running) {
                 self.driver
                     .send_event(&ControlEvent::Drive {
                         invocation_id: id.clone(),
@@ -228,8 +255,12 @@ impl App {
             .with_header("location", format!("/invocations/{id}/output")));
         }
         let driven = match created {
-            Created::New(inv) => self.driver.drive(inv, call, true).await?,
-            Created::Existing(inv) => self.attach(inv, call, true).await?,
+            Created::New(inv) if inv.status == Status::Running => {
+                self.driver.drive(inv, call, true).await?
+            }
+            // Queued for its object's lock (or existing): wait for it, driving it if it is
+            // granted the lock while this call waits.
+            Created::New(inv) | Created::Existing(inv) => self.attach(inv, call, true).await?,
         };
         // Suspended (or handed off): other calls drive it on; answer when it finishes, if this
         // call has the time.
@@ -238,6 +269,181 @@ impl App {
             _ => self.attach(self.existing(&id).await?, call, true).await?,
         };
         Ok(self.answer(&id, driven).await)
+    }
+
+    /// An exclusive invocation arrives in its object's inbox; then the object is pumped, and
+    /// whoever is granted the lock is driven (by a fresh call, unless it is this one and this
+    /// call will wait for it: then `attach` takes it over).
+    async fn arrive(
+        &self,
+        new: &NewInvocation,
+        due_ms: u64,
+        waits: bool,
+    ) -> Result<Created, OrchestratorError> {
+        let object = ObjectRef {
+            service: new.service.clone(),
+            key: new.key.clone().ok_or_else(|| {
+                OrchestratorError::Protocol("an exclusive invocation without a key".into())
+            })?,
+        };
+        let arrival = self
+            .driver
+            .objects
+            .arrive(&self.invocations, new, &object, due_ms)
+            .await?;
+        if let Arrival::Existing(inv) = arrival {
+            return Ok(Created::Existing(*inv));
+        }
+        if let Some(granted) = self.driver.objects.pump(&object).await? {
+            if !(waits && granted == new.id) {
+                self.driver
+                    .send_event(&ControlEvent::Drive {
+                        invocation_id: granted,
+                    })
+                    .await?;
+            }
+        }
+        let inv = self.invocations.get(&new.id).await?.ok_or_else(|| {
+            OrchestratorError::Protocol(format!("invocation {} disappeared", new.id))
+        })?;
+        Ok(Created::New(inv))
+    }
+
+    /// `GET /{workflow}/{key}/output|attach`: the workflow's result by its key.
+    async fn workflow_output(
+        &self,
+        service: &ServiceName,
+        key: &ObjectKey,
+        attach: bool,
+        call: &Call,
+    ) -> Result<FunctionUrlResponse, ApiError> {
+        self.workflow_registration(service).await?;
+        let id = InvocationId::for_workflow(service, key);
+        if self
+            .invocations
+            .get(&id)
+            .await
+            .map_err(OrchestratorError::from)?
+            .is_none()
+        {
+            return Err(ApiError::not_found(
+                "unknown_workflow",
+                format!("workflow {service} has no run for key {key}"),
+            ));
+        }
+        if attach {
+            self.attach_http(&id, call).await
+        } else {
+            self.output(&id).await
+        }
+    }
+
+    async fn workflow_registration(
+        &self,
+        service: &ServiceName,
+    ) -> Result<crate::registry::Registration, ApiError> {
+        let reg = self
+            .registry
+            .lookup(service)
+            .await
+            .map_err(OrchestratorError::from)?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "unknown_service",
+                    format!("no service named {service} is registered"),
+                )
+            })?;
+        if reg.kind != ServiceKind::Workflow {
+            return Err(ApiError::bad_request(
+                "not_a_workflow",
+                format!("{service} is not a workflow"),
+            ));
+        }
+        Ok(reg)
+    }
+
+    /// `POST /{workflow}/{key}/promises/{name}/resolve|reject`: completes a durable promise
+    /// (the first completion wins) and resumes whoever waits for it.
+    async fn complete_promise(
+        &self,
+        service: &ServiceName,
+        key: &ObjectKey,
+        name: &str,
+        result: &StepResult,
+    ) -> Result<FunctionUrlResponse, ApiError> {
+        self.workflow_registration(service).await?;
+        if let StepResult::Value(v) = result {
+            let size = v.to_string().len();
+            if size > durable_protocol::keyed::MAX_VALUE_BYTES {
+                return Err(ApiError::new(
+                    413,
+                    "payload_too_large",
+                    format!(
+                        "a promise value is at most {} bytes; this one is {size}",
+                        durable_protocol::keyed::MAX_VALUE_BYTES
+                    ),
+                ));
+            }
+        }
+        let object = ObjectRef {
+            service: service.clone(),
+            key: key.clone(),
+        };
+        let completion = self
+            .driver
+            .objects
+            .keyed
+            .complete(&object, name, result, "ingress")
+            .await
+            .map_err(OrchestratorError::from)?;
+        match completion {
+            PromiseCompletion::Completed { waiters } => {
+                self.notify_waiters(&waiters, result).await?;
+                let status = if matches!(result, StepResult::Value(_)) {
+                    "resolved"
+                } else {
+                    "rejected"
+                };
+                Ok(FunctionUrlResponse::json(
+                    200,
+                    &json!({"promise": name, "status": status}),
+                ))
+            }
+            PromiseCompletion::AlreadyCompleted {
+                result: kept,
+                waiters,
+                ..
+            } => {
+                // A retry of a completion whose first try died before telling the waiters.
+                self.notify_waiters(&waiters, &kept).await?;
+                Err(ApiError::new(
+                    409,
+                    "already_completed",
+                    format!("promise {name} of {object} was already completed"),
+                ))
+            }
+        }
+    }
+
+    /// Completes the journal entries waiting for a promise and resumes their invocations.
+    async fn notify_waiters(
+        &self,
+        waiters: &[Waiter],
+        result: &StepResult,
+    ) -> Result<(), OrchestratorError> {
+        for waiter in waiters {
+            self.driver
+                .journal
+                .complete(&waiter.invocation, waiter.index, "promise", result)
+                .await?;
+            self.driver
+                .send_event(&ControlEvent::Resume {
+                    invocation_id: waiter.invocation.clone(),
+                    entry: waiter.index,
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// A value from a caller as the invocation `scope` stores it: refused with 413 over the
@@ -465,6 +671,30 @@ impl App {
         let Some(inv) = self.invocations.get(id).await? else {
             return Ok(json!({"invocation_id": id, "status": "unknown"}));
         };
+        if inv.status == Status::Queued {
+            // Queued for its object's lock (e.g. a delayed send that is due now): pump.
+            let Some(object) = inv.object() else {
+                return Ok(json!({"invocation_id": id, "status": "queued"}));
+            };
+            return match self.driver.objects.pump(&object).await? {
+                Some(granted) if &granted == id => {
+                    let inv = self.invocations.get(id).await?.ok_or_else(|| {
+                        OrchestratorError::Protocol(format!("invocation {id} disappeared"))
+                    })?;
+                    let driven = self.attach(inv, call, false).await?;
+                    Ok(json!({"invocation_id": id, "status": driven_name(&driven)}))
+                }
+                Some(granted) => {
+                    self.driver
+                        .send_event(&ControlEvent::Drive {
+                            invocation_id: granted,
+                        })
+                        .await?;
+                    Ok(json!({"invocation_id": id, "status": "queued"}))
+                }
+                None => Ok(json!({"invocation_id": id, "status": "queued"})),
+            };
+        }
         let driven = self.attach(inv, call, false).await?;
         Ok(json!({"invocation_id": id, "status": driven_name(&driven)}))
     }
@@ -598,11 +828,37 @@ impl App {
             .lookup(&target.service)
             .await?
             .filter(|r| r.has_handler(&target.handler));
-        let Some(registration) = registration else {
-            let failure = TerminalFailure::new(
+        let refused = match &registration {
+            None => Some(TerminalFailure::new(
                 404,
                 format!("no handler {} is registered", target.display()),
-            );
+            )),
+            Some(r) => match (r.kind, &target.key) {
+                (ServiceKind::Service, Some(_)) => Some(TerminalFailure::new(
+                    400,
+                    format!("{} is a service: call it without a key", target.service),
+                )),
+                (ServiceKind::Object | ServiceKind::Workflow, None) => Some(TerminalFailure::new(
+                    400,
+                    format!("{} is keyed: call it with a key", target.service),
+                )),
+                (ServiceKind::Workflow, Some(_))
+                    if r.kind_of(&target.handler) == Some(HandlerKind::Workflow) =>
+                {
+                    Some(TerminalFailure::new(
+                        400,
+                        format!(
+                            "{}: a workflow's run is submitted through the ingress \
+                             (POST /{}/{{key}}/run), not called from a handler",
+                            target.display(),
+                            target.service
+                        ),
+                    ))
+                }
+                _ => None,
+            },
+        };
+        if let Some(failure) = refused {
             tracing::warn!(%parent, entry = entry.index, "{}", failure.message);
             self.driver
                 .journal
@@ -621,7 +877,9 @@ impl App {
                     .await?;
             }
             return Ok(None);
-        };
+        }
+        let registration = registration.expect("refused when missing");
+        let handler_kind = registration.kind_of(&target.handler);
         let new = NewInvocation {
             id: child.clone(),
             service: target.service.clone(),
@@ -634,7 +892,26 @@ impl App {
                 invocation: parent.clone(),
                 entry: entry.index,
             }),
+            key: target.key.clone(),
+            handler_kind,
         };
+        if handler_kind == Some(HandlerKind::Exclusive) {
+            // Into the object's inbox, due now or when a delayed send is due (a schedule
+            // pumps the object then).
+            self.arrive(&new, due.unwrap_or_else(now_millis), false)
+                .await?;
+            if let Some(due) = due {
+                self.driver
+                    .timers
+                    .schedule_start(child, due, &call.function_arn)
+                    .await?;
+            }
+            self.driver
+                .journal
+                .mark_dispatched(parent, entry.index)
+                .await?;
+            return Ok(None);
+        }
         let created = self.invocations.create(&new).await?;
         if let Some(due) = due {
             // Scheduled (again, harmlessly, if it existed) before the entry counts as dispatched.
@@ -717,6 +994,11 @@ impl App {
                 "{function_arn} serves no services"
             )));
         }
+        for service in &discovery.services {
+            check_kinds(service).map_err(|e| {
+                OrchestratorError::Protocol(format!("{function_arn} serves {}: {e}", service.name))
+            })?;
+        }
         let pinned = pin_version(function_arn, out.executed_version.as_deref());
         let mut registered = Vec::new();
         for service in discovery.services {
@@ -724,6 +1006,11 @@ impl App {
                 service: service.name,
                 kind: service.kind,
                 function_arn: pinned.clone(),
+                kinds: service
+                    .handlers
+                    .iter()
+                    .filter_map(|h| Some((h.name.clone(), h.kind?)))
+                    .collect(),
                 handlers: service.handlers.into_iter().map(|h| h.name).collect(),
             };
             self.registry.put(&reg).await?;
@@ -735,11 +1022,43 @@ impl App {
 }
 
 fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Running => "running",
-        Status::Suspended => "suspended",
-        Status::Completed => "completed",
-        Status::Failed => "failed",
+    status.as_str()
+}
+
+/// Objects give every handler a kind; a workflow has one `run` (its workflow handler) and
+/// shared handlers; services give none.
+fn check_kinds(service: &durable_protocol::ServiceDescriptor) -> Result<(), String> {
+    let kinds: Vec<Option<HandlerKind>> = service.handlers.iter().map(|h| h.kind).collect();
+    match service.kind {
+        ServiceKind::Service if kinds.iter().any(Option::is_some) => {
+            Err("a service's handlers have no kinds".into())
+        }
+        ServiceKind::Object
+            if kinds
+                .iter()
+                .any(|k| !matches!(k, Some(HandlerKind::Exclusive | HandlerKind::Shared))) =>
+        {
+            Err("an object's handlers are exclusive or shared".into())
+        }
+        ServiceKind::Workflow => {
+            let runs: Vec<&str> = service
+                .handlers
+                .iter()
+                .filter(|h| h.kind == Some(HandlerKind::Workflow))
+                .map(|h| h.name.as_str())
+                .collect();
+            if runs != ["run"] {
+                return Err("a workflow has exactly one workflow handler, named run".into());
+            }
+            if kinds.iter().any(Option::is_none) {
+                return Err("a workflow's other handlers are shared".into());
+            }
+            if kinds.contains(&Some(HandlerKind::Exclusive)) {
+                return Err("a workflow has no exclusive handlers".into());
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -83,6 +83,7 @@ pub struct Driver {
     pub(crate) journal: JournalStore,
     pub(crate) timers: Timers,
     pub(crate) payloads: PayloadStore,
+    pub(crate) objects: crate::objects::Objects,
 }
 
 /// A push larger than this carries no journal: the SDK reads it from the table (Lambda accepts
@@ -255,11 +256,7 @@ impl Driver {
                 }
             };
             let outcome = self.store_output(&inv.id, outcome).await?;
-            if let Some(has_payloads) = self
-                .invocations
-                .finish(&inv, &outcome, self.config.retention)
-                .await?
-            {
+            if let Some(has_payloads) = self.finish(&inv, &outcome).await? {
                 self.notify_caller(&inv, &outcome).await?;
                 self.clean_up(&inv.id, has_payloads).await;
                 return Ok(Driven::Finished(outcome));
@@ -274,6 +271,38 @@ impl Driver {
                 _ => Driven::Running,
             });
         }
+    }
+
+    /// Records the outcome (`None` if another driver owns the invocation now). A handler that
+    /// writes state (exclusive, workflow `run`) also applies its journaled state changes and
+    /// hands its object's lock on, in the same transaction; the next holder is driven at once.
+    async fn finish(
+        &self,
+        inv: &Invocation,
+        outcome: &Outcome,
+    ) -> Result<Option<bool>, OrchestratorError> {
+        if !inv.handler_kind.is_some_and(|k| k.writes_state()) {
+            return Ok(self
+                .invocations
+                .finish(inv, outcome, self.config.retention)
+                .await?);
+        }
+        let journal = self.journal.load(&inv.id).await?;
+        let delta = durable_protocol::StateDelta::from_journal(&journal);
+        let Some(finished) = self
+            .objects
+            .finish(inv, outcome, self.config.retention, &delta)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(next) = finished.next {
+            self.send_event(&ControlEvent::Drive {
+                invocation_id: next,
+            })
+            .await?;
+        }
+        Ok(Some(finished.has_payloads))
     }
 
     /// Completes timers that are already due (their wait fell short of the Lambda's time);
@@ -320,6 +349,19 @@ impl Driver {
             bucket: self.config.bucket.clone(),
             limits: self.config.limits,
             journal_in_store: false,
+            key: inv.key.clone(),
+            handler_kind: inv.handler_kind,
+            state: match inv.object() {
+                // Small state travels with the push; larger state is read key by key.
+                Some(object) => Some(
+                    self.objects
+                        .keyed
+                        .load(&object, Some(durable_protocol::keyed::EAGER_STATE_BYTES))
+                        .await?
+                        .unwrap_or_default(),
+                ),
+                None => None,
+            },
         });
         let mut request = request;
         let mut payload =

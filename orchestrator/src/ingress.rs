@@ -4,8 +4,8 @@
 use crate::error::ApiError;
 use crate::http::FunctionUrlRequest;
 use durable_protocol::{
-    AwakeableId, HandlerName, IdempotencyKey, InvocationId, ServiceName, StepResult,
-    TerminalFailure,
+    AwakeableId, HandlerKind, HandlerName, IdempotencyKey, InvocationId, ObjectKey, ServiceKind,
+    ServiceName, StepResult, TerminalFailure,
 };
 
 /// The header that makes a request idempotent.
@@ -14,14 +14,27 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// A validated request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
-    /// `POST /{service}/{handler}` (wait for the output) or `.../send` (answer 202 at once).
+    /// `POST /{service}/{handler}[/send]` or `POST /{object}/{key}/{handler}[/send]`: which of
+    /// the two a three-segment path is depends on the service's kind, so the segments after the
+    /// service are resolved by [`resolve_target`] once the service is known.
     Invoke {
         service: ServiceName,
-        handler: HandlerName,
+        rest: Vec<String>,
         input: serde_json::Value,
         idempotency_key: Option<IdempotencyKey>,
-        /// One-way: start it and answer with its id.
-        send: bool,
+    },
+    /// `GET /{workflow}/{key}/output` or `/attach`: a workflow's result by its key.
+    WorkflowOutput {
+        service: ServiceName,
+        key: ObjectKey,
+        attach: bool,
+    },
+    /// `POST /{workflow}/{key}/promises/{name}/resolve` or `/reject`.
+    CompletePromise {
+        service: ServiceName,
+        key: ObjectKey,
+        name: String,
+        result: StepResult,
     },
     /// `GET /invocations/{id}/output`: the output of an invocation, if finished.
     Output { id: InvocationId },
@@ -76,31 +89,37 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
             }
             let id = AwakeableId::parse(id)
                 .map_err(|e| ApiError::bad_request("invalid_awakeable_id", e.to_string()))?;
-            let body = json_body(req)?;
-            let result = if *action == "resolve" {
-                StepResult::Value(body)
-            } else {
-                let r: Rejection = serde_json::from_value(body).map_err(|e| {
-                    ApiError::bad_request("invalid_rejection", format!("send {{\"message\": \"...\"}} (and optionally a 4xx/5xx \"code\"): {e}"))
-                })?;
-                let code = r.code.filter(|c| (400..=599).contains(c)).unwrap_or(500);
-                StepResult::Failure(TerminalFailure::new(code, r.message))
-            };
+            let result = completion(req, action)?;
             Ok(Route::CompleteAwakeable { id, result })
         }
-        [service, handler] | [service, handler, "send"]
-            if !service.is_empty() && !handler.is_empty() =>
-        {
-            let send = segments.len() == 3;
+        [service, key, action @ ("output" | "attach")] if method == "GET" => {
+            Ok(Route::WorkflowOutput {
+                service: service_name(service)?,
+                key: object_key(key)?,
+                attach: *action == "attach",
+            })
+        }
+        [service, key, "promises", name, action @ ("resolve" | "reject")] => {
             if method != "POST" {
                 return Err(method_not_allowed(&method, "POST", path));
             }
-            let service = ServiceName::new(*service).map_err(|e| {
-                ApiError::not_found("unknown_service", format!("no such service: {e}"))
-            })?;
-            let handler = HandlerName::new(*handler).map_err(|e| {
-                ApiError::not_found("unknown_handler", format!("no such handler: {e}"))
-            })?;
+            let name = percent_decode(name);
+            durable_protocol::keyed::check_name("promise name", &name)
+                .map_err(|e| ApiError::bad_request("invalid_promise_name", e))?;
+            Ok(Route::CompletePromise {
+                service: service_name(service)?,
+                key: object_key(key)?,
+                name,
+                result: completion(req, action)?,
+            })
+        }
+        [service, rest @ ..]
+            if (1..=3).contains(&rest.len()) && rest.iter().all(|s| !s.is_empty()) =>
+        {
+            if method != "POST" {
+                return Err(method_not_allowed(&method, "POST", path));
+            }
+            let service = service_name(service)?;
             let input = json_body(req)?;
             let idempotency_key = match req.header(IDEMPOTENCY_HEADER) {
                 None => None,
@@ -110,20 +129,136 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
             };
             Ok(Route::Invoke {
                 service,
-                handler,
+                rest: rest.iter().map(|s| s.to_string()).collect(),
                 input,
                 idempotency_key,
-                send,
             })
         }
         _ => Err(ApiError::not_found(
             "not_found",
             format!(
                 "no route for {method} {path}; use POST /{{service}}/{{handler}}[/send], \
-                 GET /invocations/{{id}}/output|attach or POST /awakeables/{{id}}/resolve|reject"
+                 POST /{{object}}/{{key}}/{{handler}}[/send], GET /invocations/{{id}}/output|attach, \
+                 GET /{{workflow}}/{{key}}/output|attach, \
+                 POST /{{workflow}}/{{key}}/promises/{{name}}/resolve|reject or \
+                 POST /awakeables/{{id}}/resolve|reject"
             ),
         )),
     }
+}
+
+/// Which handler an invocation path names, resolved with the service's kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTarget {
+    pub key: Option<ObjectKey>,
+    pub handler: HandlerName,
+    pub handler_kind: Option<HandlerKind>,
+    /// One-way: start it and answer with its id.
+    pub send: bool,
+}
+
+/// Resolves the path segments after the service: `{handler}[/send]` for services,
+/// `{key}/{handler}[/send]` for objects and workflows. `kind_of` gives a keyed handler's kind
+/// (`None`: no such handler).
+pub fn resolve_target(
+    service: &ServiceName,
+    kind: ServiceKind,
+    rest: &[String],
+    kind_of: impl Fn(&HandlerName) -> Option<HandlerKind>,
+) -> Result<ResolvedTarget, ApiError> {
+    let handler_name = |h: &str| {
+        HandlerName::new(h)
+            .map_err(|e| ApiError::not_found("unknown_handler", format!("no such handler: {e}")))
+    };
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    match kind {
+        ServiceKind::Service => match rest.as_slice() {
+            [handler] | [handler, "send"] => Ok(ResolvedTarget {
+                key: None,
+                handler: handler_name(handler)?,
+                handler_kind: None,
+                send: rest.len() == 2,
+            }),
+            _ => Err(ApiError::not_found(
+                "not_found",
+                format!("{service} is a service: use POST /{service}/{{handler}}[/send]"),
+            )),
+        },
+        ServiceKind::Object | ServiceKind::Workflow => match rest.as_slice() {
+            [key, handler] | [key, handler, "send"] => {
+                let handler = handler_name(handler)?;
+                let handler_kind = kind_of(&handler).ok_or_else(|| {
+                    ApiError::not_found(
+                        "unknown_handler",
+                        format!("{service} has no handler {handler}"),
+                    )
+                })?;
+                Ok(ResolvedTarget {
+                    key: Some(object_key(key)?),
+                    handler,
+                    handler_kind: Some(handler_kind),
+                    send: rest.len() == 3,
+                })
+            }
+            _ => Err(ApiError::bad_request(
+                "key_required",
+                format!(
+                    "{service} is {}: address it by key, POST /{service}/{{key}}/{{handler}}[/send]",
+                    if kind == ServiceKind::Object {
+                        "a virtual object"
+                    } else {
+                        "a workflow"
+                    }
+                ),
+            )),
+        },
+    }
+}
+
+fn service_name(segment: &str) -> Result<ServiceName, ApiError> {
+    ServiceName::new(segment)
+        .map_err(|e| ApiError::not_found("unknown_service", format!("no such service: {e}")))
+}
+
+fn object_key(segment: &str) -> Result<ObjectKey, ApiError> {
+    ObjectKey::new(percent_decode(segment))
+        .map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))
+}
+
+/// Decodes `%XX` escapes of a path segment (keys like `ada@example.com` may arrive escaped).
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The result a resolve or reject body completes an awakeable or promise with.
+fn completion(req: &FunctionUrlRequest, action: &str) -> Result<StepResult, ApiError> {
+    let body = json_body(req)?;
+    if action == "resolve" {
+        return Ok(StepResult::Value(body));
+    }
+    let r: Rejection = serde_json::from_value(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_rejection",
+            format!("send {{\"message\": \"...\"}} (and optionally a 4xx/5xx \"code\"): {e}"),
+        )
+    })?;
+    let code = r.code.filter(|c| (400..=599).contains(c)).unwrap_or(500);
+    Ok(StepResult::Failure(TerminalFailure::new(code, r.message)))
 }
 
 fn json_body(req: &FunctionUrlRequest) -> Result<serde_json::Value, ApiError> {
@@ -193,13 +328,12 @@ mod tests {
         match route(&r).unwrap() {
             Route::Invoke {
                 service,
-                handler,
+                rest,
                 input,
                 idempotency_key,
-                send: false,
             } => {
                 assert_eq!(service.as_str(), "checkout");
-                assert_eq!(handler.as_str(), "run");
+                assert_eq!(rest, vec!["run".to_string()]);
                 assert_eq!(input, serde_json::json!({"id": 1}));
                 assert_eq!(idempotency_key.unwrap().as_str(), "order-1");
             }
@@ -211,7 +345,7 @@ mod tests {
     fn send_attach_and_awakeable_routes_parse() {
         assert!(matches!(
             route(&req("POST", "/svc/h/send", Some("1"))).unwrap(),
-            Route::Invoke { send: true, .. }
+            Route::Invoke { rest, .. } if rest == ["h", "send"]
         ));
         let id = InvocationId::random();
         assert_eq!(
@@ -320,7 +454,7 @@ mod tests {
     fn unknown_paths_are_404() {
         assert_eq!(err(route(&req("POST", "/", None))), (404, "not_found"));
         assert_eq!(
-            err(route(&req("POST", "/a/b/c/d", Some("{}")))),
+            err(route(&req("POST", "/a/b/c/d/e", Some("{}")))),
             (404, "not_found")
         );
         assert_eq!(
@@ -331,9 +465,91 @@ mod tests {
             err(route(&req("POST", "/invocations/run", Some("{}")))),
             (404, "unknown_service")
         );
+    }
+
+    #[test]
+    fn targets_resolve_by_service_kind() {
+        let svc = ServiceName::new("counter").unwrap();
+        let rest = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let kinds = |h: &HandlerName| match h.as_str() {
+            "add" => Some(HandlerKind::Exclusive),
+            "get" => Some(HandlerKind::Shared),
+            _ => None,
+        };
+        let t = resolve_target(&svc, ServiceKind::Object, &rest(&["ada", "add"]), kinds).unwrap();
+        assert_eq!(t.key.unwrap().as_str(), "ada");
+        assert_eq!(t.handler.as_str(), "add");
+        assert_eq!(t.handler_kind, Some(HandlerKind::Exclusive));
+        assert!(!t.send);
+        let t = resolve_target(
+            &svc,
+            ServiceKind::Object,
+            &rest(&["ada", "get", "send"]),
+            kinds,
+        )
+        .unwrap();
+        assert!(t.send);
+        assert_eq!(t.handler_kind, Some(HandlerKind::Shared));
+        let e = resolve_target(&svc, ServiceKind::Object, &rest(&["add"]), kinds).unwrap_err();
+        assert_eq!((e.status, e.code), (400, "key_required"));
+        let e =
+            resolve_target(&svc, ServiceKind::Object, &rest(&["ada", "nope"]), kinds).unwrap_err();
+        assert_eq!((e.status, e.code), (404, "unknown_handler"));
+        let e =
+            resolve_target(&svc, ServiceKind::Object, &rest(&["a b", "add"]), kinds).unwrap_err();
+        assert_eq!((e.status, e.code), (400, "invalid_key"));
+        let t = resolve_target(
+            &svc,
+            ServiceKind::Object,
+            &rest(&["ada%40x.io", "add"]),
+            kinds,
+        )
+        .unwrap();
+        assert_eq!(t.key.unwrap().as_str(), "ada@x.io");
+        // A service reads the same three segments as handler + send.
+        let t = resolve_target(&svc, ServiceKind::Service, &rest(&["run", "send"]), |_| {
+            None
+        })
+        .unwrap();
+        assert_eq!((t.handler.as_str(), t.send, t.key), ("run", true, None));
+        let e =
+            resolve_target(&svc, ServiceKind::Service, &rest(&["a", "b"]), |_| None).unwrap_err();
+        assert_eq!(e.status, 404);
+        let e = resolve_target(&svc, ServiceKind::Service, &rest(&["1run"]), |_| None).unwrap_err();
+        assert_eq!((e.status, e.code), (404, "unknown_handler"));
+    }
+
+    #[test]
+    fn workflow_routes_parse() {
         assert_eq!(
-            err(route(&req("POST", "/svc/1run", Some("{}")))),
-            (404, "unknown_handler")
+            route(&req("GET", "/signup/ada/output", None)).unwrap(),
+            Route::WorkflowOutput {
+                service: ServiceName::new("signup").unwrap(),
+                key: ObjectKey::new("ada").unwrap(),
+                attach: false
+            }
+        );
+        assert_eq!(
+            route(&req(
+                "POST",
+                "/signup/ada/promises/email-link/resolve",
+                Some(r#""ok""#)
+            ))
+            .unwrap(),
+            Route::CompletePromise {
+                service: ServiceName::new("signup").unwrap(),
+                key: ObjectKey::new("ada").unwrap(),
+                name: "email-link".into(),
+                result: StepResult::Value(serde_json::json!("ok")),
+            }
+        );
+        assert_eq!(
+            err(route(&req("GET", "/signup/ada/promises/x/resolve", None))),
+            (405, "method_not_allowed")
+        );
+        assert_eq!(
+            err(route(&req("GET", "/signup/a%20b/output", None))),
+            (400, "invalid_key")
         );
     }
 

@@ -7,9 +7,11 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
+use durable_protocol::keyed::ObjectRef;
 use durable_protocol::store::{get_n, get_s, keys, n, now_millis, s, Item, StoreError};
 use durable_protocol::{
-    HandlerName, IdempotencyKey, InvocationId, ServiceName, StepFailures, TerminalFailure,
+    HandlerKind, HandlerName, IdempotencyKey, InvocationId, ObjectKey, ServiceName, StepFailures,
+    TerminalFailure,
 };
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ pub const LEASE_INDEX: &str = "leases";
 /// Where an invocation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// An exclusive handler of an object waiting in the object's inbox for the lock.
+    Queued,
     /// Being driven (or waiting to be re-driven after its lease ran out).
     Running,
     /// Waiting for a completion (timer, awakeable); nothing runs until one arrives.
@@ -34,8 +38,10 @@ pub enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    /// The name stored and shown for it.
+    pub fn as_str(self) -> &'static str {
         match self {
+            Status::Queued => "queued",
             Status::Running => "running",
             Status::Suspended => "suspended",
             Status::Completed => "completed",
@@ -45,6 +51,7 @@ impl Status {
 
     fn parse(v: &str) -> Option<Self> {
         match v {
+            "queued" => Some(Status::Queued),
             "running" => Some(Status::Running),
             "suspended" => Some(Status::Suspended),
             "completed" => Some(Status::Completed),
@@ -81,6 +88,20 @@ pub struct Invocation {
     pub waiting_on: Vec<u32>,
     /// The call entry this invocation's result completes, if another invocation called it.
     pub caller: Option<Caller>,
+    /// The object or workflow key of a keyed handler.
+    pub key: Option<ObjectKey>,
+    /// What a keyed handler may do.
+    pub handler_kind: Option<HandlerKind>,
+}
+
+impl Invocation {
+    /// The object or workflow it runs on, for keyed handlers.
+    pub fn object(&self) -> Option<ObjectRef> {
+        self.key.as_ref().map(|key| ObjectRef {
+            service: self.service.clone(),
+            key: key.clone(),
+        })
+    }
 }
 
 /// The journal entry of a calling invocation that waits for this one's result.
@@ -102,6 +123,10 @@ pub struct NewInvocation {
     pub lease_until: u64,
     /// Set for children of `ctx.call`.
     pub caller: Option<Caller>,
+    /// The object or workflow key of a keyed handler.
+    pub key: Option<ObjectKey>,
+    /// What a keyed handler may do.
+    pub handler_kind: Option<HandlerKind>,
 }
 
 /// The result of a create.
@@ -148,7 +173,7 @@ impl Invocation {
         let input = serde_json::from_str(text("input")?)
             .map_err(|e| corrupt(&id, &format!("input: {e}")))?;
         let outcome = match status {
-            Status::Running | Status::Suspended => None,
+            Status::Queued | Status::Running | Status::Suspended => None,
             Status::Completed => Some(Outcome::Completed(
                 serde_json::from_str(text("output")?)
                     .map_err(|e| corrupt(&id, &format!("output: {e}")))?,
@@ -174,7 +199,19 @@ impl Invocation {
             }),
             _ => None,
         };
+        let key = get_s(item, "object_key")
+            .map(ObjectKey::new)
+            .transpose()
+            .map_err(|e| corrupt(&id, &e.to_string()))?;
+        let handler_kind = get_s(item, "handler_kind")
+            .map(|k| {
+                serde_json::from_value(serde_json::Value::String(k.to_owned()))
+                    .map_err(|e| corrupt(&id, &format!("handler_kind: {e}")))
+            })
+            .transpose()?;
         Ok(Self {
+            key,
+            handler_kind,
             function_arn: text("function_arn")?.to_owned(),
             epoch: get_n(item, "epoch").ok_or_else(|| corrupt(&id, "no epoch"))?,
             attempt: get_n(item, "attempt").unwrap_or(1),
@@ -236,9 +273,9 @@ impl InvocationStore {
         }
     }
 
-    /// Creates the invocation with a conditional put; if the id exists (an idempotent retry),
-    /// returns the stored invocation instead and writes nothing.
-    pub async fn create(&self, new: &NewInvocation) -> Result<Created, StoreError> {
+    /// The metadata item of a new invocation in `status` (running, or queued for its object's
+    /// lock).
+    pub fn new_item(new: &NewInvocation, status: Status) -> Item {
         let now = now_millis();
         let mut item = Item::new();
         item.insert(keys::PK.into(), s(keys::invocation_pk(&new.id)));
@@ -246,12 +283,14 @@ impl InvocationStore {
         item.insert("service".into(), s(new.service.as_str()));
         item.insert("handler".into(), s(new.handler.as_str()));
         item.insert("function_arn".into(), s(new.function_arn.clone()));
-        item.insert("status".into(), s(Status::Running.as_str()));
+        item.insert("status".into(), s(status.as_str()));
         item.insert("epoch".into(), n(1));
         item.insert("attempt".into(), n(1));
         item.insert("input".into(), s(new.input.to_string()));
-        item.insert("lease_until".into(), n(new.lease_until));
-        item.insert(LEASE_SHARD.into(), s(LEASE_SHARD_VALUE));
+        if status == Status::Running {
+            item.insert("lease_until".into(), n(new.lease_until));
+            item.insert(LEASE_SHARD.into(), s(LEASE_SHARD_VALUE));
+        }
         item.insert("created_at".into(), n(now));
         item.insert("updated_at".into(), n(now));
         if let Some(c) = &new.caller {
@@ -261,6 +300,30 @@ impl InvocationStore {
         if let Some(k) = &new.idempotency_key {
             item.insert("idempotency_key".into(), s(k.as_str()));
         }
+        if let Some(k) = &new.key {
+            item.insert("object_key".into(), s(k.as_str()));
+        }
+        if let Some(kind) = new.handler_kind {
+            item.insert(
+                "handler_kind".into(),
+                s(serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()),
+            );
+        }
+        item
+    }
+
+    /// Parses a metadata item.
+    pub fn decode(item: &Item) -> Result<Invocation, StoreError> {
+        Invocation::from_item(item)
+    }
+
+    /// Creates the invocation with a conditional put; if the id exists (an idempotent retry),
+    /// returns the stored invocation instead and writes nothing.
+    pub async fn create(&self, new: &NewInvocation) -> Result<Created, StoreError> {
+        let item = Self::new_item(new, Status::Running);
         let result = self
             .client
             .put_item()
@@ -539,33 +602,17 @@ impl InvocationStore {
         outcome: &Outcome,
         retention: Duration,
     ) -> Result<Option<bool>, StoreError> {
-        let now = now_millis();
-        let expires_at = now / 1000 + retention.as_secs();
+        let finish = FinishUpdate::new(inv, outcome, retention);
         let mut update = self
             .update_owned(inv)
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":exp", n(expires_at))
-            .expression_attribute_values(":no", AttributeValue::Bool(false))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew);
-        let set = match outcome {
-            Outcome::Completed(output) => {
-                update = update
-                    .expression_attribute_values(":status", s(Status::Completed.as_str()))
-                    .expression_attribute_values(":out", s(output.to_string()));
-                "SET #st = :status, #out = :out, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no) REMOVE lease_until, lease_shard"
-            }
-            Outcome::Failed(f) => {
-                update = update
-                    .expression_attribute_values(":status", s(Status::Failed.as_str()))
-                    .expression_attribute_values(":code", n(f.code))
-                    .expression_attribute_values(":msg", s(truncate(&f.message, 8000)));
-                "SET #st = :status, failure_code = :code, failure_message = :msg, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no) REMOVE lease_until, lease_shard"
-            }
-        };
-        if matches!(outcome, Outcome::Completed(_)) {
-            update = update.expression_attribute_names("#out", "output");
+        for (name, value) in finish.values {
+            update = update.expression_attribute_values(name, value);
         }
-        match update.update_expression(set).send().await {
+        for (name, value) in finish.names {
+            update = update.expression_attribute_names(name, value);
+        }
+        match update.update_expression(finish.expression).send().await {
             Ok(out) => Ok(Some(
                 out.attributes
                     .and_then(|a| {
@@ -584,6 +631,54 @@ impl InvocationStore {
                 Ok(None)
             }
             Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+}
+
+/// The update that records an outcome on an owned invocation's metadata item (conditional on
+/// `epoch = :e AND #st = :running`): used alone, or in the transaction that also applies an
+/// object's state and hands its lock on.
+pub struct FinishUpdate {
+    pub expression: String,
+    pub condition: &'static str,
+    pub names: Vec<(&'static str, &'static str)>,
+    pub values: Vec<(&'static str, AttributeValue)>,
+}
+
+impl FinishUpdate {
+    /// The update recording `outcome` on `inv`.
+    pub fn new(inv: &Invocation, outcome: &Outcome, retention: Duration) -> Self {
+        let now = now_millis();
+        let expires_at = now / 1000 + retention.as_secs();
+        let mut names = vec![("#st", "status")];
+        let mut values = vec![
+            (":e", n(inv.epoch)),
+            (":running", s(Status::Running.as_str())),
+            (":now", n(now)),
+            (":exp", n(expires_at)),
+            (":no", AttributeValue::Bool(false)),
+        ];
+        let set = match outcome {
+            Outcome::Completed(output) => {
+                names.push(("#out", "output"));
+                values.push((":status", s(Status::Completed.as_str())));
+                values.push((":out", s(output.to_string())));
+                "SET #st = :status, #out = :out"
+            }
+            Outcome::Failed(f) => {
+                values.push((":status", s(Status::Failed.as_str())));
+                values.push((":code", n(f.code)));
+                values.push((":msg", s(truncate(&f.message, 8000))));
+                "SET #st = :status, failure_code = :code, failure_message = :msg"
+            }
+        };
+        Self {
+            expression: format!(
+                "{set}, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no) REMOVE lease_until, lease_shard"
+            ),
+            condition: "epoch = :e AND #st = :running",
+            names,
+            values,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! * [`ingress`]: HTTP routes and validation (Function URL events).
 //! * [`registry`]: which handler Lambda version serves which service.
 //! * [`invocations`]: invocation metadata and its conditional state changes.
+//! * [`objects`]: virtual objects' lock and inbox, and the transaction that ends a keyed
+//!   invocation (outcome, state, lock hand-over).
 //! * [`driver`]: pushing invocations with their journal to handler Lambdas, retries, hand-offs,
 //!   suspension.
 //! * [`timers`]: durable timers as EventBridge Scheduler one-time schedules.
@@ -15,5 +17,6 @@ pub mod error;
 pub mod http;
 pub mod ingress;
 pub mod invocations;
+pub mod objects;
 pub mod registry;
 pub mod timers;

@@ -3,7 +3,8 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use durable_protocol::store::{get_s, keys, n, now_millis, s, Item, StoreError};
-use durable_protocol::{HandlerName, ServiceKind, ServiceName};
+use durable_protocol::{HandlerKind, HandlerName, ServiceKind, ServiceName};
+use std::collections::BTreeMap;
 
 /// A service as registered.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,12 +14,19 @@ pub struct Registration {
     /// The qualified ARN of the version that new invocations are pinned to.
     pub function_arn: String,
     pub handlers: Vec<HandlerName>,
+    /// The kinds of the handlers of an object or workflow.
+    pub kinds: BTreeMap<HandlerName, HandlerKind>,
 }
 
 impl Registration {
     /// Whether the service has a handler of that name.
     pub fn has_handler(&self, handler: &HandlerName) -> bool {
         self.handlers.contains(handler)
+    }
+
+    /// The kind of a keyed handler (`None` for services and unknown handlers).
+    pub fn kind_of(&self, handler: &HandlerName) -> Option<HandlerKind> {
+        self.kinds.get(handler).copied()
     }
 
     fn to_item(&self) -> Item {
@@ -37,6 +45,17 @@ impl Registration {
             "handlers".into(),
             AttributeValue::L(self.handlers.iter().map(|h| s(h.as_str())).collect()),
         );
+        if !self.kinds.is_empty() {
+            item.insert(
+                "handler_kinds".into(),
+                AttributeValue::M(
+                    self.kinds
+                        .iter()
+                        .map(|(h, k)| (h.to_string(), s(kind_name(*k))))
+                        .collect(),
+                ),
+            );
+        }
         item.insert("registered_at".into(), n(now_millis()));
         item
     }
@@ -68,12 +87,36 @@ impl Registration {
                     .and_then(|h| HandlerName::new(h.as_str()).ok())
             })
             .collect();
+        let kinds = item
+            .get("handler_kinds")
+            .and_then(|v| v.as_m().ok())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(h, k)| {
+                        let kind = serde_json::from_value(serde_json::Value::String(
+                            k.as_s().ok()?.clone(),
+                        ))
+                        .ok()?;
+                        Some((HandlerName::new(h.as_str()).ok()?, kind))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
             service,
             kind,
             function_arn,
             handlers,
+            kinds,
         })
+    }
+}
+
+fn kind_name(kind: HandlerKind) -> &'static str {
+    match kind {
+        HandlerKind::Exclusive => "exclusive",
+        HandlerKind::Shared => "shared",
+        HandlerKind::Workflow => "workflow",
     }
 }
 
@@ -164,9 +207,20 @@ mod tests {
                 HandlerName::new("checkout").unwrap(),
                 HandlerName::new("refund").unwrap(),
             ],
+            kinds: BTreeMap::new(),
         };
         assert_eq!(Registration::from_item(&reg.to_item()).unwrap(), reg);
         assert!(reg.has_handler(&HandlerName::new("refund").unwrap()));
         assert!(!reg.has_handler(&HandlerName::new("nope").unwrap()));
+        let add = HandlerName::new("add").unwrap();
+        let object = Registration {
+            kind: ServiceKind::Object,
+            handlers: vec![add.clone()],
+            kinds: BTreeMap::from([(add.clone(), HandlerKind::Exclusive)]),
+            ..reg
+        };
+        let back = Registration::from_item(&object.to_item()).unwrap();
+        assert_eq!(back, object);
+        assert_eq!(back.kind_of(&add), Some(HandlerKind::Exclusive));
     }
 }

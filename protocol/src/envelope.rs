@@ -1,6 +1,6 @@
 //! The messages between the orchestrator and a handler Lambda.
 
-use crate::ids::{HandlerName, InvocationId, ServiceName};
+use crate::ids::{HandlerName, InvocationId, ObjectKey, ServiceName};
 use crate::journal::{JournalEntry, TerminalFailure};
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,25 @@ pub struct InvokeRequest {
     /// The journal was too large to push: read it from the table.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub journal_in_store: bool,
+    /// The object or workflow key, for keyed handlers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<ObjectKey>,
+    /// The kind of a keyed handler (what its context may do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler_kind: Option<HandlerKind>,
+    /// The object's state, when it is small enough to send along.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<EagerState>,
+}
+
+/// An object's state as pushed with an invocation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EagerState {
+    /// Values by state key.
+    pub values: std::collections::BTreeMap<String, serde_json::Value>,
+    /// `values` holds every key: a key not in it has no value. Otherwise the SDK reads keys
+    /// that are not in it from the table.
+    pub complete: bool,
 }
 
 /// How one push ended, as answered by the SDK.
@@ -105,12 +124,38 @@ pub struct StepFailures {
 pub enum ServiceKind {
     /// Stateless handlers, any number running at once.
     Service,
+    /// Addressed by key, with state per key; exclusive handlers of one key run one at a time.
+    Object,
+    /// Addressed by key; `run` executes once per key, shared handlers interact with it.
+    Workflow,
+}
+
+/// What a handler of an object or workflow may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandlerKind {
+    /// One at a time per key, in arrival order; reads and writes state.
+    Exclusive,
+    /// Runs concurrently with anything; reads state only.
+    Shared,
+    /// A workflow's `run`: once per key; reads and writes state, awaits promises.
+    Workflow,
+}
+
+impl HandlerKind {
+    /// Whether the handler may change state (and so its changes are applied when it finishes).
+    pub fn writes_state(self) -> bool {
+        matches!(self, HandlerKind::Exclusive | HandlerKind::Workflow)
+    }
 }
 
 /// One handler of a service, as discovered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandlerDescriptor {
     pub name: HandlerName,
+    /// Set for handlers of objects and workflows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<HandlerKind>,
 }
 
 /// One service served by a handler Lambda.
@@ -148,6 +193,9 @@ mod tests {
             bucket: None,
             limits: Default::default(),
             journal_in_store: false,
+            key: None,
+            handler_kind: None,
+            state: None,
         });
         let text = serde_json::to_string(&req).unwrap();
         assert!(

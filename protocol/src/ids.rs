@@ -19,6 +19,12 @@ pub enum IdError {
     MalformedInvocationId(String),
     #[error("awakeable id {0:?} is malformed")]
     MalformedAwakeableId(String),
+    #[error("{what} {value:?} may only contain ASCII letters, digits and {allowed}")]
+    InvalidKey {
+        what: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
 }
 
 const NAME_MAX: usize = 64;
@@ -166,6 +172,65 @@ impl IdempotencyKey {
     }
 }
 
+/// The key of a virtual object or workflow: which instance (`cart/ada`) a keyed handler runs on.
+/// It appears in URLs and DynamoDB keys, so it is 1 to 256 URL-safe characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    /// Longest accepted key, in bytes.
+    pub const MAX_LEN: usize = 256;
+    const ALLOWED: &'static str = "'-', '_', '.', '~', '@', '+', '=', ':', ','";
+
+    /// Validates a key.
+    pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+        let value = value.into();
+        if value.is_empty() {
+            return Err(IdError::Empty { what: "object key" });
+        }
+        if value.len() > Self::MAX_LEN {
+            return Err(IdError::TooLong {
+                what: "object key",
+                max: Self::MAX_LEN,
+            });
+        }
+        let ok = |c: char| c.is_ascii_alphanumeric() || "-_.~@+=:,".contains(c);
+        if !value.chars().all(ok) {
+            return Err(IdError::InvalidKey {
+                what: "object key",
+                value: value.chars().take(80).collect(),
+                allowed: Self::ALLOWED,
+            });
+        }
+        Ok(Self(value))
+    }
+
+    /// The key as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ObjectKey {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        Self::new(value)
+    }
+}
+
+impl From<ObjectKey> for String {
+    fn from(value: ObjectKey) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The id of one invocation: `inv_` followed by 32 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -188,6 +253,28 @@ impl InvocationId {
         key: &IdempotencyKey,
     ) -> Self {
         Self::derived(&["idem", service.as_str(), handler.as_str(), key.as_str()])
+    }
+
+    /// The id of an idempotent request to a keyed handler (the object key is part of the target).
+    pub fn for_keyed_idempotency_key(
+        service: &ServiceName,
+        key: &ObjectKey,
+        handler: &HandlerName,
+        idempotency_key: &IdempotencyKey,
+    ) -> Self {
+        Self::derived(&[
+            "idem-keyed",
+            service.as_str(),
+            key.as_str(),
+            handler.as_str(),
+            idempotency_key.as_str(),
+        ])
+    }
+
+    /// The id of a workflow's `run`: one per (workflow, key), so submitting it twice finds the
+    /// first submission.
+    pub fn for_workflow(service: &ServiceName, key: &ObjectKey) -> Self {
+        Self::derived(&["workflow", service.as_str(), key.as_str()])
     }
 
     /// A deterministic id derived from parts (hashed with separators, so parts cannot run together).
@@ -333,6 +420,27 @@ mod tests {
         assert_ne!(
             InvocationId::derived(&["ab", "c"]),
             InvocationId::derived(&["a", "bc"])
+        );
+    }
+
+    #[test]
+    fn object_keys_are_url_safe() {
+        assert!(ObjectKey::new("ada@example.com").is_ok());
+        assert!(ObjectKey::new("cart-1_x.y~z+1=2:3,4").is_ok());
+        assert!(ObjectKey::new("").is_err());
+        assert!(ObjectKey::new("a/b").is_err());
+        assert!(ObjectKey::new("a b").is_err());
+        assert!(ObjectKey::new("a#b").is_err());
+        assert!(ObjectKey::new("x".repeat(257)).is_err());
+        let s = ServiceName::new("wf").unwrap();
+        let k = ObjectKey::new("k").unwrap();
+        assert_eq!(
+            InvocationId::for_workflow(&s, &k),
+            InvocationId::for_workflow(&s, &k)
+        );
+        assert_ne!(
+            InvocationId::for_workflow(&s, &k),
+            InvocationId::for_workflow(&s, &ObjectKey::new("k2").unwrap())
         );
     }
 

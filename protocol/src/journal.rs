@@ -1,6 +1,6 @@
 //! The journal: the recorded history of one invocation that replay is built on.
 
-use crate::ids::{HandlerName, InvocationId, ServiceName};
+use crate::ids::{HandlerName, InvocationId, ObjectKey, ServiceName};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -63,19 +63,58 @@ pub enum EntryKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         due_at_ms: Option<u64>,
     },
+    /// A state change of a virtual object or workflow: applied when the invocation finishes.
+    SetState {
+        name: String,
+        value: serde_json::Value,
+    },
+    /// Removes one state key (applied when the invocation finishes).
+    ClearState { name: String },
+    /// Removes every state key of the object (applied when the invocation finishes).
+    ClearAllState,
+    /// A state read by a shared handler, recorded so that replay sees the same value.
+    GetState {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<serde_json::Value>,
+    },
+    /// The state keys as a shared handler read them.
+    GetStateKeys { keys: Vec<String> },
+    /// Waiting for a workflow's durable promise; completed with its value when it is resolved.
+    Promise { name: String },
+    /// A look at a durable promise without waiting: its result, if it had one then.
+    PeekPromise {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<StepResult>,
+    },
+    /// A resolution (or rejection) of a durable promise by this invocation, and how it went:
+    /// `refused` says why it did not take (the promise was completed already).
+    CompletePromise {
+        name: String,
+        result: StepResult,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<TerminalFailure>,
+    },
 }
 
 /// The handler a call or send goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
     pub service: ServiceName,
+    /// The object or workflow key, for keyed handlers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<ObjectKey>,
     pub handler: HandlerName,
 }
 
 impl Target {
-    /// `service/handler`.
+    /// `service/handler`, or `service/key/handler` for keyed handlers.
     pub fn display(&self) -> String {
-        format!("{}/{}", self.service, self.handler)
+        match &self.key {
+            Some(key) => format!("{}/{}/{}", self.service, key, self.handler),
+            None => format!("{}/{}", self.service, self.handler),
+        }
     }
 }
 
@@ -89,6 +128,14 @@ impl EntryKind {
             EntryKind::Select { .. } => "select",
             EntryKind::Call { .. } => "call",
             EntryKind::Send { .. } => "send",
+            EntryKind::SetState { .. } => "set_state",
+            EntryKind::ClearState { .. } => "clear_state",
+            EntryKind::ClearAllState => "clear_all_state",
+            EntryKind::GetState { .. } => "get_state",
+            EntryKind::GetStateKeys { .. } => "get_state_keys",
+            EntryKind::Promise { .. } => "promise",
+            EntryKind::PeekPromise { .. } => "peek_promise",
+            EntryKind::CompletePromise { .. } => "complete_promise",
         }
     }
 
@@ -97,7 +144,14 @@ impl EntryKind {
         match self {
             EntryKind::Run { name, .. }
             | EntryKind::Sleep { name, .. }
-            | EntryKind::Awakeable { name } => Cow::Borrowed(name),
+            | EntryKind::Awakeable { name }
+            | EntryKind::SetState { name, .. }
+            | EntryKind::ClearState { name }
+            | EntryKind::GetState { name, .. }
+            | EntryKind::Promise { name }
+            | EntryKind::PeekPromise { name, .. }
+            | EntryKind::CompletePromise { name, .. } => Cow::Borrowed(name),
+            EntryKind::ClearAllState | EntryKind::GetStateKeys { .. } => Cow::Borrowed("*"),
             EntryKind::Select { .. } => Cow::Borrowed("select"),
             EntryKind::Call { target, .. } | EntryKind::Send { target, .. } => {
                 Cow::Owned(target.display())
@@ -119,7 +173,10 @@ impl EntryKind {
     pub fn completes_later(&self) -> bool {
         matches!(
             self,
-            EntryKind::Sleep { .. } | EntryKind::Awakeable { .. } | EntryKind::Call { .. }
+            EntryKind::Sleep { .. }
+                | EntryKind::Awakeable { .. }
+                | EntryKind::Call { .. }
+                | EntryKind::Promise { .. }
         )
     }
 
@@ -129,6 +186,46 @@ impl EntryKind {
             EntryKind::Call { child, .. } | EntryKind::Send { child, .. } => Some(child),
             _ => None,
         }
+    }
+}
+
+/// What a finished invocation changes in its object's state: the journal's state entries
+/// folded in order. `clear_all` first removes every stored key, then `changes` apply.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDelta {
+    /// Remove every stored key before applying `changes`.
+    pub clear_all: bool,
+    /// The last value set per key (`None`: cleared).
+    pub changes: std::collections::BTreeMap<String, Option<serde_json::Value>>,
+}
+
+impl StateDelta {
+    /// Folds the state entries of `journal` (in index order).
+    pub fn from_journal<'a>(journal: impl IntoIterator<Item = &'a JournalEntry>) -> Self {
+        let mut entries: Vec<&JournalEntry> = journal.into_iter().collect();
+        entries.sort_by_key(|e| e.index);
+        let mut delta = StateDelta::default();
+        for entry in entries {
+            match &entry.kind {
+                EntryKind::SetState { name, value } => {
+                    delta.changes.insert(name.clone(), Some(value.clone()));
+                }
+                EntryKind::ClearState { name } => {
+                    delta.changes.insert(name.clone(), None);
+                }
+                EntryKind::ClearAllState => {
+                    delta.clear_all = true;
+                    delta.changes.clear();
+                }
+                _ => {}
+            }
+        }
+        delta
+    }
+
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        !self.clear_all && self.changes.is_empty()
     }
 }
 
@@ -223,6 +320,42 @@ mod tests {
             wake_at_ms: 5,
         };
         assert!(!a.same_command(&sleep));
+    }
+
+    #[test]
+    fn state_entries_fold_in_index_order() {
+        let set = |i, n: &str, v: i64| {
+            JournalEntry::new(
+                i,
+                EntryKind::SetState {
+                    name: n.into(),
+                    value: v.into(),
+                },
+            )
+        };
+        let journal = vec![
+            set(3, "a", 3),
+            set(0, "a", 1),
+            set(1, "b", 1),
+            JournalEntry::new(2, EntryKind::ClearAllState),
+            JournalEntry::new(4, EntryKind::ClearState { name: "c".into() }),
+        ];
+        let delta = StateDelta::from_journal(&journal);
+        assert!(delta.clear_all);
+        assert_eq!(delta.changes.len(), 2);
+        assert_eq!(delta.changes["a"], Some(3.into()));
+        assert_eq!(delta.changes["c"], None);
+        assert!(StateDelta::from_journal(&[]).is_empty());
+    }
+
+    #[test]
+    fn keyed_targets_display_their_key() {
+        let t = Target {
+            service: ServiceName::new("cart").unwrap(),
+            key: Some(ObjectKey::new("ada").unwrap()),
+            handler: HandlerName::new("add").unwrap(),
+        };
+        assert_eq!(t.display(), "cart/ada/add");
     }
 
     #[test]

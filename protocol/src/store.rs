@@ -5,6 +5,10 @@
 //! | invocation | `inv#<id>` | `meta` |
 //! | journal entry | `inv#<id>` | `j#<index, 10 digits>` |
 //! | service registry | `svc#<name>` | `live` |
+//! | object lock | `obj#<service>#<key>` | `lock` |
+//! | object inbox | `obj#<service>#<key>` | `q#<due ms, 15 digits>#<invocation id>` |
+//! | object state | `obj#<service>#<key>` | `s#<name>` |
+//! | workflow promise | `obj#<service>#<key>` | `p#<name>` |
 
 use crate::ids::{InvocationId, ServiceName};
 use crate::journal::{EntryKind, JournalEntry, StepResult, TerminalFailure};
@@ -39,6 +43,35 @@ pub mod keys {
     /// Sort key of journal entry `index`: zero-padded so that keys sort in index order.
     pub fn journal_sk(index: u32) -> String {
         format!("{JOURNAL_SK_PREFIX}{index:010}")
+    }
+
+    /// The sort key of an object's lock item.
+    pub const LOCK_SK: &str = "lock";
+    /// The sort key prefix of an object's inbox (queued exclusive invocations).
+    pub const QUEUE_SK_PREFIX: &str = "q#";
+    /// The sort key prefix of an object's state items.
+    pub const STATE_SK_PREFIX: &str = "s#";
+    /// The sort key prefix of a workflow's promises.
+    pub const PROMISE_SK_PREFIX: &str = "p#";
+
+    /// Partition key of everything that belongs to one object or workflow instance.
+    pub fn object_pk(service: &ServiceName, key: &crate::ids::ObjectKey) -> String {
+        format!("obj#{service}#{key}")
+    }
+
+    /// Sort key of a queued invocation: ordered by when it may start, then by id.
+    pub fn queue_sk(due_ms: u64, id: &InvocationId) -> String {
+        format!("{QUEUE_SK_PREFIX}{due_ms:015}#{id}")
+    }
+
+    /// Sort key of a state item.
+    pub fn state_sk(name: &str) -> String {
+        format!("{STATE_SK_PREFIX}{name}")
+    }
+
+    /// Sort key of a promise item.
+    pub fn promise_sk(name: &str) -> String {
+        format!("{PROMISE_SK_PREFIX}{name}")
     }
 
     /// Partition key of a service's registry items.
@@ -118,7 +151,7 @@ fn corrupt(item: &Item, reason: impl Into<String>) -> StoreError {
     }
 }
 
-fn put_result(item: &mut Item, prefix: &str, result: &StepResult) {
+pub(crate) fn put_result(item: &mut Item, prefix: &str, result: &StepResult) {
     match result {
         StepResult::Value(v) => {
             item.insert(format!("{prefix}value"), s(v.to_string()));
@@ -130,7 +163,7 @@ fn put_result(item: &mut Item, prefix: &str, result: &StepResult) {
     }
 }
 
-fn read_result(item: &Item, prefix: &str) -> Result<Option<StepResult>, StoreError> {
+pub(crate) fn read_result(item: &Item, prefix: &str) -> Result<Option<StepResult>, StoreError> {
     if let Some(v) = get_s(item, &format!("{prefix}value")) {
         let value = serde_json::from_str(v)
             .map_err(|e| corrupt(item, format!("{prefix}value is not JSON: {e}")))?;
@@ -161,7 +194,20 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
         EntryKind::Sleep { wake_at_ms, .. } => {
             item.insert("wake_at".into(), n(wake_at_ms));
         }
-        EntryKind::Awakeable { .. } => {}
+        EntryKind::Awakeable { .. } | EntryKind::Promise { .. } => {}
+        // Keyed-state and promise entries keep their details as JSON.
+        EntryKind::SetState { .. }
+        | EntryKind::ClearState { .. }
+        | EntryKind::ClearAllState
+        | EntryKind::GetState { .. }
+        | EntryKind::GetStateKeys { .. }
+        | EntryKind::PeekPromise { .. }
+        | EntryKind::CompletePromise { .. } => {
+            item.insert(
+                "body".into(),
+                s(serde_json::to_string(&entry.kind).expect("entries serialize")),
+            );
+        }
         EntryKind::Select { of, winner } => {
             item.insert("of".into(), AttributeValue::L(of.iter().map(n).collect()));
             item.insert("winner".into(), n(winner));
@@ -179,6 +225,9 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
         } => {
             item.insert("service".into(), s(target.service.as_str()));
             item.insert("handler".into(), s(target.handler.as_str()));
+            if let Some(key) = &target.key {
+                item.insert("key".into(), s(key.as_str()));
+            }
             item.insert("input".into(), s(input.to_string()));
             item.insert("child".into(), s(child.as_str()));
             if let EntryKind::Send {
@@ -221,6 +270,12 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
             wake_at_ms: get_n(item, "wake_at").ok_or_else(|| corrupt(item, "no wake_at"))?,
         },
         "awakeable" => EntryKind::Awakeable { name },
+        "promise" => EntryKind::Promise { name },
+        "set_state" | "clear_state" | "clear_all_state" | "get_state" | "get_state_keys"
+        | "peek_promise" | "complete_promise" => {
+            let body = get_s(item, "body").ok_or_else(|| corrupt(item, "no body"))?;
+            serde_json::from_str(body).map_err(|e| corrupt(item, format!("body: {e}")))?
+        }
         "select" => EntryKind::Select {
             of: item
                 .get("of")
@@ -238,6 +293,10 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
                 service: crate::ids::ServiceName::new(text("service")?)
                     .map_err(|e| corrupt(item, e.to_string()))?,
                 handler: crate::ids::HandlerName::new(text("handler")?)
+                    .map_err(|e| corrupt(item, e.to_string()))?,
+                key: get_s(item, "key")
+                    .map(crate::ids::ObjectKey::new)
+                    .transpose()
                     .map_err(|e| corrupt(item, e.to_string()))?,
             };
             let input = serde_json::from_str(text("input")?)
@@ -631,7 +690,29 @@ mod tests {
             entry_from_item(&entry_to_item(&id, &select, 1)).unwrap(),
             select
         );
+        for kind in [
+            EntryKind::SetState {
+                name: "count".into(),
+                value: serde_json::json!({"n": 1}),
+            },
+            EntryKind::ClearAllState,
+            EntryKind::CompletePromise {
+                name: "link".into(),
+                result: StepResult::Value(serde_json::json!("x")),
+                refused: Some(TerminalFailure::new(409, "taken")),
+            },
+            EntryKind::Promise {
+                name: "link".into(),
+            },
+        ] {
+            let entry = JournalEntry::new(6, kind);
+            assert_eq!(
+                entry_from_item(&entry_to_item(&id, &entry, 1)).unwrap(),
+                entry
+            );
+        }
         let target = crate::journal::Target {
+            key: Some(crate::ids::ObjectKey::new("ada").unwrap()),
             service: crate::ids::ServiceName::new("hotel").unwrap(),
             handler: crate::ids::HandlerName::new("book").unwrap(),
         };

@@ -4,7 +4,9 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_handler_sdk::{
-    serve, Context, Endpoint, HandlerError, RetryPolicy, Service, TerminalError,
+    serve, Context, Endpoint, HandlerError, ObjectContext, RetryPolicy, Service,
+    SharedObjectContext, SharedWorkflowContext, TerminalError, VirtualObject, Workflow,
+    WorkflowContext,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -494,35 +496,150 @@ async fn big_output(_ctx: Context, input: BigInput) -> Result<String, HandlerErr
     Ok(content(&input.run, input.size))
 }
 
+/// `counter/{key}/add`: adds to the key's count; answers the count before and after.
+async fn counter_add(ctx: ObjectContext, n: i64) -> Result<serde_json::Value, HandlerError> {
+    let old = ctx.get::<i64>("count").await?.unwrap_or(0);
+    ctx.set("count", &(old + n))?;
+    Ok(serde_json::json!({"old": old, "new": old + n}))
+}
+
+/// `counter/{key}/get`: the count, read by a shared handler.
+async fn counter_get(ctx: SharedObjectContext, _: ()) -> Result<i64, HandlerError> {
+    Ok(ctx.get::<i64>("count").await?.unwrap_or(0))
+}
+
+/// `counter/{key}/keys`: the state keys, read by a shared handler.
+async fn counter_keys(ctx: SharedObjectContext, _: ()) -> Result<Vec<String>, HandlerError> {
+    Ok(ctx.state_keys().await)
+}
+
+#[derive(Deserialize)]
+struct Put {
+    name: String,
+    value: serde_json::Value,
+    /// Fail terminally after setting.
+    #[serde(default)]
+    then_fail: bool,
+}
+
+/// `counter/{key}/put`: sets one state key, then maybe fails terminally.
+async fn counter_put(ctx: ObjectContext, input: Put) -> Result<(), HandlerError> {
+    ctx.set(&input.name, &input.value)?;
+    if input.then_fail {
+        return Err(TerminalError::new("failed on purpose after setting state")
+            .with_code(409)
+            .into());
+    }
+    Ok(())
+}
+
+/// `counter/{key}/clear`: clears every state key of the key.
+async fn counter_clear(ctx: ObjectContext, _: ()) -> Result<(), HandlerError> {
+    ctx.clear_all();
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Hold {
+    run: String,
+    /// Sets the count to this, then sleeps this long (suspended), then returns.
+    count: i64,
+    sleep_ms: u64,
+}
+
+/// `counter/{key}/hold`: holds the key's lock across a long (suspending) sleep.
+async fn counter_hold(ctx: ObjectContext, input: Hold) -> Result<i64, HandlerError> {
+    ctx.set("count", &input.count)?;
+    ctx.run("started", || publish(&input.run, "hold", "started"))
+        .await?;
+    ctx.sleep(std::time::Duration::from_millis(input.sleep_ms))
+        .await?;
+    Ok(input.count)
+}
+
+/// `counter/{key}/wait`: holds the key's lock until the test resolves a published awakeable.
+async fn counter_wait(ctx: ObjectContext, input: RunOnly) -> Result<String, HandlerError> {
+    let (id, answer) = ctx.awakeable::<String>().await?;
+    ctx.run("publish", || publish(&input.run, "awakeable", &id))
+        .await?;
+    Ok(answer.await?)
+}
+
+/// `signup/{key}/run`: records the e-mail, "sends" a confirmation (counted), waits for the
+/// `confirmed` promise and answers with its value.
+async fn signup_run(ctx: WorkflowContext, run: String) -> Result<serde_json::Value, HandlerError> {
+    ctx.set("status", &"waiting")?;
+    let key = ctx.key().to_owned();
+    ctx.run("send e-mail", || async move {
+        count_effect(&run, "send e-mail").await?;
+        publish(&run, "signup", &key).await
+    })
+    .await?;
+    let link: String = ctx.promise("confirmed").await?;
+    ctx.set("status", &"confirmed")?;
+    Ok(serde_json::json!({"confirmed_with": link}))
+}
+
+/// `signup/{key}/confirm`: resolves the `confirmed` promise.
+async fn signup_confirm(ctx: SharedWorkflowContext, link: String) -> Result<(), HandlerError> {
+    Ok(ctx.resolve_promise("confirmed", &link).await?)
+}
+
+/// `signup/{key}/status`: the status the run recorded, and a peek at the promise.
+async fn signup_status(
+    ctx: SharedWorkflowContext,
+    _: (),
+) -> Result<serde_json::Value, HandlerError> {
+    let status = ctx.get::<String>("status").await?;
+    let link = ctx.peek_promise::<String>("confirmed").await?;
+    Ok(serde_json::json!({"status": status, "link": link}))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = std::env::var("TEST_TABLE").map_err(|_| "TEST_TABLE is not set")?;
     let _ = DYNAMO.set((aws_sdk_dynamodb::Client::new(&config), table));
     serve(
-        Endpoint::new().service(
-            Service::new("testbed")
-                .handler("steps", steps)
-                .handler("diverge", diverge)
-                .handler("reject", reject)
-                .handler("flaky", flaky)
-                .handler("hopeless", hopeless)
-                .handler("slow", slow)
-                .handler("nap", nap)
-                .handler("timers", timers)
-                .handler("approval", approval)
-                .handler("early", early)
-                .handler("chain", chain)
-                .handler("record", record)
-                .handler("sends", sends)
-                .handler("square", square)
-                .handler("fan_out", fan_out)
-                .handler("call_then_crash", call_then_crash)
-                .handler("call_unknown", call_unknown)
-                .handler("echo", echo)
-                .handler("big_step", big_step)
-                .handler("big_output", big_output),
-        ),
+        Endpoint::new()
+            .service(
+                Service::new("testbed")
+                    .handler("steps", steps)
+                    .handler("diverge", diverge)
+                    .handler("reject", reject)
+                    .handler("flaky", flaky)
+                    .handler("hopeless", hopeless)
+                    .handler("slow", slow)
+                    .handler("nap", nap)
+                    .handler("timers", timers)
+                    .handler("approval", approval)
+                    .handler("early", early)
+                    .handler("chain", chain)
+                    .handler("record", record)
+                    .handler("sends", sends)
+                    .handler("square", square)
+                    .handler("fan_out", fan_out)
+                    .handler("call_then_crash", call_then_crash)
+                    .handler("call_unknown", call_unknown)
+                    .handler("echo", echo)
+                    .handler("big_step", big_step)
+                    .handler("big_output", big_output),
+            )
+            .service(
+                VirtualObject::new("counter")
+                    .exclusive("add", counter_add)
+                    .exclusive("put", counter_put)
+                    .exclusive("clear", counter_clear)
+                    .exclusive("hold", counter_hold)
+                    .exclusive("wait", counter_wait)
+                    .shared("get", counter_get)
+                    .shared("keys", counter_keys),
+            )
+            .service(
+                Workflow::new("signup", signup_run)
+                    .shared("confirm", signup_confirm)
+                    .shared("status", signup_status),
+            ),
     )
     .await
 }

@@ -1,0 +1,665 @@
+//! Virtual objects and workflows: the contexts their handlers get, split by capability so that
+//! misuse does not compile (a shared handler's context has no setters), keyed state, and
+//! durable promises.
+//!
+//! State changes are journal entries (recorded in program order, like sends); the orchestrator
+//! applies them when the invocation finishes, in the transaction that records its outcome and
+//! hands the object's lock on. Until then the handler sees its own changes on top of the
+//! state it started with (sent with the push when small, else read key by key).
+
+use crate::context::{mismatch, Context};
+use crate::durable::DurableFuture;
+use crate::error::TerminalError;
+use crate::invocation::{Abort, BoxFuture, Invocation};
+use durable_protocol::keyed::{check_name, ObjectRef, PromiseCompletion, Waiter, MAX_VALUE_BYTES};
+use durable_protocol::store::Appended;
+use durable_protocol::{
+    EagerState, EntryKind, JournalEntry, ObjectKey, StepResult, TerminalFailure,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+/// The object of a keyed invocation and its state as this attempt sees it.
+pub(crate) struct Keyed {
+    pub(crate) object: ObjectRef,
+    view: Mutex<StateView>,
+}
+
+/// Known state values (`None`: no value) over what is stored.
+struct StateView {
+    values: BTreeMap<String, Option<serde_json::Value>>,
+    /// `values` knows every key: one it does not hold has no value.
+    complete: bool,
+}
+
+impl Keyed {
+    pub(crate) fn new(object: ObjectRef, eager: Option<EagerState>) -> Self {
+        let eager = eager.unwrap_or_default();
+        Self {
+            object,
+            view: Mutex::new(StateView {
+                values: eager
+                    .values
+                    .into_iter()
+                    .map(|(k, v)| (k, Some(v)))
+                    .collect(),
+                complete: eager.complete,
+            }),
+        }
+    }
+}
+
+fn keyed(inv: &Invocation) -> &Keyed {
+    inv.keyed
+        .get()
+        .expect("keyed contexts are only built for keyed invocations")
+}
+
+fn invalid(message: String) -> TerminalError {
+    TerminalError::new(message).with_code(400)
+}
+
+fn retry(message: String) -> Abort {
+    Abort::Retry {
+        message,
+        step: None,
+        retry_after: None,
+    }
+}
+
+/// Decodes a stored JSON value as `T`; a value that does not decode is the caller's error.
+fn decode_value<T: DeserializeOwned>(
+    name: &str,
+    value: serde_json::Value,
+) -> Result<T, TerminalError> {
+    serde_json::from_value(value).map_err(|e| {
+        TerminalError::new(format!(
+            "state {name:?} does not decode as {}: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// The current value of `name` as this attempt sees it (its own changes first), reading the
+/// store when the pushed state did not hold it. Not journaled: under the object's lock nobody
+/// else changes the state, so every replay reads the same.
+async fn current(inv: &Invocation, name: &str) -> Option<serde_json::Value> {
+    let keyed = keyed(inv);
+    {
+        let view = keyed.view.lock().expect("state poisoned");
+        if let Some(v) = view.values.get(name) {
+            return v.clone();
+        }
+        if view.complete {
+            return None;
+        }
+    }
+    let read = {
+        let _busy = inv.busy();
+        inv.sink.get_state(&keyed.object, name).await
+    };
+    match read {
+        Ok(value) => keyed
+            .view
+            .lock()
+            .expect("state poisoned")
+            .values
+            .entry(name.to_owned())
+            .or_insert(value)
+            .clone(),
+        Err(e) => {
+            inv.abort(retry(format!("could not read state {name:?}: {e}")))
+                .await
+        }
+    }
+}
+
+/// Every state key as this attempt sees it.
+async fn current_keys(inv: &Invocation) -> Vec<String> {
+    let keyed = keyed(inv);
+    let stored = {
+        let complete = keyed.view.lock().expect("state poisoned").complete;
+        if complete {
+            Vec::new()
+        } else {
+            let _busy = inv.busy();
+            match inv.sink.state_names(&keyed.object).await {
+                Ok(names) => names,
+                Err(e) => {
+                    return inv
+                        .abort(retry(format!("could not list the state keys: {e}")))
+                        .await
+                }
+            }
+        }
+    };
+    let view = keyed.view.lock().expect("state poisoned");
+    let mut keys: std::collections::BTreeSet<String> = stored
+        .into_iter()
+        .filter(|k| !matches!(view.values.get(k), Some(None)))
+        .collect();
+    keys.extend(
+        view.values
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone()),
+    );
+    keys.into_iter().collect()
+}
+
+/// Records an entry at a fresh index (or checks the recorded one on replay) and returns it.
+async fn record_read(inv: &Invocation, index: u32, entry: EntryKind) -> EntryKind {
+    if let Some(recorded) = inv.recorded(index) {
+        if !recorded.kind.same_command(&entry) {
+            return inv
+                .abort(Abort::Fatal(mismatch(index, &recorded.kind, &entry)))
+                .await;
+        }
+        return recorded.kind.clone();
+    }
+    let appended = {
+        let _busy = inv.busy();
+        inv.append(&JournalEntry::new(index, entry.clone())).await
+    };
+    match appended {
+        Ok(Appended::Written) => entry,
+        Ok(Appended::AlreadyRecorded(recorded)) if recorded.kind.same_command(&entry) => {
+            recorded.kind
+        }
+        Ok(Appended::AlreadyRecorded(recorded)) => {
+            inv.abort(Abort::Fatal(mismatch(index, &recorded.kind, &entry)))
+                .await
+        }
+        Err(e) => {
+            inv.abort(retry(format!(
+                "could not record {} at journal entry {index}: {e}",
+                entry.label()
+            )))
+            .await
+        }
+    }
+}
+
+/// `get` of a shared handler: the value is recorded, so a replay (perhaps after the state
+/// changed) sees what the first attempt saw.
+async fn shared_get(inv: &Invocation, name: &str) -> Option<serde_json::Value> {
+    let index = inv.allocate_index();
+    let value = match inv.recorded(index) {
+        Some(_) => None, // replay: the recorded value wins below
+        None => current(inv, name).await,
+    };
+    match record_read(
+        inv,
+        index,
+        EntryKind::GetState {
+            name: name.to_owned(),
+            value,
+        },
+    )
+    .await
+    {
+        EntryKind::GetState { value, .. } => value,
+        _ => unreachable!("record_read checks the kind"),
+    }
+}
+
+async fn shared_keys(inv: &Invocation) -> Vec<String> {
+    let index = inv.allocate_index();
+    let keys = match inv.recorded(index) {
+        Some(_) => Vec::new(),
+        None => current_keys(inv).await,
+    };
+    match record_read(inv, index, EntryKind::GetStateKeys { keys }).await {
+        EntryKind::GetStateKeys { keys } => keys,
+        _ => unreachable!("record_read checks the kind"),
+    }
+}
+
+/// Journals a state change (in program order, like a send) and applies it to this attempt's view.
+fn change(inv: &Invocation, entry: EntryKind) {
+    let index = inv.allocate_index();
+    {
+        let mut view = keyed(inv).view.lock().expect("state poisoned");
+        match &entry {
+            EntryKind::SetState { name, value } => {
+                view.values.insert(name.clone(), Some(value.clone()));
+            }
+            EntryKind::ClearState { name } => {
+                view.values.insert(name.clone(), None);
+            }
+            EntryKind::ClearAllState => {
+                view.values.clear();
+                view.complete = true;
+            }
+            _ => {}
+        }
+    }
+    let _recorded = inv.enqueue(index, entry);
+}
+
+fn checked_name(name: &str) -> Result<(), TerminalError> {
+    check_name("state key", name).map_err(invalid)
+}
+
+fn set_value(inv: &Invocation, name: &str, value: &impl Serialize) -> Result<(), TerminalError> {
+    checked_name(name)?;
+    let value = serde_json::to_value(value).map_err(|e| {
+        TerminalError::new(format!("state {name:?} does not serialize to JSON: {e}"))
+    })?;
+    let size = value.to_string().len();
+    if size > MAX_VALUE_BYTES {
+        return Err(TerminalError::new(format!(
+            "state {name:?} is {size} bytes; a state value is at most {MAX_VALUE_BYTES} bytes"
+        ))
+        .with_code(413));
+    }
+    change(
+        inv,
+        EntryKind::SetState {
+            name: name.to_owned(),
+            value,
+        },
+    );
+    Ok(())
+}
+
+macro_rules! keyed_context {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            ctx: Context,
+        }
+
+        impl $name {
+            pub(crate) fn new(ctx: Context) -> Self {
+                Self { ctx }
+            }
+
+            /// The key of the object or workflow this handler runs on.
+            pub fn key(&self) -> &str {
+                keyed(&self.ctx.inner).object.key.as_str()
+            }
+        }
+
+        impl Deref for $name {
+            type Target = Context;
+
+            /// Steps, timers, calls and awakeables work as in a service handler.
+            fn deref(&self) -> &Context {
+                &self.ctx
+            }
+        }
+    };
+}
+
+keyed_context!(
+    /// The context of an exclusive handler of a virtual object: it runs alone on its key and
+    /// reads and writes the key's state. Everything a [`Context`] does works here too.
+    ObjectContext
+);
+keyed_context!(
+    /// The context of a shared handler of a virtual object: it runs concurrently with anything
+    /// and may only read state (it has no setters, so writing does not compile).
+    ///
+    /// ```compile_fail
+    /// # use lambda_handler_sdk::{SharedObjectContext, HandlerError};
+    /// async fn get(ctx: SharedObjectContext, _: ()) -> Result<(), HandlerError> {
+    ///     ctx.set("count", &1)?; // no `set` on a shared context
+    ///     Ok(())
+    /// }
+    /// ```
+    SharedObjectContext
+);
+keyed_context!(
+    /// The context of a workflow's `run`: it executes once per key, reads and writes state and
+    /// awaits durable promises.
+    WorkflowContext
+);
+keyed_context!(
+    /// The context of a workflow's shared handlers: they read state and resolve, reject, peek or
+    /// await durable promises, concurrently with `run`.
+    ///
+    /// ```compile_fail
+    /// # use lambda_handler_sdk::{SharedWorkflowContext, HandlerError};
+    /// async fn peek(ctx: SharedWorkflowContext, _: ()) -> Result<(), HandlerError> {
+    ///     ctx.clear_all(); // no state writes in a shared handler
+    ///     Ok(())
+    /// }
+    /// ```
+    SharedWorkflowContext
+);
+
+macro_rules! state_writes {
+    ($name:ident) => {
+        impl $name {
+            /// The value of state key `name` (as this invocation sees it: its own changes
+            /// included), or `None`.
+            pub async fn get<T: DeserializeOwned>(
+                &self,
+                name: &str,
+            ) -> Result<Option<T>, TerminalError> {
+                checked_name(name)?;
+                current(&self.ctx.inner, name)
+                    .await
+                    .map(|v| decode_value(name, v))
+                    .transpose()
+            }
+
+            /// Sets state key `name`; the change is journaled now and stored when the
+            /// invocation finishes (whether it succeeds or fails terminally).
+            pub fn set(&self, name: &str, value: &impl Serialize) -> Result<(), TerminalError> {
+                set_value(&self.ctx.inner, name, value)
+            }
+
+            /// Removes state key `name`.
+            pub fn clear(&self, name: &str) -> Result<(), TerminalError> {
+                checked_name(name)?;
+                change(
+                    &self.ctx.inner,
+                    EntryKind::ClearState {
+                        name: name.to_owned(),
+                    },
+                );
+                Ok(())
+            }
+
+            /// Removes every state key of this object (and only of this object).
+            pub fn clear_all(&self) {
+                change(&self.ctx.inner, EntryKind::ClearAllState);
+            }
+
+            /// The state keys that have a value, sorted.
+            pub async fn state_keys(&self) -> Vec<String> {
+                current_keys(&self.ctx.inner).await
+            }
+        }
+    };
+}
+
+macro_rules! state_reads {
+    ($name:ident) => {
+        impl $name {
+            /// The value of state key `name` as stored when it was first read (recorded, so a
+            /// replay reads the same), or `None`.
+            pub async fn get<T: DeserializeOwned>(
+                &self,
+                name: &str,
+            ) -> Result<Option<T>, TerminalError> {
+                checked_name(name)?;
+                shared_get(&self.ctx.inner, name)
+                    .await
+                    .map(|v| decode_value(name, v))
+                    .transpose()
+            }
+
+            /// The state keys that have a value, sorted (recorded like `get`).
+            pub async fn state_keys(&self) -> Vec<String> {
+                shared_keys(&self.ctx.inner).await
+            }
+        }
+    };
+}
+
+state_writes!(ObjectContext);
+state_writes!(WorkflowContext);
+state_reads!(SharedObjectContext);
+state_reads!(SharedWorkflowContext);
+
+/// Waits for a promise: records the wait, then registers with the promise (or finds its
+/// result); the orchestrator completes the entry and resumes the invocation when it resolves.
+async fn await_promise<T: DeserializeOwned>(
+    inv: Arc<Invocation>,
+    index: u32,
+    name: String,
+) -> Result<T, TerminalError> {
+    record_read(&inv, index, EntryKind::Promise { name: name.clone() }).await;
+    if inv.completion(index).is_none() {
+        let waiter = Waiter {
+            invocation: inv.id.clone(),
+            index,
+        };
+        let found = {
+            let _busy = inv.busy();
+            inv.sink
+                .wait_promise(&keyed(&inv).object, &name, &waiter)
+                .await
+        };
+        match found {
+            Ok(Some(result)) => {
+                // Written onto the entry so that replay finds it without asking again.
+                let written = {
+                    let _busy = inv.busy();
+                    inv.sink.complete(&inv.id, index, "promise", &result).await
+                };
+                if let Err(e) = written {
+                    return inv
+                        .abort(retry(format!("could not record promise {name:?}: {e}")))
+                        .await;
+                }
+                inv.learn_completion(index, result);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return inv
+                    .abort(retry(format!("could not wait for promise {name:?}: {e}")))
+                    .await
+            }
+        }
+    }
+    crate::durable::await_entry(inv, index).await
+}
+
+async fn peek_promise<T: DeserializeOwned>(
+    inv: &Invocation,
+    name: &str,
+) -> Result<Option<T>, TerminalError> {
+    check_name("promise name", name).map_err(invalid)?;
+    let index = inv.allocate_index();
+    let result = match inv.recorded(index) {
+        Some(_) => None,
+        None => {
+            let _busy = inv.busy();
+            match inv.sink.peek_promise(&keyed(inv).object, name).await {
+                Ok(r) => r,
+                Err(e) => {
+                    return inv
+                        .abort(retry(format!("could not read promise {name:?}: {e}")))
+                        .await
+                }
+            }
+        }
+    };
+    let recorded = record_read(
+        inv,
+        index,
+        EntryKind::PeekPromise {
+            name: name.to_owned(),
+            result,
+        },
+    )
+    .await;
+    let EntryKind::PeekPromise { result, .. } = recorded else {
+        unreachable!("record_read checks the kind")
+    };
+    match result {
+        None => Ok(None),
+        Some(StepResult::Failure(f)) => Err(f.into()),
+        Some(StepResult::Value(v)) => serde_json::from_value(v).map(Some).map_err(|e| {
+            TerminalError::new(format!(
+                "promise {name:?} does not decode as {}: {e}",
+                std::any::type_name::<T>()
+            ))
+        }),
+    }
+}
+
+/// Completes a promise once: the outcome is recorded, so a replay does not complete it again;
+/// a completer that died before recording finds its own completion and carries on.
+async fn complete_promise(
+    inv: &Invocation,
+    name: &str,
+    result: StepResult,
+) -> Result<(), TerminalError> {
+    check_name("promise name", name).map_err(invalid)?;
+    if let StepResult::Value(v) = &result {
+        let size = v.to_string().len();
+        if size > MAX_VALUE_BYTES {
+            return Err(TerminalError::new(format!(
+                "promise {name:?} value is {size} bytes; the limit is {MAX_VALUE_BYTES}"
+            ))
+            .with_code(413));
+        }
+    }
+    let index = inv.allocate_index();
+    let asked = EntryKind::CompletePromise {
+        name: name.to_owned(),
+        result: result.clone(),
+        refused: None,
+    };
+    if let Some(recorded) = inv.recorded(index) {
+        return match &recorded.kind {
+            EntryKind::CompletePromise { refused, .. } if recorded.kind.same_command(&asked) => {
+                refused.clone().map_or(Ok(()), |f| Err(f.into()))
+            }
+            other => {
+                inv.abort(Abort::Fatal(mismatch(index, other, &asked)))
+                    .await
+            }
+        };
+    }
+    let object = &keyed(inv).object;
+    let by = format!("{}:{index}", inv.id);
+    let completion = {
+        let _busy = inv.busy();
+        inv.sink.complete_promise(object, name, &result, &by).await
+    };
+    let (waiters, kept, refused) = match completion {
+        Ok(PromiseCompletion::Completed { waiters }) => (waiters, result.clone(), None),
+        Ok(PromiseCompletion::AlreadyCompleted {
+            result: kept,
+            by: earlier,
+            waiters,
+        }) => {
+            let refused = (earlier != by).then(|| {
+                TerminalFailure::new(409, format!("promise {name:?} was already completed"))
+            });
+            (waiters, kept, refused)
+        }
+        Err(e) => {
+            return inv
+                .abort(retry(format!("could not complete promise {name:?}: {e}")))
+                .await
+        }
+    };
+    // Tell the waiters (again, harmlessly, if an earlier attempt did).
+    for waiter in &waiters {
+        let told = {
+            let _busy = inv.busy();
+            match inv
+                .sink
+                .complete(&waiter.invocation, waiter.index, "promise", &kept)
+                .await
+            {
+                Ok(_) => match inv.dispatcher.get() {
+                    Some(d) => d.resume(&waiter.invocation, waiter.index).await,
+                    None => Err("no dispatcher".into()),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        if let Err(e) = told {
+            return inv
+                .abort(retry(format!(
+                    "could not resume {} waiting for promise {name:?}: {e}",
+                    waiter.invocation
+                )))
+                .await;
+        }
+    }
+    let entry = EntryKind::CompletePromise {
+        name: name.to_owned(),
+        result,
+        refused: refused.clone(),
+    };
+    record_read(inv, index, entry).await;
+    refused.map_or(Ok(()), |f| Err(f.into()))
+}
+
+macro_rules! promises {
+    ($name:ident) => {
+        impl $name {
+            /// The durable promise `name` of this workflow: resolves when somebody resolves it
+            /// (a shared handler, or `POST /{workflow}/{key}/promises/{name}/resolve`), even if
+            /// that happened before this was awaited.
+            pub fn promise<T: DeserializeOwned + Send + 'static>(
+                &self,
+                name: &str,
+            ) -> DurableFuture<T> {
+                let index = self.ctx.inner.allocate_index();
+                let inner: BoxFuture<'static, Result<T, TerminalError>> =
+                    match check_name("promise name", name) {
+                        Err(e) => Box::pin(async move { Err(invalid(e)) }),
+                        Ok(()) => Box::pin(await_promise(
+                            self.ctx.inner.clone(),
+                            index,
+                            name.to_owned(),
+                        )),
+                    };
+                DurableFuture::new(index, inner)
+            }
+
+            /// The promise's value if it was resolved, its failure if it was rejected, or `None`.
+            pub async fn peek_promise<T: DeserializeOwned>(
+                &self,
+                name: &str,
+            ) -> Result<Option<T>, TerminalError> {
+                peek_promise(&self.ctx.inner, name).await
+            }
+
+            /// Resolves the promise with `value`; fails with 409 if it was completed already.
+            pub async fn resolve_promise(
+                &self,
+                name: &str,
+                value: &impl Serialize,
+            ) -> Result<(), TerminalError> {
+                let value = serde_json::to_value(value).map_err(|e| {
+                    TerminalError::new(format!("the value does not serialize to JSON: {e}"))
+                })?;
+                complete_promise(&self.ctx.inner, name, StepResult::Value(value)).await
+            }
+
+            /// Rejects the promise: whoever awaits it gets a terminal error with `message`.
+            pub async fn reject_promise(
+                &self,
+                name: &str,
+                message: &str,
+            ) -> Result<(), TerminalError> {
+                complete_promise(
+                    &self.ctx.inner,
+                    name,
+                    StepResult::Failure(TerminalFailure::new(500, message)),
+                )
+                .await
+            }
+        }
+    };
+}
+
+promises!(WorkflowContext);
+promises!(SharedWorkflowContext);
+
+/// The key check for keyed handlers: the push must carry one.
+pub(crate) fn object_of(
+    service: &durable_protocol::ServiceName,
+    key: Option<ObjectKey>,
+) -> Result<ObjectRef, TerminalFailure> {
+    key.map(|key| ObjectRef {
+        service: service.clone(),
+        key,
+    })
+    .ok_or_else(|| TerminalFailure::new(400, format!("{service} is keyed: the push named no key")))
+}
