@@ -61,6 +61,18 @@ pub const HANDLERS: &[HandlerFunction] = &[
         timeout_secs: 30,
         env: &[],
     },
+    HandlerFunction {
+        name: "cart",
+        binary: "cart",
+        timeout_secs: 30,
+        env: &[],
+    },
+    HandlerFunction {
+        name: "signup",
+        binary: "signup",
+        timeout_secs: 30,
+        env: &[],
+    },
     // Timers over 300 ms go through EventBridge Scheduler, so the tests exercise that path.
     HandlerFunction {
         name: "testbed",

@@ -261,6 +261,55 @@ async fn state_set_before_a_terminal_failure_persists() {
 }
 
 #[tokio::test]
+async fn a_holder_that_crashes_keeps_the_lock_and_its_state_is_applied_once() {
+    let env = Env::load().await;
+    let run = run_id();
+    let key = run.clone();
+    let (crash_path, add_path) = (
+        format!("/counter/{key}/crash_add"),
+        format!("/counter/{key}/add/send"),
+    );
+    // Both race for the lock; the loser waits in the inbox.
+    let (crashed, queued) = tokio::join!(
+        post(&env, &crash_path, json!({"run": run, "n": 5})),
+        post(&env, &add_path, json!(1))
+    );
+    let queued = queued.invocation_id.expect("id");
+    let body = if crashed.status == 202 {
+        env.output(
+            crashed.invocation_id.as_ref().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await
+        .body
+    } else {
+        assert_eq!(crashed.status, 200, "{}", crashed.raw);
+        crashed.body
+    };
+    let added = env.output(&queued, Duration::from_secs(60)).await.body;
+    // Whichever ran first, each saw the other's committed count exactly once.
+    let mut seen = [
+        (body["old"].as_i64().unwrap(), body["new"].as_i64().unwrap()),
+        (
+            added["old"].as_i64().unwrap(),
+            added["new"].as_i64().unwrap(),
+        ),
+    ];
+    seen.sort();
+    assert!(
+        seen == [(0, 1), (1, 6)] || seen == [(0, 5), (5, 6)],
+        "{seen:?}"
+    );
+    assert_eq!(env.effects(&run, "counted").await, 1);
+    let read = post(&env, &format!("/counter/{key}/get"), json!(null)).await;
+    assert_eq!(read.body, json!(6));
+    assert_eq!(
+        lock_and_inbox(&env, &format!("obj#counter#{key}")).await,
+        (None, 0)
+    );
+}
+
+#[tokio::test]
 async fn clear_all_clears_only_its_own_keys_state() {
     let env = Env::load().await;
     let run = run_id();
@@ -289,9 +338,9 @@ async fn a_workflow_submitted_twice_runs_once_and_answers_with_its_promise() {
     let env = Env::load().await;
     let run = run_id();
     let key = format!("{run}@example.com");
-    let first = post(&env, &format!("/signup/{key}/run/send"), json!(run)).await;
+    let first = post(&env, &format!("/onboarding/{key}/run/send"), json!(run)).await;
     assert_eq!(first.status, 202, "{}", first.raw);
-    let second = post(&env, &format!("/signup/{key}/run/send"), json!(run)).await;
+    let second = post(&env, &format!("/onboarding/{key}/run/send"), json!(run)).await;
     assert_eq!(second.status, 202, "{}", second.raw);
     assert_eq!(first.invocation_id, second.invocation_id);
     let id = first.invocation_id.unwrap();
@@ -299,30 +348,35 @@ async fn a_workflow_submitted_twice_runs_once_and_answers_with_its_promise() {
     wait_for_status(&env, &id, "suspended", Duration::from_secs(30)).await;
     // Not finished yet; a shared handler peeks at the promise without waiting.
     assert_eq!(
-        get(&env, &format!("/signup/{key}/output")).await.status,
+        get(&env, &format!("/onboarding/{key}/output")).await.status,
         409
     );
-    let status = post(&env, &format!("/signup/{key}/status"), json!(null)).await;
+    let status = post(&env, &format!("/onboarding/{key}/status"), json!(null)).await;
     assert_eq!(status.body["link"], json!(null));
     // Resolved through the ingress; a second resolution is refused.
     let resolved = post(
         &env,
-        &format!("/signup/{key}/promises/confirmed/resolve"),
+        &format!("/onboarding/{key}/promises/confirmed/resolve"),
         json!("link-42"),
     )
     .await;
     assert_eq!(resolved.status, 200, "{}", resolved.raw);
-    let output = get(&env, &format!("/signup/{key}/attach")).await;
+    let output = get(&env, &format!("/onboarding/{key}/attach")).await;
     assert_eq!(output.status, 200, "{}", output.raw);
     assert_eq!(output.body, json!({"confirmed_with": "link-42"}));
-    let again = post(&env, &format!("/signup/{key}/confirm"), json!("link-43")).await;
+    let again = post(
+        &env,
+        &format!("/onboarding/{key}/confirm"),
+        json!("link-43"),
+    )
+    .await;
     assert_eq!(again.status, 409, "{}", again.raw);
     // Submitting it once more answers with the same output, without running it again.
-    let third = post(&env, &format!("/signup/{key}/run"), json!(run)).await;
+    let third = post(&env, &format!("/onboarding/{key}/run"), json!(run)).await;
     assert_eq!(third.status, 200, "{}", third.raw);
     assert_eq!(third.body, json!({"confirmed_with": "link-42"}));
     assert_eq!(env.effects(&run, "send e-mail").await, 1);
-    let status = post(&env, &format!("/signup/{key}/status"), json!(null)).await;
+    let status = post(&env, &format!("/onboarding/{key}/status"), json!(null)).await;
     assert_eq!(
         status.body,
         json!({"status": "confirmed", "link": "link-42"})
@@ -334,14 +388,14 @@ async fn a_shared_handler_resolves_the_promise_the_run_waits_for() {
     let env = Env::load().await;
     let run = run_id();
     let key = run.clone();
-    let id = post(&env, &format!("/signup/{key}/run/send"), json!(run))
+    let id = post(&env, &format!("/onboarding/{key}/run/send"), json!(run))
         .await
         .invocation_id
         .unwrap();
     env.published(&run, "signup").await;
     let confirmed = post(
         &env,
-        &format!("/signup/{key}/confirm"),
+        &format!("/onboarding/{key}/confirm"),
         json!("via-handler"),
     )
     .await;
@@ -386,7 +440,7 @@ async fn keyed_requests_are_validated_and_write_nothing() {
             "not_a_workflow",
         ),
         (
-            get(&env, &format!("/signup/{key}/output")).await,
+            get(&env, &format!("/onboarding/{key}/output")).await,
             404,
             "unknown_workflow",
         ),
@@ -399,4 +453,70 @@ async fn keyed_requests_are_validated_and_write_nothing() {
         lock_and_inbox(&env, &format!("obj#counter#{key}")).await,
         (None, 0)
     );
+}
+
+#[tokio::test]
+async fn the_cart_example_keeps_one_cart_per_user() {
+    let env = Env::load().await;
+    let user = run_id();
+    let added = post(
+        &env,
+        &format!("/cart/{user}/add"),
+        json!({"sku": "tea", "quantity": 2}),
+    )
+    .await;
+    assert_eq!(added.status, 200, "{}", added.raw);
+    post(&env, &format!("/cart/{user}/add"), json!({"sku": "mug"})).await;
+    let view = post(&env, &format!("/cart/{user}/view"), json!(null)).await;
+    assert_eq!(view.body["items"], json!({"mug": 1, "tea": 2}));
+    let order = post(&env, &format!("/cart/{user}/checkout"), json!(null)).await;
+    assert_eq!(order.status, 200, "{}", order.raw);
+    assert_eq!(order.body, json!(format!("order-{user}-3")));
+    let view = post(&env, &format!("/cart/{user}/view"), json!(null)).await;
+    assert_eq!(view.body["items"], json!({}));
+    assert_eq!(view.body["checked_out_orders"], json!(1));
+    let empty = post(&env, &format!("/cart/{user}/checkout"), json!(null)).await;
+    assert_eq!(empty.status, 409, "{}", empty.raw);
+}
+
+#[tokio::test]
+async fn the_signup_example_waits_for_the_link() {
+    let env = Env::load().await;
+    let email = format!("{}@example.com", run_id());
+    let started = post(
+        &env,
+        &format!("/signup/{email}/run/send"),
+        json!({"name": "Ada"}),
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.raw);
+    let id = started.invocation_id.unwrap();
+    wait_for_status(&env, &id, "suspended", Duration::from_secs(30)).await;
+    // The secret is recorded in the run's journal (the e-mail would carry it).
+    let stored = localstack_tests::inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    let secret = stored
+        .journal
+        .iter()
+        .find_map(|e| match &e.kind {
+            durable_protocol::EntryKind::Run { name, result } if name == "create secret" => {
+                match result {
+                    durable_protocol::StepResult::Value(v) => v.as_str().map(str::to_owned),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .expect("secret step");
+    let clicked = post(&env, &format!("/signup/{email}/click"), json!(secret)).await;
+    assert_eq!(clicked.status, 200, "{}", clicked.raw);
+    let account = get(&env, &format!("/signup/{email}/attach")).await;
+    assert_eq!(account.status, 200, "{}", account.raw);
+    assert_eq!(
+        account.body,
+        json!({"email": email, "name": "Ada", "confirmed": true})
+    );
+    let status = post(&env, &format!("/signup/{email}/status"), json!(null)).await;
+    assert_eq!(status.body, json!({"status": "confirmed", "clicked": true}));
 }

@@ -503,6 +503,29 @@ async fn counter_add(ctx: ObjectContext, n: i64) -> Result<serde_json::Value, Ha
     Ok(serde_json::json!({"old": old, "new": old + n}))
 }
 
+#[derive(Deserialize)]
+struct CrashAdd {
+    run: String,
+    n: i64,
+}
+
+/// `counter/{key}/crash_add`: adds like `add`, but the first attempt's process dies after
+/// setting the count and recording a step; the retry replays and finishes.
+async fn counter_crash_add(
+    ctx: ObjectContext,
+    input: CrashAdd,
+) -> Result<serde_json::Value, HandlerError> {
+    let old = ctx.get::<i64>("count").await?.unwrap_or(0);
+    ctx.set("count", &(old + input.n))?;
+    ctx.run("counted", || count_effect(&input.run, "counted"))
+        .await?;
+    if first_time(&input.run, "crash").await? {
+        eprintln!("test-services: crashing on purpose while holding the lock");
+        std::process::exit(22);
+    }
+    Ok(serde_json::json!({"old": old, "new": old + input.n}))
+}
+
 /// `counter/{key}/get`: the count, read by a shared handler.
 async fn counter_get(ctx: SharedObjectContext, _: ()) -> Result<i64, HandlerError> {
     Ok(ctx.get::<i64>("count").await?.unwrap_or(0))
@@ -565,7 +588,7 @@ async fn counter_wait(ctx: ObjectContext, input: RunOnly) -> Result<String, Hand
     Ok(answer.await?)
 }
 
-/// `signup/{key}/run`: records the e-mail, "sends" a confirmation (counted), waits for the
+/// `onboarding/{key}/run`: records the e-mail, "sends" a confirmation (counted), waits for the
 /// `confirmed` promise and answers with its value.
 async fn signup_run(ctx: WorkflowContext, run: String) -> Result<serde_json::Value, HandlerError> {
     ctx.set("status", &"waiting")?;
@@ -580,12 +603,12 @@ async fn signup_run(ctx: WorkflowContext, run: String) -> Result<serde_json::Val
     Ok(serde_json::json!({"confirmed_with": link}))
 }
 
-/// `signup/{key}/confirm`: resolves the `confirmed` promise.
+/// `onboarding/{key}/confirm`: resolves the `confirmed` promise.
 async fn signup_confirm(ctx: SharedWorkflowContext, link: String) -> Result<(), HandlerError> {
     Ok(ctx.resolve_promise("confirmed", &link).await?)
 }
 
-/// `signup/{key}/status`: the status the run recorded, and a peek at the promise.
+/// `onboarding/{key}/status`: the status the run recorded, and a peek at the promise.
 async fn signup_status(
     ctx: SharedWorkflowContext,
     _: (),
@@ -632,11 +655,12 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .exclusive("clear", counter_clear)
                     .exclusive("hold", counter_hold)
                     .exclusive("wait", counter_wait)
+                    .exclusive("crash_add", counter_crash_add)
                     .shared("get", counter_get)
                     .shared("keys", counter_keys),
             )
             .service(
-                Workflow::new("signup", signup_run)
+                Workflow::new("onboarding", signup_run)
                     .shared("confirm", signup_confirm)
                     .shared("status", signup_status),
             ),
