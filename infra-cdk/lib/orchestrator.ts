@@ -123,6 +123,8 @@ export class DurableOrchestrator extends Construct {
           'dynamodb:GetItem',
           'dynamodb:PutItem',
           'dynamodb:UpdateItem',
+          // Objects: the lock hand-over removes inbox items, state clears remove state items.
+          'dynamodb:DeleteItem',
           'dynamodb:Query',
           'dynamodb:BatchWriteItem',
           'dynamodb:TransactWriteItems',

@@ -59,6 +59,15 @@ export class DurableService extends Construct {
         conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['inv#*'] } },
       }),
     );
+    // Objects and workflows: read state (written only by the orchestrator, which applies it when
+    // an invocation finishes), and wait for, peek and complete durable promises.
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
+        resources: [orchestrator.table.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['obj#*'] } },
+      }),
+    );
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject'],

@@ -500,12 +500,10 @@ async fn the_signup_example_waits_for_the_link() {
         .journal
         .iter()
         .find_map(|e| match &e.kind {
-            durable_protocol::EntryKind::Run { name, result } if name == "create secret" => {
-                match result {
-                    durable_protocol::StepResult::Value(v) => v.as_str().map(str::to_owned),
-                    _ => None,
-                }
-            }
+            durable_protocol::EntryKind::Run {
+                name,
+                result: durable_protocol::StepResult::Value(v),
+            } if name == "create secret" => v.as_str().map(str::to_owned),
             _ => None,
         })
         .expect("secret step");
