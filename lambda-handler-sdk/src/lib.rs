@@ -66,6 +66,8 @@
 /// ```
 pub mod typed {}
 
+#[doc(hidden)]
+pub mod bench;
 mod calls;
 mod context;
 mod durable;

@@ -147,6 +147,19 @@ pub async fn deploy(
     bin_dir: &Path,
     out: &Path,
 ) -> Result<Deployment> {
+    deploy_with(clients, prefix, bin_dir, out, HANDLERS, &BTreeMap::new()).await
+}
+
+/// Deploys the orchestrator and `handler_functions` under `prefix`, with `extra_env` added to
+/// every function's environment (the benchmark routes AWS calls through its counting proxy).
+pub async fn deploy_with(
+    clients: &Clients,
+    prefix: &str,
+    bin_dir: &Path,
+    out: &Path,
+    handler_functions: &[HandlerFunction],
+    extra_env: &BTreeMap<String, String>,
+) -> Result<Deployment> {
     let table = format!("{prefix}-journal");
     let bucket = format!("{prefix}-payloads");
     ensure_table(clients, &table).await?;
@@ -166,12 +179,13 @@ pub async fn deploy(
         (12 * 1024 * 1024).to_string(),
     );
     env.insert("RUST_LOG".to_owned(), "info".to_owned());
+    env.extend(extra_env.clone());
     let zip = package(&bin_dir.join("orchestrator"))?;
     upsert_function(clients, &orchestrator_function, zip, env, 60).await?;
     let orchestrator_url = ensure_function_url(clients, &orchestrator_function).await?;
 
     let mut handlers = BTreeMap::new();
-    for h in HANDLERS {
+    for h in handler_functions {
         let name = format!("{prefix}-{}", h.name);
         let mut env = BTreeMap::new();
         env.insert("RUST_LOG".to_owned(), "info".to_owned());
@@ -179,6 +193,7 @@ pub async fn deploy(
         for (k, v) in h.env {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
+        env.extend(extra_env.clone());
         let zip = package(&bin_dir.join(h.binary))?;
         upsert_function(clients, &name, zip, env, h.timeout_secs).await?;
         let alias_arn = publish_behind_alias(clients, &name).await?;
@@ -358,7 +373,8 @@ async fn wait_until_ready(clients: &Clients, name: &str) -> Result<()> {
     )))
 }
 
-async fn upsert_function(
+/// Creates or updates a function (code and configuration) and waits until it is active.
+pub async fn upsert_function(
     clients: &Clients,
     name: &str,
     zip: Vec<u8>,

@@ -223,7 +223,7 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
             "unknown_handler",
         ),
         (
-            post("/too/many/segments/here", Some("{}".into()), json_ct).await,
+            post("/too/many/path/segments/here", Some("{}".into()), json_ct).await,
             404,
             "not_found",
         ),

@@ -242,7 +242,12 @@ class HostRuntimeExecutor(RuntimeExecutor):
         self.env_vars = {k: str(v) for k, v in env_vars.items()}
         # Lambdas reach LocalStack on loopback, whatever LocalStack computed for containers.
         port = os.environ.get("GATEWAY_LISTEN", "127.0.0.1:4566").rsplit(":", 1)[-1]
-        self.env_vars["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+        # A function may name another loopback endpoint (the benchmark's counting proxy).
+        override = self.env_vars.get("DURABLE_AWS_ENDPOINT", "")
+        if override.startswith("http://127.0.0.1:"):
+            self.env_vars["AWS_ENDPOINT_URL"] = override
+        else:
+            self.env_vars["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
         self.env_vars["LOCALSTACK_HOSTNAME"] = "127.0.0.1"
         for key in ("RUST_LOG", "RUST_BACKTRACE"):
             if key in os.environ and key not in self.env_vars:
