@@ -240,7 +240,10 @@ impl App {
                 Created::New(_) => "accepted",
                 Created::Existing(inv) => status_name(inv.status),
             };
-            if matches!(&created, Created::New(inv) if inv.status == Status::Running) {
+            // An exclusive arrival was started by its pump already, if it got the lock.
+            let exclusive = handler_kind == Some(HandlerKind::Exclusive);
+            if !exclusive && matches!(&created, Created::New(inv) if inv.status == Status::Running)
+            {
                 self.driver
                     .send_event(&ControlEvent::Drive {
                         invocation_id: id.clone(),
