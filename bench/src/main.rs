@@ -309,13 +309,10 @@ async fn run_once(
     deployment: &Deployment,
     seq: usize,
 ) -> Result<Duration, Error> {
-    let json = [("content-type", "application/json")];
     match &scenario.drive {
         Drive::Http { path, body } => {
             let started = Instant::now();
-            let answer = client
-                .request(reqwest::Method::POST, path, Some(body), &json)
-                .await?;
+            let answer = client.post_json(path, body, &[]).await?;
             if answer.status != 200 {
                 return Err(format!(
                     "{} answered {}: {}",
@@ -328,12 +325,7 @@ async fn run_once(
         Drive::Sleep { millis } => {
             let started = Instant::now();
             let answer = client
-                .request(
-                    reqwest::Method::POST,
-                    "/bench/sleep/send",
-                    Some(&millis.to_string()),
-                    &json,
-                )
+                .post_json("/bench/sleep/send", &millis.to_string(), &[])
                 .await?;
             let id = InvocationId::parse(answer.invocation_id.as_deref().unwrap_or(""))?;
             wait_status(clients, &deployment.table, &id, &["completed"]).await?;
@@ -347,14 +339,10 @@ async fn run_once(
                 &IdempotencyKey::new(key.clone())?,
             );
             client
-                .request(
-                    reqwest::Method::POST,
+                .post_json(
                     "/bench/awakeable/send",
-                    Some("null"),
-                    &[
-                        ("content-type", "application/json"),
-                        ("idempotency-key", &key),
-                    ],
+                    "null",
+                    &[("idempotency-key", &key)],
                 )
                 .await?;
             wait_status(clients, &deployment.table, &id, &["suspended"]).await?;
@@ -364,12 +352,7 @@ async fn run_once(
             };
             let started = Instant::now();
             let answer = client
-                .request(
-                    reqwest::Method::POST,
-                    &format!("/awakeables/{awakeable}/resolve"),
-                    Some("\"ok\""),
-                    &json,
-                )
+                .post_json(&format!("/awakeables/{awakeable}/resolve"), "\"ok\"", &[])
                 .await?;
             if answer.status != 200 {
                 return Err(format!("resolve answered {}: {}", answer.status, answer.raw).into());
@@ -594,13 +577,13 @@ fn write_scenario(
     let dynamo_writes: u64 = m
         .counts
         .iter()
-        .filter(|((s, op), _)| s == "dynamodb" && !proxy_is_read(op))
+        .filter(|((s, op), _)| s == "dynamodb" && !proxy::is_read(op))
         .map(|(_, st)| st.requests)
         .sum();
     let dynamo_reads: u64 = m
         .counts
         .iter()
-        .filter(|((s, op), _)| s == "dynamodb" && proxy_is_read(op))
+        .filter(|((s, op), _)| s == "dynamodb" && proxy::is_read(op))
         .map(|(_, st)| st.requests)
         .sum();
     let s3: u64 = m
@@ -714,13 +697,6 @@ fn write_scenario(
     }
     writeln!(details)?;
     Ok(())
-}
-
-fn proxy_is_read(op: &str) -> bool {
-    matches!(
-        op,
-        "GetItem" | "Query" | "Scan" | "BatchGetItem" | "TransactGetItems"
-    )
 }
 
 async fn replay_bench(report: &mut String) -> Result<(), Error> {

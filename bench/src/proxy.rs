@@ -122,7 +122,8 @@ fn consumed(answer: &serde_json::Value) -> (f64, f64, f64) {
     }
 }
 
-fn is_read(op: &str) -> bool {
+/// Whether a DynamoDB operation reads (consumes read units).
+pub fn is_read(op: &str) -> bool {
     matches!(
         op,
         "GetItem" | "Query" | "Scan" | "BatchGetItem" | "TransactGetItems"

@@ -70,7 +70,7 @@ fn decode<T: DeserializeOwned>(
 }
 
 /// Writes `kind` at `index` unless replay recorded it already; returns the entry that holds.
-async fn record(inv: &Invocation, index: u32, kind: EntryKind) -> JournalEntry {
+pub(crate) async fn record(inv: &Invocation, index: u32, kind: EntryKind) -> JournalEntry {
     if let Some(recorded) = inv.recorded(index) {
         if !recorded.kind.same_command(&kind) {
             return inv

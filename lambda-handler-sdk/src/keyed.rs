@@ -12,10 +12,7 @@ use crate::durable::DurableFuture;
 use crate::error::TerminalError;
 use crate::invocation::{Abort, BoxFuture, Invocation};
 use durable_protocol::keyed::{check_name, ObjectRef, PromiseCompletion, Waiter, MAX_VALUE_BYTES};
-use durable_protocol::store::Appended;
-use durable_protocol::{
-    EagerState, EntryKind, JournalEntry, ObjectKey, StepResult, TerminalFailure,
-};
+use durable_protocol::{EagerState, EntryKind, ObjectKey, StepResult, TerminalFailure};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -150,37 +147,9 @@ async fn current_keys(inv: &Invocation) -> Vec<String> {
     keys.into_iter().collect()
 }
 
-/// Records an entry at a fresh index (or checks the recorded one on replay) and returns it.
+/// Records an entry (or checks the recorded one on replay) and returns what holds.
 async fn record_read(inv: &Invocation, index: u32, entry: EntryKind) -> EntryKind {
-    if let Some(recorded) = inv.recorded(index) {
-        if !recorded.kind.same_command(&entry) {
-            return inv
-                .abort(Abort::Fatal(mismatch(index, &recorded.kind, &entry)))
-                .await;
-        }
-        return recorded.kind.clone();
-    }
-    let appended = {
-        let _busy = inv.busy();
-        inv.append(&JournalEntry::new(index, entry.clone())).await
-    };
-    match appended {
-        Ok(Appended::Written) => entry,
-        Ok(Appended::AlreadyRecorded(recorded)) if recorded.kind.same_command(&entry) => {
-            recorded.kind
-        }
-        Ok(Appended::AlreadyRecorded(recorded)) => {
-            inv.abort(Abort::Fatal(mismatch(index, &recorded.kind, &entry)))
-                .await
-        }
-        Err(e) => {
-            inv.abort(retry(format!(
-                "could not record {} at journal entry {index}: {e}",
-                entry.label()
-            )))
-            .await
-        }
-    }
+    crate::durable::record(inv, index, entry).await.kind
 }
 
 /// `get` of a shared handler: the value is recorded, so a replay (perhaps after the state

@@ -13,12 +13,7 @@ use std::time::{Duration, Instant};
 
 async fn post(env: &Env, path: &str, body: serde_json::Value) -> Answer {
     env.client
-        .request(
-            reqwest::Method::POST,
-            path,
-            Some(&body.to_string()),
-            &[("content-type", "application/json")],
-        )
+        .post_json(path, &body.to_string(), &[])
         .await
         .expect("request")
 }

@@ -218,13 +218,19 @@ impl App {
             key,
             handler_kind,
         };
-        let created = if handler_kind == Some(HandlerKind::Exclusive) {
-            self.arrive(&new, now_millis(), !send).await?
+        // `owned`: this call created the invocation and may run it now (a one-way send runs
+        // in a fresh call). An exclusive arrival is owned only if it got its object's lock.
+        let (created, owned) = if handler_kind == Some(HandlerKind::Exclusive) {
+            self.arrive(&new, now_millis(), (!send).then_some(call))
+                .await?
         } else {
-            self.invocations
+            let created = self
+                .invocations
                 .create(&new)
                 .await
-                .map_err(OrchestratorError::from)?
+                .map_err(OrchestratorError::from)?;
+            let owned = matches!(created, Created::New(_));
+            (created, owned)
         };
         if matches!(created, Created::New(_))
             && durable_protocol::payload::as_ref(&new.input).is_some()
@@ -238,12 +244,9 @@ impl App {
         if send {
             let status = match &created {
                 Created::New(_) => "accepted",
-                Created::Existing(inv) => status_name(inv.status),
+                Created::Existing(inv) => inv.status.as_str(),
             };
-            // An exclusive arrival was started by its pump already, if it got the lock.
-            let exclusive = handler_kind == Some(HandlerKind::Exclusive);
-            if !exclusive && matches!(&created, Created::New(inv) if inv.status == Status::Running)
-            {
+            if owned {
                 self.driver
                     .send_event(&ControlEvent::Drive {
                         invocation_id: id.clone(),
@@ -258,9 +261,7 @@ impl App {
             .with_header("location", format!("/invocations/{id}/output")));
         }
         let driven = match created {
-            Created::New(inv) if inv.status == Status::Running => {
-                self.driver.drive(inv, call, true).await?
-            }
+            Created::New(inv) if owned => self.driver.drive(inv, call, true).await?,
             // Queued for its object's lock (or existing): wait for it, driving it if it is
             // granted the lock while this call waits.
             Created::New(inv) | Created::Existing(inv) => self.attach(inv, call, true).await?,
@@ -274,42 +275,49 @@ impl App {
         Ok(self.answer(&id, driven).await)
     }
 
-    /// An exclusive invocation arrives in its object's inbox; then the object is pumped, and
-    /// whoever is granted the lock is driven (by a fresh call, unless it is this one and this
-    /// call will wait for it: then `attach` takes it over).
+    /// An exclusive invocation arrives in its object's inbox; then the object is pumped and
+    /// whoever is granted the lock is started by a fresh call, except this arrival itself when
+    /// `waiting` (an HTTP call that waits for it): then it is taken over here and returned owned.
     async fn arrive(
         &self,
         new: &NewInvocation,
         due_ms: u64,
-        waits: bool,
-    ) -> Result<Created, OrchestratorError> {
+        waiting: Option<&Call>,
+    ) -> Result<(Created, bool), OrchestratorError> {
         let object = ObjectRef {
             service: new.service.clone(),
             key: new.key.clone().ok_or_else(|| {
                 OrchestratorError::Protocol("an exclusive invocation without a key".into())
             })?,
         };
-        let arrival = self
+        let mut inv = match self
             .driver
             .objects
             .arrive(&self.invocations, new, &object, due_ms)
-            .await?;
-        if let Arrival::Existing(inv) = arrival {
-            return Ok(Created::Existing(*inv));
-        }
-        if let Some(granted) = self.driver.objects.pump(&object).await? {
-            if !(waits && granted == new.id) {
-                self.driver
-                    .send_event(&ControlEvent::Drive {
-                        invocation_id: granted,
-                    })
-                    .await?;
+            .await?
+        {
+            Arrival::Existing(inv) => return Ok((Created::Existing(*inv), false)),
+            Arrival::Queued(inv) => *inv,
+        };
+        let Some(granted) = self.driver.objects.pump(&object).await? else {
+            return Ok((Created::New(inv), false));
+        };
+        if granted == new.id {
+            // As the grant left it: running, with an expired lease.
+            inv.status = Status::Running;
+            inv.lease_until = 0;
+            if let Some(call) = waiting {
+                let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
+                let owned = self.invocations.take_over(&mut inv, lease).await?;
+                return Ok((Created::New(inv), owned));
             }
         }
-        let inv = self.invocations.get(&new.id).await?.ok_or_else(|| {
-            OrchestratorError::Protocol(format!("invocation {} disappeared", new.id))
-        })?;
-        Ok(Created::New(inv))
+        self.driver
+            .send_event(&ControlEvent::Drive {
+                invocation_id: granted,
+            })
+            .await?;
+        Ok((Created::New(inv), false))
     }
 
     /// `GET /{workflow}/{key}/output|attach`: the workflow's result by its key.
@@ -547,9 +555,9 @@ impl App {
                 409,
                 &json!({
                     "code": "not_ready",
-                    "message": format!("invocation {id} is {}", status_name(inv.status)),
+                    "message": format!("invocation {id} is {}", inv.status.as_str()),
                     "invocation_id": id,
-                    "status": status_name(inv.status),
+                    "status": inv.status.as_str(),
                 }),
             )
             .with_header("x-invocation-id", id.as_str())),
@@ -901,7 +909,7 @@ impl App {
         if handler_kind == Some(HandlerKind::Exclusive) {
             // Into the object's inbox, due now or when a delayed send is due (a schedule
             // pumps the object then).
-            self.arrive(&new, due.unwrap_or_else(now_millis), false)
+            self.arrive(&new, due.unwrap_or_else(now_millis), None)
                 .await?;
             if let Some(due) = due {
                 self.driver
@@ -951,7 +959,7 @@ impl App {
         let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
         if !self.invocations.resume(&mut inv, index, lease).await? {
             // Not suspended on it: its driver will see the completion (or it is finished).
-            return Ok(json!({"invocation_id": id, "status": status_name(inv.status)}));
+            return Ok(json!({"invocation_id": id, "status": inv.status.as_str()}));
         }
         let driven = self.driver.drive(inv, call, false).await?;
         Ok(json!({"invocation_id": id, "status": driven_name(&driven)}))
@@ -1022,10 +1030,6 @@ impl App {
         }
         Ok(json!({ "registered": registered }))
     }
-}
-
-fn status_name(status: Status) -> &'static str {
-    status.as_str()
 }
 
 /// Objects give every handler a kind; a workflow has one `run` (its workflow handler) and

@@ -31,8 +31,8 @@ const MAX_HANDOFF_ROUNDS: usize = 8;
 /// How an arrival went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arrival {
-    /// Queued now.
-    Queued,
+    /// Queued now: the invocation as written.
+    Queued(Box<Invocation>),
     /// The id existed (an idempotent retry): as stored.
     Existing(Box<Invocation>),
 }
@@ -100,6 +100,7 @@ impl Objects {
     ) -> Result<Arrival, StoreError> {
         let mut meta = InvocationStore::new_item(new, Status::Queued);
         meta.insert("due_at".into(), n(due_ms));
+        let queued = InvocationStore::decode(&meta)?;
         let put_meta = Put::builder()
             .table_name(&self.table)
             .set_item(Some(meta))
@@ -129,7 +130,7 @@ impl Objects {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Arrival::Queued),
+            Ok(_) => Ok(Arrival::Queued(Box::new(queued))),
             Err(err) => {
                 let exists = err
                     .as_service_error()

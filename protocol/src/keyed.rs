@@ -113,23 +113,64 @@ impl KeyedStore {
         }
     }
 
+    /// One item of `object` (strongly consistent).
+    async fn item(&self, object: &ObjectRef, sk: String) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(object.pk()))
+            .key(keys::SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// Every state item of `object`, page by page (only their keys when `keys_only`); `each`
+    /// sees each item and may stop the walk by returning `false`.
+    async fn walk_state(
+        &self,
+        object: &ObjectRef,
+        keys_only: bool,
+        mut each: impl FnMut(&Item) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(object.pk()))
+                .expression_attribute_values(":prefix", s(keys::STATE_SK_PREFIX))
+                .set_projection_expression(keys_only.then(|| "sk".to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("Query", e))?;
+            for item in out.items() {
+                if !each(item)? {
+                    return Ok(false);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(true),
+            }
+        }
+    }
+
     /// One state value, as stored now.
     pub async fn get(
         &self,
         object: &ObjectRef,
         name: &str,
     ) -> Result<Option<serde_json::Value>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(object.pk()))
-            .key(keys::SK, s(keys::state_sk(name)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        out.item
+        self.item(object, keys::state_sk(name))
+            .await?
             .as_ref()
             .and_then(|i| get_s(i, "value"))
             .map(|v| {
@@ -154,69 +195,39 @@ impl KeyedStore {
             complete: true,
         };
         let mut size = 0usize;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(object.pk()))
-                .expression_attribute_values(":prefix", s(keys::STATE_SK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("Query", e))?;
-            for item in out.items() {
+        let whole = self
+            .walk_state(object, false, |item| {
                 let (Some(sk), Some(value)) = (get_s(item, keys::SK), get_s(item, "value")) else {
-                    continue;
+                    return Ok(true);
                 };
                 size += sk.len() + value.len();
                 if budget.is_some_and(|b| size > b) {
-                    return Ok(None);
+                    return Ok(false);
                 }
-                let name = sk.trim_start_matches(keys::STATE_SK_PREFIX).to_owned();
                 let value = serde_json::from_str(value).map_err(|e| StoreError::Corrupt {
                     pk: object.pk(),
                     sk: sk.to_owned(),
                     reason: format!("value is not JSON: {e}"),
                 })?;
+                let name = sk.trim_start_matches(keys::STATE_SK_PREFIX).to_owned();
                 state.values.insert(name, value);
-            }
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(Some(state)),
-            }
-        }
+                Ok(true)
+            })
+            .await?;
+        Ok(whole.then_some(state))
     }
 
     /// The names of every state key of `object`.
     pub async fn names(&self, object: &ObjectRef) -> Result<Vec<String>, StoreError> {
         let mut names = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(object.pk()))
-                .expression_attribute_values(":prefix", s(keys::STATE_SK_PREFIX))
-                .projection_expression("sk")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("Query", e))?;
-            names.extend(out.items().iter().filter_map(|i| {
-                get_s(i, keys::SK).map(|sk| sk.trim_start_matches(keys::STATE_SK_PREFIX).to_owned())
-            }));
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(names),
+        self.walk_state(object, true, |item| {
+            if let Some(sk) = get_s(item, keys::SK) {
+                names.push(sk.trim_start_matches(keys::STATE_SK_PREFIX).to_owned());
             }
-        }
+            Ok(true)
+        })
+        .await?;
+        Ok(names)
     }
 
     /// The result of a promise, if it has one.
@@ -225,17 +236,7 @@ impl KeyedStore {
         object: &ObjectRef,
         name: &str,
     ) -> Result<Option<StepResult>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(object.pk()))
-            .key(keys::SK, s(keys::promise_sk(name)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        match out.item {
+        match self.item(object, keys::promise_sk(name)).await? {
             Some(item) => read_result(&item, "result_"),
             None => Ok(None),
         }
