@@ -189,15 +189,24 @@ async fn the_journal_keeps_a_small_reference_and_expires_with_the_invocation() {
         .unwrap();
     assert_eq!(output.status, 200, "{}", output.raw);
     assert_eq!(output.body["len"], 300_000);
-    // Finished: every item of it (metadata and journal) now carries the retention TTL.
-    let items = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
-        .await
-        .unwrap();
-    assert!(items.len() >= 3, "meta, the step, the awakeable");
-    let ttls: Vec<_> = items
-        .iter()
-        .map(|i| i.get("expires_at").and_then(|v| v.as_n().ok()).cloned())
-        .collect();
+    // Finished: every item of it (metadata and journal) now carries the retention TTL. The
+    // answer may come from another call than the driver, which sets the journal's TTL right
+    // after recording the outcome: give it a moment.
+    let mut ttls = Vec::new();
+    for _ in 0..50 {
+        let items = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
+            .await
+            .unwrap();
+        assert!(items.len() >= 3, "meta, the step, the awakeable");
+        ttls = items
+            .iter()
+            .map(|i| i.get("expires_at").and_then(|v| v.as_n().ok()).cloned())
+            .collect();
+        if ttls.iter().all(Option::is_some) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(ttls.iter().all(Option::is_some), "{ttls:?}");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
