@@ -22,16 +22,23 @@ pub const SCHEDULER_INVOCATION: f64 = 1.00 / 1e6;
 pub const STEP_FUNCTIONS_TRANSITION: f64 = 25.0 / 1e6;
 
 /// Memory of the orchestrator and of handler Lambdas (the CDK constructs' defaults), in MB.
-pub const ORCHESTRATOR_MB: f64 = 512.0;
+pub const ORCHESTRATOR_MB: f64 = 128.0;
 pub const HANDLER_MB: f64 = 256.0;
+/// The memory size at which a Lambda function gets one full vCPU; below it, it gets a share
+/// in proportion (AWS Lambda documentation).
+pub const FULL_VCPU_MB: f64 = 1769.0;
 
 /// What one invocation of a scenario used, per invocation.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
     pub orchestrator_calls: f64,
     pub orchestrator_ms: f64,
+    /// CPU time of the orchestrator's processes (here, on a full core).
+    pub orchestrator_cpu_ms: f64,
     pub handler_calls: f64,
     pub handler_ms: f64,
+    /// CPU time of the handler's processes (here, on a full core).
+    pub handler_cpu_ms: f64,
     pub wru: f64,
     pub rru: f64,
     pub s3_writes: f64,
@@ -60,12 +67,31 @@ fn gb_seconds(ms: f64, mb: f64) -> f64 {
     ms.ceil() / 1000.0 * mb / 1024.0
 }
 
+/// The duration a call measured here (`wall_ms`, of which `cpu_ms` on a full core) would
+/// have on a Lambda of `mb`: below one vCPU the CPU work is stretched by the CPU share, the
+/// waiting is not.
+pub fn on_lambda_ms(wall_ms: f64, cpu_ms: f64, mb: f64) -> f64 {
+    let stretch = (FULL_VCPU_MB / mb - 1.0).max(0.0);
+    wall_ms + cpu_ms * stretch
+}
+
+/// The modeled cost of one call of a plain Lambda of `mb` (the baseline, a Step Functions task).
+pub fn plain_call(wall_ms: f64, cpu_ms: f64, mb: f64) -> f64 {
+    LAMBDA_REQUEST + gb_seconds(on_lambda_ms(wall_ms, cpu_ms, mb), mb) * LAMBDA_GB_SECOND
+}
+
 /// The modeled cost of one invocation.
 pub fn cost(u: &Usage) -> Cost {
     Cost {
         lambda: (u.orchestrator_calls + u.handler_calls) * LAMBDA_REQUEST
-            + gb_seconds(u.orchestrator_ms, ORCHESTRATOR_MB) * LAMBDA_GB_SECOND
-            + gb_seconds(u.handler_ms, HANDLER_MB) * LAMBDA_GB_SECOND,
+            + gb_seconds(
+                on_lambda_ms(u.orchestrator_ms, u.orchestrator_cpu_ms, ORCHESTRATOR_MB),
+                ORCHESTRATOR_MB,
+            ) * LAMBDA_GB_SECOND
+            + gb_seconds(
+                on_lambda_ms(u.handler_ms, u.handler_cpu_ms, HANDLER_MB),
+                HANDLER_MB,
+            ) * LAMBDA_GB_SECOND,
         dynamo: u.wru * DYNAMO_WRU + u.rru * DYNAMO_RRU,
         s3: u.s3_writes * S3_WRITE + u.s3_reads * S3_READ,
         scheduler: u.schedules * SCHEDULER_INVOCATION,
@@ -73,10 +99,9 @@ pub fn cost(u: &Usage) -> Cost {
 }
 
 /// The equivalent Step Functions Standard workflow: its transitions, plus one Lambda task
-/// invocation (at the plain baseline's duration) per task state.
-pub fn step_functions(transitions: f64, tasks: f64, task_ms: f64) -> f64 {
-    transitions * STEP_FUNCTIONS_TRANSITION
-        + tasks * (LAMBDA_REQUEST + gb_seconds(task_ms, HANDLER_MB) * LAMBDA_GB_SECOND)
+/// invocation (at the plain baseline's duration and CPU time) per task state.
+pub fn step_functions(transitions: f64, tasks: f64, task_ms: f64, task_cpu_ms: f64) -> f64 {
+    transitions * STEP_FUNCTIONS_TRANSITION + tasks * plain_call(task_ms, task_cpu_ms, HANDLER_MB)
 }
 
 #[cfg(test)]
@@ -85,7 +110,16 @@ mod tests {
 
     #[test]
     fn a_step_functions_transition_costs_25_per_million() {
-        assert!((step_functions(1e6, 0.0, 0.0) - 25.0).abs() < 1e-9);
+        assert!((step_functions(1e6, 0.0, 0.0, 0.0) - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cpu_work_is_stretched_below_one_vcpu_and_waiting_is_not() {
+        assert_eq!(on_lambda_ms(100.0, 0.0, 128.0), 100.0);
+        assert_eq!(on_lambda_ms(100.0, 10.0, FULL_VCPU_MB), 100.0);
+        let at_128 = on_lambda_ms(100.0, 10.0, 128.0);
+        assert!((at_128 - (100.0 + 10.0 * (FULL_VCPU_MB / 128.0 - 1.0))).abs() < 1e-9);
+        assert!(on_lambda_ms(100.0, 10.0, 256.0) < at_128);
     }
 
     #[test]

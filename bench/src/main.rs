@@ -407,10 +407,15 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<(), Error> {
     )
     .await?;
     let clients = Clients::local().await;
-    let extra_env = BTreeMap::from([(
-        "DURABLE_AWS_ENDPOINT".to_owned(),
-        format!("http://127.0.0.1:{}", args.proxy_port),
-    )]);
+    let extra_env = BTreeMap::from([
+        (
+            "DURABLE_AWS_ENDPOINT".to_owned(),
+            format!("http://127.0.0.1:{}", args.proxy_port),
+        ),
+        // The sweep sent after each scenario looks at every run of it (a minute's worth of
+        // invocations in production, where it runs every minute with a 30 s grace).
+        ("DURABLE_SWEEP_GRACE_MS".to_owned(), "1000".to_owned()),
+    ]);
     let functions = [HandlerFunction {
         name: "bench",
         binary: "bench-durable",
@@ -460,6 +465,7 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<(), Error> {
         let (_, offset) = lambda_calls(&log, 0);
         counter.take();
         let cpu_before = cpu_ms(&orchestrator_fn);
+        let handler_cpu_before = cpu_ms(&handler_fn);
         let mut samples = Vec::new();
         for seq in 0..scenario.runs {
             samples.push(
@@ -471,8 +477,11 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<(), Error> {
         }
         // Let asynchronous tails (clean-up, events) finish before counting.
         tokio::time::sleep(Duration::from_millis(2000)).await;
+        // The lease sweep's share: it reads each finished run's item once.
+        sweep(&clients, &deployment).await?;
         let counts = counter.take();
         let orchestrator_cpu_ms = (cpu_ms(&orchestrator_fn) - cpu_before).max(0.0);
+        let handler_cpu_ms = (cpu_ms(&handler_fn) - handler_cpu_before).max(0.0);
         let (calls, _) = lambda_calls(&log, offset);
         let n = scenario.runs as f64;
         let sum = |f: &str| -> (f64, f64) {
@@ -503,8 +512,10 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<(), Error> {
         let usage = Usage {
             orchestrator_calls: oc / n,
             orchestrator_ms: oms / n,
+            orchestrator_cpu_ms: orchestrator_cpu_ms / n,
             handler_calls: hc / n,
             handler_ms: hms / n,
+            handler_cpu_ms: handler_cpu_ms / n,
             wru: dynamo.wcu / n,
             rru: dynamo.rcu / n,
             s3_writes: s3_writes as f64 / n,
@@ -524,6 +535,7 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<(), Error> {
         let plain = match &scenario.plain {
             Some(payload) => {
                 let (_, offset) = lambda_calls(&log, 0);
+                let plain_cpu_before = cpu_ms(&plain_fn);
                 let mut samples = Vec::new();
                 for _ in 0..scenario.runs {
                     samples.push(run_plain(&clients, payload).await?.as_secs_f64() * 1000.0);
@@ -536,8 +548,14 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<(), Error> {
                     .map(|c| c.1)
                     .sum::<f64>()
                     / n;
+                let plain_cpu = (cpu_ms(&plain_fn) - plain_cpu_before).max(0.0) / n;
                 let (p50, p99) = latencies(samples);
-                Some((p50, p99, ms))
+                Some(Plain {
+                    p50,
+                    p99,
+                    ms,
+                    cpu_ms: plain_cpu,
+                })
             }
             None => None,
         };
@@ -547,7 +565,10 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<(), Error> {
     writeln!(
         report,
         "Cost model: {}. Lambda: $0.20 per million requests, $0.0000166667 per GB-s, billed per ms, \
-         orchestrator {} MB, handlers {} MB (the CDK defaults), durations as measured here. \
+         orchestrator {} MB, handlers {} MB (the CDK defaults); durations as measured here, with \
+         the CPU time measured here (on a full core) stretched by the CPU share of that memory size \
+         (a full vCPU at 1,769 MB), since waiting takes as long on Lambda but computing takes longer. \
+         Each scenario's counts include one lease sweep, which reads every finished run's item once. \
          DynamoDB on-demand: $0.625 per million WRU, $0.125 per million RRU (consumed capacity as \
          DynamoDB Local reports it). S3: $0.005 per 1,000 PUT/LIST, $0.0004 per 1,000 GET. \
          Scheduler: $1.00 per million invocations. Step Functions Standard: $25 per million state \
@@ -565,12 +586,38 @@ fn money(per_invocation: f64) -> String {
     format!("${:.2}", per_invocation * 1e6)
 }
 
+/// The plain-Lambda baseline of a scenario, per call.
+#[derive(Debug, Clone, Copy)]
+struct Plain {
+    p50: f64,
+    p99: f64,
+    ms: f64,
+    cpu_ms: f64,
+}
+
+/// Sends the orchestrator a `sweep` (as its `rate(1 minute)` schedule does in production).
+async fn sweep(clients: &Clients, deployment: &Deployment) -> Result<(), Error> {
+    let out = clients
+        .lambda
+        .invoke()
+        .function_name(&deployment.orchestrator_function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            r#"{"type":"sweep"}"#.as_bytes().to_vec(),
+        ))
+        .send()
+        .await?;
+    if out.function_error.is_some() {
+        return Err("the sweep failed".into());
+    }
+    Ok(())
+}
+
 fn write_scenario(
     summary: &mut String,
     details: &mut String,
     scenario: &Scenario,
     m: &Measured,
-    plain: Option<(f64, f64, f64)>,
+    plain: Option<Plain>,
 ) -> Result<(), Error> {
     let u = &m.usage;
     let n = m.runs as f64;
@@ -595,7 +642,10 @@ fn write_scenario(
     let cost = cost::cost(u);
     let sfn = scenario
         .step_functions
-        .map(|(t, tasks)| money(cost::step_functions(t, tasks, plain.map_or(1.0, |p| p.2))))
+        .map(|(t, tasks)| {
+            let (ms, cpu) = plain.map_or((1.0, 0.0), |p| (p.ms, p.cpu_ms));
+            money(cost::step_functions(t, tasks, ms, cpu))
+        })
         .unwrap_or_else(|| "n/a (256 KB payload limit)".into());
     writeln!(
         summary,
@@ -603,7 +653,7 @@ fn write_scenario(
         scenario.name,
         m.p50,
         m.p99,
-        plain.map_or("n/a".into(), |p| format!("{:.1} ms", p.0)),
+        plain.map_or("n/a".into(), |p| format!("{:.1} ms", p.p50)),
         u.orchestrator_calls,
         u.handler_calls,
         dynamo_writes as f64 / n,
@@ -628,7 +678,12 @@ fn write_scenario(
     writeln!(details, "| what | durable | plain Lambda |")?;
     writeln!(details, "|---|---|---|")?;
     match plain {
-        Some((p50, p99, ms)) => {
+        Some(Plain {
+            p50,
+            p99,
+            ms,
+            cpu_ms,
+        }) => {
             writeln!(
                 details,
                 "| latency p50 / p99 | {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
@@ -644,8 +699,7 @@ fn write_scenario(
                 "| Lambda invocations | orchestrator {:.2} ({:.1} ms), handler {:.2} ({:.1} ms) | 1 ({:.1} ms) |",
                 u.orchestrator_calls, u.orchestrator_ms, u.handler_calls, u.handler_ms, ms
             )?;
-            let plain_cost = cost::LAMBDA_REQUEST
-                + (ms.ceil() / 1000.0 * cost::HANDLER_MB / 1024.0) * cost::LAMBDA_GB_SECOND;
+            let plain_cost = cost::plain_call(ms, cpu_ms, cost::HANDLER_MB);
             writeln!(
                 details,
                 "| modeled cost per million | {} | {} |",
@@ -673,8 +727,23 @@ fn write_scenario(
     }
     writeln!(
         details,
-        "| orchestrator CPU time | {:.1} ms | |",
-        m.orchestrator_cpu_ms
+        "| CPU time (full core) | orchestrator {:.1} ms, handler {:.1} ms | {} |",
+        m.orchestrator_cpu_ms,
+        u.handler_cpu_ms,
+        plain.map_or("".into(), |p| format!("{:.1} ms", p.cpu_ms))
+    )?;
+    writeln!(
+        details,
+        "| modeled Lambda duration | orchestrator {:.1} ms at {} MB, handler {:.1} ms at {} MB | {} |",
+        cost::on_lambda_ms(u.orchestrator_ms, u.orchestrator_cpu_ms, cost::ORCHESTRATOR_MB),
+        cost::ORCHESTRATOR_MB,
+        cost::on_lambda_ms(u.handler_ms, u.handler_cpu_ms, cost::HANDLER_MB),
+        cost::HANDLER_MB,
+        plain.map_or("".into(), |p| format!(
+            "{:.1} ms at {} MB",
+            cost::on_lambda_ms(p.ms, p.cpu_ms, cost::HANDLER_MB),
+            cost::HANDLER_MB
+        ))
     )?;
     writeln!(
         details,

@@ -28,7 +28,7 @@ impl JournalSink for ReplayOnly {
         &'a self,
         _: &'a InvocationId,
         _: &'a JournalEntry,
-        _: u64,
+        _: durable_protocol::store::Writer,
     ) -> BoxFuture<'a, Result<Appended, StoreError>> {
         Box::pin(async { unexpected("append") })
     }
@@ -141,6 +141,7 @@ pub fn replay_request(n: u32) -> InvokeRequest {
         key: None,
         handler_kind: None,
         state: None,
+        journal_expires_at: None,
     }
 }
 

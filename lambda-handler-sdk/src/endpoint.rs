@@ -362,7 +362,10 @@ impl Endpoint {
         }
         let inv = Arc::new(Invocation::new(
             req.invocation_id,
-            req.epoch,
+            durable_protocol::store::Writer {
+                epoch: req.epoch,
+                expires_at: req.journal_expires_at,
+            },
             req.journal,
             req.step_failures,
             sink,

@@ -2,7 +2,7 @@
 //! new entries go, and the signal that ends the attempt early (retry, fatal divergence).
 
 use durable_protocol::keyed::{KeyedStore, ObjectRef, PromiseCompletion, Waiter};
-use durable_protocol::store::{Appended, Completed, JournalStore, StoreError};
+use durable_protocol::store::{Appended, Completed, JournalStore, StoreError, Writer};
 use durable_protocol::{
     InvocationId, JournalEntry, StepFailures, StepResult, TerminalFailure, Timer,
 };
@@ -23,7 +23,7 @@ pub(crate) trait JournalSink: Send + Sync {
         &'a self,
         id: &'a InvocationId,
         entry: &'a JournalEntry,
-        epoch: u64,
+        writer: Writer,
     ) -> BoxFuture<'a, Result<Appended, StoreError>>;
 
     /// The whole journal, as stored now.
@@ -93,9 +93,9 @@ impl JournalSink for TableSink {
         &'a self,
         id: &'a InvocationId,
         entry: &'a JournalEntry,
-        epoch: u64,
+        writer: Writer,
     ) -> BoxFuture<'a, Result<Appended, StoreError>> {
-        Box::pin(self.journal.append(id, entry, epoch))
+        Box::pin(self.journal.append(id, entry, writer))
     }
 
     fn load<'a>(
@@ -195,7 +195,8 @@ pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 /// Shared by every clone of a handler's `Context`.
 pub(crate) struct Invocation {
     pub(crate) id: InvocationId,
-    pub(crate) epoch: u64,
+    /// This attempt's epoch and the TTL of the entries it appends.
+    pub(crate) writer: Writer,
     recorded: HashMap<u32, JournalEntry>,
     step_failures: Option<StepFailures>,
     next_index: AtomicU32,
@@ -255,7 +256,7 @@ impl Drop for AwaitGuard<'_> {
 impl Invocation {
     pub(crate) fn new(
         id: InvocationId,
-        epoch: u64,
+        writer: Writer,
         journal: Vec<JournalEntry>,
         step_failures: Option<StepFailures>,
         sink: Arc<dyn JournalSink>,
@@ -269,7 +270,7 @@ impl Invocation {
         let recorded = journal.into_iter().map(|e| (e.index, e)).collect();
         Self {
             id,
-            epoch,
+            writer,
             recorded,
             step_failures,
             next_index: AtomicU32::new(0),
@@ -509,7 +510,7 @@ impl Invocation {
     }
 
     pub(crate) async fn append(&self, entry: &JournalEntry) -> Result<Appended, StoreError> {
-        self.sink.append(&self.id, entry, self.epoch).await
+        self.sink.append(&self.id, entry, self.writer).await
     }
 
     /// Ends the attempt (the first reason wins) and never returns: the operation that asked

@@ -36,7 +36,7 @@ impl JournalSink for MemoryJournal {
         &'a self,
         _id: &'a InvocationId,
         entry: &'a JournalEntry,
-        _epoch: u64,
+        _writer: durable_protocol::store::Writer,
     ) -> BoxFuture<'a, Result<Appended, StoreError>> {
         Box::pin(async move {
             self.writes.fetch_add(1, Ordering::SeqCst);
@@ -331,6 +331,7 @@ fn request(handler: &str, input: serde_json::Value, journal: Vec<JournalEntry>) 
         key: None,
         handler_kind: None,
         state: None,
+        journal_expires_at: None,
     }
 }
 

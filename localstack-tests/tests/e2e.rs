@@ -446,6 +446,7 @@ async fn racing_attempts_record_one_result_and_both_adopt_it() {
         key: None,
         handler_kind: None,
         state: None,
+        journal_expires_at: None,
     });
     let payload = serde_json::to_vec(&request).unwrap();
     let arn = env.deployment.services["testbed"].clone();
@@ -503,6 +504,7 @@ async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
             input: input.clone(),
             idempotency_key: Some(key.clone()),
             lease_until: 1, // long expired: the driver is gone
+            released: false,
             caller: None,
             key: None,
             handler_kind: None,
@@ -559,6 +561,7 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
             input: json!(null),
             idempotency_key: None,
             lease_until: 1,
+            released: false,
             caller: None,
             key: None,
             handler_kind: None,
@@ -655,7 +658,9 @@ async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
             function_arn: env.deployment.services["testbed"].clone(),
             input: json!({"run": run, "steps": 2}),
             idempotency_key: None,
-            lease_until: 1, // its driver is long gone
+            // Its driver is gone: the lease ended before the sweep's grace (30 s).
+            lease_until: durable_protocol::store::now_millis() - 31_000,
+            released: false,
             caller: None,
             key: None,
             handler_kind: None,

@@ -336,6 +336,7 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
         input: json!(null),
         idempotency_key: None,
         lease_until: u64::MAX,
+        released: false,
         caller: None,
         key: None,
         handler_kind: None,

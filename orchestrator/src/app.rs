@@ -28,6 +28,9 @@ const INLINE_ANSWER_BYTES: usize = 5_000_000;
 /// How long the download URL of a large output works.
 const OUTPUT_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
+/// How long before its own deadline a sweep stops walking the `leases` index.
+const SWEEP_MARGIN: Duration = Duration::from_secs(10);
+
 /// How long before its own deadline a call stops waiting and answers 202.
 const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 
@@ -60,7 +63,7 @@ impl App {
         let payloads = PayloadStore::new(s3, config.bucket.clone(), config.limits);
         let invocations = InvocationStore::new(dynamo.clone(), config.table.clone());
         Self {
-            registry: Registry::new(dynamo.clone(), config.table.clone()),
+            registry: Registry::new(dynamo.clone(), config.table.clone(), config.registry_cache),
             invocations: invocations.clone(),
             driver: Driver {
                 journal: JournalStore::new(dynamo.clone(), config.table.clone()),
@@ -115,7 +118,7 @@ impl App {
                 invocation_id,
                 entry,
             } => self.dispatch_entry(&invocation_id, entry, call).await,
-            ControlEvent::Sweep => self.sweep().await,
+            ControlEvent::Sweep => self.sweep(call).await,
         }
     }
 
@@ -208,12 +211,9 @@ impl App {
             function_arn: reg.function_arn,
             input,
             idempotency_key,
+            lease_until: call.deadline_ms + LEASE_MARGIN.as_millis() as u64,
             // A one-way send is driven by a fresh call, which takes it over at once.
-            lease_until: if send {
-                0
-            } else {
-                call.deadline_ms + LEASE_MARGIN.as_millis() as u64
-            },
+            released: send,
             caller: None,
             key,
             handler_kind,
@@ -303,9 +303,9 @@ impl App {
             return Ok((Created::New(inv), false));
         };
         if granted == new.id {
-            // As the grant left it: running, with an expired lease.
+            // As the grant left it: running and released.
             inv.status = Status::Running;
-            inv.lease_until = 0;
+            inv.released = true;
             if let Some(call) = waiting {
                 let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
                 let owned = self.invocations.take_over(&mut inv, lease).await?;
@@ -521,7 +521,7 @@ impl App {
             if let Some(outcome) = inv.outcome.clone() {
                 return Ok(Driven::Finished(outcome));
             }
-            if inv.status == Status::Running && inv.lease_until < now_millis() {
+            if inv.status == Status::Running && (inv.released || inv.lease_until < now_millis()) {
                 let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
                 if self.invocations.take_over(&mut inv, lease).await? {
                     tracing::info!(id = %inv.id, epoch = inv.epoch, "took over an invocation whose driver is gone");
@@ -651,26 +651,63 @@ impl App {
 
     /// Finds running invocations whose lease expired and hands each to a fresh call (`drive`
     /// takes it over conditionally, so a sweep racing a live driver changes nothing).
-    async fn sweep(&self) -> Result<serde_json::Value, OrchestratorError> {
-        let grace = LEASE_MARGIN.as_millis() as u64;
-        let expired = self
-            .invocations
-            .expired_leases(now_millis().saturating_sub(grace), 200)
-            .await?;
-        for id in &expired {
-            self.driver
-                .send_event(&ControlEvent::Drive {
-                    invocation_id: id.clone(),
-                })
-                .await?;
+    ///
+    /// The sweep walks the `leases` index from where the last sweep stopped (a cursor item) up
+    /// to the grace period before now, and reads the items it meets once: finished
+    /// invocations stay in the index (their finish does not pay a second write to leave it)
+    /// and are skipped. A stranded invocation gets a fresh lease ahead of the cursor before its
+    /// `drive` event is sent, so that a later sweep finds it again if that event is lost too.
+    async fn sweep(&self, call: &Call) -> Result<serde_json::Value, OrchestratorError> {
+        let cursor = self.invocations.sweep_cursor().await?;
+        let upto = now_millis().saturating_sub(self.driver.config.sweep_grace.as_millis() as u64);
+        let mut redriven = Vec::new();
+        let mut seen = 0usize;
+        let mut reached = cursor;
+        let mut page = None;
+        let mut done = upto <= cursor;
+        while !done {
+            let (leases, next) = self.invocations.leases_page(cursor, upto, page).await?;
+            seen += leases.len();
+            let ids: Vec<InvocationId> = leases.iter().map(|(id, _)| id.clone()).collect();
+            for inv in self.invocations.get_many(&ids).await? {
+                if inv.status == Status::Running
+                    && (inv.released || inv.lease_until <= upto)
+                    && self.invocations.mark_stranded(&inv).await?
+                {
+                    self.driver
+                        .send_event(&ControlEvent::Drive {
+                            invocation_id: inv.id.clone(),
+                        })
+                        .await?;
+                    redriven.push(inv.id);
+                }
+            }
+            if let Some((_, lease)) = leases.last() {
+                reached = reached.max(*lease);
+            }
+            done = next.is_none();
+            page = next;
+            // Out of time: the next sweep goes on from the last lease looked at (again from
+            // that lease: another invocation may share it; looking twice is harmless).
+            if !done && now_millis() + SWEEP_MARGIN.as_millis() as u64 > call.deadline_ms {
+                break;
+            }
         }
-        if !expired.is_empty() {
+        let advanced = if done {
+            upto
+        } else {
+            reached.saturating_sub(1)
+        };
+        if advanced > cursor {
+            self.invocations.advance_sweep_cursor(advanced).await?;
+        }
+        if !redriven.is_empty() {
             tracing::info!(
-                count = expired.len(),
+                count = redriven.len(),
                 "sweep re-drives invocations with expired leases"
             );
         }
-        Ok(json!({"redriven": expired}))
+        Ok(json!({"redriven": redriven, "looked_at": seen, "swept_until": advanced}))
     }
 
     /// Drives an invocation whose driver handed it off or died.
@@ -899,6 +936,7 @@ impl App {
             input: input.clone(),
             idempotency_key: None,
             lease_until,
+            released: false,
             caller: is_call.then(|| crate::invocations::Caller {
                 invocation: parent.clone(),
                 entry: entry.index,

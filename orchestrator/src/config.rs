@@ -15,6 +15,18 @@ pub struct Config {
     pub retry_max: Duration,
     /// How long finished invocations keep their output (`DURABLE_RETENTION_SECS`, default 86 400).
     pub retention: Duration,
+    /// How much longer than the retention the journal of an invocation that finishes in its
+    /// first attempt may live (`DURABLE_JOURNAL_GRACE_SECS`, default 86 400). Its entries get
+    /// their TTL (retention + grace from the push) when they are written, so finishing costs no
+    /// write per entry; the grace covers a driver that dies and is replaced by the sweep.
+    pub journal_grace: Duration,
+    /// How long a warm orchestrator reuses a service's registration before reading it again
+    /// (`DURABLE_REGISTRY_CACHE_MS`, default 5 000; 0 reads it on every request).
+    pub registry_cache: Duration,
+    /// How long after a lease ended the sweep looks at it (`DURABLE_SWEEP_GRACE_MS`, default
+    /// 30 000): a lease write must show in the `leases` index within this (plus `LEASE_AHEAD`)
+    /// for the sweep's cursor not to pass it.
+    pub sweep_grace: Duration,
     /// Time an attempt needs at least; with less left the orchestrator hands the invocation to
     /// a fresh orchestrator call instead (`DURABLE_MIN_PUSH_MS`, default 5 000).
     pub min_push_time: Duration,
@@ -48,7 +60,10 @@ impl Config {
             retry_initial: Duration::from_millis(number("DURABLE_RETRY_INITIAL_MS", 200)?),
             retry_max: Duration::from_millis(number("DURABLE_RETRY_MAX_MS", 30_000)?),
             retention: Duration::from_secs(number("DURABLE_RETENTION_SECS", 86_400)?),
+            journal_grace: Duration::from_secs(number("DURABLE_JOURNAL_GRACE_SECS", 86_400)?),
+            registry_cache: Duration::from_millis(number("DURABLE_REGISTRY_CACHE_MS", 5_000)?),
             min_push_time: Duration::from_millis(number("DURABLE_MIN_PUSH_MS", 5_000)?),
+            sweep_grace: Duration::from_millis(number("DURABLE_SWEEP_GRACE_MS", 30_000)?),
             self_function: std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok(),
             scheduler_role_arn: std::env::var("DURABLE_SCHEDULER_ROLE_ARN")
                 .ok()

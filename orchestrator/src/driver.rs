@@ -193,6 +193,9 @@ impl Driver {
             }
             let journal = if fresh {
                 Vec::new()
+            } else if inv.journal_kept {
+                // Entries the first attempt wrote with a TTL lose it now.
+                self.journal.load_kept(&inv.id).await?
             } else {
                 self.journal.load(&inv.id).await?
             };
@@ -203,6 +206,12 @@ impl Driver {
                 Reply::Suspend { waiting_on, timers } => {
                     if self.fire_due_timers(&inv.id, &timers).await? {
                         continue;
+                    }
+                    if !inv.journal_kept {
+                        // It may wait longer than its entries' TTL: keep them (before the
+                        // suspension, which marks the invocation as keeping its journal).
+                        self.journal.load_kept(&inv.id).await?;
+                        inv.journal_kept = true;
                     }
                     // Schedules first: if this call dies before suspending, the lease expires,
                     // the next driver re-pushes and re-creating a schedule is a no-op.
@@ -258,7 +267,7 @@ impl Driver {
             let outcome = self.store_output(&inv.id, outcome).await?;
             if let Some(has_payloads) = self.finish(&inv, &outcome).await? {
                 self.notify_caller(&inv, &outcome).await?;
-                self.clean_up(&inv.id, has_payloads).await;
+                self.clean_up(&inv, has_payloads).await;
                 return Ok(Driven::Finished(outcome));
             }
             // Lost ownership while pushing: whoever owns it decides; report what is stored.
@@ -351,6 +360,7 @@ impl Driver {
             journal_in_store: false,
             key: inv.key.clone(),
             handler_kind: inv.handler_kind,
+            journal_expires_at: self.journal_expiry(inv),
             state: match inv.object() {
                 // Small state travels with the push; larger state is read key by key.
                 Some(object) => Some(
@@ -462,13 +472,25 @@ impl Driver {
         }
     }
 
-    /// After an invocation finished: its journal entries expire with its metadata item (TTL,
-    /// after the retention period) and its payloads in S3 are deleted (not its output).
-    /// Failures are logged: the outcome is recorded already.
-    async fn clean_up(&self, id: &InvocationId, has_payloads: bool) {
-        let expires_at = now_millis() / 1000 + self.config.retention.as_secs();
-        if let Err(e) = self.journal.expire_all(id, expires_at).await {
-            tracing::warn!(%id, error = %e, "could not set the TTL of a finished invocation's journal");
+    /// The TTL (epoch seconds) of the entries an attempt of `inv` appends: while it is in its
+    /// first attempt, the retention plus a grace from now (its journal then expires with no
+    /// further write); none once its journal is kept.
+    fn journal_expiry(&self, inv: &Invocation) -> Option<u64> {
+        (!inv.journal_kept).then(|| {
+            now_millis() / 1000 + (self.config.retention + self.config.journal_grace).as_secs()
+        })
+    }
+
+    /// After an invocation finished: a kept journal gets its TTL (the retention period, like
+    /// the metadata item; a journal written in one attempt has it already) and its payloads in
+    /// S3 are deleted (not its output). Failures are logged: the outcome is recorded already.
+    async fn clean_up(&self, inv: &Invocation, has_payloads: bool) {
+        let id = &inv.id;
+        if inv.journal_kept {
+            let expires_at = now_millis() / 1000 + self.config.retention.as_secs();
+            if let Err(e) = self.journal.expire_all(id, expires_at).await {
+                tracing::warn!(%id, error = %e, "could not set the TTL of a finished invocation's journal");
+            }
         }
         if has_payloads {
             if let Err(e) = self.payloads.delete_all(id).await {
@@ -529,7 +551,10 @@ mod tests {
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(2),
             retention: Duration::from_secs(60),
+            journal_grace: Duration::from_secs(3600),
+            registry_cache: Duration::ZERO,
             min_push_time: Duration::from_secs(1),
+            sweep_grace: Duration::from_secs(30),
             self_function: None,
             scheduler_role_arn: None,
             schedule_group: "default".into(),

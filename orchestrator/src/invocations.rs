@@ -21,6 +21,18 @@ pub const LEASE_SHARD: &str = "lease_shard";
 const LEASE_SHARD_VALUE: &str = "L";
 /// The index of running invocations by `lease_until`.
 pub const LEASE_INDEX: &str = "leases";
+/// The flag set when an invocation leaves its first attempt: its journal is kept from then on.
+const JOURNAL_KEPT: &str = "journal_kept";
+/// The flag of a running invocation that nobody drives and anybody may take over at once,
+/// whatever its lease says (handed off, granted its object's lock, a one-way send).
+const RELEASED: &str = "released";
+/// A lease written into the `leases` index is at least this far in the future. With the
+/// sweep's grace, a write that takes less than their sum to become visible in the index is
+/// never passed by the sweep's cursor (see `sweep_window`).
+pub const LEASE_AHEAD: Duration = Duration::from_secs(10);
+/// The item that holds how far the sweep has looked through the `leases` index.
+const SWEEP_PK: &str = "sweep";
+const SWEEP_SK: &str = "cursor";
 
 /// Where an invocation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +104,11 @@ pub struct Invocation {
     pub key: Option<ObjectKey>,
     /// What a keyed handler may do.
     pub handler_kind: Option<HandlerKind>,
+    /// Its journal entries are kept (no TTL) until it finishes: it left its first attempt
+    /// (suspended, retried, changed hands). Until then its entries expire on their own.
+    pub journal_kept: bool,
+    /// Nobody drives it: it may be taken over now, whatever `lease_until` says.
+    pub released: bool,
 }
 
 impl Invocation {
@@ -121,6 +138,9 @@ pub struct NewInvocation {
     pub input: serde_json::Value,
     pub idempotency_key: Option<IdempotencyKey>,
     pub lease_until: u64,
+    /// Nobody will drive it in this call: whoever gets its `drive` event takes it over at
+    /// once (its lease is then only the sweep's fallback, `LEASE_AHEAD` from now).
+    pub released: bool,
     /// Set for children of `ctx.call`.
     pub caller: Option<Caller>,
     /// The object or workflow key of a keyed handler.
@@ -212,6 +232,16 @@ impl Invocation {
         Ok(Self {
             key,
             handler_kind,
+            released: item
+                .get(RELEASED)
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false),
+            journal_kept: item
+                .get(JOURNAL_KEPT)
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false),
             function_arn: text("function_arn")?.to_owned(),
             epoch: get_n(item, "epoch").ok_or_else(|| corrupt(&id, "no epoch"))?,
             attempt: get_n(item, "attempt").unwrap_or(1),
@@ -246,6 +276,12 @@ pub enum Suspension {
     CompletionArrived,
     /// Another driver owns the invocation now.
     LostOwnership,
+}
+
+/// A lease to write: at least `LEASE_AHEAD` from now (a call close to its own deadline would
+/// otherwise write one that the sweep's cursor may already have passed).
+fn lease_ahead(lease_until: u64) -> u64 {
+    lease_until.max(now_millis() + LEASE_AHEAD.as_millis() as u64)
 }
 
 /// Sends a conditional update: `Ok(false)` when its condition did not hold.
@@ -288,7 +324,13 @@ impl InvocationStore {
         item.insert("attempt".into(), n(1));
         item.insert("input".into(), s(new.input.to_string()));
         if status == Status::Running {
-            item.insert("lease_until".into(), n(new.lease_until));
+            let lease = if new.released {
+                item.insert(RELEASED.into(), AttributeValue::Bool(true));
+                now + LEASE_AHEAD.as_millis() as u64
+            } else {
+                new.lease_until
+            };
+            item.insert("lease_until".into(), n(lease));
             item.insert(LEASE_SHARD.into(), s(LEASE_SHARD_VALUE));
         }
         item.insert("created_at".into(), n(now));
@@ -387,6 +429,7 @@ impl InvocationStore {
         step_failures: Option<StepFailures>,
         last_error: &str,
     ) -> Result<bool, StoreError> {
+        let lease_until = lease_ahead(lease_until);
         let mut update = self
             .update_owned(inv)
             .expression_attribute_values(":next", n(inv.epoch + 1))
@@ -394,7 +437,8 @@ impl InvocationStore {
             .expression_attribute_values(":lease", n(lease_until))
             .expression_attribute_values(":err", s(truncate(last_error, 2000)))
             .expression_attribute_values(":now", n(now_millis()));
-        let mut set = "SET epoch = :next, attempt = :attempt, lease_until = :lease, last_error = :err, updated_at = :now".to_string();
+        let mut set = "SET epoch = :next, attempt = :attempt, lease_until = :lease, last_error = :err, updated_at = :now, journal_kept = :kept".to_string();
+        update = update.expression_attribute_values(":kept", AttributeValue::Bool(true));
         match step_failures {
             Some(f) => {
                 set.push_str(", retry_index = :ri, retry_failures = :rf");
@@ -408,6 +452,7 @@ impl InvocationStore {
         if applied {
             inv.epoch += 1;
             inv.attempt += 1;
+            inv.journal_kept = true;
             inv.lease_until = lease_until;
             inv.step_failures = step_failures;
         }
@@ -421,59 +466,189 @@ impl InvocationStore {
         inv: &mut Invocation,
         lease_until: u64,
     ) -> Result<bool, StoreError> {
+        let lease_until = lease_ahead(lease_until);
         let update = self
             .update_owned(inv)
-            .condition_expression("epoch = :e AND #st = :running AND lease_until < :now")
-            .update_expression("SET epoch = :next, lease_until = :lease, updated_at = :now")
+            .condition_expression(
+                "epoch = :e AND #st = :running AND (lease_until < :now OR released = :kept)",
+            )
+            .update_expression(
+                "SET epoch = :next, lease_until = :lease, updated_at = :now, journal_kept = :kept REMOVE released",
+            )
             .expression_attribute_values(":next", n(inv.epoch + 1))
             .expression_attribute_values(":lease", n(lease_until))
-            .expression_attribute_values(":now", n(now_millis()));
+            .expression_attribute_values(":now", n(now_millis()))
+            .expression_attribute_values(":kept", AttributeValue::Bool(true));
         let applied = apply(update).await?;
         if applied {
             inv.epoch += 1;
             inv.lease_until = lease_until;
+            inv.released = false;
+            // The previous driver's attempt may still be running and appending: from now on
+            // the journal is kept, and the next push takes the TTL off what is there.
+            inv.journal_kept = true;
         }
         Ok(applied)
     }
 
-    /// Gives up ownership now (lease in the past) so that the next driver can take over at once.
+    /// Gives up ownership now so that the next driver can take over at once. The lease stays
+    /// (moving it would rewrite the `leases` index): if the hand-off event is lost, the sweep
+    /// finds the invocation when the lease ends.
     pub async fn release(&self, inv: &Invocation) -> Result<bool, StoreError> {
         apply(
             self.update_owned(inv)
-                .update_expression("SET lease_until = :zero")
-                .expression_attribute_values(":zero", n(0)),
+                .update_expression("SET released = :t")
+                .expression_attribute_values(":t", AttributeValue::Bool(true)),
         )
         .await
     }
 
-    /// Running invocations whose lease ran out before `before_ms` (their driver died, or a
-    /// hand-off event was lost): at most `limit`, oldest first.
-    pub async fn expired_leases(
+    /// How far the sweep has looked through the `leases` index (ms; 0 before the first sweep).
+    pub async fn sweep_cursor(&self) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(SWEEP_PK))
+            .key(keys::SK, s(SWEEP_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|i| get_n(i, "swept_until"))
+            .unwrap_or(0))
+    }
+
+    /// Moves the sweep's cursor forward to `to` (never back: racing sweeps are harmless).
+    pub async fn advance_sweep_cursor(&self, to: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(SWEEP_PK))
+            .key(keys::SK, s(SWEEP_SK))
+            .condition_expression("attribute_not_exists(swept_until) OR swept_until < :to")
+            .update_expression("SET swept_until = :to")
+            .expression_attribute_values(":to", n(to))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// One page of the `leases` index between `after` (exclusive) and `upto` (inclusive), in
+    /// lease order: (invocation, lease) pairs, and where the next page starts.
+    pub async fn leases_page(
         &self,
-        before_ms: u64,
-        limit: i32,
-    ) -> Result<Vec<InvocationId>, StoreError> {
+        after: u64,
+        upto: u64,
+        start: Option<Item>,
+    ) -> Result<(Vec<(InvocationId, u64)>, Option<Item>), StoreError> {
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(LEASE_INDEX)
-            .key_condition_expression("lease_shard = :shard AND lease_until < :before")
+            .key_condition_expression("lease_shard = :shard AND lease_until BETWEEN :from AND :to")
             .expression_attribute_values(":shard", s(LEASE_SHARD_VALUE))
-            .expression_attribute_values(":before", n(before_ms))
-            .limit(limit)
+            .expression_attribute_values(":from", n(after + 1))
+            .expression_attribute_values(":to", n(upto))
+            .set_exclusive_start_key(start)
+            .limit(100)
             .send()
             .await
             .map_err(|e| StoreError::dynamo("Query", e))?;
-        Ok(out
+        let found = out
             .items()
             .iter()
             .filter_map(|i| {
-                get_s(i, keys::PK)?
+                let id = get_s(i, keys::PK)?
                     .strip_prefix("inv#")
-                    .and_then(|id| InvocationId::parse(id).ok())
+                    .and_then(|id| InvocationId::parse(id).ok())?;
+                Some((id, get_n(i, "lease_until")?))
             })
-            .collect())
+            .collect();
+        Ok((found, out.last_evaluated_key.filter(|k| !k.is_empty())))
+    }
+
+    /// The invocations of `ids` as stored (eventually consistent, in one or a few batch
+    /// reads): the sweep only needs to tell finished ones from running ones, and a
+    /// finished invocation never runs again.
+    pub async fn get_many(&self, ids: &[InvocationId]) -> Result<Vec<Invocation>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = Vec::new();
+        for chunk in ids.chunks(100) {
+            let mut keys_left: Vec<Item> = chunk
+                .iter()
+                .map(|id| {
+                    Item::from([
+                        (keys::PK.to_owned(), s(keys::invocation_pk(id))),
+                        (keys::SK.to_owned(), s(keys::META_SK)),
+                    ])
+                })
+                .collect();
+            // Unprocessed keys (throttling) are asked for again, a few times.
+            for _ in 0..5 {
+                if keys_left.is_empty() {
+                    break;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(keys_left))
+                    .build()
+                    .map_err(|e| StoreError::Dynamo {
+                        operation: "BatchGetItem",
+                        source: e.into(),
+                    })?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::dynamo("BatchGetItem", e))?;
+                if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.table)) {
+                    for item in &items {
+                        found.push(Invocation::from_item(item)?);
+                    }
+                }
+                keys_left = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(found)
+    }
+
+    /// Marks a running invocation that nobody drives as released and moves its lease to
+    /// `LEASE_AHEAD` from now: the `drive` event sent next takes it over at once, and if that
+    /// event is lost too, a later sweep finds it again. `false` if it changed meanwhile.
+    pub async fn mark_stranded(&self, inv: &Invocation) -> Result<bool, StoreError> {
+        let now = now_millis();
+        apply(
+            self.update_owned(inv)
+                .condition_expression("epoch = :e AND #st = :running AND lease_until = :old")
+                .update_expression("SET lease_until = :lease, released = :t, updated_at = :now")
+                .expression_attribute_values(":old", n(inv.lease_until))
+                .expression_attribute_values(":lease", n(now + LEASE_AHEAD.as_millis() as u64))
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":now", n(now)),
+        )
+        .await
     }
 
     /// Suspends `inv` until one of `waiting_on` completes, in one transaction that also checks
@@ -505,8 +680,9 @@ impl InvocationStore {
             .key(keys::SK, s(keys::META_SK))
             .condition_expression("epoch = :e AND #st = :running")
             .update_expression(
-                "SET #st = :suspended, waiting_on = :w, lease_until = :zero, updated_at = :now REMOVE lease_shard",
+                "SET #st = :suspended, waiting_on = :w, lease_until = :zero, updated_at = :now, journal_kept = :kept REMOVE lease_shard",
             )
+            .expression_attribute_values(":kept", AttributeValue::Bool(true))
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":e", n(inv.epoch))
             .expression_attribute_values(":running", s(Status::Running.as_str()))
@@ -566,6 +742,7 @@ impl InvocationStore {
         if inv.status != Status::Suspended || !inv.waiting_on.contains(&index) {
             return Ok(false);
         }
+        let lease_until = lease_ahead(lease_until);
         let update = self
             .client
             .update_item()
@@ -574,8 +751,9 @@ impl InvocationStore {
             .key(keys::SK, s(keys::META_SK))
             .condition_expression("epoch = :e AND #st = :suspended")
             .update_expression(
-                "SET #st = :running, epoch = :next, lease_until = :lease, updated_at = :now, lease_shard = :shard REMOVE waiting_on",
+                "SET #st = :running, epoch = :next, lease_until = :lease, updated_at = :now, lease_shard = :shard, journal_kept = :kept REMOVE waiting_on",
             )
+            .expression_attribute_values(":kept", AttributeValue::Bool(true))
             .expression_attribute_values(":shard", s(LEASE_SHARD_VALUE))
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":e", n(inv.epoch))
@@ -590,6 +768,7 @@ impl InvocationStore {
             inv.epoch += 1;
             inv.lease_until = lease_until;
             inv.waiting_on.clear();
+            inv.journal_kept = true;
         }
         Ok(applied)
     }
@@ -637,7 +816,9 @@ impl InvocationStore {
 
 /// The update that records an outcome on an owned invocation's metadata item (conditional on
 /// `epoch = :e AND #st = :running`): used alone, or in the transaction that also applies an
-/// object's state and hands its lock on.
+/// object's state and hands its lock on. It leaves the lease in the `leases` index (taking it
+/// out would cost a second write): the sweep reads the item once, when its cursor passes the
+/// lease, and skips it; the index entry goes with the item's TTL.
 pub struct FinishUpdate {
     pub expression: String,
     pub condition: &'static str,
@@ -674,7 +855,7 @@ impl FinishUpdate {
         };
         Self {
             expression: format!(
-                "{set}, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no) REMOVE lease_until, lease_shard"
+                "{set}, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no)"
             ),
             condition: "epoch = :e AND #st = :running",
             names,

@@ -209,13 +209,19 @@ impl Objects {
             .key(keys::SK, s(keys::META_SK))
             .condition_expression("#st = :queued")
             .update_expression(
-                "SET #st = :running, lease_until = :zero, #shard = :shard, updated_at = :now",
+                "SET #st = :running, lease_until = :soon, released = :t, #shard = :shard, updated_at = :now",
             )
             .expression_attribute_names("#st", "status")
             .expression_attribute_names("#shard", LEASE_SHARD)
             .expression_attribute_values(":queued", s(Status::Queued.as_str()))
             .expression_attribute_values(":running", s(Status::Running.as_str()))
-            .expression_attribute_values(":zero", n(0))
+            // Whoever drives it takes it over at once (released); if its `drive` event is
+            // lost, the sweep finds it when this lease ends.
+            .expression_attribute_values(
+                ":soon",
+                n(now_millis() + crate::invocations::LEASE_AHEAD.as_millis() as u64),
+            )
+            .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
             .expression_attribute_values(":shard", s("L"))
             .expression_attribute_values(":now", n(now_millis()))
             .build()

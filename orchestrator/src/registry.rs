@@ -120,24 +120,55 @@ fn kind_name(kind: HandlerKind) -> &'static str {
     }
 }
 
+/// Registrations read recently, by service: a warm orchestrator does not read the registry
+/// item on every request.
+type Cache =
+    std::sync::Mutex<std::collections::HashMap<ServiceName, (std::time::Instant, Registration)>>;
+
 /// Reads and writes registry items.
 #[derive(Debug, Clone)]
 pub struct Registry {
     client: Client,
     table: String,
+    /// How long a cached registration is used (zero: never cached).
+    cache_for: std::time::Duration,
+    cache: std::sync::Arc<Cache>,
 }
 
 impl Registry {
-    /// A registry in `table`.
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
+    /// A registry in `table` whose registrations are reused for `cache_for` once read.
+    pub fn new(client: Client, table: impl Into<String>, cache_for: std::time::Duration) -> Self {
         Self {
             client,
             table: table.into(),
+            cache_for,
+            cache: Default::default(),
         }
     }
 
-    /// The live registration of `service`, if any.
+    /// The live registration of `service`, if any: from the cache while it is fresh (a new
+    /// version is picked up within the cache time; an unknown service is always read again).
     pub async fn lookup(&self, service: &ServiceName) -> Result<Option<Registration>, StoreError> {
+        if !self.cache_for.is_zero() {
+            let cache = self.cache.lock().expect("registry cache poisoned");
+            if let Some((read_at, reg)) = cache.get(service) {
+                if read_at.elapsed() < self.cache_for {
+                    return Ok(Some(reg.clone()));
+                }
+            }
+        }
+        let reg = self.read(service).await?;
+        if let (Some(reg), false) = (&reg, self.cache_for.is_zero()) {
+            self.cache
+                .lock()
+                .expect("registry cache poisoned")
+                .insert(service.clone(), (std::time::Instant::now(), reg.clone()));
+        }
+        Ok(reg)
+    }
+
+    /// The live registration of `service` as stored.
+    async fn read(&self, service: &ServiceName) -> Result<Option<Registration>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -160,6 +191,10 @@ impl Registry {
             .send()
             .await
             .map_err(|e| StoreError::dynamo("PutItem", e))?;
+        self.cache
+            .lock()
+            .expect("registry cache poisoned")
+            .remove(&reg.service);
         Ok(())
     }
 }

@@ -60,6 +60,11 @@ pub struct InvokeRequest {
     /// The object's state, when it is small enough to send along.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<EagerState>,
+    /// The TTL (epoch seconds) of the entries this attempt appends: set while the invocation is
+    /// in its first attempt, so that a run that finishes at once needs no second write per
+    /// entry to expire. `None`: entries are kept until the orchestrator expires them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_expires_at: Option<u64>,
 }
 
 /// An object's state as pushed with an invocation.
@@ -196,6 +201,7 @@ mod tests {
             key: None,
             handler_kind: None,
             state: None,
+            journal_expires_at: None,
         });
         let text = serde_json::to_string(&req).unwrap();
         assert!(

@@ -177,6 +177,26 @@ pub(crate) fn read_result(item: &Item, prefix: &str) -> Result<Option<StepResult
     }))
 }
 
+/// Who appends a journal entry: the attempt's epoch, and the TTL (epoch seconds) its entries
+/// get. An attempt that is expected to finish soon gets one, so that its journal expires after
+/// the retention period without another write; `None` keeps entries until the orchestrator
+/// gives them a TTL when the invocation finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writer {
+    pub epoch: u64,
+    pub expires_at: Option<u64>,
+}
+
+impl From<u64> for Writer {
+    /// A writer at `epoch` whose entries are kept.
+    fn from(epoch: u64) -> Self {
+        Self {
+            epoch,
+            expires_at: None,
+        }
+    }
+}
+
 /// The prefix of the attributes that hold a completion (`completion_value`, ...).
 const COMPLETION: &str = "completion_";
 
@@ -378,17 +398,25 @@ impl JournalStore {
 
     /// Records `entry` with one conditional PutItem: the first writer of an index wins, a later
     /// writer gets the recorded entry back (from the failed condition, without a second read).
+    /// The entry carries the writer's TTL, if it has one. A writer without a TTL (its journal is
+    /// kept until the orchestrator says otherwise) that adopts an entry with one removes it: an
+    /// entry this attempt builds on must not expire under it.
     pub async fn append(
         &self,
         id: &InvocationId,
         entry: &JournalEntry,
-        epoch: u64,
+        writer: impl Into<Writer>,
     ) -> Result<Appended, StoreError> {
+        let writer = writer.into();
+        let mut item = entry_to_item(id, entry, writer.epoch);
+        if let Some(expires_at) = writer.expires_at {
+            item.insert(keys::EXPIRES_AT.into(), n(expires_at));
+        }
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(entry_to_item(id, entry, epoch)))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(sk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -402,21 +430,21 @@ impl JournalStore {
                     }
                     _ => None,
                 };
-                match recorded {
-                    Some(Some(item)) => Ok(Appended::AlreadyRecorded(entry_from_item(&item)?)),
-                    Some(None) => {
-                        let item =
-                            self.get_entry_item(id, entry.index).await?.ok_or_else(|| {
-                                StoreError::Corrupt {
-                                    pk: keys::invocation_pk(id),
-                                    sk: keys::journal_sk(entry.index),
-                                    reason: "condition failed but the entry is missing".into(),
-                                }
-                            })?;
-                        Ok(Appended::AlreadyRecorded(entry_from_item(&item)?))
-                    }
-                    None => Err(StoreError::dynamo("PutItem", err)),
+                let item = match recorded {
+                    Some(Some(item)) => item,
+                    Some(None) => self.get_entry_item(id, entry.index).await?.ok_or_else(|| {
+                        StoreError::Corrupt {
+                            pk: keys::invocation_pk(id),
+                            sk: keys::journal_sk(entry.index),
+                            reason: "condition failed but the entry is missing".into(),
+                        }
+                    })?,
+                    None => return Err(StoreError::dynamo("PutItem", err)),
+                };
+                if writer.expires_at.is_none() && item.contains_key(keys::EXPIRES_AT) {
+                    self.keep_entry(id, entry.index).await?;
                 }
+                Ok(Appended::AlreadyRecorded(entry_from_item(&item)?))
             }
         }
     }
@@ -525,6 +553,50 @@ impl JournalStore {
             }
         }
         Ok(items.len())
+    }
+
+    /// Takes the TTL off entry `index` of `id`: it is kept until the invocation finishes.
+    async fn keep_entry(&self, id: &InvocationId, index: u32) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(id)))
+            .key(keys::SK, s(keys::journal_sk(index)))
+            .condition_expression("attribute_exists(sk)")
+            .update_expression("REMOVE expires_at")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Expired and removed already: nothing left to keep.
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// The whole journal of `id`, after taking the TTL off every entry that has one: from now
+    /// on the invocation may live longer than the TTL its first attempt gave its entries
+    /// (it suspends, retries or changes hands), so they are kept until it finishes. Costs one
+    /// write per entry that had a TTL, nothing for the others.
+    pub async fn load_kept(&self, id: &InvocationId) -> Result<Vec<JournalEntry>, StoreError> {
+        let items = self.journal_items(id).await?;
+        let mut entries = Vec::with_capacity(items.len());
+        for item in &items {
+            let entry = entry_from_item(item)?;
+            if item.contains_key(keys::EXPIRES_AT) {
+                self.keep_entry(id, entry.index).await?;
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
     }
 
     /// Marks invocation `id` as having values in S3, to be deleted when it finishes.

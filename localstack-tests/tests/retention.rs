@@ -1,0 +1,351 @@
+//! What finishing costs and what stays: journal entries expire on their own when the invocation
+//! finishes in its first attempt, are kept while it lives longer, and the lease sweep walks the
+//! `leases` index with a cursor, skipping finished invocations. Against the local AWS
+//! environment (`scripts/test.sh` deploys first).
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use durable_orchestrator::invocations::{
+    Created, Invocation, InvocationStore, NewInvocation, Outcome, LEASE_AHEAD,
+};
+use durable_protocol::store::{now_millis, Appended, JournalStore, Writer};
+use durable_protocol::{
+    EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult,
+};
+use localstack_tests::harness::{run_id, Env};
+use localstack_tests::inspect;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The local deployment keeps the defaults: 24 h retention, 24 h journal grace.
+const RETENTION_SECS: u64 = 86_400;
+const GRACE_SECS: u64 = 86_400;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn ttl(item: &Item) -> Option<u64> {
+    item.get("expires_at")?.as_n().ok()?.parse().ok()
+}
+
+fn now_secs() -> u64 {
+    now_millis() / 1000
+}
+
+/// The metadata item and the journal items of an invocation, as stored.
+async fn items(env: &Env, id: &str) -> (Item, Vec<Item>) {
+    let all = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
+        .await
+        .unwrap();
+    let (meta, journal): (Vec<Item>, Vec<Item>) = all
+        .into_iter()
+        .partition(|i| i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("meta"));
+    (meta.into_iter().next().expect("a metadata item"), journal)
+}
+
+fn new_invocation(
+    env: &Env,
+    id: &InvocationId,
+    input: serde_json::Value,
+    lease_until: u64,
+) -> NewInvocation {
+    NewInvocation {
+        id: id.clone(),
+        service: ServiceName::new("testbed").unwrap(),
+        handler: HandlerName::new("steps").unwrap(),
+        function_arn: env.deployment.services["testbed"].clone(),
+        input,
+        idempotency_key: None,
+        lease_until,
+        released: false,
+        caller: None,
+        key: None,
+        handler_kind: None,
+    }
+}
+
+async fn created(store: &InvocationStore, new: &NewInvocation) -> Invocation {
+    match store.create(new).await.unwrap() {
+        Created::New(inv) => inv,
+        Created::Existing(_) => panic!("a fresh id exists"),
+    }
+}
+
+/// Three steps finished in one attempt: each entry was written once, with its TTL (retention
+/// plus grace from the push), and finishing rewrote none of them.
+#[tokio::test]
+async fn a_run_finished_in_its_first_attempt_has_its_journal_expire_without_rewrites() {
+    let env = Env::load().await;
+    let run = run_id();
+    let before = now_secs();
+    let answer = env
+        .invoke_testbed("steps", json!({"run": run, "steps": 3}))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let after = now_secs();
+    let id = answer.invocation_id.unwrap();
+    let (meta, journal) = items(&env, &id).await;
+    assert_eq!(journal.len(), 3);
+    for entry in &journal {
+        let t = ttl(entry).expect("every entry has its TTL from the start");
+        assert!(
+            t >= before + RETENTION_SECS + GRACE_SECS
+                && t <= after + RETENTION_SECS + GRACE_SECS + 1,
+            "TTL {t} is the push time plus retention plus grace ({before}..{after})"
+        );
+        // Written once: by the first attempt, never re-put (a re-put at finish would give it
+        // the retention TTL from the finish time, a day earlier).
+        assert_eq!(entry["epoch"].as_n().unwrap(), "1");
+    }
+    let meta_ttl = ttl(&meta).expect("the finished invocation expires");
+    assert!(meta_ttl >= before + RETENTION_SECS && meta_ttl <= after + RETENTION_SECS + 1);
+    assert!(
+        !meta.contains_key("journal_kept"),
+        "never left its first attempt"
+    );
+    assert_eq!(meta["status"].as_s().unwrap(), "completed");
+}
+
+/// A run that suspends may wait longer than its entries' TTL: they lose it before the
+/// suspension, stay without it while it waits, and get the retention TTL when it finishes.
+#[tokio::test]
+async fn a_suspended_invocation_keeps_its_journal_until_it_finishes() {
+    let env = Env::load().await;
+    let run = run_id();
+    // A synchronous call: the first attempt is pushed fresh, with TTLs on its entries.
+    let client = env.client.clone();
+    let input = json!({"run": run, "timeout_ms": 120_000});
+    let call =
+        tokio::spawn(async move { client.invoke("testbed", "approval", &input, None).await });
+    let awakeable = env.published(&run, "awakeable").await;
+    let id = awakeable
+        .strip_prefix("awk_")
+        .and_then(|rest| rest.split('_').next())
+        .map(|hex| format!("inv_{hex}"))
+        .expect("an awakeable id names its invocation");
+    let mut suspended = None;
+    for _ in 0..200 {
+        let (meta, journal) = items(&env, &id).await;
+        if meta["status"].as_s().unwrap() == "suspended" {
+            suspended = Some((meta, journal));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (meta, journal) = suspended.expect("it suspends on the awakeable");
+    assert_eq!(
+        meta.get("journal_kept").and_then(|v| v.as_bool().ok()),
+        Some(&true)
+    );
+    assert!(journal.len() >= 3, "awakeable, publish, timer");
+    for entry in &journal {
+        assert_eq!(ttl(entry), None, "kept while suspended: {entry:?}");
+    }
+
+    let resolved = env
+        .complete_awakeable(&awakeable, "resolve", r#"{"by":"ada"}"#)
+        .await;
+    assert_eq!(resolved.status, 200, "{}", resolved.raw);
+    let answer = call.await.unwrap().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!({"approved": {"by": "ada"}}));
+    // The answer may come before the driver has set the journal's TTL: give it a moment.
+    let mut ttls = Vec::new();
+    for _ in 0..50 {
+        let (_, journal) = items(&env, &id).await;
+        ttls = journal.iter().map(ttl).collect();
+        if ttls.iter().all(Option::is_some) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = now_secs();
+    for t in &ttls {
+        let t = t.expect("every entry expires once it finished");
+        assert!(
+            t > now + RETENTION_SECS - 120 && t <= now + RETENTION_SECS + 1,
+            "the retention from the finish, not the first attempt's TTL: {t} vs {now}"
+        );
+    }
+}
+
+/// An attempt that keeps its journal (no TTL) and adopts an entry written with a TTL (by an
+/// earlier attempt still running) takes the TTL off: an entry the invocation builds on must not
+/// expire under it. A writer with a TTL adopting leaves the entry as it is.
+#[tokio::test]
+async fn a_writer_that_keeps_its_journal_takes_the_ttl_off_an_entry_it_adopts() {
+    let env = Env::load().await;
+    let journal = JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    let id = InvocationId::random();
+    let step = |index| {
+        JournalEntry::new(
+            index,
+            EntryKind::Run {
+                name: format!("step-{index}"),
+                result: StepResult::Value(json!(index)),
+            },
+        )
+    };
+    let expiring = Writer {
+        epoch: 1,
+        expires_at: Some(now_secs() + 3600),
+    };
+    for index in [0, 1] {
+        assert_eq!(
+            journal.append(&id, &step(index), expiring).await.unwrap(),
+            Appended::Written
+        );
+    }
+    // Another first-attempt writer (same TTL policy) adopts entry 0 and leaves it.
+    assert_eq!(
+        journal.append(&id, &step(0), expiring).await.unwrap(),
+        Appended::AlreadyRecorded(step(0))
+    );
+    // A later attempt keeps the journal: adopting entry 1 takes its TTL off.
+    assert_eq!(
+        journal.append(&id, &step(1), 2).await.unwrap(),
+        Appended::AlreadyRecorded(step(1))
+    );
+    let (_, items) = {
+        let all = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
+            .await
+            .unwrap();
+        ((), all)
+    };
+    let ttls: Vec<Option<u64>> = items.iter().map(ttl).collect();
+    assert_eq!(ttls.len(), 2);
+    assert!(ttls[0].is_some(), "entry 0 keeps its TTL");
+    assert_eq!(ttls[1], None, "entry 1 is kept");
+    // `load_kept` takes the TTL off the rest.
+    assert_eq!(
+        journal.load_kept(&id).await.unwrap(),
+        vec![step(0), step(1)]
+    );
+    let all = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
+        .await
+        .unwrap();
+    assert!(all.iter().all(|i| ttl(i).is_none()));
+}
+
+/// Released invocations (handed off, granted a lock, a one-way send) are taken over at once
+/// whatever their lease; a stranded one found by the sweep gets a lease ahead of the sweep's
+/// cursor, so that a later sweep would find it again if its `drive` event were lost too.
+#[tokio::test]
+async fn released_and_stranded_invocations_are_taken_over_at_once() {
+    let env = Env::load().await;
+    let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    // Leased for an hour by a driver that hands it off.
+    let id = InvocationId::random();
+    let mut inv = created(
+        &store,
+        &new_invocation(&env, &id, json!({}), now_millis() + 3_600_000),
+    )
+    .await;
+    let mut rival = inv.clone();
+    assert!(
+        !store
+            .take_over(&mut rival, now_millis() + 60_000)
+            .await
+            .unwrap(),
+        "leased"
+    );
+    assert!(store.release(&inv).await.unwrap());
+    let mut taker = store.get(&id).await.unwrap().unwrap();
+    assert!(taker.released);
+    assert!(
+        store
+            .take_over(&mut taker, now_millis() + 60_000)
+            .await
+            .unwrap(),
+        "released"
+    );
+    assert!(
+        !store.get(&id).await.unwrap().unwrap().released,
+        "owned again"
+    );
+    assert!(
+        !store.release(&inv).await.unwrap(),
+        "the old driver lost it"
+    );
+
+    // Stranded: its lease ended long ago.
+    let id = InvocationId::random();
+    inv = created(
+        &store,
+        &new_invocation(&env, &id, json!({}), now_millis() - 60_000),
+    )
+    .await;
+    let marked_at = now_millis();
+    assert!(store.mark_stranded(&inv).await.unwrap());
+    let marked = store.get(&id).await.unwrap().unwrap();
+    assert!(marked.released);
+    assert!(marked.lease_until >= marked_at + LEASE_AHEAD.as_millis() as u64);
+    assert!(!store.mark_stranded(&inv).await.unwrap(), "once per lease");
+    let mut taker = marked.clone();
+    assert!(store
+        .take_over(&mut taker, now_millis() + 60_000)
+        .await
+        .unwrap());
+    assert!(taker.journal_kept, "a take-over keeps the journal");
+}
+
+/// The sweep reads what its cursor passes once: a finished invocation left in the `leases`
+/// index is skipped, a running one whose lease ended is re-driven and finishes, and the cursor
+/// moves past both.
+#[tokio::test]
+async fn the_sweep_skips_finished_invocations_and_moves_its_cursor() {
+    let env = Env::load().await;
+    let run = run_id();
+    let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    // Both leases ended before the sweep's grace (30 s in this deployment).
+    let lease = now_millis() - 31_000;
+    let finished_id = InvocationId::random();
+    let finished = created(
+        &store,
+        &new_invocation(&env, &finished_id, json!({}), lease),
+    )
+    .await;
+    assert_eq!(
+        store
+            .finish(
+                &finished,
+                &Outcome::Completed(json!("done")),
+                Duration::from_secs(60)
+            )
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    let (meta, _) = items(&env, finished_id.as_str()).await;
+    assert!(
+        meta.contains_key("lease_shard"),
+        "finishing leaves the index alone"
+    );
+    let stranded_id = InvocationId::random();
+    created(
+        &store,
+        &new_invocation(&env, &stranded_id, json!({"run": run, "steps": 1}), lease),
+    )
+    .await;
+
+    let out = env
+        .clients
+        .lambda
+        .invoke()
+        .function_name(&env.deployment.orchestrator_function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"type":"sweep"}"#))
+        .send()
+        .await
+        .unwrap();
+    assert!(out.function_error.is_none());
+    let answer: serde_json::Value = serde_json::from_slice(out.payload.unwrap().as_ref()).unwrap();
+    let redriven = answer["redriven"].as_array().unwrap();
+    assert!(redriven.contains(&json!(stranded_id.as_str())), "{answer}");
+    assert!(!redriven.contains(&json!(finished_id.as_str())), "{answer}");
+    assert!(answer["swept_until"].as_u64().unwrap() >= lease, "{answer}");
+    assert!(store.sweep_cursor().await.unwrap() >= lease);
+    let output = env
+        .output(stranded_id.as_str(), Duration::from_secs(30))
+        .await;
+    assert_eq!(output.status, 200, "{}", output.raw);
+    assert_eq!(output.body, json!({"results": [10]}));
+}
