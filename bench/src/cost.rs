@@ -2,12 +2,13 @@
 
 /// When the prices below were taken from the AWS pricing pages; check them before relying on
 /// the totals.
-pub const PRICES_AS_OF: &str = "AWS list prices, us-east-1, x86, as published in 2025 (Lambda, DynamoDB on-demand after the 2024-11 cut, S3 Standard, EventBridge Scheduler, Step Functions Standard)";
+pub const PRICES_AS_OF: &str = "AWS list prices, us-east-1, as published in 2025 (Lambda on arm64, the architecture the CDK constructs deploy; DynamoDB on-demand after the 2024-11 cut; S3 Standard; EventBridge Scheduler; Step Functions Standard)";
 
 /// Lambda: per request.
 pub const LAMBDA_REQUEST: f64 = 0.20 / 1e6;
-/// Lambda: per GB-second (x86).
-pub const LAMBDA_GB_SECOND: f64 = 0.000_016_666_7;
+/// Lambda: per GB-second on arm64 (Graviton; x86 is $0.0000166667). The CDK constructs deploy
+/// every function, the orchestrator's and the handlers', on arm64.
+pub const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
 /// DynamoDB on-demand: per write request unit.
 pub const DYNAMO_WRU: f64 = 0.625 / 1e6;
 /// DynamoDB on-demand: per read request unit.

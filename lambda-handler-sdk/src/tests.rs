@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 struct MemoryJournal {
     entries: Mutex<BTreeMap<u32, JournalEntry>>,
     writes: AtomicU32,
+    /// Who wrote each append, in order.
+    writers: Mutex<Vec<durable_protocol::store::Writer>>,
     /// Completions take this long, like a network write.
     completion_delay: Option<Duration>,
     state: Mutex<BTreeMap<String, serde_json::Value>>,
@@ -36,10 +38,11 @@ impl JournalSink for MemoryJournal {
         &'a self,
         _id: &'a InvocationId,
         entry: &'a JournalEntry,
-        _writer: durable_protocol::store::Writer,
+        writer: durable_protocol::store::Writer,
     ) -> BoxFuture<'a, Result<Appended, StoreError>> {
         Box::pin(async move {
             self.writes.fetch_add(1, Ordering::SeqCst);
+            self.writers.lock().unwrap().push(writer);
             let mut entries = self.entries.lock().unwrap();
             if let Some(existing) = entries.get(&entry.index) {
                 return Ok(Appended::AlreadyRecorded(existing.clone()));
@@ -356,6 +359,33 @@ async fn fresh_run_writes_one_entry_per_step() {
     let entries = journal.entries.lock().unwrap();
     assert_eq!(entries[&0], run_entry(0, "a", json!(2)));
     assert_eq!(entries[&2], run_entry(2, "c", json!(25)));
+}
+
+#[tokio::test]
+async fn appends_carry_the_pushed_epoch_and_journal_ttl() {
+    let journal = Arc::new(MemoryJournal::default());
+    let req = InvokeRequest {
+        epoch: 4,
+        journal_expires_at: Some(1_900_000_000),
+        ..request("three", json!(1), vec![])
+    };
+    endpoint().run(req, journal.clone()).await;
+    let expected = durable_protocol::store::Writer {
+        epoch: 4,
+        expires_at: Some(1_900_000_000),
+    };
+    assert_eq!(*journal.writers.lock().unwrap(), vec![expected; 3]);
+    // A push without a TTL (the journal is kept): entries are written without one.
+    let kept = Arc::new(MemoryJournal::default());
+    endpoint()
+        .run(request("three", json!(1), vec![]), kept.clone())
+        .await;
+    assert!(kept
+        .writers
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|w| w.expires_at.is_none()));
 }
 
 #[tokio::test]

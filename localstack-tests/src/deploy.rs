@@ -147,11 +147,24 @@ pub async fn deploy(
     bin_dir: &Path,
     out: &Path,
 ) -> Result<Deployment> {
-    deploy_with(clients, prefix, bin_dir, out, HANDLERS, &BTreeMap::new()).await
+    deploy_with(
+        clients,
+        prefix,
+        bin_dir,
+        out,
+        HANDLERS,
+        &BTreeMap::new(),
+        ORCHESTRATOR_TIMEOUT_SECS,
+    )
+    .await
 }
 
-/// Deploys the orchestrator and `handler_functions` under `prefix`, with `extra_env` added to
-/// every function's environment (the benchmark routes AWS calls through its counting proxy).
+/// The orchestrator's timeout in the local deployment (the CDK construct's default).
+pub const ORCHESTRATOR_TIMEOUT_SECS: i32 = 60;
+
+/// Deploys the orchestrator (with `orchestrator_timeout_secs`) and `handler_functions` under
+/// `prefix`, with `extra_env` added to every function's environment (the benchmark routes AWS
+/// calls through its counting proxy).
 pub async fn deploy_with(
     clients: &Clients,
     prefix: &str,
@@ -159,6 +172,7 @@ pub async fn deploy_with(
     out: &Path,
     handler_functions: &[HandlerFunction],
     extra_env: &BTreeMap<String, String>,
+    orchestrator_timeout_secs: i32,
 ) -> Result<Deployment> {
     let table = format!("{prefix}-journal");
     let bucket = format!("{prefix}-payloads");
@@ -181,7 +195,14 @@ pub async fn deploy_with(
     env.insert("RUST_LOG".to_owned(), "info".to_owned());
     env.extend(extra_env.clone());
     let zip = package(&bin_dir.join("orchestrator"))?;
-    upsert_function(clients, &orchestrator_function, zip, env, 60).await?;
+    upsert_function(
+        clients,
+        &orchestrator_function,
+        zip,
+        env,
+        orchestrator_timeout_secs,
+    )
+    .await?;
     let orchestrator_url = ensure_function_url(clients, &orchestrator_function).await?;
 
     let mut handlers = BTreeMap::new();

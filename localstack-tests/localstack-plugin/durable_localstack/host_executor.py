@@ -66,6 +66,10 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     result: bytes | None = None
     is_error: bool = False
+    # When the runtime received the event and when it answered: what AWS bills as the
+    # invocation's duration (the executor's own overhead around it is not billed).
+    delivered: float | None = None
+    answered: float | None = None
 
 
 class _Generation:
@@ -121,6 +125,7 @@ class _Generation:
                 if pending is None:  # generation retired while this request waited
                     return self._reply(HTTPStatus.GONE)
                 gen.current = pending
+                pending.delivered = time.monotonic()
                 self._reply(
                     HTTPStatus.OK,
                     pending.payload,
@@ -158,6 +163,7 @@ class _Generation:
                     return self._reply(HTTPStatus.PAYLOAD_TOO_LARGE)
                 pending.is_error = parts[2] == "error"
                 pending.result = body
+                pending.answered = time.monotonic()
                 gen.current = None
                 pending.done.set()
                 self._reply(HTTPStatus.ACCEPTED)
@@ -333,6 +339,17 @@ class HostRuntimeExecutor(RuntimeExecutor):
                 "is_error": pending.is_error,
                 "error_type": error_type,
                 "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                # From the event reaching the runtime to its answer (Lambda's billed duration);
+                # the whole call when the runtime never answered (crash, timeout).
+                "billed_ms": round(
+                    (
+                        (pending.answered - pending.delivered)
+                        if pending.answered is not None and pending.delivered is not None
+                        else time.monotonic() - started
+                    )
+                    * 1000,
+                    1,
+                ),
                 "payload_head": pending.payload[:400].decode("utf-8", "replace"),
             }
         )
