@@ -123,6 +123,22 @@ impl Env {
         panic!("nothing published under test#{run}/{sk}");
     }
 
+    /// Sends the orchestrator a `sweep` (its schedule does every minute on AWS) and returns
+    /// its answer (`redriven`, `looked_at`, `swept_until`).
+    pub async fn sweep(&self) -> serde_json::Value {
+        let out = self
+            .clients
+            .lambda
+            .invoke()
+            .function_name(&self.deployment.orchestrator_function)
+            .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"type":"sweep"}"#))
+            .send()
+            .await
+            .expect("invoke the orchestrator");
+        assert!(out.function_error.is_none(), "the sweep failed");
+        serde_json::from_slice(out.payload.expect("an answer").as_ref()).expect("JSON")
+    }
+
     /// `POST /awakeables/{id}/{action}` with a JSON body.
     pub async fn complete_awakeable(&self, id: &str, action: &str, body: &str) -> Answer {
         self.client

@@ -668,17 +668,7 @@ async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
         .await
         .unwrap();
     assert!(matches!(created, Created::New(_)));
-    let out = env
-        .clients
-        .lambda
-        .invoke()
-        .function_name(&env.deployment.orchestrator_function)
-        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"type":"sweep"}"#))
-        .send()
-        .await
-        .unwrap();
-    assert!(out.function_error.is_none());
-    let answer: serde_json::Value = serde_json::from_slice(out.payload.unwrap().as_ref()).unwrap();
+    let answer = env.sweep().await;
     assert!(
         answer["redriven"]
             .as_array()

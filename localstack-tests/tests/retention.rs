@@ -327,17 +327,7 @@ async fn the_sweep_skips_finished_invocations_and_moves_its_cursor() {
     )
     .await;
 
-    let out = env
-        .clients
-        .lambda
-        .invoke()
-        .function_name(&env.deployment.orchestrator_function)
-        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"type":"sweep"}"#))
-        .send()
-        .await
-        .unwrap();
-    assert!(out.function_error.is_none());
-    let answer: serde_json::Value = serde_json::from_slice(out.payload.unwrap().as_ref()).unwrap();
+    let answer = env.sweep().await;
     let redriven = answer["redriven"].as_array().unwrap();
     assert!(redriven.contains(&json!(stranded_id.as_str())), "{answer}");
     assert!(!redriven.contains(&json!(finished_id.as_str())), "{answer}");

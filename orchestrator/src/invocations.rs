@@ -8,7 +8,9 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use durable_protocol::keyed::ObjectRef;
-use durable_protocol::store::{get_n, get_s, keys, n, now_millis, s, Item, StoreError};
+use durable_protocol::store::{
+    apply_update as apply, get_n, get_s, keys, n, now_millis, s, Item, StoreError,
+};
 use durable_protocol::{
     HandlerKind, HandlerName, IdempotencyKey, InvocationId, ObjectKey, ServiceName, StepFailures,
     TerminalFailure,
@@ -284,22 +286,6 @@ fn lease_ahead(lease_until: u64) -> u64 {
     lease_until.max(now_millis() + LEASE_AHEAD.as_millis() as u64)
 }
 
-/// Sends a conditional update: `Ok(false)` when its condition did not hold.
-async fn apply(update: UpdateItemFluentBuilder) -> Result<bool, StoreError> {
-    match update.send().await {
-        Ok(_) => Ok(true),
-        Err(e)
-            if matches!(
-                e.as_service_error(),
-                Some(UpdateItemError::ConditionalCheckFailedException(_))
-            ) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-    }
-}
-
 impl InvocationStore {
     /// A store on `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -524,7 +510,7 @@ impl InvocationStore {
 
     /// Moves the sweep's cursor forward to `to` (never back: racing sweeps are harmless).
     pub async fn advance_sweep_cursor(&self, to: u64) -> Result<(), StoreError> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -532,21 +518,8 @@ impl InvocationStore {
             .key(keys::SK, s(SWEEP_SK))
             .condition_expression("attribute_not_exists(swept_until) OR swept_until < :to")
             .update_expression("SET swept_until = :to")
-            .expression_attribute_values(":to", n(to))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+            .expression_attribute_values(":to", n(to));
+        apply(update).await.map(|_| ())
     }
 
     /// One page of the `leases` index between `after` (exclusive) and `upto` (inclusive), in

@@ -177,6 +177,24 @@ pub(crate) fn read_result(item: &Item, prefix: &str) -> Result<Option<StepResult
     }))
 }
 
+/// Sends a conditional update: `Ok(false)` when its condition did not hold.
+pub async fn apply_update(
+    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+) -> Result<bool, StoreError> {
+    match update.send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+    }
+}
+
 /// Who appends a journal entry: the attempt's epoch, and the TTL (epoch seconds) its entries
 /// get. An attempt that is expected to finish soon gets one, so that its journal expires after
 /// the retention period without another write; `None` keeps entries until the orchestrator
@@ -555,31 +573,18 @@ impl JournalStore {
         Ok(items.len())
     }
 
-    /// Takes the TTL off entry `index` of `id`: it is kept until the invocation finishes.
+    /// Takes the TTL off entry `index` of `id`: it is kept until the invocation finishes (an
+    /// entry that expired and is gone already has nothing left to keep).
     async fn keep_entry(&self, id: &InvocationId, index: u32) -> Result<(), StoreError> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(keys::PK, s(keys::invocation_pk(id)))
             .key(keys::SK, s(keys::journal_sk(index)))
             .condition_expression("attribute_exists(sk)")
-            .update_expression("REMOVE expires_at")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Expired and removed already: nothing left to keep.
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+            .update_expression("REMOVE expires_at");
+        apply_update(update).await.map(|_| ())
     }
 
     /// The whole journal of `id`, after taking the TTL off every entry that has one: from now
