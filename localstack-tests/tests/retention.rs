@@ -5,7 +5,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use durable_orchestrator::invocations::{
-    Created, Invocation, InvocationStore, NewInvocation, Outcome, LEASE_AHEAD,
+    Created, Invocation, InvocationStore, NewInvocation, Outcome,
 };
 use durable_protocol::store::{now_millis, Appended, JournalStore, Writer};
 use durable_protocol::{
@@ -103,6 +103,32 @@ async fn a_run_finished_in_its_first_attempt_has_its_journal_expire_without_rewr
         "never left its first attempt"
     );
     assert_eq!(meta["status"].as_s().unwrap(), "completed");
+}
+
+/// A one-way send is created released and driven by a fresh call: its first push still gives
+/// the entries their TTL, and finishing rewrites none.
+#[tokio::test]
+async fn a_sent_run_finished_in_its_first_attempt_has_its_journal_expire_without_rewrites() {
+    let env = Env::load().await;
+    let run = run_id();
+    let before = now_secs();
+    let id = env
+        .send("testbed", "steps", json!({"run": run, "steps": 2}))
+        .await;
+    let output = env.output(&id, Duration::from_secs(30)).await;
+    assert_eq!(output.status, 200, "{}", output.raw);
+    let after = now_secs();
+    let (meta, journal) = items(&env, &id).await;
+    assert_eq!(journal.len(), 2);
+    for entry in &journal {
+        let t = ttl(entry).expect("a TTL from the start");
+        let (low, high) = (
+            before + RETENTION_SECS + GRACE_SECS,
+            after + RETENTION_SECS + GRACE_SECS + 1,
+        );
+        assert!(t >= low && t <= high, "{t} in {low}..{high}");
+    }
+    assert_eq!(meta.get("journal_kept"), None);
 }
 
 /// A run that suspends may wait longer than its entries' TTL: they lose it before the
@@ -227,65 +253,77 @@ async fn a_writer_that_keeps_its_journal_takes_the_ttl_off_an_entry_it_adopts() 
 }
 
 /// Released invocations (handed off, granted a lock, a one-way send) are taken over at once
-/// whatever their lease; a stranded one found by the sweep gets a lease ahead of the sweep's
-/// cursor, so that a later sweep would find it again if its `drive` event were lost too.
+/// whatever their lease; one handed off keeps its journal from then on, one never pushed does
+/// not need to. A stranded one found by the sweep gets a lease ahead of the sweep's cursor (so
+/// that a later sweep would find it again if its `drive` event were lost too) and, since its
+/// last driver's attempt may still run, keeps its journal once taken over.
 #[tokio::test]
 async fn released_and_stranded_invocations_are_taken_over_at_once() {
     let env = Env::load().await;
     let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    let later = || now_millis() + 60_000;
     // Leased for an hour by a driver that hands it off.
     let id = InvocationId::random();
-    let mut inv = created(
-        &store,
-        &new_invocation(&env, &id, json!({}), now_millis() + 3_600_000),
-    )
-    .await;
+    let leased = new_invocation(&env, &id, json!({}), now_millis() + 3_600_000);
+    let inv = created(&store, &leased).await;
     let mut rival = inv.clone();
     assert!(
-        !store
-            .take_over(&mut rival, now_millis() + 60_000)
-            .await
-            .unwrap(),
+        !store.take_over(&mut rival, later()).await.unwrap(),
         "leased"
     );
     assert!(store.release(&inv).await.unwrap());
     let mut taker = store.get(&id).await.unwrap().unwrap();
     assert!(taker.released);
     assert!(
-        store
-            .take_over(&mut taker, now_millis() + 60_000)
-            .await
-            .unwrap(),
+        store.take_over(&mut taker, later()).await.unwrap(),
         "released"
     );
-    assert!(
-        !store.get(&id).await.unwrap().unwrap().released,
-        "owned again"
-    );
+    assert!(taker.journal_kept, "handed off: kept");
+    let stored = store.get(&id).await.unwrap().unwrap();
+    assert!(!stored.released && stored.journal_kept, "owned again, kept");
     assert!(
         !store.release(&inv).await.unwrap(),
         "the old driver lost it"
     );
 
+    // A one-way send: released from the start, never pushed.
+    let id = InvocationId::random();
+    let send = NewInvocation {
+        released: true,
+        ..new_invocation(&env, &id, json!({}), 0)
+    };
+    let mut taker = created(&store, &send).await;
+    assert!(taker.released);
+    assert!(
+        taker.lease_until >= now_millis(),
+        "a lease ahead, for the sweep"
+    );
+    assert!(store.take_over(&mut taker, later()).await.unwrap());
+    assert!(
+        !taker.journal_kept,
+        "its first push still gives its entries a TTL"
+    );
+    assert!(!store.get(&id).await.unwrap().unwrap().journal_kept);
+
     // Stranded: its lease ended long ago.
     let id = InvocationId::random();
-    inv = created(
-        &store,
-        &new_invocation(&env, &id, json!({}), now_millis() - 60_000),
-    )
-    .await;
+    let stranded = new_invocation(&env, &id, json!({}), now_millis() - 60_000);
+    let inv = created(&store, &stranded).await;
     let marked_at = now_millis();
     assert!(store.mark_stranded(&inv).await.unwrap());
     let marked = store.get(&id).await.unwrap().unwrap();
-    assert!(marked.released);
-    assert!(marked.lease_until >= marked_at + LEASE_AHEAD.as_millis() as u64);
+    assert!(!marked.released, "its driver's attempt may still run");
+    assert!(
+        marked.lease_until >= marked_at,
+        "ahead of the sweep's cursor"
+    );
     assert!(!store.mark_stranded(&inv).await.unwrap(), "once per lease");
     let mut taker = marked.clone();
-    assert!(store
-        .take_over(&mut taker, now_millis() + 60_000)
-        .await
-        .unwrap());
-    assert!(taker.journal_kept, "a take-over keeps the journal");
+    assert!(store.take_over(&mut taker, later()).await.unwrap());
+    assert!(
+        taker.journal_kept,
+        "a take-over from a lost driver keeps the journal"
+    );
 }
 
 /// The sweep reads what its cursor passes once: a finished invocation left in the `leases`

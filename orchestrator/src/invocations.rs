@@ -25,8 +25,9 @@ const LEASE_SHARD_VALUE: &str = "L";
 pub const LEASE_INDEX: &str = "leases";
 /// The flag set when an invocation leaves its first attempt: its journal is kept from then on.
 const JOURNAL_KEPT: &str = "journal_kept";
-/// The flag of a running invocation that nobody drives and anybody may take over at once,
-/// whatever its lease says (handed off, granted its object's lock, a one-way send).
+/// The flag of a running invocation that nobody drives, with no attempt running, that anybody
+/// may take over at once whatever its lease says (handed off between pushes, granted its
+/// object's lock, a one-way send).
 const RELEASED: &str = "released";
 /// A lease written into the `leases` index is at least this far in the future. With the
 /// sweep's grace, a write that takes less than their sum to become visible in the index is
@@ -453,37 +454,44 @@ impl InvocationStore {
         lease_until: u64,
     ) -> Result<bool, StoreError> {
         let lease_until = lease_ahead(lease_until);
+        // Taken from a driver whose lease ran out, its attempt may still be running and
+        // appending: from now on the journal is kept (the next push takes the TTL off what is
+        // there). A released invocation has no attempt running (and one that was pushed before
+        // keeps its journal already): nothing changes.
+        let keep = !inv.released;
+        let set = if keep {
+            "SET epoch = :next, lease_until = :lease, updated_at = :now, journal_kept = :t REMOVE released"
+        } else {
+            "SET epoch = :next, lease_until = :lease, updated_at = :now REMOVE released"
+        };
         let update = self
             .update_owned(inv)
             .condition_expression(
-                "epoch = :e AND #st = :running AND (lease_until < :now OR released = :kept)",
+                "epoch = :e AND #st = :running AND (lease_until < :now OR released = :t)",
             )
-            .update_expression(
-                "SET epoch = :next, lease_until = :lease, updated_at = :now, journal_kept = :kept REMOVE released",
-            )
+            .update_expression(set)
             .expression_attribute_values(":next", n(inv.epoch + 1))
             .expression_attribute_values(":lease", n(lease_until))
             .expression_attribute_values(":now", n(now_millis()))
-            .expression_attribute_values(":kept", AttributeValue::Bool(true));
+            .expression_attribute_values(":t", AttributeValue::Bool(true));
         let applied = apply(update).await?;
         if applied {
             inv.epoch += 1;
             inv.lease_until = lease_until;
             inv.released = false;
-            // The previous driver's attempt may still be running and appending: from now on
-            // the journal is kept, and the next push takes the TTL off what is there.
-            inv.journal_kept = true;
+            inv.journal_kept |= keep;
         }
         Ok(applied)
     }
 
-    /// Gives up ownership now so that the next driver can take over at once. The lease stays
-    /// (moving it would rewrite the `leases` index): if the hand-off event is lost, the sweep
-    /// finds the invocation when the lease ends.
+    /// Gives up ownership now, between two pushes, so that the next driver can take over at
+    /// once. The lease stays (moving it would rewrite the `leases` index): if the hand-off
+    /// event is lost, the sweep finds the invocation when the lease ends. Handed from call to
+    /// call it may live long: its journal is kept from now on.
     pub async fn release(&self, inv: &Invocation) -> Result<bool, StoreError> {
         apply(
             self.update_owned(inv)
-                .update_expression("SET released = :t")
+                .update_expression("SET released = :t, journal_kept = :t")
                 .expression_attribute_values(":t", AttributeValue::Bool(true)),
         )
         .await
@@ -607,18 +615,17 @@ impl InvocationStore {
         Ok(found)
     }
 
-    /// Marks a running invocation that nobody drives as released and moves its lease to
-    /// `LEASE_AHEAD` from now: the `drive` event sent next takes it over at once, and if that
-    /// event is lost too, a later sweep finds it again. `false` if it changed meanwhile.
+    /// Moves the lease of a running invocation that nobody drives to now: still expired (the
+    /// `drive` event sent next takes it over at once) but ahead of the sweep's cursor, so that
+    /// a later sweep finds it again if that event is lost too. `false` if it changed meanwhile.
+    /// Not `released`: its last driver's attempt may still be running.
     pub async fn mark_stranded(&self, inv: &Invocation) -> Result<bool, StoreError> {
         let now = now_millis();
         apply(
             self.update_owned(inv)
                 .condition_expression("epoch = :e AND #st = :running AND lease_until = :old")
-                .update_expression("SET lease_until = :lease, released = :t, updated_at = :now")
+                .update_expression("SET lease_until = :now, updated_at = :now")
                 .expression_attribute_values(":old", n(inv.lease_until))
-                .expression_attribute_values(":lease", n(now + LEASE_AHEAD.as_millis() as u64))
-                .expression_attribute_values(":t", AttributeValue::Bool(true))
                 .expression_attribute_values(":now", n(now)),
         )
         .await
