@@ -395,7 +395,6 @@ struct Measured {
     p99: f64,
     usage: Usage,
     counts: proxy::Counts,
-    orchestrator_cpu_ms: f64,
     runs: usize,
 }
 
@@ -567,7 +566,7 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
         // deadline plus 5 s) it reads each finished run's item once. Its own Lambda call is
         // not counted: it runs once a minute whatever the traffic.
         tokio::time::sleep(Duration::from_secs(ORCHESTRATOR_TIMEOUT_SECS as u64 + 6)).await;
-        sweep(&clients, &deployment).await?;
+        deploy::sweep(&clients, &deployment.orchestrator_function).await?;
         let counts = counter.take();
         let n = scenario.runs as f64;
         let sum = |f: &str| -> (f64, f64) {
@@ -614,7 +613,6 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
             p99,
             usage,
             counts,
-            orchestrator_cpu_ms: orchestrator_cpu_ms / n,
             runs: scenario.runs,
         };
         // The baseline, measured right after.
@@ -695,23 +693,6 @@ struct Plain {
     cpu_ms: f64,
 }
 
-/// Sends the orchestrator a `sweep` (as its `rate(1 minute)` schedule does in production).
-async fn sweep(clients: &Clients, deployment: &Deployment) -> Result<(), Error> {
-    let out = clients
-        .lambda
-        .invoke()
-        .function_name(&deployment.orchestrator_function)
-        .payload(aws_sdk_lambda::primitives::Blob::new(
-            r#"{"type":"sweep"}"#.as_bytes().to_vec(),
-        ))
-        .send()
-        .await?;
-    if out.function_error.is_some() {
-        return Err("the sweep failed".into());
-    }
-    Ok(())
-}
-
 fn write_scenario(
     summary: &mut String,
     details: &mut String,
@@ -762,7 +743,7 @@ fn write_scenario(
         u.rru,
         s3 as f64 / n,
         u.schedules,
-        m.orchestrator_cpu_ms,
+        u.orchestrator_cpu_ms,
         money(cost.total()),
         sfn
     )?;
@@ -828,7 +809,7 @@ fn write_scenario(
     writeln!(
         details,
         "| CPU time (full core) | orchestrator {:.1} ms, handler {:.1} ms | {} |",
-        m.orchestrator_cpu_ms,
+        u.orchestrator_cpu_ms,
         u.handler_cpu_ms,
         plain.map_or("".into(), |p| format!("{:.1} ms", p.cpu_ms))
     )?;

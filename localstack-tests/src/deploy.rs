@@ -530,6 +530,21 @@ pub async fn register(
     alias_arn: &str,
 ) -> Result<serde_json::Value> {
     let event = serde_json::json!({"type": "register", "function_arn": alias_arn});
+    control(clients, orchestrator, &event).await
+}
+
+/// Sends the orchestrator a `sweep` (its schedule does every minute on AWS); returns its
+/// answer (`redriven`, `looked_at`, `swept_until`).
+pub async fn sweep(clients: &Clients, orchestrator: &str) -> Result<serde_json::Value> {
+    control(clients, orchestrator, &serde_json::json!({"type": "sweep"})).await
+}
+
+/// Sends the orchestrator a control event synchronously; returns its JSON answer.
+async fn control(
+    clients: &Clients,
+    orchestrator: &str,
+    event: &serde_json::Value,
+) -> Result<serde_json::Value> {
     let out = clients
         .lambda
         .invoke()
@@ -541,10 +556,10 @@ pub async fn register(
     let body = out.payload.map(Blob::into_inner).unwrap_or_default();
     if let Some(fe) = out.function_error {
         return Err(ToolError::Message(format!(
-            "registering {alias_arn} failed ({fe}): {}",
+            "the orchestrator failed on {event} ({fe}): {}",
             String::from_utf8_lossy(&body)
         )));
     }
     serde_json::from_slice(&body)
-        .map_err(|e| ToolError::Message(format!("registration answer is not JSON: {e}")))
+        .map_err(|e| ToolError::Message(format!("the answer to {event} is not JSON: {e}")))
 }

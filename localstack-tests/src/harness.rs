@@ -126,17 +126,9 @@ impl Env {
     /// Sends the orchestrator a `sweep` (its schedule does every minute on AWS) and returns
     /// its answer (`redriven`, `looked_at`, `swept_until`).
     pub async fn sweep(&self) -> serde_json::Value {
-        let out = self
-            .clients
-            .lambda
-            .invoke()
-            .function_name(&self.deployment.orchestrator_function)
-            .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"type":"sweep"}"#))
-            .send()
+        crate::deploy::sweep(&self.clients, &self.deployment.orchestrator_function)
             .await
-            .expect("invoke the orchestrator");
-        assert!(out.function_error.is_none(), "the sweep failed");
-        serde_json::from_slice(out.payload.expect("an answer").as_ref()).expect("JSON")
+            .expect("the sweep answers")
     }
 
     /// `POST /awakeables/{id}/{action}` with a JSON body.

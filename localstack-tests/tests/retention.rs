@@ -42,6 +42,19 @@ async fn items(env: &Env, id: &str) -> (Item, Vec<Item>) {
     (meta.into_iter().next().expect("a metadata item"), journal)
 }
 
+/// Every entry carries the TTL its first push gave it: the push time (between `before` and
+/// `after`) plus retention plus grace.
+fn assert_first_attempt_ttls(journal: &[Item], before: u64, after: u64) {
+    let (low, high) = (
+        before + RETENTION_SECS + GRACE_SECS,
+        after + RETENTION_SECS + GRACE_SECS + 1,
+    );
+    for entry in journal {
+        let t = ttl(entry).expect("every entry has its TTL from the start");
+        assert!(t >= low && t <= high, "TTL {t} in {low}..{high}: {entry:?}");
+    }
+}
+
 fn new_invocation(
     env: &Env,
     id: &InvocationId,
@@ -85,13 +98,8 @@ async fn a_run_finished_in_its_first_attempt_has_its_journal_expire_without_rewr
     let id = answer.invocation_id.unwrap();
     let (meta, journal) = items(&env, &id).await;
     assert_eq!(journal.len(), 3);
+    assert_first_attempt_ttls(&journal, before, after);
     for entry in &journal {
-        let t = ttl(entry).expect("every entry has its TTL from the start");
-        assert!(
-            t >= before + RETENTION_SECS + GRACE_SECS
-                && t <= after + RETENTION_SECS + GRACE_SECS + 1,
-            "TTL {t} is the push time plus retention plus grace ({before}..{after})"
-        );
         // Written once: by the first attempt, never re-put (a re-put at finish would give it
         // the retention TTL from the finish time, a day earlier).
         assert_eq!(entry["epoch"].as_n().unwrap(), "1");
@@ -120,14 +128,7 @@ async fn a_sent_run_finished_in_its_first_attempt_has_its_journal_expire_without
     let after = now_secs();
     let (meta, journal) = items(&env, &id).await;
     assert_eq!(journal.len(), 2);
-    for entry in &journal {
-        let t = ttl(entry).expect("a TTL from the start");
-        let (low, high) = (
-            before + RETENTION_SECS + GRACE_SECS,
-            after + RETENTION_SECS + GRACE_SECS + 1,
-        );
-        assert!(t >= low && t <= high, "{t} in {low}..{high}");
-    }
+    assert_first_attempt_ttls(&journal, before, after);
     assert_eq!(meta.get("journal_kept"), None);
 }
 

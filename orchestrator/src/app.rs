@@ -682,8 +682,9 @@ impl App {
                     redriven.push(inv.id);
                 }
             }
+            // Pages come in lease order.
             if let Some((_, lease)) = leases.last() {
-                reached = reached.max(*lease);
+                reached = *lease;
             }
             done = next.is_none();
             page = next;

@@ -281,10 +281,16 @@ pub enum Suspension {
     LostOwnership,
 }
 
+/// The lease of a released invocation: only the sweep's fallback if its `drive` event is lost
+/// (whoever gets that event takes it over at once).
+pub fn released_lease() -> u64 {
+    now_millis() + LEASE_AHEAD.as_millis() as u64
+}
+
 /// A lease to write: at least `LEASE_AHEAD` from now (a call close to its own deadline would
 /// otherwise write one that the sweep's cursor may already have passed).
 fn lease_ahead(lease_until: u64) -> u64 {
-    lease_until.max(now_millis() + LEASE_AHEAD.as_millis() as u64)
+    lease_until.max(released_lease())
 }
 
 impl InvocationStore {
@@ -313,7 +319,7 @@ impl InvocationStore {
         if status == Status::Running {
             let lease = if new.released {
                 item.insert(RELEASED.into(), AttributeValue::Bool(true));
-                now + LEASE_AHEAD.as_millis() as u64
+                released_lease()
             } else {
                 new.lease_until
             };

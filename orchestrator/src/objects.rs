@@ -217,10 +217,7 @@ impl Objects {
             .expression_attribute_values(":running", s(Status::Running.as_str()))
             // Whoever drives it takes it over at once (released); if its `drive` event is
             // lost, the sweep finds it when this lease ends.
-            .expression_attribute_values(
-                ":soon",
-                n(now_millis() + crate::invocations::LEASE_AHEAD.as_millis() as u64),
-            )
+            .expression_attribute_values(":soon", n(crate::invocations::released_lease()))
             .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
             .expression_attribute_values(":shard", s("L"))
             .expression_attribute_values(":now", n(now_millis()))

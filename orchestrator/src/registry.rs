@@ -149,16 +149,18 @@ impl Registry {
     /// The live registration of `service`, if any: from the cache while it is fresh (a new
     /// version is picked up within the cache time; an unknown service is always read again).
     pub async fn lookup(&self, service: &ServiceName) -> Result<Option<Registration>, StoreError> {
-        if !self.cache_for.is_zero() {
+        let cached = {
             let cache = self.cache.lock().expect("registry cache poisoned");
-            if let Some((read_at, reg)) = cache.get(service) {
-                if read_at.elapsed() < self.cache_for {
-                    return Ok(Some(reg.clone()));
-                }
-            }
+            cache
+                .get(service)
+                .filter(|(read_at, _)| read_at.elapsed() < self.cache_for)
+                .map(|(_, reg)| reg.clone())
+        };
+        if cached.is_some() {
+            return Ok(cached);
         }
         let reg = self.read(service).await?;
-        if let (Some(reg), false) = (&reg, self.cache_for.is_zero()) {
+        if let Some(reg) = &reg {
             self.cache
                 .lock()
                 .expect("registry cache poisoned")

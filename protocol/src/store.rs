@@ -590,17 +590,19 @@ impl JournalStore {
     /// The whole journal of `id`, after taking the TTL off every entry that has one: from now
     /// on the invocation may live longer than the TTL its first attempt gave its entries
     /// (it suspends, retries or changes hands), so they are kept until it finishes. Costs one
-    /// write per entry that had a TTL, nothing for the others.
+    /// write per entry that had a TTL (sent together), nothing for the others.
     pub async fn load_kept(&self, id: &InvocationId) -> Result<Vec<JournalEntry>, StoreError> {
         let items = self.journal_items(id).await?;
-        let mut entries = Vec::with_capacity(items.len());
-        for item in &items {
-            let entry = entry_from_item(item)?;
-            if item.contains_key(keys::EXPIRES_AT) {
-                self.keep_entry(id, entry.index).await?;
-            }
-            entries.push(entry);
-        }
+        let entries = items
+            .iter()
+            .map(entry_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let expiring = items
+            .iter()
+            .zip(&entries)
+            .filter(|(item, _)| item.contains_key(keys::EXPIRES_AT))
+            .map(|(_, entry)| self.keep_entry(id, entry.index));
+        futures::future::try_join_all(expiring).await?;
         Ok(entries)
     }
 
