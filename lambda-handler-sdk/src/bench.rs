@@ -169,7 +169,10 @@ pub async fn replay(request: InvokeRequest) -> Duration {
     let expected = serde_json::json!((0..n).map(|i| i * 2).sum::<u64>());
     assert_eq!(
         response,
-        HandlerResponse::Completed { output: expected },
+        HandlerResponse::Completed {
+            output: expected,
+            tail: None
+        },
         "the replay did not complete from the journal alone"
     );
     elapsed

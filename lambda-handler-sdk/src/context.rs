@@ -3,7 +3,6 @@
 use crate::error::{ErrorKind, HandlerError, TerminalError};
 use crate::invocation::{Abort, BoxFuture, Invocation};
 use crate::retry::RetryPolicy;
-use durable_protocol::store::Appended;
 use durable_protocol::{EntryKind, InvocationId, JournalEntry, StepResult, TerminalFailure};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -28,8 +27,11 @@ impl Context {
     }
 
     /// A durable step: runs `closure` once, records its result in the journal with one
-    /// conditional write before returning it, and on replay returns the recorded result
-    /// without running the closure again.
+    /// conditional write, and on replay returns the recorded result without running the
+    /// closure again. The write is made as soon as the handler awaits anything after the step
+    /// (another step, a sleep, a call, or any other future), before the handler goes on; a
+    /// handler that returns without awaiting anything after its last step has that step
+    /// recorded together with its outcome, in the same write.
     ///
     /// The closure may fail with a [`TerminalError`] (recorded, returned on every replay) or
     /// any other error (the attempt ends and the invocation is retried per the step's
@@ -171,6 +173,10 @@ where
     }
 
     let _busy = inv.busy();
+    // The step before this one is recorded before this one's side effects start.
+    if let Err(reason) = inv.flush_deferred().await {
+        return inv.abort(reason).await;
+    }
     let attempt = inv.previous_failures(index) + 1;
     let result = match closure().await {
         Ok(value) => match serde_json::to_value(&value) {
@@ -232,33 +238,10 @@ where
             result: recorded,
         },
     );
-    match inv.append(&entry).await {
-        Ok(Appended::Written) => decode(&inv, index, name, result).await,
-        Ok(Appended::AlreadyRecorded(recorded)) => match &recorded.kind {
-            // Another attempt got here first: its result is the history, ours is dropped.
-            EntryKind::Run {
-                name: recorded_name,
-                result,
-            } if recorded_name == name => {
-                tracing::info!(
-                    step = name,
-                    index,
-                    "step was recorded by a concurrent attempt; adopting its result"
-                );
-                decode(&inv, index, name, result.clone()).await
-            }
-            other => {
-                inv.abort(Abort::Fatal(mismatch(index, other, &asked_run(name))))
-                    .await
-            }
-        },
-        Err(e) => {
-            inv.abort(Abort::Retry {
-                message: format!("could not record step {name:?}: {e}"),
-                step: None,
-                retry_after: None,
-            })
-            .await
-        }
+    // Recorded before the next durable operation, or with the outcome if the handler
+    // returns first (one write fewer for a run that ends with a step).
+    match inv.defer(entry).await {
+        Ok(()) => decode(&inv, index, name, result).await,
+        Err(reason) => inv.abort(reason).await,
     }
 }

@@ -294,30 +294,8 @@ impl Endpoint {
         deadline_ms: u64,
     ) -> HandlerResponse {
         let payloads = PayloadStore::new(s3, req.bucket.clone(), req.limits);
-        let id = req.invocation_id.clone();
-        let response = self
-            .run_invocation(req, sink, dispatcher, payloads.clone(), deadline_ms)
-            .await;
-        // Outputs over the threshold go to S3 (Lambda answers at most 6 MB).
-        match response {
-            HandlerResponse::Completed { output } => {
-                match payloads.offload_output(&id, output).await {
-                    Ok(output) => HandlerResponse::Completed { output },
-                    Err(PayloadError::TooLarge { size, max }) => HandlerResponse::Failed {
-                        failure: TerminalFailure::new(
-                            413,
-                            format!("the output is {size} bytes, over the limit of {max}"),
-                        ),
-                    },
-                    Err(e) => HandlerResponse::Retryable {
-                        message: format!("could not store the output: {e}"),
-                        step: None,
-                        retry_after_ms: None,
-                    },
-                }
-            }
-            other => other,
-        }
+        self.run_invocation(req, sink, dispatcher, payloads, deadline_ms)
+            .await
     }
 
     async fn run_invocation(
@@ -339,6 +317,7 @@ impl Endpoint {
                     404,
                     format!("this Lambda does not serve {}/{}", req.service, req.handler),
                 ),
+                tail: None,
             };
         };
         let limits = Limits {
@@ -379,7 +358,12 @@ impl Endpoint {
                         .keyed
                         .set(crate::keyed::Keyed::new(object, req.state.take()));
                 }
-                Err(failure) => return HandlerResponse::Failed { failure },
+                Err(failure) => {
+                    return HandlerResponse::Failed {
+                        failure,
+                        tail: None,
+                    }
+                }
             }
         }
         let _ = inv.dispatcher.set(dispatcher.clone());
@@ -388,10 +372,15 @@ impl Endpoint {
         inv.set_outbox(ops);
         let outbox = tokio::spawn(crate::calls::outbox_worker(inv.clone(), dispatcher, ops_rx));
         // Spawned so that a panic in user code becomes a retryable failure with its message.
+        let on_park = {
+            let inv = inv.clone();
+            Box::new(move || inv.write_deferred_on_park())
+        };
         let tracked = crate::idle::Tracked::new(
             handler(ctx, req.input),
             inv.idleness.clone(),
             inv.changed.clone(),
+            on_park,
         );
         let mut task = tokio::spawn(tracked);
         let outcome = tokio::select! {
@@ -417,14 +406,17 @@ impl Endpoint {
             (Ok(_), Some(reason)) => Err(reason),
             (other, _) => other,
         };
-        match outcome {
+        let response = match outcome {
             Err(Abort::Suspend { waiting_on, timers }) => {
                 tracing::info!(?waiting_on, "suspending until a completion arrives");
                 HandlerResponse::Suspended { waiting_on, timers }
             }
             Err(Abort::Fatal(failure)) => {
                 tracing::error!(code = failure.code, message = %failure.message, "invocation failed fatally");
-                HandlerResponse::Failed { failure }
+                HandlerResponse::Failed {
+                    failure,
+                    tail: None,
+                }
             }
             Err(Abort::Retry {
                 message,
@@ -435,10 +427,11 @@ impl Endpoint {
                 step,
                 retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
             },
-            Ok(Ok(Ok(output))) => HandlerResponse::Completed { output },
-            Ok(Ok(Err(HandlerError(ErrorKind::Terminal(t))))) => {
-                HandlerResponse::Failed { failure: t.into() }
-            }
+            Ok(Ok(Ok(output))) => HandlerResponse::Completed { output, tail: None },
+            Ok(Ok(Err(HandlerError(ErrorKind::Terminal(t))))) => HandlerResponse::Failed {
+                failure: t.into(),
+                tail: None,
+            },
             Ok(Ok(Err(HandlerError(ErrorKind::Retryable(message))))) => {
                 HandlerResponse::Retryable {
                     message,
@@ -461,6 +454,65 @@ impl Endpoint {
                     retry_after_ms: None,
                 }
             }
+        };
+        settle(&inv, response).await
+    }
+}
+
+/// Completes an answer: an outcome takes the deferred step entry along (the orchestrator
+/// records both in one write) and a large output goes to S3; any other answer writes the
+/// deferred entry first, so that the next attempt replays it.
+async fn settle(inv: &Invocation, response: HandlerResponse) -> HandlerResponse {
+    match response {
+        HandlerResponse::Completed { output, .. } => {
+            // Outputs over the threshold go to S3 (Lambda answers at most 6 MB).
+            match inv.payloads.offload_output(&inv.id, output).await {
+                Ok(output) => HandlerResponse::Completed {
+                    output,
+                    tail: inv.take_deferred().await,
+                },
+                Err(PayloadError::TooLarge { size, max }) => HandlerResponse::Failed {
+                    failure: TerminalFailure::new(
+                        413,
+                        format!("the output is {size} bytes, over the limit of {max}"),
+                    ),
+                    tail: inv.take_deferred().await,
+                },
+                Err(e) => {
+                    let _ = inv.flush_deferred().await;
+                    HandlerResponse::Retryable {
+                        message: format!("could not store the output: {e}"),
+                        step: None,
+                        retry_after_ms: None,
+                    }
+                }
+            }
+        }
+        HandlerResponse::Failed { failure, .. } => HandlerResponse::Failed {
+            failure,
+            tail: inv.take_deferred().await,
+        },
+        HandlerResponse::Suspended { waiting_on, timers } => match inv.flush_deferred().await {
+            Ok(()) => HandlerResponse::Suspended { waiting_on, timers },
+            Err(Abort::Fatal(failure)) => HandlerResponse::Failed {
+                failure,
+                tail: None,
+            },
+            Err(Abort::Retry {
+                message,
+                retry_after,
+                ..
+            }) => HandlerResponse::Retryable {
+                message,
+                step: None,
+                retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+            },
+            Err(Abort::Suspend { .. }) => unreachable!("writing an entry never suspends"),
+        },
+        retryable @ HandlerResponse::Retryable { .. } => {
+            // Best effort: a step that is not recorded runs again (at least once).
+            let _ = inv.flush_deferred().await;
+            retryable
         }
     }
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use tokio::sync::Notify;
 
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// Shared between the tracked future and whoever asks whether it is idle.
 #[derive(Default)]
 pub(crate) struct Idleness {
@@ -49,19 +51,33 @@ impl Wake for TrackingWaker {
     }
 }
 
+/// Work to finish before the tracked future may run again, asked for when it parks.
+pub(crate) type OnPark = Box<dyn Fn() -> Option<BoxFuture<'static, ()>> + Send>;
+
 /// Wraps a future and keeps its [`Idleness`] up to date; `changed` is notified whenever it parks.
+/// When it parks, `on_park` may hand back work (writing a deferred journal entry) that must be
+/// done before the future is polled again: whatever it resumes with then builds on that work.
 pub(crate) struct Tracked<F> {
     inner: Pin<Box<F>>,
     idleness: Arc<Idleness>,
     changed: Arc<Notify>,
+    on_park: OnPark,
+    gate: Option<BoxFuture<'static, ()>>,
 }
 
 impl<F> Tracked<F> {
-    pub(crate) fn new(inner: F, idleness: Arc<Idleness>, changed: Arc<Notify>) -> Self {
+    pub(crate) fn new(
+        inner: F,
+        idleness: Arc<Idleness>,
+        changed: Arc<Notify>,
+        on_park: OnPark,
+    ) -> Self {
         Self {
             inner: Box::pin(inner),
             idleness,
             changed,
+            on_park,
+            gate: None,
         }
     }
 }
@@ -70,14 +86,27 @@ impl<F: Future> Future for Tracked<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let before = self.idleness.wakes.load(Ordering::SeqCst);
+        // Not idle while the gate's work runs (it counts as in-process work itself).
         self.idleness.pending_at.store(u64::MAX, Ordering::SeqCst);
+        if let Some(gate) = self.gate.as_mut() {
+            if gate.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.gate = None;
+        }
+        let before = self.idleness.wakes.load(Ordering::SeqCst);
         let waker = Waker::from(Arc::new(TrackingWaker {
             inner: cx.waker().clone(),
             idleness: self.idleness.clone(),
         }));
         let result = self.inner.as_mut().poll(&mut Context::from_waker(&waker));
         if result.is_pending() {
+            if let Some(mut gate) = (self.on_park)() {
+                if gate.as_mut().poll(cx).is_pending() {
+                    self.gate = Some(gate);
+                    return Poll::Pending;
+                }
+            }
             // A wake during the poll makes `wakes` differ from `before`: not idle, it runs again.
             self.idleness.pending_at.store(before, Ordering::SeqCst);
             self.changed.notify_one();
@@ -100,6 +129,7 @@ mod tests {
             async move { rx.await.unwrap() },
             idleness.clone(),
             changed.clone(),
+            Box::new(|| None),
         ));
         changed.notified().await;
         assert!(idleness.is_idle(), "parked on the channel");

@@ -226,6 +226,11 @@ pub(crate) struct Invocation {
     pub(crate) dispatcher: std::sync::OnceLock<Arc<dyn crate::calls::Dispatcher>>,
     /// The object or workflow of a keyed handler, and its state as this attempt sees it.
     pub(crate) keyed: std::sync::OnceLock<crate::keyed::Keyed>,
+    /// The entry of the last new step, not written yet: it is written as soon as the handler
+    /// awaits anything (before it goes on) and before any other write or step closure, or it
+    /// is answered with the outcome if the handler returns without awaiting anything after
+    /// the step: a run that ends with a step saves that step's write.
+    deferred: Arc<tokio::sync::Mutex<Option<JournalEntry>>>,
 }
 
 /// Counts an operation as making progress in-process while it lives. Every await on in-process
@@ -288,6 +293,7 @@ impl Invocation {
             keyed: std::sync::OnceLock::new(),
             payloads,
             flagged: std::sync::atomic::AtomicBool::new(false),
+            deferred: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 
@@ -509,8 +515,94 @@ impl Invocation {
         }
     }
 
+    /// Records `entry`, after the deferred step entry if there is one (the journal is written
+    /// in the order the handler made progress).
     pub(crate) async fn append(&self, entry: &JournalEntry) -> Result<Appended, StoreError> {
+        if let Err(reason) = self.flush_deferred().await {
+            return self.abort(reason).await;
+        }
         self.sink.append(&self.id, entry, self.writer).await
+    }
+
+    /// Keeps a new step's entry to be written later (see `deferred`); a step deferred before
+    /// it (steps run concurrently) is written now.
+    pub(crate) async fn defer(&self, entry: JournalEntry) -> Result<(), Abort> {
+        let mut slot = self.deferred.lock().await;
+        if let Some(previous) = slot.take() {
+            self.write_deferred(&previous).await?;
+        }
+        *slot = Some(entry);
+        Ok(())
+    }
+
+    /// Writes the deferred step entry, if there is one.
+    pub(crate) async fn flush_deferred(&self) -> Result<(), Abort> {
+        let mut slot = self.deferred.lock().await;
+        match slot.take() {
+            Some(entry) => self.write_deferred(&entry).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The write of the deferred step entry, if there is one and nobody is writing it: run
+    /// when the handler parks, before it is polled again (see `idle::Tracked`). It holds the
+    /// entry's lock until written, so later writes (the outbox) wait for it. Nothing if the
+    /// handler itself holds the lock: it is writing, and will be polled to finish.
+    pub(crate) fn write_deferred_on_park(self: &Arc<Self>) -> Option<BoxFuture<'static, ()>> {
+        let mut slot = self.deferred.clone().try_lock_owned().ok()?;
+        let entry = slot.take()?;
+        let inv = self.clone();
+        Some(Box::pin(async move {
+            let _slot = slot;
+            if let Err(reason) = inv.write_deferred(&entry).await {
+                inv.abort::<()>(reason).await;
+            }
+        }))
+    }
+
+    /// The deferred step entry, to be answered with the outcome.
+    pub(crate) async fn take_deferred(&self) -> Option<JournalEntry> {
+        self.deferred.lock().await.take()
+    }
+
+    /// Appends a deferred step entry. The handler has used its result already, so another
+    /// attempt's different entry at that index cannot be adopted any more: the attempt ends
+    /// (retryable; the next one replays the recorded result).
+    async fn write_deferred(&self, entry: &JournalEntry) -> Result<(), Abort> {
+        let _busy = self.busy();
+        match self.sink.append(&self.id, entry, self.writer).await {
+            Ok(Appended::Written) => Ok(()),
+            Ok(Appended::AlreadyRecorded(recorded)) if recorded.kind == entry.kind => Ok(()),
+            Ok(Appended::AlreadyRecorded(recorded)) if recorded.kind.same_command(&entry.kind) => {
+                tracing::info!(
+                    index = entry.index,
+                    "a concurrent attempt recorded this step first with another result; retrying on it"
+                );
+                Err(Abort::Retry {
+                    message: format!(
+                        "a concurrent attempt recorded step {:?} (journal entry {}) first",
+                        entry.kind.name(),
+                        entry.index
+                    ),
+                    step: None,
+                    retry_after: Some(Duration::ZERO),
+                })
+            }
+            Ok(Appended::AlreadyRecorded(recorded)) => Err(Abort::Fatal(crate::context::mismatch(
+                entry.index,
+                &recorded.kind,
+                &entry.kind,
+            ))),
+            Err(e) => Err(Abort::Retry {
+                message: format!(
+                    "could not record step {:?} (journal entry {}): {e}",
+                    entry.kind.name(),
+                    entry.index
+                ),
+                step: None,
+                retry_after: None,
+            }),
+        }
     }
 
     /// Ends the attempt (the first reason wins) and never returns: the operation that asked

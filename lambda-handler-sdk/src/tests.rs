@@ -28,6 +28,38 @@ struct MemoryJournal {
     state: Mutex<BTreeMap<String, serde_json::Value>>,
     state_reads: AtomicU32,
     promises: Mutex<BTreeMap<String, MemoryPromise>>,
+    /// The entries answered with an outcome (the orchestrator records them with it).
+    tails: Mutex<Vec<JournalEntry>>,
+}
+
+impl MemoryJournal {
+    /// Records an answer's tail entry as the orchestrator would (with the outcome, not as an
+    /// append) and returns the answer without it.
+    fn settle(&self, response: HandlerResponse) -> HandlerResponse {
+        let (response, tail) = match response {
+            HandlerResponse::Completed { output, tail } => {
+                (HandlerResponse::Completed { output, tail: None }, tail)
+            }
+            HandlerResponse::Failed { failure, tail } => (
+                HandlerResponse::Failed {
+                    failure,
+                    tail: None,
+                },
+                tail,
+            ),
+            other => (other, None),
+        };
+        if let Some(entry) = tail {
+            let previous = self
+                .entries
+                .lock()
+                .unwrap()
+                .insert(entry.index, entry.clone());
+            assert!(previous.is_none(), "a tail entry was appended as well");
+            self.tails.lock().unwrap().push(entry);
+        }
+        response
+    }
 }
 
 /// A promise in memory: its result and completer, and its waiters.
@@ -213,14 +245,16 @@ impl crate::calls::Dispatcher for MemoryDispatcher {
 
 impl Endpoint {
     async fn run(&self, req: InvokeRequest, journal: Arc<MemoryJournal>) -> HandlerResponse {
-        self.execute(
-            req,
-            journal,
-            Arc::new(MemoryDispatcher::default()),
-            offline_s3(),
-            NO_DEADLINE,
-        )
-        .await
+        let response = self
+            .execute(
+                req,
+                journal.clone(),
+                Arc::new(MemoryDispatcher::default()),
+                offline_s3(),
+                NO_DEADLINE,
+            )
+            .await;
+        journal.settle(response)
     }
 
     async fn run_with(
@@ -229,8 +263,10 @@ impl Endpoint {
         journal: Arc<MemoryJournal>,
         dispatcher: Arc<MemoryDispatcher>,
     ) -> HandlerResponse {
-        self.execute(req, journal, dispatcher, offline_s3(), NO_DEADLINE)
-            .await
+        let response = self
+            .execute(req, journal.clone(), dispatcher, offline_s3(), NO_DEADLINE)
+            .await;
+        journal.settle(response)
     }
 }
 
@@ -354,8 +390,19 @@ async fn fresh_run_writes_one_entry_per_step() {
     let resp = endpoint()
         .run(request("three", json!(1), vec![]), journal.clone())
         .await;
-    assert_eq!(resp, HandlerResponse::Completed { output: json!(25) });
-    assert_eq!(journal.writes.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!(25),
+            tail: None
+        }
+    );
+    // Steps 0 and 1 are appended; the last one is answered with the outcome.
+    assert_eq!(journal.writes.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        *journal.tails.lock().unwrap(),
+        vec![run_entry(2, "c", json!(25))]
+    );
     let entries = journal.entries.lock().unwrap();
     assert_eq!(entries[&0], run_entry(0, "a", json!(2)));
     assert_eq!(entries[&2], run_entry(2, "c", json!(25)));
@@ -374,7 +421,7 @@ async fn appends_carry_the_pushed_epoch_and_journal_ttl() {
         epoch: 4,
         expires_at: Some(1_900_000_000),
     };
-    assert_eq!(*journal.writers.lock().unwrap(), vec![expected; 3]);
+    assert_eq!(*journal.writers.lock().unwrap(), vec![expected; 2]);
     // A push without a TTL (the journal is kept): entries are written without one.
     let kept = Arc::new(MemoryJournal::default());
     endpoint()
@@ -396,11 +443,21 @@ async fn replay_returns_recorded_results_without_running_or_writing() {
     let resp = endpoint()
         .run(request("three", json!(1), recorded), journal.clone())
         .await;
-    assert_eq!(resp, HandlerResponse::Completed { output: json!(12) });
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!(12),
+            tail: None
+        }
+    );
     assert_eq!(
         journal.writes.load(Ordering::SeqCst),
-        1,
-        "only the new step is written"
+        0,
+        "only the new step is recorded, and with the outcome"
+    );
+    assert_eq!(
+        *journal.tails.lock().unwrap(),
+        vec![run_entry(2, "c", json!(12))]
     );
 }
 
@@ -415,7 +472,13 @@ async fn full_replay_runs_no_closure() {
     let resp = endpoint()
         .run(request("three", json!(1), recorded), journal.clone())
         .await;
-    assert_eq!(resp, HandlerResponse::Completed { output: json!(3) });
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!(3),
+            tail: None
+        }
+    );
     // A closure that ran would have written its entry.
     assert_eq!(journal.writes.load(Ordering::SeqCst), 0);
 }
@@ -428,7 +491,7 @@ async fn divergent_replay_is_a_non_determinism_failure() {
         .run(request("three", json!(1), recorded), journal.clone())
         .await;
     match resp {
-        HandlerResponse::Failed { failure } => {
+        HandlerResponse::Failed { failure, .. } => {
             assert_eq!(failure.code, TerminalFailure::NON_DETERMINISM);
             assert!(
                 failure.message.contains("journal entry 0"),
@@ -454,12 +517,12 @@ async fn recorded_value_of_the_wrong_type_is_reported() {
         .run(request("three", json!(1), recorded), journal)
         .await;
     assert!(
-        matches!(resp, HandlerResponse::Failed { failure } if failure.code == 570 && failure.message.contains("does not decode"))
+        matches!(resp, HandlerResponse::Failed { failure, .. } if failure.code == 570 && failure.message.contains("does not decode"))
     );
 }
 
 #[tokio::test]
-async fn a_concurrent_writer_wins_and_its_result_is_adopted() {
+async fn a_concurrent_writer_wins_and_the_next_attempt_builds_on_its_result() {
     let journal = Arc::new(MemoryJournal::default());
     // Another attempt recorded step 0 after this attempt's push was built.
     journal
@@ -470,7 +533,53 @@ async fn a_concurrent_writer_wins_and_its_result_is_adopted() {
     let resp = endpoint()
         .run(request("three", json!(1), vec![]), journal.clone())
         .await;
-    assert_eq!(resp, HandlerResponse::Completed { output: json!(405) });
+    // This attempt's step 0 (2) was used before its write found 40 recorded: it stops before
+    // step 1 runs, and asks to be retried at once.
+    match resp {
+        HandlerResponse::Retryable {
+            message,
+            retry_after_ms: Some(0),
+            ..
+        } => assert!(message.contains("recorded step \"a\""), "{message}"),
+        other => panic!("expected a retry, got {other:?}"),
+    }
+    assert_eq!(
+        journal.entries.lock().unwrap().len(),
+        1,
+        "nothing else written"
+    );
+    // The retry replays the recorded result.
+    let recorded = journal.entries.lock().unwrap().values().cloned().collect();
+    let resp = endpoint()
+        .run(request("three", json!(1), recorded), journal.clone())
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!(405),
+            tail: None
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_concurrent_writer_of_the_same_result_is_adopted_without_a_retry() {
+    let journal = Arc::new(MemoryJournal::default());
+    journal
+        .entries
+        .lock()
+        .unwrap()
+        .insert(0, run_entry(0, "a", json!(2)));
+    let resp = endpoint()
+        .run(request("three", json!(1), vec![]), journal.clone())
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!(25),
+            tail: None
+        }
+    );
 }
 
 #[tokio::test]
@@ -484,7 +593,7 @@ async fn a_concurrent_writer_with_another_step_is_a_divergence() {
     let resp = endpoint()
         .run(request("three", json!(1), vec![]), journal)
         .await;
-    assert!(matches!(resp, HandlerResponse::Failed { failure } if failure.code == 570));
+    assert!(matches!(resp, HandlerResponse::Failed { failure, .. } if failure.code == 570));
 }
 
 #[tokio::test]
@@ -496,7 +605,8 @@ async fn terminal_step_failures_are_recorded_and_replayed() {
     assert_eq!(
         resp,
         HandlerResponse::Failed {
-            failure: TerminalFailure::new(402, "card declined")
+            failure: TerminalFailure::new(402, "card declined"),
+            tail: None,
         }
     );
     let recorded: Vec<_> = journal.entries.lock().unwrap().values().cloned().collect();
@@ -509,7 +619,8 @@ async fn terminal_step_failures_are_recorded_and_replayed() {
     assert_eq!(
         resp,
         HandlerResponse::Failed {
-            failure: TerminalFailure::new(402, "card declined")
+            failure: TerminalFailure::new(402, "card declined"),
+            tail: None,
         }
     );
     assert_eq!(again.writes.load(Ordering::SeqCst), 0);
@@ -544,10 +655,15 @@ async fn retryable_step_failures_end_the_attempt_until_the_policy_is_exhausted()
     req.step_failures = Some(StepFailures { index: 0, count: 2 });
     let resp = endpoint().run(req, journal.clone()).await;
     assert!(
-        matches!(&resp, HandlerResponse::Failed { failure } if failure.message.contains("failed 3 times")),
+        matches!(&resp, HandlerResponse::Failed { failure, .. } if failure.message.contains("failed 3 times")),
         "{resp:?}"
     );
-    assert_eq!(journal.writes.load(Ordering::SeqCst), 1);
+    assert_eq!(journal.writes.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        journal.tails.lock().unwrap().len(),
+        1,
+        "recorded with the outcome"
+    );
 }
 
 #[tokio::test]
@@ -557,12 +673,12 @@ async fn bad_input_and_unknown_handlers_fail_terminally() {
         .run(request("three", json!("nope"), vec![]), journal.clone())
         .await;
     assert!(
-        matches!(resp, HandlerResponse::Failed { failure } if failure.code == 400 && failure.message.contains("invalid input"))
+        matches!(resp, HandlerResponse::Failed { failure, .. } if failure.code == 400 && failure.message.contains("invalid input"))
     );
     let resp = endpoint()
         .run(request("missing", json!(1), vec![]), journal)
         .await;
-    assert!(matches!(resp, HandlerResponse::Failed { failure } if failure.code == 404));
+    assert!(matches!(resp, HandlerResponse::Failed { failure, .. } if failure.code == 404));
 }
 
 #[tokio::test]
@@ -593,7 +709,8 @@ async fn short_sleeps_wait_in_process_and_record_their_firing() {
     assert_eq!(
         resp,
         HandlerResponse::Completed {
-            output: json!("rested")
+            output: json!("rested"),
+            tail: None,
         }
     );
     let entries = journal.entries.lock().unwrap();
@@ -625,7 +742,8 @@ async fn long_sleeps_suspend_with_their_timer() {
     assert_eq!(
         resp,
         HandlerResponse::Completed {
-            output: json!("rested")
+            output: json!("rested"),
+            tail: None,
         }
     );
 }
@@ -655,7 +773,8 @@ async fn a_completion_found_when_re_checking_prevents_the_suspension() {
     assert_eq!(
         resp,
         HandlerResponse::Completed {
-            output: json!("rested")
+            output: json!("rested"),
+            tail: None,
         }
     );
 }
@@ -689,7 +808,8 @@ async fn awakeables_suspend_and_resume_with_their_value_or_the_timeout() {
     assert_eq!(
         resp,
         HandlerResponse::Completed {
-            output: json!("approved by ada")
+            output: json!("approved by ada"),
+            tail: None,
         }
     );
     let select = journal.entries.lock().unwrap()[&2].clone();
@@ -714,7 +834,8 @@ async fn awakeables_suspend_and_resume_with_their_value_or_the_timeout() {
     assert_eq!(
         resp,
         HandlerResponse::Completed {
-            output: json!("approved by ada")
+            output: json!("approved by ada"),
+            tail: None,
         }
     );
 }
@@ -728,7 +849,8 @@ async fn the_timeout_wins_when_nobody_resolves() {
     assert_eq!(
         resp,
         HandlerResponse::Completed {
-            output: json!("timed out")
+            output: json!("timed out"),
+            tail: None,
         }
     );
     let entries = journal.entries.lock().unwrap();
@@ -757,7 +879,8 @@ async fn rejected_awakeables_fail_the_wait_terminally() {
     assert_eq!(
         resp,
         HandlerResponse::Failed {
-            failure: TerminalFailure::new(400, "no way")
+            failure: TerminalFailure::new(400, "no way"),
+            tail: None,
         }
     );
 }
@@ -769,7 +892,13 @@ async fn timers_waited_together_run_concurrently() {
     let resp = endpoint()
         .run(request("two_timers", json!(null), vec![]), journal)
         .await;
-    assert_eq!(resp, HandlerResponse::Completed { output: json!(2) });
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!(2),
+            tail: None
+        }
+    );
     // One after the other would take at least 500 ms.
     assert!(
         started.elapsed() < Duration::from_millis(500),
@@ -787,7 +916,7 @@ async fn a_sleep_where_the_journal_has_a_step_is_a_divergence() {
         )
         .await;
     assert!(
-        matches!(resp, HandlerResponse::Failed { failure } if failure.code == 570 && failure.message.contains("asks for sleep"))
+        matches!(resp, HandlerResponse::Failed { failure, .. } if failure.code == 570 && failure.message.contains("asks for sleep"))
     );
 }
 
@@ -840,7 +969,8 @@ async fn calls_and_sends_are_recorded_and_dispatched_in_program_order() {
     assert_eq!(
         resp,
         HandlerResponse::Completed {
-            output: json!(1 + 4 + 9)
+            output: json!(1 + 4 + 9),
+            tail: None,
         }
     );
     assert!(again.dispatched.lock().unwrap().is_empty());
@@ -892,7 +1022,8 @@ async fn a_callees_terminal_error_reaches_the_caller() {
     assert_eq!(
         resp,
         HandlerResponse::Failed {
-            failure: TerminalFailure::new(422, "negative zero")
+            failure: TerminalFailure::new(422, "negative zero"),
+            tail: None,
         }
     );
 }
@@ -912,7 +1043,8 @@ async fn a_timer_fired_in_process_is_not_lost_while_its_completion_is_written() 
         assert_eq!(
             resp,
             HandlerResponse::Completed {
-                output: json!("timed out")
+                output: json!("timed out"),
+                tail: None,
             }
         );
     }
@@ -1049,7 +1181,8 @@ mod keyed {
         assert_eq!(
             resp,
             HandlerResponse::Completed {
-                output: json!({"old": 5, "new": 7, "seen": 7})
+                output: json!({"old": 5, "new": 7, "seen": 7}),
+                tail: None,
             }
         );
         // Complete eager state: no reads from the store.
@@ -1084,7 +1217,8 @@ mod keyed {
         assert_eq!(
             resp,
             HandlerResponse::Completed {
-                output: json!({"old": 40, "new": 42, "seen": 42})
+                output: json!({"old": 40, "new": 42, "seen": 42}),
+                tail: None,
             }
         );
         assert_eq!(journal.state_reads.load(Ordering::SeqCst), 1);
@@ -1103,7 +1237,8 @@ mod keyed {
         assert_eq!(
             resp,
             HandlerResponse::Completed {
-                output: json!(["b"])
+                output: json!(["b"]),
+                tail: None,
             }
         );
         let entries: Vec<JournalEntry> =
@@ -1124,7 +1259,13 @@ mod keyed {
         let mut req = keyed_request("counter", "peek", json!(null), None);
         req.handler_kind = Some(HandlerKind::Shared);
         let resp = endpoint().run(req.clone(), journal.clone()).await;
-        assert_eq!(resp, HandlerResponse::Completed { output: json!(3) });
+        assert_eq!(
+            resp,
+            HandlerResponse::Completed {
+                output: json!(3),
+                tail: None
+            }
+        );
         // The state changes; a replay still sees what the first attempt read.
         journal
             .state
@@ -1133,7 +1274,13 @@ mod keyed {
             .insert("count".into(), json!(99));
         req.journal = journal.entries.lock().unwrap().values().cloned().collect();
         let again = endpoint().run(req, journal.clone()).await;
-        assert_eq!(again, HandlerResponse::Completed { output: json!(3) });
+        assert_eq!(
+            again,
+            HandlerResponse::Completed {
+                output: json!(3),
+                tail: None
+            }
+        );
     }
 
     #[tokio::test]
@@ -1161,7 +1308,8 @@ mod keyed {
         assert_eq!(
             resp,
             HandlerResponse::Completed {
-                output: json!(null)
+                output: json!(null),
+                tail: None,
             }
         );
         // The waiter was told: its entry completion goes to the waiter's journal (here the
@@ -1176,7 +1324,7 @@ mod keyed {
             .run_with(again, third.clone(), dispatcher.clone())
             .await;
         assert!(
-            matches!(&resp, HandlerResponse::Failed { failure } if failure.code == 409),
+            matches!(&resp, HandlerResponse::Failed { failure, .. } if failure.code == 409),
             "{resp:?}"
         );
         // The run, re-pushed, finds the promise resolved.
@@ -1186,7 +1334,8 @@ mod keyed {
         assert_eq!(
             done,
             HandlerResponse::Completed {
-                output: json!("ada@example.com confirmed with link-1")
+                output: json!("ada@example.com confirmed with link-1"),
+                tail: None,
             }
         );
     }
@@ -1198,8 +1347,161 @@ mod keyed {
         req.key = None;
         let resp = endpoint().run(req, journal).await;
         assert!(
-            matches!(&resp, HandlerResponse::Failed { failure } if failure.code == 400),
+            matches!(&resp, HandlerResponse::Failed { failure, .. } if failure.code == 400),
             "{resp:?}"
         );
+    }
+}
+
+/// The last step's entry is deferred until something durable follows it: these pin down when
+/// it is written.
+mod deferred_steps {
+    use super::*;
+
+    /// A handler whose second step's closure reports which entries were stored when it began.
+    fn observing(journal: Arc<MemoryJournal>) -> Endpoint {
+        let handler = move |ctx: Context, _: ()| {
+            let journal = journal.clone();
+            async move {
+                ctx.run("first", || async { Ok(1) }).await?;
+                let seen: Vec<u32> = ctx
+                    .run("second", || async move {
+                        Ok(journal.entries.lock().unwrap().keys().copied().collect())
+                    })
+                    .await?;
+                Ok(seen)
+            }
+        };
+        Endpoint::new().service(Service::new("svc").handler("observe", handler))
+    }
+
+    #[tokio::test]
+    async fn a_step_is_recorded_before_the_next_steps_closure_runs() {
+        let journal = Arc::new(MemoryJournal::default());
+        let resp = observing(journal.clone())
+            .run(request("observe", json!(null), vec![]), journal.clone())
+            .await;
+        assert_eq!(
+            resp,
+            HandlerResponse::Completed {
+                output: json!([0]),
+                tail: None
+            },
+            "entry 0 was stored when the second closure ran"
+        );
+        assert_eq!(journal.writes.load(Ordering::SeqCst), 1);
+        assert_eq!(journal.tails.lock().unwrap()[0].index, 1);
+    }
+
+    async fn step_then_sleep(ctx: Context, _: ()) -> Result<(), HandlerError> {
+        ctx.run("before", || async { Ok(7) }).await?;
+        ctx.sleep(Duration::from_secs(3600)).await?;
+        Ok(())
+    }
+
+    async fn step_then_retryable_error(ctx: Context, _: ()) -> Result<(), HandlerError> {
+        ctx.run("kept", || async { Ok(7) }).await?;
+        Err(HandlerError::retryable("downstream unavailable"))
+    }
+
+    async fn two_concurrent_steps(ctx: Context, _: ()) -> Result<u32, HandlerError> {
+        let (a, b) = tokio::join!(
+            ctx.run("a", || async { Ok(1u32) }),
+            ctx.run("b", || async { Ok(2u32) })
+        );
+        Ok(a? + b?)
+    }
+
+    fn endpoint() -> Endpoint {
+        Endpoint::new().service(
+            Service::new("svc")
+                .handler("sleep", step_then_sleep)
+                .handler("error", step_then_retryable_error)
+                .handler("join", two_concurrent_steps),
+        )
+    }
+
+    /// A handler that, after its step, awaits something that is not durable (here a timer of
+    /// the runtime; an HTTP call, a channel...) and then reports what was stored by then.
+    fn awaiting_after_a_step(journal: Arc<MemoryJournal>) -> Endpoint {
+        let handler = move |ctx: Context, _: ()| {
+            let journal = journal.clone();
+            async move {
+                ctx.run("only", || async { Ok(5) }).await?;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let stored = journal.entries.lock().unwrap().contains_key(&0);
+                Ok(stored)
+            }
+        };
+        Endpoint::new().service(Service::new("svc").handler("await", handler))
+    }
+
+    #[tokio::test]
+    async fn a_step_is_recorded_before_the_handler_resumes_from_any_await() {
+        let journal = Arc::new(MemoryJournal::default());
+        let resp = awaiting_after_a_step(journal.clone())
+            .run(request("await", json!(null), vec![]), journal.clone())
+            .await;
+        assert_eq!(
+            resp,
+            HandlerResponse::Completed {
+                output: json!(true),
+                tail: None
+            },
+            "the entry was written while the handler was parked"
+        );
+        assert_eq!(journal.writes.load(Ordering::SeqCst), 1);
+        assert!(journal.tails.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_step_before_a_suspension_is_appended_not_answered() {
+        let journal = Arc::new(MemoryJournal::default());
+        let resp = endpoint()
+            .run(request("sleep", json!(null), vec![]), journal.clone())
+            .await;
+        assert!(
+            matches!(&resp, HandlerResponse::Suspended { waiting_on, .. } if waiting_on == &[1]),
+            "{resp:?}"
+        );
+        let entries = journal.entries.lock().unwrap();
+        assert_eq!(entries[&0], run_entry(0, "before", json!(7)));
+        assert!(matches!(entries[&1].kind, EntryKind::Sleep { .. }));
+        assert!(journal.tails.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_step_before_a_retryable_failure_is_kept_for_the_retry() {
+        let journal = Arc::new(MemoryJournal::default());
+        let resp = endpoint()
+            .run(request("error", json!(null), vec![]), journal.clone())
+            .await;
+        assert!(
+            matches!(&resp, HandlerResponse::Retryable { message, .. } if message.contains("downstream")),
+            "{resp:?}"
+        );
+        assert_eq!(
+            journal.entries.lock().unwrap()[&0],
+            run_entry(0, "kept", json!(7))
+        );
+        assert!(journal.tails.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn of_steps_finishing_together_one_is_appended_and_the_last_answered() {
+        let journal = Arc::new(MemoryJournal::default());
+        let resp = endpoint()
+            .run(request("join", json!(null), vec![]), journal.clone())
+            .await;
+        assert_eq!(
+            resp,
+            HandlerResponse::Completed {
+                output: json!(3),
+                tail: None
+            }
+        );
+        assert_eq!(journal.writes.load(Ordering::SeqCst), 1);
+        assert_eq!(journal.entries.lock().unwrap().len(), 2);
+        assert_eq!(journal.tails.lock().unwrap().len(), 1);
     }
 }

@@ -4,14 +4,18 @@
 use crate::aws::Clients;
 use crate::{Result, ToolError};
 use aws_sdk_dynamodb::types::AttributeValue;
-use durable_protocol::store::{entry_from_item, keys, Item};
+use durable_protocol::store::{entry_from_item, keys, tail_from_meta, Item};
 use durable_protocol::{InvocationId, JournalEntry};
 
 /// An invocation's items as stored.
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub meta: Option<Item>,
+    /// The journal in index order: the entries' items, and the last step's entry if it was
+    /// recorded with the outcome on the metadata item (see `tail`).
     pub journal: Vec<JournalEntry>,
+    /// The index of the entry recorded with the outcome rather than as an item of its own.
+    pub tail: Option<u32>,
     /// Every item under the invocation's partition key (meta, journal, anything else).
     pub item_count: usize,
 }
@@ -35,9 +39,17 @@ pub async fn invocation(clients: &Clients, table: &str, id: &str) -> Result<Stor
             _ => {}
         }
     }
+    let tail = match &meta {
+        Some(item) => tail_from_meta(item).map_err(|e| ToolError::Message(e.to_string()))?,
+        None => None,
+    };
+    let tail_index = tail.as_ref().map(|t| t.index);
+    journal.extend(tail);
+    journal.sort_by_key(|e| e.index);
     Ok(Stored {
         meta,
         journal,
+        tail: tail_index,
         item_count: items.len(),
     })
 }

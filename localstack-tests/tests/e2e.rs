@@ -52,9 +52,10 @@ async fn checkout_runs_three_steps_in_one_handler_call() {
         [0, 1, 2]
     );
     assert_eq!(
-        stored.item_count, 4,
-        "meta + 3 journal entries, nothing else"
+        stored.item_count, 3,
+        "meta + 2 journal entries, nothing else: the last step is recorded with the outcome"
     );
+    assert_eq!(stored.tail, Some(2));
     let meta = stored.meta.unwrap();
     assert_eq!(meta["status"].as_s().unwrap(), "completed");
     assert_eq!(num(&meta, "attempt"), 1);
@@ -423,60 +424,81 @@ async fn non_deterministic_replay_is_reported_not_papered_over() {
 }
 
 /// Two attempts of one invocation run the same step at once (as after a duplicate delivery):
-/// both closures run (at least once), one result is recorded, and both attempts return it.
+/// both closures run (at least once), one result is recorded, the attempt whose result lost
+/// stops before building on it (retryable, at once), and its retry replays the recorded one.
 #[tokio::test]
-async fn racing_attempts_record_one_result_and_both_adopt_it() {
+async fn racing_attempts_record_one_result_and_the_loser_retries_on_it() {
     let env = Env::load().await;
     let run = run_id();
     let id = InvocationId::random();
-    let request = HandlerRequest::Invoke(InvokeRequest {
-        invocation_id: id.clone(),
-        epoch: 1,
-        attempt: 1,
-        service: ServiceName::new("testbed").unwrap(),
-        handler: HandlerName::new("slow").unwrap(),
-        input: json!({"run": run, "millis": 500}),
-        journal: vec![],
-        step_failures: None,
-        table: env.deployment.table.clone(),
-        orchestrator: None,
-        bucket: None,
-        limits: Default::default(),
-        journal_in_store: false,
-        key: None,
-        handler_kind: None,
-        state: None,
-        journal_expires_at: None,
-    });
-    let payload = serde_json::to_vec(&request).unwrap();
+    let push = |epoch: u64, journal: Vec<JournalEntry>| {
+        HandlerRequest::Invoke(InvokeRequest {
+            invocation_id: id.clone(),
+            epoch,
+            attempt: 1,
+            service: ServiceName::new("testbed").unwrap(),
+            handler: HandlerName::new("slow_then_step").unwrap(),
+            input: json!({"run": run, "millis": 500}),
+            journal,
+            step_failures: None,
+            table: env.deployment.table.clone(),
+            orchestrator: None,
+            bucket: None,
+            limits: Default::default(),
+            journal_in_store: false,
+            key: None,
+            handler_kind: None,
+            state: None,
+            journal_expires_at: None,
+        })
+    };
     let arn = env.deployment.services["testbed"].clone();
-    let invoke = || {
+    let invoke = |request: HandlerRequest| {
+        let payload = serde_json::to_vec(&request).unwrap();
         env.clients
             .lambda
             .invoke()
             .function_name(&arn)
-            .payload(aws_sdk_lambda::primitives::Blob::new(payload.clone()))
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
             .send()
     };
-    let (a, b) = tokio::join!(invoke(), invoke());
     let answer = |out: aws_sdk_lambda::operation::invoke::InvokeOutput| -> serde_json::Value {
         assert!(out.function_error.is_none());
         serde_json::from_slice(out.payload.unwrap().as_ref()).unwrap()
     };
+    let (a, b) = tokio::join!(invoke(push(1, vec![])), invoke(push(1, vec![])));
     let (a, b) = (answer(a.unwrap()), answer(b.unwrap()));
     assert_eq!(env.effects(&run, "slow").await, 2, "both closures ran");
-    assert_eq!(a["status"], "completed");
-    assert_eq!(a, b, "both attempts return the one recorded result");
+    let (won, lost) = match (a["status"].as_str(), b["status"].as_str()) {
+        (Some("completed"), Some("retryable")) => (a, b),
+        (Some("retryable"), Some("completed")) => (b, a),
+        other => panic!("one attempt completes, the other retries: {other:?}\n{a}\n{b}"),
+    };
+    assert_eq!(lost["retry_after_ms"], 0, "{lost}");
     let stored = inspect::invocation(&env.clients, &env.deployment.table, id.as_str())
         .await
         .unwrap();
-    assert_eq!(stored.journal.len(), 1);
+    assert_eq!(stored.journal.len(), 1, "only the first step is journaled");
+    let EntryKind::Run {
+        result: StepResult::Value(recorded),
+        ..
+    } = &stored.journal[0].kind
+    else {
+        panic!("{:?}", stored.journal[0]);
+    };
+    assert_eq!(won["output"], json!(recorded.as_u64().unwrap() * 10));
     assert_eq!(
-        stored.journal[0].kind,
-        EntryKind::Run {
-            name: "slow".into(),
-            result: StepResult::Value(a["output"].clone())
-        }
+        won["tail"]["index"], 1,
+        "the second step comes with the outcome"
+    );
+    // The loser's retry replays the recorded result and answers what the winner did.
+    let retried = answer(invoke(push(2, stored.journal.clone())).await.unwrap());
+    assert_eq!(retried["status"], "completed", "{retried}");
+    assert_eq!(retried["output"], won["output"]);
+    assert_eq!(
+        env.effects(&run, "slow").await,
+        2,
+        "replayed, not run again"
     );
 }
 
@@ -580,7 +602,7 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
     let late = Outcome::Failed(TerminalFailure::new(500, "late"));
     assert_eq!(
         store
-            .finish(&stale, &late, Duration::from_secs(60))
+            .finish(&stale, &late, None, Duration::from_secs(60))
             .await
             .unwrap(),
         None
@@ -592,14 +614,14 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
     let done = Outcome::Completed(json!("winner"));
     assert_eq!(
         store
-            .finish(&winner, &done, Duration::from_secs(60))
+            .finish(&winner, &done, None, Duration::from_secs(60))
             .await
             .unwrap(),
         Some(false)
     );
     assert!(
         store
-            .finish(&winner, &late, Duration::from_secs(60))
+            .finish(&winner, &late, None, Duration::from_secs(60))
             .await
             .unwrap()
             .is_none(),

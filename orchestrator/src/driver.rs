@@ -12,8 +12,8 @@ use aws_sdk_lambda::types::InvocationType;
 use durable_protocol::payload::{PayloadError, PayloadStore};
 use durable_protocol::store::{now_millis, JournalStore};
 use durable_protocol::{
-    HandlerRequest, HandlerResponse, InvocationId, InvokeRequest, StepFailures, StepResult,
-    TerminalFailure, Timer,
+    HandlerRequest, HandlerResponse, InvocationId, InvokeRequest, JournalEntry, StepFailures,
+    StepResult, TerminalFailure, Timer,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -25,7 +25,12 @@ pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// What one push came back with, classified.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    Finished(Outcome),
+    /// It finished; `tail` is its last step's entry when the handler recorded it with the
+    /// outcome (nothing durable came after that step).
+    Finished {
+        outcome: Outcome,
+        tail: Option<JournalEntry>,
+    },
     Retry {
         message: String,
         step: Option<u32>,
@@ -148,8 +153,14 @@ pub fn classify(function_error: Option<&str>, payload: &[u8]) -> Reply {
         return classify_lambda_error(fe, payload);
     }
     match serde_json::from_slice::<HandlerResponse>(payload) {
-        Ok(HandlerResponse::Completed { output }) => Reply::Finished(Outcome::Completed(output)),
-        Ok(HandlerResponse::Failed { failure }) => Reply::Finished(Outcome::Failed(failure)),
+        Ok(HandlerResponse::Completed { output, tail }) => Reply::Finished {
+            outcome: Outcome::Completed(output),
+            tail,
+        },
+        Ok(HandlerResponse::Failed { failure, tail }) => Reply::Finished {
+            outcome: Outcome::Failed(failure),
+            tail,
+        },
         Ok(HandlerResponse::Retryable {
             message,
             step,
@@ -201,8 +212,8 @@ impl Driver {
             };
             fresh = false;
             let reply = self.push(&inv, journal, call).await?;
-            let outcome = match reply {
-                Reply::Finished(outcome) => outcome,
+            let (outcome, tail) = match reply {
+                Reply::Finished { outcome, tail } => (outcome, tail),
                 Reply::Suspend { waiting_on, timers } => {
                     if self.fire_due_timers(&inv.id, &timers).await? {
                         continue;
@@ -236,13 +247,14 @@ impl Driver {
                 } => {
                     tracing::warn!(id = %inv.id, attempt = inv.attempt, error = %message, "attempt failed");
                     if inv.attempt >= self.config.max_attempts {
-                        Outcome::Failed(TerminalFailure::new(
+                        let failure = TerminalFailure::new(
                             500,
                             format!(
                                 "gave up after {} attempts; the last one failed with: {message}",
                                 inv.attempt
                             ),
-                        ))
+                        );
+                        (Outcome::Failed(failure), None)
                     } else {
                         let failures = next_step_failures(inv.step_failures, step);
                         let delay = retry_delay(&self.config, inv.attempt, retry_after);
@@ -265,7 +277,7 @@ impl Driver {
                 }
             };
             let outcome = self.store_output(&inv.id, outcome).await?;
-            if let Some(has_payloads) = self.finish(&inv, &outcome).await? {
+            if let Some(has_payloads) = self.finish(&inv, &outcome, tail.as_ref()).await? {
                 self.notify_caller(&inv, &outcome).await?;
                 self.clean_up(&inv, has_payloads).await;
                 return Ok(Driven::Finished(outcome));
@@ -289,18 +301,19 @@ impl Driver {
         &self,
         inv: &Invocation,
         outcome: &Outcome,
+        tail: Option<&JournalEntry>,
     ) -> Result<Option<bool>, OrchestratorError> {
         if !inv.handler_kind.is_some_and(|k| k.writes_state()) {
             return Ok(self
                 .invocations
-                .finish(inv, outcome, self.config.retention)
+                .finish(inv, outcome, tail, self.config.retention)
                 .await?);
         }
         let journal = self.journal.load(&inv.id).await?;
         let delta = durable_protocol::StateDelta::from_journal(&journal);
         let Some(finished) = self
             .objects
-            .finish(inv, outcome, self.config.retention, &delta)
+            .finish(inv, outcome, tail, self.config.retention, &delta)
             .await?
         else {
             return Ok(None);
@@ -399,10 +412,14 @@ impl Driver {
             Err(err) => {
                 let message = aws_sdk_lambda::error::DisplayErrorContext(&err).to_string();
                 if let Some(InvokeError::RequestTooLargeException(_)) = err.as_service_error() {
-                    return Ok(Reply::Finished(Outcome::Failed(TerminalFailure::new(
+                    let failure = TerminalFailure::new(
                         413,
                         format!("the invocation's input and journal exceed Lambda's request limit: {message}"),
-                    ))));
+                    );
+                    return Ok(Reply::Finished {
+                        outcome: Outcome::Failed(failure),
+                        tail: None,
+                    });
                 }
                 Ok(Reply::Retry {
                     message: format!("could not invoke the handler Lambda: {message}"),
@@ -611,14 +628,32 @@ mod tests {
         }
         assert_eq!(
             classify(None, br#"{"status":"completed","output":{"ok":true}}"#),
-            Reply::Finished(Outcome::Completed(serde_json::json!({"ok": true})))
+            Reply::Finished {
+                outcome: Outcome::Completed(serde_json::json!({"ok": true})),
+                tail: None
+            }
         );
+        let with_tail = br#"{"status":"completed","output":7,"tail":{"index":2,"kind":"run","name":"last","result":{"value":7}}}"#;
+        match classify(None, with_tail) {
+            Reply::Finished {
+                outcome: Outcome::Completed(output),
+                tail: Some(tail),
+            } => {
+                assert_eq!(output, serde_json::json!(7));
+                assert_eq!(tail.index, 2);
+                assert_eq!(tail.kind.name(), "last");
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             classify(
                 None,
                 br#"{"status":"failed","failure":{"code":409,"message":"no"}}"#
             ),
-            Reply::Finished(Outcome::Failed(TerminalFailure::new(409, "no")))
+            Reply::Finished {
+                outcome: Outcome::Failed(TerminalFailure::new(409, "no")),
+                tail: None
+            }
         );
         assert_eq!(
             classify(

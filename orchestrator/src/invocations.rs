@@ -9,11 +9,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use aws_sdk_dynamodb::Client;
 use durable_protocol::keyed::ObjectRef;
 use durable_protocol::store::{
-    apply_update as apply, get_n, get_s, keys, n, now_millis, s, Item, StoreError,
+    apply_update as apply, get_n, get_s, keys, n, now_millis, s, tail_value, Item, StoreError,
 };
 use durable_protocol::{
-    HandlerKind, HandlerName, IdempotencyKey, InvocationId, ObjectKey, ServiceName, StepFailures,
-    TerminalFailure,
+    HandlerKind, HandlerName, IdempotencyKey, InvocationId, JournalEntry, ObjectKey, ServiceName,
+    StepFailures, TerminalFailure,
 };
 use std::time::Duration;
 
@@ -765,9 +765,10 @@ impl InvocationStore {
         &self,
         inv: &Invocation,
         outcome: &Outcome,
+        tail: Option<&JournalEntry>,
         retention: Duration,
     ) -> Result<Option<bool>, StoreError> {
-        let finish = FinishUpdate::new(inv, outcome, retention);
+        let finish = FinishUpdate::new(inv, outcome, tail, retention);
         let mut update = self
             .update_owned(inv)
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew);
@@ -804,7 +805,8 @@ impl InvocationStore {
 /// `epoch = :e AND #st = :running`): used alone, or in the transaction that also applies an
 /// object's state and hands its lock on. It leaves the lease in the `leases` index (taking it
 /// out would cost a second write): the sweep reads the item once, when its cursor passes the
-/// lease, and skips it; the index entry goes with the item's TTL.
+/// lease, and skips it; the index entry goes with the item's TTL. The handler's last step,
+/// when nothing durable followed it, is recorded here too (`tail`): one write for both.
 pub struct FinishUpdate {
     pub expression: String,
     pub condition: &'static str,
@@ -813,8 +815,14 @@ pub struct FinishUpdate {
 }
 
 impl FinishUpdate {
-    /// The update recording `outcome` on `inv`.
-    pub fn new(inv: &Invocation, outcome: &Outcome, retention: Duration) -> Self {
+    /// The update recording `outcome` on `inv`, with the journal entry `tail` if the handler
+    /// answered one.
+    pub fn new(
+        inv: &Invocation,
+        outcome: &Outcome,
+        tail: Option<&JournalEntry>,
+        retention: Duration,
+    ) -> Self {
         let now = now_millis();
         let expires_at = now / 1000 + retention.as_secs();
         let mut names = vec![("#st", "status")];
@@ -839,10 +847,15 @@ impl FinishUpdate {
                 "SET #st = :status, failure_code = :code, failure_message = :msg"
             }
         };
+        let mut expression = format!(
+            "{set}, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no)"
+        );
+        if let Some(entry) = tail {
+            expression.push_str(", tail = :tail");
+            values.push((":tail", tail_value(entry)));
+        }
         Self {
-            expression: format!(
-                "{set}, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no)"
-            ),
+            expression,
             condition: "epoch = :e AND #st = :running",
             names,
             values,

@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Up
 use aws_sdk_dynamodb::Client;
 use durable_protocol::keyed::{KeyedStore, ObjectRef};
 use durable_protocol::store::{get_n, get_s, keys, n, now_millis, s, Item, StoreError};
-use durable_protocol::{HandlerKind, InvocationId, StateDelta};
+use durable_protocol::{HandlerKind, InvocationId, JournalEntry, StateDelta};
 use std::time::Duration;
 
 /// DynamoDB's limit of items per transaction.
@@ -357,6 +357,7 @@ impl Objects {
         &self,
         inv: &Invocation,
         outcome: &Outcome,
+        tail: Option<&JournalEntry>,
         retention: Duration,
         delta: &StateDelta,
     ) -> Result<Option<Finished>, StoreError> {
@@ -396,7 +397,7 @@ impl Objects {
         }
         let state: Vec<TransactWriteItem> = writes.into_iter().map(|w| w.0).collect();
         for _ in 0..MAX_HANDOFF_ROUNDS {
-            let finish = FinishUpdate::new(inv, outcome, retention);
+            let finish = FinishUpdate::new(inv, outcome, tail, retention);
             let mut meta = Update::builder()
                 .table_name(&self.table)
                 .key(keys::PK, s(keys::invocation_pk(&inv.id)))

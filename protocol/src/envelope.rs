@@ -82,9 +82,20 @@ pub struct EagerState {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum HandlerResponse {
     /// The handler returned this output.
-    Completed { output: serde_json::Value },
+    Completed {
+        output: serde_json::Value,
+        /// The journal entry of the handler's last step when nothing durable came after it:
+        /// recorded with the outcome instead of in a write of its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tail: Option<JournalEntry>,
+    },
     /// The handler failed terminally: no retry.
-    Failed { failure: TerminalFailure },
+    Failed {
+        failure: TerminalFailure,
+        /// As for `Completed`: the last step's entry, recorded with the outcome.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tail: Option<JournalEntry>,
+    },
     /// The attempt failed and should be retried by the orchestrator (journal kept).
     Retryable {
         message: String,
@@ -215,6 +226,7 @@ mod tests {
     fn responses_are_tagged_by_status() {
         let r = HandlerResponse::Failed {
             failure: TerminalFailure::new(409, "no"),
+            tail: None,
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(

@@ -34,6 +34,9 @@ pub mod keys {
     pub const LIVE_SK: &str = "live";
     /// The TTL attribute of the table (epoch seconds).
     pub const EXPIRES_AT: &str = "expires_at";
+    /// The attribute of a finished invocation's metadata item that holds its last step's
+    /// journal entry (JSON), recorded with the outcome instead of in an item of its own.
+    pub const TAIL: &str = "tail";
 
     /// Partition key of everything that belongs to one invocation.
     pub fn invocation_pk(id: &InvocationId) -> String {
@@ -369,6 +372,18 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
         completion: read_result(item, COMPLETION)?,
         dispatched,
     })
+}
+
+/// The value of the metadata attribute [`keys::TAIL`] that records `entry`.
+pub fn tail_value(entry: &JournalEntry) -> AttributeValue {
+    s(serde_json::to_string(entry).expect("entries serialize"))
+}
+
+/// The journal entry recorded with the outcome on a metadata item, if it has one.
+pub fn tail_from_meta(item: &Item) -> Result<Option<JournalEntry>, StoreError> {
+    get_s(item, keys::TAIL)
+        .map(|text| serde_json::from_str(text).map_err(|e| corrupt(item, format!("tail: {e}"))))
+        .transpose()
 }
 
 /// The outcome of writing a completion onto an entry.

@@ -107,6 +107,8 @@ async fn diverge(ctx: Context, input: RunOnly) -> Result<(), HandlerError> {
     let name = if first { "original" } else { "changed" };
     ctx.run(name, || async { Ok(1u8) }).await?;
     if first {
+        // The step is journaled once the handler awaits anything after it.
+        tokio::task::yield_now().await;
         std::process::exit(18);
     }
     Ok(())
@@ -168,6 +170,19 @@ async fn slow(ctx: Context, input: SlowInput) -> Result<u64, HandlerError> {
 struct SlowInput {
     run: String,
     millis: u64,
+}
+
+/// `slow`, then a second step built on its result: racing attempts meet at the first step's
+/// write (it is journaled before the second step runs).
+async fn slow_then_step(ctx: Context, input: SlowInput) -> Result<u64, HandlerError> {
+    let n: u64 = ctx
+        .run("slow", || async {
+            let n = count_effect(&input.run, "slow").await?;
+            tokio::time::sleep(std::time::Duration::from_millis(input.millis)).await;
+            Ok(n)
+        })
+        .await?;
+    Ok(ctx.run("times ten", || async move { Ok(n * 10) }).await?)
 }
 
 fn now_ms() -> u64 {
@@ -633,6 +648,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("flaky", flaky)
                     .handler("hopeless", hopeless)
                     .handler("slow", slow)
+                    .handler("slow_then_step", slow_then_step)
                     .handler("nap", nap)
                     .handler("timers", timers)
                     .handler("approval", approval)
