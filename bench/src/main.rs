@@ -277,14 +277,7 @@ async fn status(clients: &Clients, table: &str, id: &InvocationId) -> String {
         .dynamo
         .get_item()
         .table_name(table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("inv#{id}")),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("meta".into()),
-        )
+        .set_key(Some(durable_protocol::store::keys::meta_key_item(id)))
         .consistent_read(true)
         .send()
         .await
@@ -544,6 +537,11 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
             }
         }
         tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Each scenario starts in a minute of its own: its runs' dated metadata items are then
+        // the only ones in the minutes' partitions its sweep reads.
+        let into_minute = durable_protocol::store::now_millis() % 60_000;
+        tokio::time::sleep(Duration::from_millis(60_000 - into_minute + 200)).await;
+        let first_minute = (durable_protocol::store::now_millis() / 60_000) as u32;
         let (_, offset) = lambda_calls(&log, 0);
         counter.take();
         let cpu_before = cpu_ms(&orchestrator_fn);
@@ -563,10 +561,18 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
         let handler_cpu_ms = (cpu_ms(&handler_fn) - handler_cpu_before).max(0.0);
         let (calls, _) = lambda_calls(&log, offset);
         // The lease sweep's share: once the runs' leases have ended (the orchestrator call's
-        // deadline plus 5 s) it reads each finished run's item once. Its own Lambda call is
-        // not counted: it runs once a minute whatever the traffic.
+        // deadline plus 5 s) it reads the minutes' partitions of the scenario's dated runs
+        // and each run it meets in the `leases` index once. Its own Lambda call is not
+        // counted: it runs once a minute whatever the traffic.
+        let last_minute = (durable_protocol::store::now_millis() / 60_000) as u32;
         tokio::time::sleep(Duration::from_secs(ORCHESTRATOR_TIMEOUT_SECS as u64 + 6)).await;
-        deploy::sweep(&clients, &deployment.orchestrator_function).await?;
+        deploy::sweep_minutes(
+            &clients,
+            &deployment.orchestrator_function,
+            first_minute,
+            last_minute,
+        )
+        .await?;
         let counts = counter.take();
         let n = scenario.runs as f64;
         let sum = |f: &str| -> (f64, f64) {

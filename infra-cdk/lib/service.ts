@@ -59,6 +59,15 @@ export class DurableService extends Construct {
         conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['inv#*'] } },
       }),
     );
+    // The metadata item of a dated invocation lives in its minute's partition (`run#...`):
+    // the SDK only flags its payloads there.
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['dynamodb:UpdateItem'],
+        resources: [orchestrator.table.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['run#*'] } },
+      }),
+    );
     // Objects and workflows: read state (written only by the orchestrator, which applies it when
     // an invocation finishes), and wait for, peek and complete durable promises.
     this.function.addToRolePolicy(

@@ -151,13 +151,18 @@ test('the orchestrator may invoke only itself and the registered handler functio
   assert.equal(invokes.length, 5, 'itself and four services, nothing else');
 });
 
-test('handlers may touch only invocation and object items of the table (LeadingKeys)', () => {
+test('handlers may touch only invocation, dated metadata and object items of the table (LeadingKeys)', () => {
   template.hasResourceProperties('AWS::IAM::Policy', {
     PolicyDocument: {
       Statement: Match.arrayWith([
         Match.objectLike({
           Action: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
           Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['inv#*'] } },
+        }),
+        // Dated invocations' metadata items: only their payload flag is set by handlers.
+        Match.objectLike({
+          Action: 'dynamodb:UpdateItem',
+          Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['run#*'] } },
         }),
         // Object state is read, never written, by handlers: no PutItem or DeleteItem there.
         Match.objectLike({

@@ -534,9 +534,21 @@ pub async fn register(
 }
 
 /// Sends the orchestrator a `sweep` (its schedule does every minute on AWS); returns its
-/// answer (`redriven`, `looked_at`, `swept_until`).
+/// answer (`redriven`, and what each part did: `minutes`, `leases`).
 pub async fn sweep(clients: &Clients, orchestrator: &str) -> Result<serde_json::Value> {
     control(clients, orchestrator, &serde_json::json!({"type": "sweep"})).await
+}
+
+/// A `sweep` that looks at the dated invocations of the minutes `from..=to` (since the Unix
+/// epoch), whatever its cursor says, and leaves that cursor alone.
+pub async fn sweep_minutes(
+    clients: &Clients,
+    orchestrator: &str,
+    from: u32,
+    to: u32,
+) -> Result<serde_json::Value> {
+    let event = serde_json::json!({"type": "sweep", "minutes": {"from": from, "to": to}});
+    control(clients, orchestrator, &event).await
 }
 
 /// Sends the orchestrator a control event synchronously; returns its JSON answer.

@@ -124,11 +124,23 @@ impl Env {
     }
 
     /// Sends the orchestrator a `sweep` (its schedule does every minute on AWS) and returns
-    /// its answer (`redriven`, `looked_at`, `swept_until`).
+    /// its answer (`redriven`, and what each part did: `minutes`, `leases`).
     pub async fn sweep(&self) -> serde_json::Value {
         crate::deploy::sweep(&self.clients, &self.deployment.orchestrator_function)
             .await
             .expect("the sweep answers")
+    }
+
+    /// A `sweep` of the dated invocations made in the minutes `from..=to`.
+    pub async fn sweep_minutes(&self, from: u32, to: u32) -> serde_json::Value {
+        crate::deploy::sweep_minutes(
+            &self.clients,
+            &self.deployment.orchestrator_function,
+            from,
+            to,
+        )
+        .await
+        .expect("the sweep answers")
     }
 
     /// `POST /awakeables/{id}/{action}` with a JSON body.

@@ -16,23 +16,25 @@ pub struct Stored {
     pub journal: Vec<JournalEntry>,
     /// The index of the entry recorded with the outcome rather than as an item of its own.
     pub tail: Option<u32>,
-    /// Every item under the invocation's partition key (meta, journal, anything else).
+    /// Every item of the invocation (meta, journal, anything else under its partition key).
     pub item_count: usize,
 }
 
 /// Reads every item of invocation `id`.
 pub async fn invocation(clients: &Clients, table: &str, id: &str) -> Result<Stored> {
-    let id = InvocationId::parse(id).map_err(|e| ToolError::Message(e.to_string()))?;
-    let items = query_all(clients, table, &keys::invocation_pk(&id)).await?;
+    let items = items(clients, table, id).await?;
     let mut meta = None;
     let mut journal = Vec::new();
     for item in &items {
+        if keys::id_of_meta(item).is_some() {
+            meta = Some(item.clone());
+            continue;
+        }
         match item
             .get("sk")
             .and_then(|v| v.as_s().ok())
             .map(String::as_str)
         {
-            Some(keys::META_SK) => meta = Some(item.clone()),
             Some(sk) if sk.starts_with(keys::JOURNAL_SK_PREFIX) => {
                 journal.push(entry_from_item(item).map_err(|e| ToolError::Message(e.to_string()))?)
             }
@@ -52,6 +54,26 @@ pub async fn invocation(clients: &Clients, table: &str, id: &str) -> Result<Stor
         tail: tail_index,
         item_count: items.len(),
     })
+}
+
+/// Every item of invocation `id`: its partition's (journal, and the metadata item of an id
+/// that is not dated) and a dated id's metadata item.
+pub async fn items(clients: &Clients, table: &str, id: &str) -> Result<Vec<Item>> {
+    let id = InvocationId::parse(id).map_err(|e| ToolError::Message(e.to_string()))?;
+    let mut items = query_all(clients, table, &keys::invocation_pk(&id)).await?;
+    if id.bucket().is_some() {
+        let out = clients
+            .dynamo
+            .get_item()
+            .table_name(table)
+            .set_key(Some(keys::meta_key_item(&id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("GetItem", e))?;
+        items.extend(out.item);
+    }
+    Ok(items)
 }
 
 /// Every item with partition key `pk` (strongly consistent).

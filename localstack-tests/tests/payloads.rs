@@ -31,7 +31,7 @@ fn fnv(text: &str) -> String {
 
 /// The size of every attribute of every item of an invocation (DynamoDB's limit is 400 KB).
 async fn largest_item_bytes(env: &Env, id: &str) -> usize {
-    let items = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
+    let items = inspect::items(&env.clients, &env.deployment.table, id)
         .await
         .unwrap();
     items
@@ -194,7 +194,7 @@ async fn the_journal_keeps_a_small_reference_and_expires_with_the_invocation() {
     // after recording the outcome: give it a moment.
     let mut ttls = Vec::new();
     for _ in 0..50 {
-        let items = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
+        let items = inspect::items(&env.clients, &env.deployment.table, &id)
             .await
             .unwrap();
         assert!(items.len() >= 3, "meta, the step, the awakeable");

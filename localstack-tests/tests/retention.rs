@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use durable_orchestrator::invocations::{
     Created, Invocation, InvocationStore, NewInvocation, Outcome,
 };
-use durable_protocol::store::{now_millis, Appended, JournalStore, Writer};
+use durable_protocol::store::{keys, now_millis, Appended, JournalStore, Writer};
 use durable_protocol::{
     EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult,
 };
@@ -23,6 +23,10 @@ const GRACE_SECS: u64 = 86_400;
 
 type Item = HashMap<String, AttributeValue>;
 
+/// Held by the tests that send sweeps: every sweep walks the `leases` index from the shared
+/// cursor, so one test's sweep would move it past another test's leases.
+static SWEEPING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn ttl(item: &Item) -> Option<u64> {
     item.get("expires_at")?.as_n().ok()?.parse().ok()
 }
@@ -33,13 +37,13 @@ fn now_secs() -> u64 {
 
 /// The metadata item and the journal items of an invocation, as stored.
 async fn items(env: &Env, id: &str) -> (Item, Vec<Item>) {
-    let all = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
+    let journal = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
         .await
-        .unwrap();
-    let (meta, journal): (Vec<Item>, Vec<Item>) = all
+        .unwrap()
         .into_iter()
-        .partition(|i| i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("meta"));
-    (meta.into_iter().next().expect("a metadata item"), journal)
+        .filter(|i| i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) != Some("meta"))
+        .collect();
+    (env.meta(id).await, journal)
 }
 
 /// Every entry carries the TTL its first push gave it: the push time (between `before` and
@@ -339,14 +343,19 @@ async fn released_and_stranded_invocations_are_taken_over_at_once() {
 
 /// The sweep reads what its cursor passes once: a finished invocation left in the `leases`
 /// index is skipped, a running one whose lease ended is re-driven and finishes, and the cursor
-/// moves past both.
+/// moves past both (and the minutes cursor to the last minute it may look at).
 #[tokio::test]
 async fn the_sweep_skips_finished_invocations_and_moves_its_cursor() {
+    let _sweeping = SWEEPING.lock().await;
     let env = Env::load().await;
     let run = run_id();
     let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
-    // Both leases ended before the sweep's grace (30 s in this deployment).
-    let lease = now_millis() - 31_000;
+    // Both leases ended before the sweep's grace (30 s in this deployment), just after where
+    // the last sweep left its cursor (which is at least the grace before now).
+    let lease = match store.sweep_cursor().await.unwrap() {
+        0 => now_millis() - 31_000,
+        cursor => cursor + 1,
+    };
     let finished_id = InvocationId::random();
     let finished = created(
         &store,
@@ -377,15 +386,119 @@ async fn the_sweep_skips_finished_invocations_and_moves_its_cursor() {
     )
     .await;
 
+    let minutes_before = ((now_millis() - 30_000) / 60_000) as u32 - 1;
     let answer = env.sweep().await;
+    let minutes_after = ((now_millis() - 30_000) / 60_000) as u32 - 1;
     let redriven = answer["redriven"].as_array().unwrap();
     assert!(redriven.contains(&json!(stranded_id.as_str())), "{answer}");
     assert!(!redriven.contains(&json!(finished_id.as_str())), "{answer}");
-    assert!(answer["swept_until"].as_u64().unwrap() >= lease, "{answer}");
+    // The minutes part moved its cursor to the last minute that ended more than the grace ago.
+    let minutes = store
+        .minutes_cursor()
+        .await
+        .unwrap()
+        .expect("a minutes cursor");
+    assert!(
+        minutes >= minutes_before && minutes <= minutes_after,
+        "{minutes} {answer}"
+    );
+    assert!(
+        answer["leases"]["swept_until"].as_u64().unwrap() >= lease,
+        "{answer}"
+    );
     assert!(store.sweep_cursor().await.unwrap() >= lease);
     let output = env
         .output(stranded_id.as_str(), Duration::from_secs(30))
         .await;
     assert_eq!(output.status, 200, "{}", output.raw);
     assert_eq!(output.body, json!({"results": [10]}));
+}
+
+/// A plain service's invocation is dated: its metadata item lives in its minute's partition,
+/// and a run that finishes within its minute never enters the `leases` index (no index write).
+/// The sweep of that minute reads it and leaves it alone.
+#[tokio::test]
+async fn a_dated_run_finished_in_its_minute_never_enters_the_leases_index() {
+    let _sweeping = SWEEPING.lock().await;
+    let env = Env::load().await;
+    let run = run_id();
+    let answer = env
+        .invoke_testbed("steps", json!({"run": run, "steps": 2}))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let id = InvocationId::parse(answer.invocation_id.as_deref().unwrap()).unwrap();
+    let (minute, shard) = id.bucket().expect("a plain service's invocation is dated");
+    let meta = env.meta(id.as_str()).await;
+    assert_eq!(meta["pk"].as_s().unwrap(), &keys::run_pk(minute, shard));
+    assert_eq!(meta["sk"].as_s().unwrap(), id.as_str());
+    assert!(!meta.contains_key("lease_shard"), "{meta:?}");
+
+    let answer = env.sweep_minutes(minute, minute).await;
+    assert!(
+        answer["minutes"]["looked_at"].as_u64().unwrap() >= 1,
+        "{answer}"
+    );
+    assert!(
+        !answer["redriven"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(id.as_str())),
+        "{answer}"
+    );
+    assert!(
+        !env.meta(id.as_str()).await.contains_key("lease_shard"),
+        "finished: not put in the index"
+    );
+}
+
+/// The orchestrator call that created a dated invocation died: nothing is in the `leases`
+/// index, but the sweep of its minute finds it, puts it in the index with a lease ahead of
+/// the index's cursor and re-drives it to completion. One still driven (its lease ahead) is
+/// only put in the index, lease untouched, where later sweeps find it if its driver dies.
+#[tokio::test]
+async fn the_sweep_of_a_minute_redrives_stranded_dated_invocations_and_indexes_running_ones() {
+    let _sweeping = SWEEPING.lock().await;
+    let env = Env::load().await;
+    let run = run_id();
+    let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
+    // Made three minutes ago; the sweep below names that minute (other tests' sweeps may
+    // have passed it already).
+    let made = now_millis() - 180_000;
+    let stranded_id = InvocationId::dated(made);
+    let stranded = new_invocation(
+        &env,
+        &stranded_id,
+        json!({"run": run, "steps": 2}),
+        made + 20_000,
+    );
+    created(&store, &stranded).await;
+    let running_id = InvocationId::dated(made);
+    let lease = now_millis() + 600_000;
+    let running = new_invocation(&env, &running_id, json!({"run": run, "steps": 1}), lease);
+    created(&store, &running).await;
+    for id in [&stranded_id, &running_id] {
+        assert!(!env.meta(id.as_str()).await.contains_key("lease_shard"));
+    }
+
+    let (minute, _) = stranded_id.bucket().unwrap();
+    let answer = env.sweep_minutes(minute, minute).await;
+    let redriven = answer["redriven"].as_array().unwrap();
+    assert!(redriven.contains(&json!(stranded_id.as_str())), "{answer}");
+    assert!(!redriven.contains(&json!(running_id.as_str())), "{answer}");
+    let output = env
+        .output(stranded_id.as_str(), Duration::from_secs(30))
+        .await;
+    assert_eq!(output.status, 200, "{}", output.raw);
+    assert_eq!(output.body, json!({"results": [10, 20]}));
+
+    let meta = env.meta(running_id.as_str()).await;
+    assert!(meta.contains_key("lease_shard"), "in the index now");
+    assert_eq!(meta["status"].as_s().unwrap(), "running");
+    assert_eq!(
+        meta["lease_until"].as_n().unwrap(),
+        &lease.to_string(),
+        "its driver's lease is left alone"
+    );
+    let (found, _) = store.leases_page(lease - 1, lease, None).await.unwrap();
+    assert!(found.iter().any(|(id, _)| id == &running_id), "{found:?}");
 }

@@ -2,7 +2,7 @@
 //! control events (registration, hand-offs, timers, resumptions).
 
 use crate::config::Config;
-use crate::driver::{Call, ControlEvent, Driven, Driver, LEASE_MARGIN};
+use crate::driver::{Call, ControlEvent, Driven, Driver, MinuteRange, LEASE_MARGIN};
 use crate::error::{ApiError, OrchestratorError};
 use crate::http::{FunctionUrlRequest, FunctionUrlResponse};
 use crate::ingress::{resolve_target, route, Route};
@@ -30,6 +30,8 @@ const OUTPUT_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 /// How long before its own deadline a sweep stops walking the `leases` index.
 const SWEEP_MARGIN: Duration = Duration::from_secs(10);
+/// How many minutes back the first sweep of dated invocations looks (there is no cursor yet).
+const FIRST_SWEEP_MINUTES: u32 = 15;
 
 /// How long before its own deadline a call stops waiting and answers 202.
 const ANSWER_MARGIN: Duration = Duration::from_secs(2);
@@ -118,7 +120,7 @@ impl App {
                 invocation_id,
                 entry,
             } => self.dispatch_entry(&invocation_id, entry, call).await,
-            ControlEvent::Sweep => self.sweep(call).await,
+            ControlEvent::Sweep { minutes } => self.sweep(call, minutes).await,
         }
     }
 
@@ -201,7 +203,11 @@ impl App {
                 InvocationId::for_keyed_idempotency_key(&service, key, &handler, idem)
             }
             (None, _, Some(idem)) => InvocationId::for_idempotency_key(&service, &handler, idem),
-            (_, _, None) => InvocationId::random(),
+            // A plain service's invocation is dated: the sweep finds it by its minute, with no
+            // `leases` index entry until it outlives that minute.
+            (None, _, None) => InvocationId::dated(now_millis()),
+            // Keyed ones wait in their object's inbox and use the index when they run.
+            (Some(_), _, None) => InvocationId::random(),
         };
         let input = self.offload(&id, "input", input).await?;
         let new = NewInvocation {
@@ -657,7 +663,101 @@ impl App {
     /// invocations stay in the index (their finish does not pay a second write to leave it)
     /// and are skipped. A stranded invocation gets a fresh lease ahead of the cursor before its
     /// `drive` event is sent, so that a later sweep finds it again if that event is lost too.
-    async fn sweep(&self, call: &Call) -> Result<serde_json::Value, OrchestratorError> {
+    async fn sweep(
+        &self,
+        call: &Call,
+        minutes: Option<MinuteRange>,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        let (mut redriven, minutes) = self.sweep_minutes(call, minutes).await?;
+        let (more, leases) = self.sweep_leases(call).await?;
+        redriven.extend(more);
+        if !redriven.is_empty() {
+            tracing::info!(
+                count = redriven.len(),
+                "sweep re-drives invocations with expired leases"
+            );
+        }
+        Ok(json!({"redriven": redriven, "minutes": minutes, "leases": leases}))
+    }
+
+    /// The first part of a sweep: the partitions of the dated invocations made in the minutes
+    /// after the minutes cursor, up to the last one that ended more than the grace ago (or
+    /// the minutes asked for). Every invocation there that still runs goes into the `leases`
+    /// index (`promote`), so the second part finds it from now on; one whose lease ended, or
+    /// that nobody drives, is marked stranded (its lease moved to now, ahead of the index's
+    /// cursor) and re-driven. So a new invocation costs no index write while it finishes
+    /// within its minute, and none is lost if its driver dies.
+    async fn sweep_minutes(
+        &self,
+        call: &Call,
+        asked: Option<MinuteRange>,
+    ) -> Result<(Vec<InvocationId>, serde_json::Value), OrchestratorError> {
+        let grace = self.driver.config.sweep_grace.as_millis() as u64;
+        let upto = now_millis().saturating_sub(grace);
+        // The last minute no new dated invocation can land in any more.
+        let last_done = (upto / 60_000) as u32 - 1;
+        let cursor = match asked {
+            Some(_) => None,
+            None => self.invocations.minutes_cursor().await?,
+        };
+        let (from, to) = match (asked, cursor) {
+            (Some(range), _) => (range.from, range.to),
+            (None, Some(swept)) => (swept + 1, last_done),
+            // The first sweep looks back a while: dated invocations exist only since this
+            // version of the orchestrator runs, and the sweep runs every minute.
+            (None, None) => (last_done.saturating_sub(FIRST_SWEEP_MINUTES), last_done),
+        };
+        let mut redriven = Vec::new();
+        let (mut seen, mut promoted) = (0usize, 0usize);
+        let mut reached = None;
+        'minutes: for minute in from..=to {
+            for shard in 0..InvocationId::SHARDS {
+                let mut page = None;
+                loop {
+                    let (found, next) = self.invocations.minute_page(minute, shard, page).await?;
+                    seen += found.len();
+                    for inv in found.iter().filter(|i| i.status == Status::Running) {
+                        let Some(now) = self.invocations.promote(&inv.id).await? else {
+                            continue;
+                        };
+                        promoted += 1;
+                        if (now.released || now.lease_until <= upto)
+                            && self.invocations.mark_stranded(&now).await?
+                        {
+                            self.driver
+                                .send_event(&ControlEvent::Drive {
+                                    invocation_id: now.id.clone(),
+                                })
+                                .await?;
+                            redriven.push(now.id);
+                        }
+                    }
+                    match next {
+                        Some(n) => page = Some(n),
+                        None => break,
+                    }
+                }
+            }
+            reached = Some(minute);
+            if now_millis() + SWEEP_MARGIN.as_millis() as u64 > call.deadline_ms {
+                break 'minutes;
+            }
+        }
+        if let (None, Some(minute)) = (asked, reached) {
+            self.invocations.advance_minutes_cursor(minute).await?;
+        }
+        Ok((
+            redriven,
+            json!({"from": from, "to": to, "swept_until": reached, "looked_at": seen, "promoted": promoted}),
+        ))
+    }
+
+    /// The second part of a sweep: the `leases` index, from its cursor up to the grace before
+    /// now.
+    async fn sweep_leases(
+        &self,
+        call: &Call,
+    ) -> Result<(Vec<InvocationId>, serde_json::Value), OrchestratorError> {
         let cursor = self.invocations.sweep_cursor().await?;
         let upto = now_millis().saturating_sub(self.driver.config.sweep_grace.as_millis() as u64);
         let mut redriven = Vec::new();
@@ -702,13 +802,10 @@ impl App {
         if advanced > cursor {
             self.invocations.advance_sweep_cursor(advanced).await?;
         }
-        if !redriven.is_empty() {
-            tracing::info!(
-                count = redriven.len(),
-                "sweep re-drives invocations with expired leases"
-            );
-        }
-        Ok(json!({"redriven": redriven, "looked_at": seen, "swept_until": advanced}))
+        Ok((
+            redriven,
+            json!({"looked_at": seen, "swept_until": advanced}),
+        ))
     }
 
     /// Drives an invocation whose driver handed it off or died.

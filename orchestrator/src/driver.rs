@@ -72,12 +72,24 @@ pub enum ControlEvent {
         entry: u32,
     },
     /// Re-drive running invocations whose lease expired (sent every minute by a schedule).
-    Sweep,
+    /// `minutes` looks at those minutes' dated invocations again (an operator after an
+    /// outage, tests), instead of the minutes after the sweep's cursor.
+    Sweep {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        minutes: Option<MinuteRange>,
+    },
     /// A call or send entry was recorded: create (and drive) its child.
     Dispatch {
         invocation_id: InvocationId,
         entry: u32,
     },
+}
+
+/// Minutes since the Unix epoch, both included.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MinuteRange {
+    pub from: u32,
+    pub to: u32,
 }
 
 /// Pushes invocations to handler Lambdas.
@@ -612,6 +624,27 @@ mod tests {
         assert_eq!(
             retry_delay(&c, 1, Some(Duration::from_secs(60))),
             Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn sweep_events_parse_with_and_without_minutes() {
+        assert_eq!(
+            serde_json::from_str::<ControlEvent>(r#"{"type":"sweep"}"#).unwrap(),
+            ControlEvent::Sweep { minutes: None },
+            "what the schedule sends"
+        );
+        assert_eq!(
+            serde_json::from_str::<ControlEvent>(
+                r#"{"type":"sweep","minutes":{"from":29400000,"to":29400002}}"#
+            )
+            .unwrap(),
+            ControlEvent::Sweep {
+                minutes: Some(MinuteRange {
+                    from: 29_400_000,
+                    to: 29_400_002
+                })
+            }
         );
     }
 

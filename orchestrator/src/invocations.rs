@@ -169,23 +169,21 @@ pub struct InvocationStore {
 }
 
 fn corrupt(id: &InvocationId, reason: &str) -> StoreError {
+    let (pk, sk) = keys::meta_key(id);
     StoreError::Corrupt {
-        pk: keys::invocation_pk(id),
-        sk: keys::META_SK.into(),
+        pk,
+        sk,
         reason: reason.into(),
     }
 }
 
 impl Invocation {
     fn from_item(item: &Item) -> Result<Self, StoreError> {
-        let id = get_s(item, keys::PK)
-            .and_then(|pk| pk.strip_prefix("inv#"))
-            .and_then(|id| InvocationId::parse(id).ok())
-            .ok_or_else(|| StoreError::Corrupt {
-                pk: "?".into(),
-                sk: keys::META_SK.into(),
-                reason: "bad key".into(),
-            })?;
+        let id = keys::id_of_meta(item).ok_or_else(|| StoreError::Corrupt {
+            pk: get_s(item, keys::PK).unwrap_or("?").into(),
+            sk: get_s(item, keys::SK).unwrap_or("?").into(),
+            reason: "bad key".into(),
+        })?;
         let text =
             |name: &str| get_s(item, name).ok_or_else(|| corrupt(&id, &format!("no {name}")));
         let service =
@@ -306,9 +304,7 @@ impl InvocationStore {
     /// lock).
     pub fn new_item(new: &NewInvocation, status: Status) -> Item {
         let now = now_millis();
-        let mut item = Item::new();
-        item.insert(keys::PK.into(), s(keys::invocation_pk(&new.id)));
-        item.insert(keys::SK.into(), s(keys::META_SK));
+        let mut item = keys::meta_key_item(&new.id);
         item.insert("service".into(), s(new.service.as_str()));
         item.insert("handler".into(), s(new.handler.as_str()));
         item.insert("function_arn".into(), s(new.function_arn.clone()));
@@ -324,7 +320,11 @@ impl InvocationStore {
                 new.lease_until
             };
             item.insert("lease_until".into(), n(lease));
-            item.insert(LEASE_SHARD.into(), s(LEASE_SHARD_VALUE));
+            // A dated invocation is found by the sweep in its minute's partition: no index
+            // entry until it outlives that minute (`promote`).
+            if new.id.bucket().is_none() {
+                item.insert(LEASE_SHARD.into(), s(LEASE_SHARD_VALUE));
+            }
         }
         item.insert("created_at".into(), n(now));
         item.insert("updated_at".into(), n(now));
@@ -390,8 +390,7 @@ impl InvocationStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
-            .key(keys::SK, s(keys::META_SK))
+            .set_key(Some(keys::meta_key_item(&inv.id)))
             .condition_expression("epoch = :e AND #st = :running")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":e", n(inv.epoch))
@@ -404,8 +403,7 @@ impl InvocationStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(id)))
-            .key(keys::SK, s(keys::META_SK))
+            .set_key(Some(keys::meta_key_item(id)))
             .consistent_read(true)
             .send()
             .await
@@ -536,6 +534,97 @@ impl InvocationStore {
         apply(update).await.map(|_| ())
     }
 
+    /// The last minute whose dated invocations the sweep has looked at (`None` before the
+    /// first such sweep).
+    pub async fn minutes_cursor(&self) -> Result<Option<u32>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(SWEEP_PK))
+            .key(keys::SK, s(SWEEP_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        Ok(out.item.as_ref().and_then(|i| get_n(i, "minutes_until")))
+    }
+
+    /// Moves the minutes cursor forward to `minute` (never back).
+    pub async fn advance_minutes_cursor(&self, minute: u32) -> Result<(), StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(SWEEP_PK))
+            .key(keys::SK, s(SWEEP_SK))
+            .condition_expression("attribute_not_exists(minutes_until) OR minutes_until < :m")
+            .update_expression("SET minutes_until = :m")
+            .expression_attribute_values(":m", n(minute));
+        apply(update).await.map(|_| ())
+    }
+
+    /// One page of the metadata items of the dated invocations made in `minute` (one shard),
+    /// eventually consistent: the sweep only acts on what it then writes conditionally.
+    pub async fn minute_page(
+        &self,
+        minute: u32,
+        shard: u8,
+        start: Option<Item>,
+    ) -> Result<(Vec<Invocation>, Option<Item>), StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(keys::run_pk(minute, shard)))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        let found = out
+            .items()
+            .iter()
+            .map(Invocation::from_item)
+            .collect::<Result<_, _>>()?;
+        Ok((found, out.last_evaluated_key.filter(|k| !k.is_empty())))
+    }
+
+    /// Puts a dated invocation that still runs after its minute was swept into the `leases`
+    /// index, where later sweeps find it: conditional on it running (whoever drives it, at
+    /// whatever epoch, so a stale read cannot make the sweep skip it). Returns it as it is
+    /// now, or `None` if it does not run (finished, or suspended: resuming puts it in the
+    /// index).
+    pub async fn promote(&self, id: &InvocationId) -> Result<Option<Invocation>, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::meta_key_item(id)))
+            .condition_expression("#st = :running")
+            .update_expression("SET lease_shard = :shard")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .expression_attribute_values(":shard", s(LEASE_SHARD_VALUE))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        match update.send().await {
+            Ok(out) => out
+                .attributes
+                .as_ref()
+                .map(Invocation::from_item)
+                .transpose(),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
     /// One page of the `leases` index between `after` (exclusive) and `upto` (inclusive), in
     /// lease order: (invocation, lease) pairs, and where the next page starts.
     pub async fn leases_page(
@@ -561,12 +650,7 @@ impl InvocationStore {
         let found = out
             .items()
             .iter()
-            .filter_map(|i| {
-                let id = get_s(i, keys::PK)?
-                    .strip_prefix("inv#")
-                    .and_then(|id| InvocationId::parse(id).ok())?;
-                Some((id, get_n(i, "lease_until")?))
-            })
+            .filter_map(|i| Some((keys::id_of_meta(i)?, get_n(i, "lease_until")?)))
             .collect();
         Ok((found, out.last_evaluated_key.filter(|k| !k.is_empty())))
     }
@@ -578,15 +662,7 @@ impl InvocationStore {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
         let mut found = Vec::new();
         for chunk in ids.chunks(100) {
-            let mut keys_left: Vec<Item> = chunk
-                .iter()
-                .map(|id| {
-                    Item::from([
-                        (keys::PK.to_owned(), s(keys::invocation_pk(id))),
-                        (keys::SK.to_owned(), s(keys::META_SK)),
-                    ])
-                })
-                .collect();
+            let mut keys_left: Vec<Item> = chunk.iter().map(keys::meta_key_item).collect();
             // Unprocessed keys (throttling) are asked for again, a few times.
             for _ in 0..5 {
                 if keys_left.is_empty() {
@@ -662,8 +738,7 @@ impl InvocationStore {
         }
         let update = Update::builder()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
-            .key(keys::SK, s(keys::META_SK))
+            .set_key(Some(keys::meta_key_item(&inv.id)))
             .condition_expression("epoch = :e AND #st = :running")
             .update_expression(
                 "SET #st = :suspended, waiting_on = :w, lease_until = :zero, updated_at = :now, journal_kept = :kept REMOVE lease_shard",
@@ -733,8 +808,7 @@ impl InvocationStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
-            .key(keys::SK, s(keys::META_SK))
+            .set_key(Some(keys::meta_key_item(&inv.id)))
             .condition_expression("epoch = :e AND #st = :suspended")
             .update_expression(
                 "SET #st = :running, epoch = :next, lease_until = :lease, updated_at = :now, lease_shard = :shard, journal_kept = :kept REMOVE waiting_on",

@@ -205,8 +205,7 @@ impl Objects {
     ) -> Result<[TransactWriteItem; 2], StoreError> {
         let meta = Update::builder()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(next)))
-            .key(keys::SK, s(keys::META_SK))
+            .set_key(Some(keys::meta_key_item(next)))
             .condition_expression("#st = :queued")
             .update_expression(
                 "SET #st = :running, lease_until = :soon, released = :t, #shard = :shard, updated_at = :now",
@@ -335,8 +334,7 @@ impl Objects {
     fn ownership_check(&self, inv: &Invocation) -> Result<TransactWriteItem, StoreError> {
         let check = ConditionCheck::builder()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(&inv.id)))
-            .key(keys::SK, s(keys::META_SK))
+            .set_key(Some(keys::meta_key_item(&inv.id)))
             .condition_expression("epoch = :e AND #st = :running")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":e", n(inv.epoch))
@@ -400,8 +398,7 @@ impl Objects {
             let finish = FinishUpdate::new(inv, outcome, tail, retention);
             let mut meta = Update::builder()
                 .table_name(&self.table)
-                .key(keys::PK, s(keys::invocation_pk(&inv.id)))
-                .key(keys::SK, s(keys::META_SK))
+                .set_key(Some(keys::meta_key_item(&inv.id)))
                 .condition_expression(finish.condition)
                 .update_expression(finish.expression);
             for (name, value) in finish.names {
@@ -492,8 +489,7 @@ impl Objects {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(id)))
-            .key(keys::SK, s(keys::META_SK))
+            .set_key(Some(keys::meta_key_item(id)))
             .projection_expression("has_payloads")
             .consistent_read(true)
             .send()

@@ -231,7 +231,10 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// The id of one invocation: `inv_` followed by 32 lowercase hex digits.
+/// The id of one invocation: `inv_` followed by 32 lowercase hex digits (derived and older
+/// ids), or by `t`, the minute it was made in (8 hex digits), a shard (1 hex digit) and 22
+/// random hex digits (a dated id: its metadata item lives in that minute's and shard's
+/// partition, see `store::keys::meta_key`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct InvocationId(String);
@@ -239,10 +242,38 @@ pub struct InvocationId(String);
 impl InvocationId {
     const PREFIX: &'static str = "inv_";
     const HEX_LEN: usize = 32;
+    /// The mark of a dated id, where derived ids have their first hex digit.
+    const DATED: char = 't';
+    /// How many partitions share one minute's dated metadata items.
+    pub const SHARDS: u8 = 8;
 
     /// A fresh random id.
     pub fn random() -> Self {
         Self(format!("{}{}", Self::PREFIX, uuid::Uuid::new_v4().simple()))
+    }
+
+    /// A fresh random id that carries the minute `now_ms` falls in: the lease sweep finds its
+    /// metadata item by that minute, so a new invocation needs no `leases` index entry.
+    pub fn dated(now_ms: u64) -> Self {
+        let minute = (now_ms / 60_000) as u32;
+        let uuid = uuid::Uuid::new_v4();
+        let shard = uuid.as_bytes()[15] % Self::SHARDS;
+        let random = uuid.simple().to_string();
+        Self(format!(
+            "{}{}{minute:08x}{shard:x}{}",
+            Self::PREFIX,
+            Self::DATED,
+            &random[..Self::HEX_LEN - 10]
+        ))
+    }
+
+    /// The minute (since the Unix epoch) and shard of a dated id; `None` for other ids. The
+    /// shard is written in the id, so more shards later leave existing ids where they are.
+    pub fn bucket(&self) -> Option<(u32, u8)> {
+        let rest = self.0[Self::PREFIX.len()..].strip_prefix(Self::DATED)?;
+        let minute = u32::from_str_radix(&rest[..8], 16).ok()?;
+        let shard = u8::from_str_radix(&rest[8..9], 16).ok()?;
+        Some((minute, shard))
     }
 
     /// The id an idempotent request maps to: the same (target, key) always gives the same id,
@@ -300,11 +331,12 @@ impl InvocationId {
 
     /// Parses an id given by a user, e.g. in a URL.
     pub fn parse(value: &str) -> Result<Self, IdError> {
+        let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
         let ok = value.len() == Self::PREFIX.len() + Self::HEX_LEN
             && value.starts_with(Self::PREFIX)
             && value[Self::PREFIX.len()..]
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+                .char_indices()
+                .all(|(i, c)| hex(c) || (i == 0 && c == Self::DATED));
         if ok {
             Ok(Self(value.to_owned()))
         } else {
@@ -372,6 +404,35 @@ impl fmt::Display for AwakeableId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dated_ids_carry_their_minute_and_parse_back() {
+        let now = 1_764_000_000_123u64;
+        let id = InvocationId::dated(now);
+        assert_eq!(id.as_str().len(), 36);
+        assert!(id.as_str().starts_with("inv_t"), "{id}");
+        let (minute, shard) = id.bucket().expect("dated");
+        assert_eq!(u64::from(minute), now / 60_000);
+        assert!(shard < InvocationId::SHARDS);
+        assert_eq!(InvocationId::parse(id.as_str()).unwrap(), id);
+        assert_ne!(InvocationId::dated(now), id, "random beyond the minute");
+        assert_eq!(InvocationId::random().bucket(), None);
+        assert_eq!(InvocationId::derived(&["x"]).bucket(), None);
+        for bad in [
+            "inv_tt0000000000000000000000000000",
+            "inv_0t000000000000000000000000000000",
+        ] {
+            assert!(InvocationId::parse(bad).is_err(), "{bad}");
+        }
+        let awakeable = AwakeableId {
+            invocation: id.clone(),
+            index: 3,
+        };
+        assert_eq!(
+            AwakeableId::parse(&awakeable.to_string()).unwrap(),
+            awakeable
+        );
+    }
 
     #[test]
     fn names_are_validated() {

@@ -3,6 +3,7 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | invocation | `inv#<id>` | `meta` |
+//! | invocation with a dated id | `run#<minute, 8 hex>#<shard>` | `<id>` |
 //! | journal entry | `inv#<id>` | `j#<index, 10 digits>` |
 //! | service registry | `svc#<name>` | `live` |
 //! | object lock | `obj#<service>#<key>` | `lock` |
@@ -38,9 +39,45 @@ pub mod keys {
     /// journal entry (JSON), recorded with the outcome instead of in an item of its own.
     pub const TAIL: &str = "tail";
 
-    /// Partition key of everything that belongs to one invocation.
+    /// Partition key of everything that belongs to one invocation (its journal, and the
+    /// metadata item of an id that is not dated).
     pub fn invocation_pk(id: &InvocationId) -> String {
         format!("inv#{id}")
+    }
+
+    /// The partition key prefix of the minutes' partitions of dated metadata items.
+    pub const RUN_PK_PREFIX: &str = "run#";
+
+    /// The partition of one minute's (and shard's) dated metadata items: the lease sweep
+    /// queries it once the minute is over, instead of finding new invocations in an index.
+    pub fn run_pk(minute: u32, shard: u8) -> String {
+        format!("{RUN_PK_PREFIX}{minute:08x}#{shard}")
+    }
+
+    /// The key (pk, sk) of an invocation's metadata item.
+    pub fn meta_key(id: &InvocationId) -> (String, String) {
+        match id.bucket() {
+            Some((minute, shard)) => (run_pk(minute, shard), id.as_str().to_owned()),
+            None => (invocation_pk(id), META_SK.to_owned()),
+        }
+    }
+
+    /// The key of an invocation's metadata item, as the attributes of a key.
+    pub fn meta_key_item(id: &InvocationId) -> Item {
+        let (pk, sk) = meta_key(id);
+        Item::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+    }
+
+    /// The invocation a metadata item belongs to, from its key.
+    pub fn id_of_meta(item: &Item) -> Option<InvocationId> {
+        let pk = get_s(item, PK)?;
+        let id = match pk.strip_prefix("inv#") {
+            Some(id) if get_s(item, SK) == Some(META_SK) => id,
+            Some(_) => return None,
+            None if pk.starts_with(RUN_PK_PREFIX) => get_s(item, SK)?,
+            None => return None,
+        };
+        InvocationId::parse(id).ok()
     }
 
     /// Sort key of journal entry `index`: zero-padded so that keys sort in index order.
@@ -626,8 +663,7 @@ impl JournalStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(id)))
-            .key(keys::SK, s(keys::META_SK))
+            .set_key(Some(keys::meta_key_item(id)))
             .condition_expression("attribute_exists(pk)")
             .update_expression("SET has_payloads = :t")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
@@ -722,6 +758,34 @@ impl JournalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_items_are_found_by_their_ids() {
+        let dated = InvocationId::dated(1_764_000_000_000);
+        let (minute, shard) = dated.bucket().unwrap();
+        let (pk, sk) = keys::meta_key(&dated);
+        assert_eq!(pk, keys::run_pk(minute, shard));
+        assert_eq!(sk, dated.as_str());
+        assert_eq!(keys::id_of_meta(&keys::meta_key_item(&dated)), Some(dated));
+        let plain = InvocationId::random();
+        assert_eq!(
+            keys::meta_key(&plain),
+            (keys::invocation_pk(&plain), keys::META_SK.to_owned())
+        );
+        assert_eq!(
+            keys::id_of_meta(&keys::meta_key_item(&plain)),
+            Some(plain.clone())
+        );
+        let entry = Item::from([
+            (keys::PK.to_owned(), s(keys::invocation_pk(&plain))),
+            (keys::SK.to_owned(), s(keys::journal_sk(0))),
+        ]);
+        assert_eq!(
+            keys::id_of_meta(&entry),
+            None,
+            "a journal entry is no metadata item"
+        );
+    }
 
     #[test]
     fn journal_keys_sort_in_index_order() {
