@@ -352,7 +352,7 @@ async fn the_sweep_skips_finished_invocations_and_moves_its_cursor() {
     let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
     // Both leases ended before the sweep's grace (30 s in this deployment), just after where
     // the last sweep left its cursor (which is at least the grace before now).
-    let lease = match store.sweep_cursor().await.unwrap() {
+    let lease = match store.sweep_cursors().await.unwrap().swept_until {
         0 => now_millis() - 31_000,
         cursor => cursor + 1,
     };
@@ -394,9 +394,10 @@ async fn the_sweep_skips_finished_invocations_and_moves_its_cursor() {
     assert!(!redriven.contains(&json!(finished_id.as_str())), "{answer}");
     // The minutes part moved its cursor to the last minute that ended more than the grace ago.
     let minutes = store
-        .minutes_cursor()
+        .sweep_cursors()
         .await
         .unwrap()
+        .minutes_until
         .expect("a minutes cursor");
     assert!(
         minutes >= minutes_before && minutes <= minutes_after,
@@ -406,7 +407,7 @@ async fn the_sweep_skips_finished_invocations_and_moves_its_cursor() {
         answer["leases"]["swept_until"].as_u64().unwrap() >= lease,
         "{answer}"
     );
-    assert!(store.sweep_cursor().await.unwrap() >= lease);
+    assert!(store.sweep_cursors().await.unwrap().swept_until >= lease);
     let output = env
         .output(stranded_id.as_str(), Duration::from_secs(30))
         .await;

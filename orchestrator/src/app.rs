@@ -668,8 +668,11 @@ impl App {
         call: &Call,
         minutes: Option<MinuteRange>,
     ) -> Result<serde_json::Value, OrchestratorError> {
-        let (mut redriven, minutes) = self.sweep_minutes(call, minutes).await?;
-        let (more, leases) = self.sweep_leases(call).await?;
+        let cursors = self.invocations.sweep_cursors().await?;
+        let (mut redriven, minutes) = self
+            .sweep_minutes(call, minutes, cursors.minutes_until)
+            .await?;
+        let (more, leases) = self.sweep_leases(call, cursors.swept_until).await?;
         redriven.extend(more);
         if !redriven.is_empty() {
             tracing::info!(
@@ -691,15 +694,13 @@ impl App {
         &self,
         call: &Call,
         asked: Option<MinuteRange>,
+        cursor: Option<u32>,
     ) -> Result<(Vec<InvocationId>, serde_json::Value), OrchestratorError> {
         let grace = self.driver.config.sweep_grace.as_millis() as u64;
         let upto = now_millis().saturating_sub(grace);
         // The last minute no new dated invocation can land in any more.
         let last_done = (upto / 60_000) as u32 - 1;
-        let cursor = match asked {
-            Some(_) => None,
-            None => self.invocations.minutes_cursor().await?,
-        };
+        // An explicit range looks again, whatever the cursor says.
         let (from, to) = match (asked, cursor) {
             (Some(range), _) => (range.from, range.to),
             (None, Some(swept)) => (swept + 1, last_done),
@@ -757,8 +758,8 @@ impl App {
     async fn sweep_leases(
         &self,
         call: &Call,
+        cursor: u64,
     ) -> Result<(Vec<InvocationId>, serde_json::Value), OrchestratorError> {
-        let cursor = self.invocations.sweep_cursor().await?;
         let upto = now_millis().saturating_sub(self.driver.config.sweep_grace.as_millis() as u64);
         let mut redriven = Vec::new();
         let mut seen = 0usize;

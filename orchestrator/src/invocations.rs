@@ -268,6 +268,15 @@ impl Invocation {
     }
 }
 
+/// Where the sweep left off (the item `sweep`/`cursor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepCursors {
+    /// How far it has looked through the `leases` index (ms; 0 before the first sweep).
+    pub swept_until: u64,
+    /// The last minute whose dated invocations it has looked at (`None` before the first).
+    pub minutes_until: Option<u32>,
+}
+
 /// The result of trying to suspend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Suspension {
@@ -501,8 +510,8 @@ impl InvocationStore {
         .await
     }
 
-    /// How far the sweep has looked through the `leases` index (ms; 0 before the first sweep).
-    pub async fn sweep_cursor(&self) -> Result<u64, StoreError> {
+    /// Where the sweep left off in the `leases` index and in the minutes' partitions.
+    pub async fn sweep_cursors(&self) -> Result<SweepCursors, StoreError> {
         let out = self
             .client
             .get_item()
@@ -513,11 +522,11 @@ impl InvocationStore {
             .send()
             .await
             .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        Ok(out
-            .item
-            .as_ref()
-            .and_then(|i| get_n(i, "swept_until"))
-            .unwrap_or(0))
+        let item = out.item.unwrap_or_default();
+        Ok(SweepCursors {
+            swept_until: get_n(&item, "swept_until").unwrap_or(0),
+            minutes_until: get_n(&item, "minutes_until"),
+        })
     }
 
     /// Moves the sweep's cursor forward to `to` (never back: racing sweeps are harmless).
@@ -532,22 +541,6 @@ impl InvocationStore {
             .update_expression("SET swept_until = :to")
             .expression_attribute_values(":to", n(to));
         apply(update).await.map(|_| ())
-    }
-
-    /// The last minute whose dated invocations the sweep has looked at (`None` before the
-    /// first such sweep).
-    pub async fn minutes_cursor(&self) -> Result<Option<u32>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(SWEEP_PK))
-            .key(keys::SK, s(SWEEP_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        Ok(out.item.as_ref().and_then(|i| get_n(i, "minutes_until")))
     }
 
     /// Moves the minutes cursor forward to `minute` (never back).

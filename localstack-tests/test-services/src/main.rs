@@ -175,13 +175,7 @@ struct SlowInput {
 /// `slow`, then a second step built on its result: racing attempts meet at the first step's
 /// write (it is journaled before the second step runs).
 async fn slow_then_step(ctx: Context, input: SlowInput) -> Result<u64, HandlerError> {
-    let n: u64 = ctx
-        .run("slow", || async {
-            let n = count_effect(&input.run, "slow").await?;
-            tokio::time::sleep(std::time::Duration::from_millis(input.millis)).await;
-            Ok(n)
-        })
-        .await?;
+    let n = slow(ctx.clone(), input).await?;
     Ok(ctx.run("times ten", || async move { Ok(n * 10) }).await?)
 }
 
