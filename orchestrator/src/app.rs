@@ -722,14 +722,7 @@ impl App {
                             continue;
                         };
                         promoted += 1;
-                        if (now.released || now.lease_until <= upto)
-                            && self.invocations.mark_stranded(&now).await?
-                        {
-                            self.driver
-                                .send_event(&ControlEvent::Drive {
-                                    invocation_id: now.id.clone(),
-                                })
-                                .await?;
+                        if self.redrive_if_stranded(&now, upto).await? {
                             redriven.push(now.id);
                         }
                     }
@@ -753,6 +746,28 @@ impl App {
         ))
     }
 
+    /// Re-drives `inv` if it runs and nobody drives it (released, or its lease ended by
+    /// `upto`): its lease moves to now first (conditional on the lease it had), so that a later
+    /// sweep finds it again if the `drive` event is lost too. `true` if it was re-driven.
+    async fn redrive_if_stranded(
+        &self,
+        inv: &Invocation,
+        upto: u64,
+    ) -> Result<bool, OrchestratorError> {
+        if inv.status != Status::Running
+            || !(inv.released || inv.lease_until <= upto)
+            || !self.invocations.mark_stranded(inv).await?
+        {
+            return Ok(false);
+        }
+        self.driver
+            .send_event(&ControlEvent::Drive {
+                invocation_id: inv.id.clone(),
+            })
+            .await?;
+        Ok(true)
+    }
+
     /// The second part of a sweep: the `leases` index, from its cursor up to the grace before
     /// now.
     async fn sweep_leases(
@@ -771,15 +786,7 @@ impl App {
             seen += leases.len();
             let ids: Vec<InvocationId> = leases.iter().map(|(id, _)| id.clone()).collect();
             for inv in self.invocations.get_many(&ids).await? {
-                if inv.status == Status::Running
-                    && (inv.released || inv.lease_until <= upto)
-                    && self.invocations.mark_stranded(&inv).await?
-                {
-                    self.driver
-                        .send_event(&ControlEvent::Drive {
-                            invocation_id: inv.id.clone(),
-                        })
-                        .await?;
+                if self.redrive_if_stranded(&inv, upto).await? {
                     redriven.push(inv.id);
                 }
             }

@@ -529,31 +529,29 @@ impl InvocationStore {
         })
     }
 
-    /// Moves the sweep's cursor forward to `to` (never back: racing sweeps are harmless).
+    /// Moves the sweep's cursor in the `leases` index forward to `to`.
     pub async fn advance_sweep_cursor(&self, to: u64) -> Result<(), StoreError> {
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(SWEEP_PK))
-            .key(keys::SK, s(SWEEP_SK))
-            .condition_expression("attribute_not_exists(swept_until) OR swept_until < :to")
-            .update_expression("SET swept_until = :to")
-            .expression_attribute_values(":to", n(to));
-        apply(update).await.map(|_| ())
+        self.advance_cursor("swept_until", to).await
     }
 
-    /// Moves the minutes cursor forward to `minute` (never back).
+    /// Moves the minutes cursor forward to `minute`.
     pub async fn advance_minutes_cursor(&self, minute: u32) -> Result<(), StoreError> {
+        self.advance_cursor("minutes_until", minute.into()).await
+    }
+
+    /// Moves the cursor `attribute` of the sweep item forward to `to`, never back: racing
+    /// sweeps are harmless.
+    async fn advance_cursor(&self, attribute: &'static str, to: u64) -> Result<(), StoreError> {
         let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(keys::PK, s(SWEEP_PK))
             .key(keys::SK, s(SWEEP_SK))
-            .condition_expression("attribute_not_exists(minutes_until) OR minutes_until < :m")
-            .update_expression("SET minutes_until = :m")
-            .expression_attribute_values(":m", n(minute));
+            .condition_expression("attribute_not_exists(#c) OR #c < :to")
+            .update_expression("SET #c = :to")
+            .expression_attribute_names("#c", attribute)
+            .expression_attribute_values(":to", n(to));
         apply(update).await.map(|_| ())
     }
 
