@@ -407,26 +407,7 @@ impl Endpoint {
             (other, _) => other,
         };
         let response = match outcome {
-            Err(Abort::Suspend { waiting_on, timers }) => {
-                tracing::info!(?waiting_on, "suspending until a completion arrives");
-                HandlerResponse::Suspended { waiting_on, timers }
-            }
-            Err(Abort::Fatal(failure)) => {
-                tracing::error!(code = failure.code, message = %failure.message, "invocation failed fatally");
-                HandlerResponse::Failed {
-                    failure,
-                    tail: None,
-                }
-            }
-            Err(Abort::Retry {
-                message,
-                step,
-                retry_after,
-            }) => HandlerResponse::Retryable {
-                message,
-                step,
-                retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
-            },
+            Err(reason) => aborted(reason),
             Ok(Ok(Ok(output))) => HandlerResponse::Completed { output, tail: None },
             Ok(Ok(Err(HandlerError(ErrorKind::Terminal(t))))) => HandlerResponse::Failed {
                 failure: t.into(),
@@ -494,25 +475,38 @@ async fn settle(inv: &Invocation, response: HandlerResponse) -> HandlerResponse 
         },
         HandlerResponse::Suspended { waiting_on, timers } => match inv.flush_deferred().await {
             Ok(()) => HandlerResponse::Suspended { waiting_on, timers },
-            Err(Abort::Fatal(failure)) => HandlerResponse::Failed {
-                failure,
-                tail: None,
-            },
-            Err(Abort::Retry {
-                message,
-                retry_after,
-                ..
-            }) => HandlerResponse::Retryable {
-                message,
-                step: None,
-                retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
-            },
-            Err(Abort::Suspend { .. }) => unreachable!("writing an entry never suspends"),
+            Err(reason) => aborted(reason),
         },
         retryable @ HandlerResponse::Retryable { .. } => {
             // Best effort: a step that is not recorded runs again (at least once).
             let _ = inv.flush_deferred().await;
             retryable
         }
+    }
+}
+
+/// The answer for an attempt that stopped early.
+fn aborted(reason: Abort) -> HandlerResponse {
+    match reason {
+        Abort::Suspend { waiting_on, timers } => {
+            tracing::info!(?waiting_on, "suspending until a completion arrives");
+            HandlerResponse::Suspended { waiting_on, timers }
+        }
+        Abort::Fatal(failure) => {
+            tracing::error!(code = failure.code, message = %failure.message, "invocation failed fatally");
+            HandlerResponse::Failed {
+                failure,
+                tail: None,
+            }
+        }
+        Abort::Retry {
+            message,
+            step,
+            retry_after,
+        } => HandlerResponse::Retryable {
+            message,
+            step,
+            retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+        },
     }
 }

@@ -4,12 +4,12 @@
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use durable_protocol::keyed::ObjectRef;
 use durable_protocol::store::{
-    apply_update as apply, get_n, get_s, keys, n, now_millis, s, tail_value, Item, StoreError,
+    apply_update as apply, apply_update_returning as apply_returning, get_n, get_s, keys, n,
+    now_millis, s, tail_value, Item, StoreError,
 };
 use durable_protocol::{
     HandlerKind, HandlerName, IdempotencyKey, InvocationId, JournalEntry, ObjectKey, ServiceName,
@@ -598,21 +598,13 @@ impl InvocationStore {
             .expression_attribute_values(":running", s(Status::Running.as_str()))
             .expression_attribute_values(":shard", s(LEASE_SHARD_VALUE))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
-        match update.send().await {
-            Ok(out) => out
+        match apply_returning(update).await? {
+            Some(out) => out
                 .attributes
                 .as_ref()
                 .map(Invocation::from_item)
                 .transpose(),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+            None => Ok(None),
         }
     }
 
@@ -843,26 +835,16 @@ impl InvocationStore {
         for (name, value) in finish.names {
             update = update.expression_attribute_names(name, value);
         }
-        match update.update_expression(finish.expression).send().await {
-            Ok(out) => Ok(Some(
-                out.attributes
-                    .and_then(|a| {
-                        a.get("has_payloads")
-                            .and_then(|v| v.as_bool().ok())
-                            .copied()
-                    })
-                    .unwrap_or(false),
-            )),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        let applied = apply_returning(update.update_expression(finish.expression)).await?;
+        Ok(applied.map(|out| {
+            out.attributes
+                .and_then(|a| {
+                    a.get("has_payloads")
+                        .and_then(|v| v.as_bool().ok())
+                        .copied()
+                })
+                .unwrap_or(false)
+        }))
     }
 }
 

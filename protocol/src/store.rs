@@ -221,15 +221,23 @@ pub(crate) fn read_result(item: &Item, prefix: &str) -> Result<Option<StepResult
 pub async fn apply_update(
     update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
 ) -> Result<bool, StoreError> {
+    Ok(apply_update_returning(update).await?.is_some())
+}
+
+/// Sends a conditional update and returns what DynamoDB answered (the attributes it was asked
+/// to return): `Ok(None)` when its condition did not hold.
+pub async fn apply_update_returning(
+    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+) -> Result<Option<aws_sdk_dynamodb::operation::update_item::UpdateItemOutput>, StoreError> {
     match update.send().await {
-        Ok(_) => Ok(true),
+        Ok(out) => Ok(Some(out)),
         Err(e)
             if matches!(
                 e.as_service_error(),
                 Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_))
             ) =>
         {
-            Ok(false)
+            Ok(None)
         }
         Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
     }
