@@ -277,7 +277,7 @@ async fn status(clients: &Clients, table: &str, id: &InvocationId) -> String {
         .dynamo
         .get_item()
         .table_name(table)
-        .set_key(Some(durable_protocol::store::keys::meta_key_item(id)))
+        .set_key(Some(durable_store::keys::meta_key_item(id)))
         .consistent_read(true)
         .send()
         .await
@@ -539,9 +539,9 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
         tokio::time::sleep(Duration::from_millis(1500)).await;
         // Each scenario starts in a minute of its own: its runs' dated metadata items are then
         // the only ones in the minutes' partitions its sweep reads.
-        let into_minute = durable_protocol::store::now_millis() % 60_000;
+        let into_minute = durable_protocol::clock::now_millis() % 60_000;
         tokio::time::sleep(Duration::from_millis(60_000 - into_minute + 200)).await;
-        let first_minute = (durable_protocol::store::now_millis() / 60_000) as u32;
+        let first_minute = (durable_protocol::clock::now_millis() / 60_000) as u32;
         let (_, offset) = lambda_calls(&log, 0);
         counter.take();
         let cpu_before = cpu_ms(&orchestrator_fn);
@@ -564,7 +564,7 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
         // deadline plus 5 s) it reads the minutes' partitions of the scenario's dated runs
         // and each run it meets in the `leases` index once. Its own Lambda call is not
         // counted: it runs once a minute whatever the traffic.
-        let last_minute = (durable_protocol::store::now_millis() / 60_000) as u32;
+        let last_minute = (durable_protocol::clock::now_millis() / 60_000) as u32;
         tokio::time::sleep(Duration::from_secs(ORCHESTRATOR_TIMEOUT_SECS as u64 + 6)).await;
         deploy::sweep_minutes(
             &clients,

@@ -1,14 +1,16 @@
 //! Support for the benchmark tool (`durable-bench`): replaying a journal in memory, without
 //! AWS, to measure the SDK's own replay cost. Not part of the handler API.
 
-use crate::invocation::{BoxFuture, JournalSink};
 use crate::{Context, Endpoint, HandlerError, Service};
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
-use durable_protocol::store::{Appended, Completed, StoreError};
 use durable_protocol::{
     EntryKind, HandlerName, HandlerResponse, InvocationId, InvokeRequest, JournalEntry,
     ServiceName, StepResult,
 };
+use durable_store::traits::{BoxFuture, Journal, Promises, State};
+use durable_store::Appended;
+use durable_store::Completed;
+use durable_store::StoreError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,12 +25,12 @@ fn unexpected<T>(what: &str) -> Result<T, StoreError> {
     })
 }
 
-impl JournalSink for ReplayOnly {
+impl Journal for ReplayOnly {
     fn append<'a>(
         &'a self,
         _: &'a InvocationId,
         _: &'a JournalEntry,
-        _: durable_protocol::store::Writer,
+        _: durable_store::Writer,
     ) -> BoxFuture<'a, Result<Appended, StoreError>> {
         Box::pin(async { unexpected("append") })
     }
@@ -45,11 +47,14 @@ impl JournalSink for ReplayOnly {
         &'a self,
         _: &'a InvocationId,
         _: u32,
-        _: &'static str,
+        _: durable_protocol::EntryTag,
         _: &'a StepResult,
     ) -> BoxFuture<'a, Result<Completed, StoreError>> {
         Box::pin(async { unexpected("complete") })
     }
+}
+
+impl State for ReplayOnly {
     fn get_state<'a>(
         &'a self,
         _: &'a ObjectRef,
@@ -63,6 +68,9 @@ impl JournalSink for ReplayOnly {
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         Box::pin(async { unexpected("state_names") })
     }
+}
+
+impl Promises for ReplayOnly {
     fn peek_promise<'a>(
         &'a self,
         _: &'a ObjectRef,

@@ -8,10 +8,11 @@ use crate::context::{mismatch, Context};
 use crate::durable::DurableFuture;
 use crate::error::TerminalError;
 use crate::invocation::{Abort, BoxFuture, Invocation};
-use durable_protocol::store::{now_millis, Appended};
+use durable_protocol::clock::now_millis;
 use durable_protocol::{
     EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, Target, TerminalFailure,
 };
+use durable_store::Appended;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
@@ -181,7 +182,7 @@ async fn offload_input(
         .await
     {
         Ok(v) => v,
-        Err(durable_protocol::payload::PayloadError::TooLarge { size, max }) => {
+        Err(durable_store::PayloadError::TooLarge { size, max }) => {
             return Err(Abort::Fatal(TerminalFailure::new(
                 413,
                 format!(

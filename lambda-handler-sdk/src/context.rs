@@ -211,7 +211,7 @@ where
     let (result, recorded) = match result {
         StepResult::Value(v) => match inv.offload(&format!("j{index}"), v.clone()).await {
             Ok(stored) => (StepResult::Value(v), StepResult::Value(stored)),
-            Err(durable_protocol::payload::PayloadError::TooLarge { size, max }) => {
+            Err(durable_store::PayloadError::TooLarge { size, max }) => {
                 let failure = StepResult::Failure(TerminalFailure::new(
                     413,
                     format!("the result of step {name:?} is {size} bytes, over the limit of {max}"),

@@ -6,8 +6,10 @@
 use crate::context::{mismatch, Context};
 use crate::error::TerminalError;
 use crate::invocation::{Abort, BoxFuture, Invocation, DEADLINE_MARGIN};
-use durable_protocol::store::{now_millis, Appended, Completed};
+use durable_protocol::clock::now_millis;
 use durable_protocol::{AwakeableId, EntryKind, JournalEntry, StepResult, TerminalFailure};
+use durable_store::Appended;
+use durable_store::Completed;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -136,7 +138,11 @@ async fn sleep_until(
         let _busy = inv.busy();
         tokio::time::sleep(remaining).await;
         let fired = StepResult::Value(serde_json::Value::Null);
-        match inv.sink.complete(&inv.id, index, "sleep", &fired).await {
+        match inv
+            .sink
+            .complete(&inv.id, index, durable_protocol::EntryTag::Sleep, &fired)
+            .await
+        {
             Ok(Completed::Written | Completed::AlreadyCompleted(_)) => {}
             Ok(other) => {
                 let failure =

@@ -2,13 +2,14 @@
 
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
-use crate::invocation::{Abort, BoxFuture, Invocation, JournalSink, Limits};
+use crate::invocation::{Abort, BoxFuture, HandlerStore, Invocation, Limits};
 use crate::keyed::{ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext};
-use durable_protocol::payload::{PayloadError, PayloadStore};
 use durable_protocol::{
     DiscoveryResponse, HandlerDescriptor, HandlerKind, HandlerName, HandlerResponse, InvokeRequest,
     ServiceDescriptor, ServiceKind, ServiceName, TerminalFailure, PROTOCOL_VERSION,
 };
+use durable_store::PayloadError;
+use durable_store::PayloadStore;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -288,7 +289,7 @@ impl Endpoint {
     pub(crate) async fn execute(
         &self,
         req: InvokeRequest,
-        sink: Arc<dyn JournalSink>,
+        sink: Arc<dyn HandlerStore>,
         dispatcher: Arc<dyn crate::calls::Dispatcher>,
         s3: aws_sdk_s3::Client,
         deadline_ms: u64,
@@ -301,7 +302,7 @@ impl Endpoint {
     async fn run_invocation(
         &self,
         mut req: InvokeRequest,
-        sink: Arc<dyn JournalSink>,
+        sink: Arc<dyn HandlerStore>,
         dispatcher: Arc<dyn crate::calls::Dispatcher>,
         payloads: PayloadStore,
         deadline_ms: u64,
@@ -341,7 +342,7 @@ impl Endpoint {
         }
         let inv = Arc::new(Invocation::new(
             req.invocation_id,
-            durable_protocol::store::Writer {
+            durable_store::Writer {
                 epoch: req.epoch,
                 expires_at: req.journal_expires_at,
             },

@@ -1,166 +1,19 @@
 //! The state of one attempt of one invocation: the replayed journal, the next entry index, where
 //! new entries go, and the signal that ends the attempt early (retry, fatal divergence).
 
-use durable_protocol::keyed::{KeyedStore, ObjectRef, PromiseCompletion, Waiter};
-use durable_protocol::store::{Appended, Completed, JournalStore, StoreError, Writer};
 use durable_protocol::{
     InvocationId, JournalEntry, StepFailures, StepResult, TerminalFailure, Timer,
 };
+use durable_store::Appended;
+use durable_store::StoreError;
+use durable_store::Writer;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
-/// A boxed future, as object-safe traits need.
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Where new journal entries are recorded: DynamoDB in production, memory in unit tests.
-pub(crate) trait JournalSink: Send + Sync {
-    fn append<'a>(
-        &'a self,
-        id: &'a InvocationId,
-        entry: &'a JournalEntry,
-        writer: Writer,
-    ) -> BoxFuture<'a, Result<Appended, StoreError>>;
-
-    /// The whole journal, as stored now.
-    fn load<'a>(
-        &'a self,
-        id: &'a InvocationId,
-    ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>>;
-
-    /// Marks the invocation as having values in S3 (to be deleted when it finishes).
-    fn flag_payloads<'a>(&'a self, id: &'a InvocationId) -> BoxFuture<'a, Result<(), StoreError>>;
-
-    /// Writes a completion onto an entry unless it has one.
-    fn complete<'a>(
-        &'a self,
-        id: &'a InvocationId,
-        index: u32,
-        kind: &'static str,
-        result: &'a StepResult,
-    ) -> BoxFuture<'a, Result<Completed, StoreError>>;
-
-    /// One state value of an object, as stored.
-    fn get_state<'a>(
-        &'a self,
-        object: &'a ObjectRef,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, StoreError>>;
-
-    /// The names of an object's state keys, as stored.
-    fn state_names<'a>(
-        &'a self,
-        object: &'a ObjectRef,
-    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
-
-    /// A promise's result, if it has one.
-    fn peek_promise<'a>(
-        &'a self,
-        object: &'a ObjectRef,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>>;
-
-    /// Registers a waiter on a promise, or returns its result if it has one.
-    fn wait_promise<'a>(
-        &'a self,
-        object: &'a ObjectRef,
-        name: &'a str,
-        waiter: &'a Waiter,
-    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>>;
-
-    /// Completes a promise (the first completion wins).
-    fn complete_promise<'a>(
-        &'a self,
-        object: &'a ObjectRef,
-        name: &'a str,
-        result: &'a StepResult,
-        by: &'a str,
-    ) -> BoxFuture<'a, Result<PromiseCompletion, StoreError>>;
-}
-
-/// The orchestrator's table, as handlers use it: journal entries, state and promises.
-pub(crate) struct TableSink {
-    pub(crate) journal: JournalStore,
-    pub(crate) keyed: KeyedStore,
-}
-
-impl JournalSink for TableSink {
-    fn append<'a>(
-        &'a self,
-        id: &'a InvocationId,
-        entry: &'a JournalEntry,
-        writer: Writer,
-    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
-        Box::pin(self.journal.append(id, entry, writer))
-    }
-
-    fn load<'a>(
-        &'a self,
-        id: &'a InvocationId,
-    ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>> {
-        Box::pin(self.journal.load(id))
-    }
-
-    fn flag_payloads<'a>(&'a self, id: &'a InvocationId) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.journal.flag_payloads(id))
-    }
-
-    fn complete<'a>(
-        &'a self,
-        id: &'a InvocationId,
-        index: u32,
-        kind: &'static str,
-        result: &'a StepResult,
-    ) -> BoxFuture<'a, Result<Completed, StoreError>> {
-        Box::pin(self.journal.complete(id, index, kind, result))
-    }
-
-    fn get_state<'a>(
-        &'a self,
-        object: &'a ObjectRef,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, StoreError>> {
-        Box::pin(self.keyed.get(object, name))
-    }
-
-    fn state_names<'a>(
-        &'a self,
-        object: &'a ObjectRef,
-    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        Box::pin(self.keyed.names(object))
-    }
-
-    fn peek_promise<'a>(
-        &'a self,
-        object: &'a ObjectRef,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>> {
-        Box::pin(self.keyed.peek(object, name))
-    }
-
-    fn wait_promise<'a>(
-        &'a self,
-        object: &'a ObjectRef,
-        name: &'a str,
-        waiter: &'a Waiter,
-    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>> {
-        Box::pin(self.keyed.wait(object, name, waiter))
-    }
-
-    fn complete_promise<'a>(
-        &'a self,
-        object: &'a ObjectRef,
-        name: &'a str,
-        result: &'a StepResult,
-        by: &'a str,
-    ) -> BoxFuture<'a, Result<PromiseCompletion, StoreError>> {
-        Box::pin(self.keyed.complete(object, name, result, by))
-    }
-}
+pub(crate) use durable_store::traits::{BoxFuture, HandlerStore};
 
 /// Why an attempt stopped before the handler returned.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,11 +53,11 @@ pub(crate) struct Invocation {
     recorded: HashMap<u32, JournalEntry>,
     step_failures: Option<StepFailures>,
     next_index: AtomicU32,
-    pub(crate) sink: Arc<dyn JournalSink>,
+    pub(crate) sink: Arc<dyn HandlerStore>,
     abort: watch::Sender<Option<Abort>>,
     pub(crate) limits: Limits,
     /// Large values in S3.
-    pub(crate) payloads: durable_protocol::payload::PayloadStore,
+    pub(crate) payloads: durable_store::PayloadStore,
     /// Whether this attempt flagged the invocation as having payloads.
     flagged: std::sync::atomic::AtomicBool,
     /// Completions known to this attempt (from the push, a re-check, or written here).
@@ -264,9 +117,9 @@ impl Invocation {
         writer: Writer,
         journal: Vec<JournalEntry>,
         step_failures: Option<StepFailures>,
-        sink: Arc<dyn JournalSink>,
+        sink: Arc<dyn HandlerStore>,
         limits: Limits,
-        payloads: durable_protocol::payload::PayloadStore,
+        payloads: durable_store::PayloadStore,
     ) -> Self {
         let completions = journal
             .iter()
@@ -303,7 +156,7 @@ impl Invocation {
         &self,
         slot: &str,
         value: serde_json::Value,
-    ) -> Result<serde_json::Value, durable_protocol::payload::PayloadError> {
+    ) -> Result<serde_json::Value, durable_store::PayloadError> {
         let _busy = self.busy();
         let stored = self.payloads.offload(&self.id, slot, value).await?;
         if durable_protocol::payload::as_ref(&stored).is_some()

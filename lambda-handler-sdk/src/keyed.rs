@@ -402,7 +402,9 @@ async fn await_promise<T: DeserializeOwned>(
                 // Written onto the entry so that replay finds it without asking again.
                 let written = {
                     let _busy = inv.busy();
-                    inv.sink.complete(&inv.id, index, "promise", &result).await
+                    inv.sink
+                        .complete(&inv.id, index, durable_protocol::EntryTag::Promise, &result)
+                        .await
                 };
                 if let Err(e) = written {
                     return inv
@@ -530,7 +532,12 @@ async fn complete_promise(
             let _busy = inv.busy();
             match inv
                 .sink
-                .complete(&waiter.invocation, waiter.index, "promise", &kept)
+                .complete(
+                    &waiter.invocation,
+                    waiter.index,
+                    durable_protocol::EntryTag::Promise,
+                    &kept,
+                )
                 .await
             {
                 Ok(_) => match inv.dispatcher.get() {

@@ -85,7 +85,7 @@ pub use endpoint::{Endpoint, Service, VirtualObject, Workflow};
 pub use error::{HandlerError, TerminalError};
 pub use keyed::{ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext};
 pub use retry::RetryPolicy;
-pub use serve::serve;
+pub use serve::{init_tracing, serve};
 
 /// The invocation id of the child that entry `index` of this invocation (a call or send)
 /// creates: the same on every retry.

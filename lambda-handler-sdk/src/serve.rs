@@ -1,10 +1,8 @@
 //! Running an [`Endpoint`] as a Lambda function on `lambda_runtime`.
 
 use crate::endpoint::Endpoint;
-use crate::invocation::TableSink;
-use durable_protocol::keyed::KeyedStore;
-use durable_protocol::store::JournalStore;
 use durable_protocol::HandlerRequest;
+use durable_store::traits::Table;
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,8 +12,10 @@ use std::sync::{Arc, Mutex};
 /// The function answers two requests from the orchestrator: `discover` (which services and
 /// handlers it serves) and `invoke` (run or replay one invocation). Steps are recorded directly
 /// in the orchestrator's DynamoDB table, so the function needs `dynamodb:PutItem` on it.
+///
+/// It installs no tracing subscriber: call [`init_tracing`] first (or install your own) to see
+/// the SDK's and your handlers' logs.
 pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
-    init_tracing();
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
     let lambda = aws_sdk_lambda::Client::new(&config);
@@ -25,7 +25,7 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
         .build();
     let s3 = aws_sdk_s3::Client::from_conf(s3_config);
     let endpoint = Arc::new(endpoint);
-    let stores: Arc<Mutex<HashMap<String, Arc<TableSink>>>> = Arc::default();
+    let stores: Arc<Mutex<HashMap<String, Arc<Table>>>> = Arc::default();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let endpoint = endpoint.clone();
         let dynamo = dynamo.clone();
@@ -42,10 +42,7 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
                         let mut stores = stores.lock().expect("store cache poisoned");
                         stores
                             .entry(req.table.clone())
-                            .or_insert_with(|| Arc::new(TableSink {
-                                journal: JournalStore::new(dynamo.clone(), req.table.clone()),
-                                keyed: KeyedStore::new(dynamo.clone(), req.table.clone()),
-                            }))
+                            .or_insert_with(|| Arc::new(Table::new(dynamo.clone(), &req.table)))
                             .clone()
                     };
                     let span = tracing::info_span!("invocation", id = %req.invocation_id, attempt = req.attempt);
@@ -64,7 +61,10 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-fn init_tracing() {
+/// Installs a plain-text `tracing` subscriber suited to Lambda: the level from `RUST_LOG`
+/// (default `info`), no timestamps (Lambda adds its own), no colours. Does nothing if a
+/// subscriber is installed already.
+pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Lambda adds its own timestamps to log lines.

@@ -1,203 +1,41 @@
 //! Unit tests of replay and journaling logic against an in-memory journal.
 //! (The end-to-end behaviour against DynamoDB is covered by `localstack-tests`.)
 
-use crate::invocation::{BoxFuture, JournalSink};
 use crate::{Context, Endpoint, HandlerError, RetryPolicy, Service, TerminalError};
-use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
-use durable_protocol::store::{Appended, Completed, StoreError};
 use durable_protocol::{
     EntryKind, HandlerName, HandlerResponse, InvocationId, InvokeRequest, JournalEntry,
     ServiceName, StepFailures, StepResult, TerminalFailure,
 };
+use durable_store::memory::MemoryStore;
+use durable_store::traits::BoxFuture;
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A journal in memory with DynamoDB's first-writer-wins semantics (and one object's state
-/// and promises).
-#[derive(Default)]
-struct MemoryJournal {
-    entries: Mutex<BTreeMap<u32, JournalEntry>>,
-    writes: AtomicU32,
-    /// Who wrote each append, in order.
-    writers: Mutex<Vec<durable_protocol::store::Writer>>,
-    /// Completions take this long, like a network write.
-    completion_delay: Option<Duration>,
-    state: Mutex<BTreeMap<String, serde_json::Value>>,
-    state_reads: AtomicU32,
-    promises: Mutex<BTreeMap<String, MemoryPromise>>,
-    /// The entries answered with an outcome (the orchestrator records them with it).
-    tails: Mutex<Vec<JournalEntry>>,
-}
+/// The SDK's unit tests run against the store's in-memory implementation.
+type MemoryJournal = MemoryStore;
 
-impl MemoryJournal {
-    /// Records an answer's tail entry as the orchestrator would (with the outcome, not as an
-    /// append) and returns the answer without it.
-    fn settle(&self, response: HandlerResponse) -> HandlerResponse {
-        let (response, tail) = match response {
-            HandlerResponse::Completed { output, tail } => {
-                (HandlerResponse::Completed { output, tail: None }, tail)
-            }
-            HandlerResponse::Failed { failure, tail } => (
-                HandlerResponse::Failed {
-                    failure,
-                    tail: None,
-                },
-                tail,
-            ),
-            other => (other, None),
-        };
-        if let Some(entry) = tail {
-            let previous = self
-                .entries
-                .lock()
-                .unwrap()
-                .insert(entry.index, entry.clone());
-            assert!(previous.is_none(), "a tail entry was appended as well");
-            self.tails.lock().unwrap().push(entry);
+/// Records an answer's tail entry as the orchestrator would (with the outcome, not as an
+/// append) and returns the answer without it.
+fn settle(journal: &MemoryStore, response: HandlerResponse) -> HandlerResponse {
+    let (response, tail) = match response {
+        HandlerResponse::Completed { output, tail } => {
+            (HandlerResponse::Completed { output, tail: None }, tail)
         }
-        response
+        HandlerResponse::Failed { failure, tail } => (
+            HandlerResponse::Failed {
+                failure,
+                tail: None,
+            },
+            tail,
+        ),
+        other => (other, None),
+    };
+    if let Some(entry) = tail {
+        journal.record_tail(entry);
     }
-}
-
-/// A promise in memory: its result and completer, and its waiters.
-type MemoryPromise = (Option<(StepResult, String)>, Vec<Waiter>);
-
-impl JournalSink for MemoryJournal {
-    fn append<'a>(
-        &'a self,
-        _id: &'a InvocationId,
-        entry: &'a JournalEntry,
-        writer: durable_protocol::store::Writer,
-    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
-        Box::pin(async move {
-            self.writes.fetch_add(1, Ordering::SeqCst);
-            self.writers.lock().unwrap().push(writer);
-            let mut entries = self.entries.lock().unwrap();
-            if let Some(existing) = entries.get(&entry.index) {
-                return Ok(Appended::AlreadyRecorded(existing.clone()));
-            }
-            entries.insert(entry.index, entry.clone());
-            Ok(Appended::Written)
-        })
-    }
-
-    fn load<'a>(
-        &'a self,
-        _id: &'a InvocationId,
-    ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>> {
-        Box::pin(async move { Ok(self.entries.lock().unwrap().values().cloned().collect()) })
-    }
-
-    fn flag_payloads<'a>(&'a self, _id: &'a InvocationId) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn complete<'a>(
-        &'a self,
-        _id: &'a InvocationId,
-        index: u32,
-        kind: &'static str,
-        result: &'a StepResult,
-    ) -> BoxFuture<'a, Result<Completed, StoreError>> {
-        Box::pin(async move {
-            if let Some(delay) = self.completion_delay {
-                tokio::time::sleep(delay).await;
-            }
-            let mut entries = self.entries.lock().unwrap();
-            let Some(entry) = entries.get_mut(&index) else {
-                return Ok(Completed::NoSuchEntry);
-            };
-            if entry.kind.label() != kind {
-                return Ok(Completed::WrongKind(entry.kind.label()));
-            }
-            if let Some(c) = &entry.completion {
-                return Ok(Completed::AlreadyCompleted(c.clone()));
-            }
-            entry.completion = Some(result.clone());
-            Ok(Completed::Written)
-        })
-    }
-
-    fn get_state<'a>(
-        &'a self,
-        _object: &'a ObjectRef,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, StoreError>> {
-        Box::pin(async move {
-            self.state_reads.fetch_add(1, Ordering::SeqCst);
-            Ok(self.state.lock().unwrap().get(name).cloned())
-        })
-    }
-
-    fn state_names<'a>(
-        &'a self,
-        _object: &'a ObjectRef,
-    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        Box::pin(async move { Ok(self.state.lock().unwrap().keys().cloned().collect()) })
-    }
-
-    fn peek_promise<'a>(
-        &'a self,
-        _object: &'a ObjectRef,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>> {
-        Box::pin(async move {
-            Ok(self
-                .promises
-                .lock()
-                .unwrap()
-                .get(name)
-                .and_then(|p| p.0.as_ref().map(|r| r.0.clone())))
-        })
-    }
-
-    fn wait_promise<'a>(
-        &'a self,
-        _object: &'a ObjectRef,
-        name: &'a str,
-        waiter: &'a Waiter,
-    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>> {
-        Box::pin(async move {
-            let mut promises = self.promises.lock().unwrap();
-            let p = promises.entry(name.to_owned()).or_default();
-            match &p.0 {
-                Some((r, _)) => Ok(Some(r.clone())),
-                None => {
-                    p.1.push(waiter.clone());
-                    Ok(None)
-                }
-            }
-        })
-    }
-
-    fn complete_promise<'a>(
-        &'a self,
-        _object: &'a ObjectRef,
-        name: &'a str,
-        result: &'a StepResult,
-        by: &'a str,
-    ) -> BoxFuture<'a, Result<PromiseCompletion, StoreError>> {
-        Box::pin(async move {
-            let mut promises = self.promises.lock().unwrap();
-            let p = promises.entry(name.to_owned()).or_default();
-            match &p.0 {
-                Some((kept, earlier)) => Ok(PromiseCompletion::AlreadyCompleted {
-                    result: kept.clone(),
-                    by: earlier.clone(),
-                    waiters: p.1.clone(),
-                }),
-                None => {
-                    p.0 = Some((result.clone(), by.to_owned()));
-                    Ok(PromiseCompletion::Completed {
-                        waiters: p.1.clone(),
-                    })
-                }
-            }
-        })
-    }
+    response
 }
 
 /// An S3 client that is never called: unit tests use no bucket and small values.
@@ -254,7 +92,7 @@ impl Endpoint {
                 NO_DEADLINE,
             )
             .await;
-        journal.settle(response)
+        settle(&journal, response)
     }
 
     async fn run_with(
@@ -266,7 +104,7 @@ impl Endpoint {
         let response = self
             .execute(req, journal.clone(), dispatcher, offline_s3(), NO_DEADLINE)
             .await;
-        journal.settle(response)
+        settle(&journal, response)
     }
 }
 
@@ -417,7 +255,7 @@ async fn appends_carry_the_pushed_epoch_and_journal_ttl() {
         ..request("three", json!(1), vec![])
     };
     endpoint().run(req, journal.clone()).await;
-    let expected = durable_protocol::store::Writer {
+    let expected = durable_store::Writer {
         epoch: 4,
         expires_at: Some(1_900_000_000),
     };
@@ -721,7 +559,7 @@ async fn short_sleeps_wait_in_process_and_record_their_firing() {
 #[tokio::test]
 async fn long_sleeps_suspend_with_their_timer() {
     let journal = Arc::new(MemoryJournal::default());
-    let before = durable_protocol::store::now_millis();
+    let before = durable_protocol::clock::now_millis();
     let resp = endpoint()
         .run(request("nap", json!(60_000), vec![]), journal.clone())
         .await;

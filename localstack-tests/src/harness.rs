@@ -6,7 +6,7 @@ use crate::client::{Answer, OrchestratorClient};
 use crate::deploy::Deployment;
 use crate::inspect;
 use aws_sdk_dynamodb::types::AttributeValue;
-use durable_protocol::store::Item;
+use durable_store::Item;
 use std::time::{Duration, Instant};
 
 /// The local deployment the tests run against.

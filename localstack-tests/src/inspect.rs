@@ -4,8 +4,11 @@
 use crate::aws::Clients;
 use crate::{Result, ToolError};
 use aws_sdk_dynamodb::types::AttributeValue;
-use durable_protocol::store::{entry_from_item, keys, tail_from_meta, Item};
 use durable_protocol::{InvocationId, JournalEntry};
+use durable_store::journal::entry_from_item;
+use durable_store::journal::tail_from_meta;
+use durable_store::keys;
+use durable_store::Item;
 
 /// An invocation's items as stored.
 #[derive(Debug, Clone)]

@@ -3,12 +3,13 @@
 //! `scripts/test.sh`, which brings the environment up and deploys first.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use durable_orchestrator::invocations::{Created, InvocationStore, NewInvocation, Outcome};
-use durable_protocol::store::{Appended, JournalStore};
 use durable_protocol::{
     EntryKind, HandlerName, HandlerRequest, IdempotencyKey, InvocationId, InvokeRequest,
     JournalEntry, ServiceName, StepResult, TerminalFailure,
 };
+use durable_store::invocations::{Created, InvocationStore, NewInvocation, Outcome};
+use durable_store::Appended;
+use durable_store::JournalStore;
 use localstack_tests::harness::{run_id, Env};
 use localstack_tests::inspect::{self, lambda_invocations};
 use serde_json::json;
@@ -681,7 +682,7 @@ async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
             input: json!({"run": run, "steps": 2}),
             idempotency_key: None,
             // Its driver is gone: the lease ended before the sweep's grace (30 s).
-            lease_until: durable_protocol::store::now_millis() - 31_000,
+            lease_until: durable_protocol::clock::now_millis() - 31_000,
             released: false,
             caller: None,
             key: None,

@@ -4,13 +4,15 @@
 //! environment (`scripts/test.sh` deploys first).
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use durable_orchestrator::invocations::{
-    Created, Invocation, InvocationStore, NewInvocation, Outcome,
-};
-use durable_protocol::store::{keys, now_millis, Appended, JournalStore, Writer};
+use durable_protocol::clock::now_millis;
 use durable_protocol::{
     EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult,
 };
+use durable_store::invocations::{Created, Invocation, InvocationStore, NewInvocation, Outcome};
+use durable_store::keys;
+use durable_store::Appended;
+use durable_store::JournalStore;
+use durable_store::Writer;
 use localstack_tests::harness::{run_id, Env};
 use localstack_tests::inspect;
 use serde_json::json;

@@ -3,13 +3,13 @@
 //! combinators, attach and one-way sends. Run through `scripts/test.sh`.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use durable_orchestrator::invocations::{
-    Created, InvocationStore, NewInvocation, Status, Suspension,
-};
-use durable_protocol::store::{Appended, Completed, JournalStore};
 use durable_protocol::{
     EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult,
 };
+use durable_store::invocations::{Created, InvocationStore, NewInvocation, Status, Suspension};
+use durable_store::Appended;
+use durable_store::Completed;
+use durable_store::JournalStore;
 use localstack_tests::harness::{run_id, Env};
 use localstack_tests::inspect::{self, lambda_invocations};
 use serde_json::json;
@@ -359,7 +359,10 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
         Appended::Written
     );
     assert_eq!(
-        journal.complete(&id, 0, "awakeable", &value).await.unwrap(),
+        journal
+            .complete(&id, 0, durable_protocol::EntryTag::Awakeable, &value)
+            .await
+            .unwrap(),
         Completed::Written
     );
     assert_eq!(
@@ -390,12 +393,20 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
         "suspended already"
     );
     assert_eq!(
-        journal.complete(&id, 0, "awakeable", &value).await.unwrap(),
+        journal
+            .complete(&id, 0, durable_protocol::EntryTag::Awakeable, &value)
+            .await
+            .unwrap(),
         Completed::Written
     );
     assert_eq!(
         journal
-            .complete(&id, 0, "awakeable", &StepResult::Value(json!("no")))
+            .complete(
+                &id,
+                0,
+                durable_protocol::EntryTag::Awakeable,
+                &StepResult::Value(json!("no"))
+            )
             .await
             .unwrap(),
         Completed::AlreadyCompleted(value.clone())
@@ -418,7 +429,10 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
     let resumed = store.get(&id).await.unwrap().unwrap();
     assert_eq!((resumed.status, resumed.epoch), (Status::Running, 2));
     assert_eq!(
-        journal.complete(&id, 7, "awakeable", &value).await.unwrap(),
+        journal
+            .complete(&id, 7, durable_protocol::EntryTag::Awakeable, &value)
+            .await
+            .unwrap(),
         Completed::NoSuchEntry
     );
 }

@@ -2,23 +2,29 @@
 //! control events (registration, hand-offs, timers, resumptions).
 
 use crate::config::Config;
-use crate::driver::{Call, ControlEvent, Driven, Driver, MinuteRange, LEASE_MARGIN};
+use crate::driver::{Call, Driven, Driver, LEASE_MARGIN};
 use crate::error::{ApiError, OrchestratorError};
 use crate::http::{FunctionUrlRequest, FunctionUrlResponse};
 use crate::ingress::{resolve_target, route, Route};
-use crate::invocations::{Created, Invocation, InvocationStore, NewInvocation, Outcome, Status};
-use crate::objects::{Arrival, Objects};
-use crate::registry::{pin_version, Registration, Registry};
 use crate::timers::Timers;
 use aws_sdk_lambda::primitives::Blob;
+use durable_protocol::clock::now_millis;
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
-use durable_protocol::payload::{PayloadError, PayloadStore};
-use durable_protocol::store::{now_millis, Completed, JournalStore};
 use durable_protocol::{
     AwakeableId, DiscoveryResponse, EntryKind, HandlerKind, HandlerName, HandlerRequest,
     IdempotencyKey, InvocationId, ObjectKey, ServiceKind, ServiceName, StepResult, TerminalFailure,
     PROTOCOL_VERSION,
 };
+use durable_protocol::{ControlEvent, MinuteRange};
+use durable_store::invocations::{
+    Created, Invocation, InvocationStore, NewInvocation, Outcome, Status,
+};
+use durable_store::objects::{Arrival, Objects};
+use durable_store::registry::{pin_version, Registration, Registry};
+use durable_store::Completed;
+use durable_store::JournalStore;
+use durable_store::PayloadError;
+use durable_store::PayloadStore;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -358,7 +364,7 @@ impl App {
     async fn workflow_registration(
         &self,
         service: &ServiceName,
-    ) -> Result<crate::registry::Registration, ApiError> {
+    ) -> Result<durable_store::registry::Registration, ApiError> {
         let reg = self
             .registry
             .lookup(service)
@@ -451,7 +457,12 @@ impl App {
         for waiter in waiters {
             self.driver
                 .journal
-                .complete(&waiter.invocation, waiter.index, "promise", result)
+                .complete(
+                    &waiter.invocation,
+                    waiter.index,
+                    durable_protocol::EntryTag::Promise,
+                    result,
+                )
                 .await?;
             self.driver
                 .send_event(&ControlEvent::Resume {
@@ -614,7 +625,12 @@ impl App {
         let completed = self
             .driver
             .journal
-            .complete(&id.invocation, id.index, "awakeable", &stored)
+            .complete(
+                &id.invocation,
+                id.index,
+                durable_protocol::EntryTag::Awakeable,
+                &stored,
+            )
             .await
             .map_err(OrchestratorError::from)?;
         match completed {
@@ -886,7 +902,7 @@ impl App {
             .complete(
                 id,
                 index,
-                "sleep",
+                durable_protocol::EntryTag::Sleep,
                 &StepResult::Value(serde_json::Value::Null),
             )
             .await?;
@@ -1021,7 +1037,12 @@ impl App {
             if is_call {
                 self.driver
                     .journal
-                    .complete(parent, entry.index, "call", &StepResult::Failure(failure))
+                    .complete(
+                        parent,
+                        entry.index,
+                        durable_protocol::EntryTag::Call,
+                        &StepResult::Failure(failure),
+                    )
                     .await?;
                 self.driver
                     .send_event(&ControlEvent::Resume {
@@ -1043,7 +1064,7 @@ impl App {
             idempotency_key: None,
             lease_until,
             released: false,
-            caller: is_call.then(|| crate::invocations::Caller {
+            caller: is_call.then(|| durable_store::invocations::Caller {
                 invocation: parent.clone(),
                 entry: entry.index,
             }),

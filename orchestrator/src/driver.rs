@@ -3,19 +3,22 @@
 
 use crate::config::Config;
 use crate::error::OrchestratorError;
-use crate::invocations::Suspension;
-use crate::invocations::{Invocation, InvocationStore, Outcome, Status};
 use crate::timers::Timers;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
-use durable_protocol::payload::{PayloadError, PayloadStore};
-use durable_protocol::store::{now_millis, JournalStore};
+use durable_protocol::clock::now_millis;
+use durable_protocol::ControlEvent;
 use durable_protocol::{
     HandlerRequest, HandlerResponse, InvocationId, InvokeRequest, JournalEntry, StepFailures,
     StepResult, TerminalFailure, Timer,
 };
-use serde::{Deserialize, Serialize};
+use durable_store::invocations::Suspension;
+use durable_store::invocations::{Invocation, InvocationStore, Outcome, Status};
+use durable_store::JournalStore;
+use durable_store::PayloadError;
+use durable_store::PayloadStore;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,45 +56,6 @@ pub enum Driven {
     Suspended,
 }
 
-/// Events the orchestrator sends itself (and the operators may send it).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ControlEvent {
-    /// Register (or re-register) the services a handler Lambda serves.
-    Register { function_arn: String },
-    /// Drive an invocation whose driver gave it up or died.
-    Drive { invocation_id: InvocationId },
-    /// A timer is due (sent by EventBridge Scheduler).
-    Wake {
-        invocation_id: InvocationId,
-        entry: u32,
-    },
-    /// An entry was completed (e.g. an awakeable resolved): resume the invocation if it waits.
-    Resume {
-        invocation_id: InvocationId,
-        entry: u32,
-    },
-    /// Re-drive running invocations whose lease expired (sent every minute by a schedule).
-    /// `minutes` looks at those minutes' dated invocations again (an operator after an
-    /// outage, tests), instead of the minutes after the sweep's cursor.
-    Sweep {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        minutes: Option<MinuteRange>,
-    },
-    /// A call or send entry was recorded: create (and drive) its child.
-    Dispatch {
-        invocation_id: InvocationId,
-        entry: u32,
-    },
-}
-
-/// Minutes since the Unix epoch, both included.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MinuteRange {
-    pub from: u32,
-    pub to: u32,
-}
-
 /// Pushes invocations to handler Lambdas.
 pub struct Driver {
     pub(crate) config: Arc<Config>,
@@ -100,7 +64,7 @@ pub struct Driver {
     pub(crate) journal: JournalStore,
     pub(crate) timers: Timers,
     pub(crate) payloads: PayloadStore,
-    pub(crate) objects: crate::objects::Objects,
+    pub(crate) objects: durable_store::objects::Objects,
 }
 
 /// A push larger than this carries no journal: the SDK reads it from the table (Lambda accepts
@@ -353,7 +317,7 @@ impl Driver {
                 .complete(
                     id,
                     timer.index,
-                    "sleep",
+                    durable_protocol::EntryTag::Sleep,
                     &StepResult::Value(serde_json::Value::Null),
                 )
                 .await?;
@@ -559,7 +523,12 @@ impl Driver {
             Outcome::Failed(f) => StepResult::Failure(f.clone()),
         };
         self.journal
-            .complete(&caller.invocation, caller.entry, "call", &result)
+            .complete(
+                &caller.invocation,
+                caller.entry,
+                durable_protocol::EntryTag::Call,
+                &result,
+            )
             .await?;
         self.send_event(&ControlEvent::Resume {
             invocation_id: caller.invocation.clone(),
@@ -572,6 +541,7 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use durable_protocol::MinuteRange;
 
     fn config() -> Config {
         Config {

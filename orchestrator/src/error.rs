@@ -1,7 +1,7 @@
 //! Errors of the orchestrator and how the ingress reports them.
 
 use crate::http::FunctionUrlResponse;
-use durable_protocol::store::StoreError;
+use durable_store::StoreError;
 use serde_json::json;
 
 /// An error answered to an HTTP caller: a status and a JSON body `{"code","message"}`.

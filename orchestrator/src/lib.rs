@@ -16,7 +16,4 @@ pub mod driver;
 pub mod error;
 pub mod http;
 pub mod ingress;
-pub mod invocations;
-pub mod objects;
-pub mod registry;
 pub mod timers;

@@ -3,12 +3,12 @@
 //! Scheduler after it fires, targeting the orchestrator with a `wake` event.
 
 use crate::config::Config;
-use crate::driver::ControlEvent;
 use crate::error::OrchestratorError;
 use aws_sdk_scheduler::operation::create_schedule::CreateScheduleError;
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target,
 };
+use durable_protocol::ControlEvent;
 use durable_protocol::{InvocationId, Timer};
 use std::sync::Arc;
 

@@ -118,25 +118,122 @@ impl Target {
     }
 }
 
+/// The kind of a journal entry without its data: what the `kind` attribute stores and what a
+/// completion names to say which entry it expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryTag {
+    /// A `ctx.run` step.
+    Run,
+    /// A durable timer.
+    Sleep,
+    /// A promise completed from outside by its id.
+    Awakeable,
+    /// The winner of a race of durable futures.
+    Select,
+    /// A request/response call of another handler.
+    Call,
+    /// A one-way send to another handler.
+    Send,
+    /// A state change.
+    SetState,
+    /// A removed state key.
+    ClearState,
+    /// All state keys removed.
+    ClearAllState,
+    /// A recorded state read.
+    GetState,
+    /// Recorded state key names.
+    GetStateKeys,
+    /// A wait for a workflow promise.
+    Promise,
+    /// A look at a workflow promise.
+    PeekPromise,
+    /// A resolution or rejection of a workflow promise.
+    CompletePromise,
+}
+
+impl EntryTag {
+    /// Every tag, in declaration order.
+    pub const ALL: [EntryTag; 14] = [
+        EntryTag::Run,
+        EntryTag::Sleep,
+        EntryTag::Awakeable,
+        EntryTag::Select,
+        EntryTag::Call,
+        EntryTag::Send,
+        EntryTag::SetState,
+        EntryTag::ClearState,
+        EntryTag::ClearAllState,
+        EntryTag::GetState,
+        EntryTag::GetStateKeys,
+        EntryTag::Promise,
+        EntryTag::PeekPromise,
+        EntryTag::CompletePromise,
+    ];
+
+    /// The name stored in the `kind` attribute and shown in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryTag::Run => "run",
+            EntryTag::Sleep => "sleep",
+            EntryTag::Awakeable => "awakeable",
+            EntryTag::Select => "select",
+            EntryTag::Call => "call",
+            EntryTag::Send => "send",
+            EntryTag::SetState => "set_state",
+            EntryTag::ClearState => "clear_state",
+            EntryTag::ClearAllState => "clear_all_state",
+            EntryTag::GetState => "get_state",
+            EntryTag::GetStateKeys => "get_state_keys",
+            EntryTag::Promise => "promise",
+            EntryTag::PeekPromise => "peek_promise",
+            EntryTag::CompletePromise => "complete_promise",
+        }
+    }
+}
+
+impl std::fmt::Display for EntryTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EntryTag {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EntryTag::ALL
+            .into_iter()
+            .find(|tag| tag.as_str() == s)
+            .ok_or_else(|| format!("unknown entry kind {s:?}"))
+    }
+}
+
 impl EntryKind {
+    /// The entry's tag.
+    pub fn tag(&self) -> EntryTag {
+        match self {
+            EntryKind::Run { .. } => EntryTag::Run,
+            EntryKind::Sleep { .. } => EntryTag::Sleep,
+            EntryKind::Awakeable { .. } => EntryTag::Awakeable,
+            EntryKind::Select { .. } => EntryTag::Select,
+            EntryKind::Call { .. } => EntryTag::Call,
+            EntryKind::Send { .. } => EntryTag::Send,
+            EntryKind::SetState { .. } => EntryTag::SetState,
+            EntryKind::ClearState { .. } => EntryTag::ClearState,
+            EntryKind::ClearAllState => EntryTag::ClearAllState,
+            EntryKind::GetState { .. } => EntryTag::GetState,
+            EntryKind::GetStateKeys { .. } => EntryTag::GetStateKeys,
+            EntryKind::Promise { .. } => EntryTag::Promise,
+            EntryKind::PeekPromise { .. } => EntryTag::PeekPromise,
+            EntryKind::CompletePromise { .. } => EntryTag::CompletePromise,
+        }
+    }
+
     /// A short label ("run", "sleep", ...) for messages and the `kind` attribute.
     pub fn label(&self) -> &'static str {
-        match self {
-            EntryKind::Run { .. } => "run",
-            EntryKind::Sleep { .. } => "sleep",
-            EntryKind::Awakeable { .. } => "awakeable",
-            EntryKind::Select { .. } => "select",
-            EntryKind::Call { .. } => "call",
-            EntryKind::Send { .. } => "send",
-            EntryKind::SetState { .. } => "set_state",
-            EntryKind::ClearState { .. } => "clear_state",
-            EntryKind::ClearAllState => "clear_all_state",
-            EntryKind::GetState { .. } => "get_state",
-            EntryKind::GetStateKeys { .. } => "get_state_keys",
-            EntryKind::Promise { .. } => "promise",
-            EntryKind::PeekPromise { .. } => "peek_promise",
-            EntryKind::CompletePromise { .. } => "complete_promise",
-        }
+        self.tag().as_str()
     }
 
     /// The user-given name of the entry ("select" for selects, the target for calls and sends).
@@ -165,7 +262,7 @@ impl EntryKind {
     pub fn same_command(&self, other: &EntryKind) -> bool {
         match (self, other) {
             (EntryKind::Select { of: a, .. }, EntryKind::Select { of: b, .. }) => a == b,
-            _ => self.label() == other.label() && self.name() == other.name(),
+            _ => self.tag() == other.tag() && self.name() == other.name(),
         }
     }
 

@@ -1,19 +1,25 @@
-//! The contract shared by the orchestrator and the handler SDK.
+//! The contract shared by the orchestrator and the handler SDK. It holds no storage code and no
+//! AWS dependency: both sides serialize and parse the same types from here.
 //!
-//! * [`ids`]: typed identifiers (invocations, services, handlers) and their validation.
+//! * [`ids`]: typed identifiers (invocations, services, handlers, keys) and their validation.
 //! * [`journal`]: the journal entry model that replay is built on.
 //! * [`envelope`]: what the orchestrator pushes to a handler Lambda and what it answers.
-//! * [`store`]: the DynamoDB item layout and the conditional append of journal entries.
-//! * [`keyed`]: the items of virtual objects and workflows: state and durable promises.
-//! * [`payload`]: large values in S3, behind small references.
+//! * [`control`]: the control events the orchestrator receives from itself, timers and handlers.
+//! * [`status`]: the lifecycle states of an invocation.
+//! * [`keyed`]: virtual objects and workflows: object references, promise waiters, limits.
+//! * [`payload`]: references to large values kept outside the journal, and the offload limits.
+//! * [`clock`]: wall-clock milliseconds, as both sides record them.
 
+pub mod clock;
+pub mod control;
 pub mod envelope;
 pub mod ids;
 pub mod journal;
 pub mod keyed;
 pub mod payload;
-pub mod store;
+pub mod status;
 
+pub use control::{ControlEvent, MinuteRange};
 pub use envelope::{
     DiscoveryResponse, EagerState, HandlerDescriptor, HandlerKind, HandlerRequest, HandlerResponse,
     InvokeRequest, ServiceDescriptor, ServiceKind, StepFailures, Timer, PROTOCOL_VERSION,
@@ -21,4 +27,7 @@ pub use envelope::{
 pub use ids::{
     AwakeableId, HandlerName, IdError, IdempotencyKey, InvocationId, ObjectKey, ServiceName,
 };
-pub use journal::{EntryKind, JournalEntry, StateDelta, StepResult, Target, TerminalFailure};
+pub use journal::{
+    EntryKind, EntryTag, JournalEntry, StateDelta, StepResult, Target, TerminalFailure,
+};
+pub use status::Status;

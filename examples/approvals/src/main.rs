@@ -90,6 +90,7 @@ async fn request_approval(ctx: Context, expense: Expense) -> Result<Outcome, Han
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
+    lambda_handler_sdk::init_tracing();
     serve(Endpoint::new().service(Service::new("approvals").handler("request", request_approval)))
         .await
 }

@@ -90,6 +90,7 @@ async fn view(ctx: SharedObjectContext, _: ()) -> Result<Cart, HandlerError> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
+    lambda_handler_sdk::init_tracing();
     serve(
         Endpoint::new().service(
             VirtualObject::new("cart")

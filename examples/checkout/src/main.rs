@@ -81,5 +81,6 @@ async fn checkout(ctx: Context, order: Order) -> Result<Receipt, HandlerError> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
+    lambda_handler_sdk::init_tracing();
     serve(Endpoint::new().service(Service::new("checkout").handler("checkout", checkout))).await
 }

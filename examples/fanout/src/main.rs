@@ -54,6 +54,7 @@ impl Batch for Analyzer {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
+    lambda_handler_sdk::init_tracing();
     serve(
         Endpoint::new()
             .service(Analyzer.into_service())

@@ -100,6 +100,7 @@ async fn status(ctx: SharedWorkflowContext, _: ()) -> Result<serde_json::Value, 
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
+    lambda_handler_sdk::init_tracing();
     serve(
         Endpoint::new().service(
             Workflow::new("signup", run)

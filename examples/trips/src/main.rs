@@ -183,6 +183,7 @@ impl Trips for TravelAgent {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
+    lambda_handler_sdk::init_tracing();
     serve(
         Endpoint::new()
             .service(TravelAgent.into_service())

@@ -632,6 +632,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = std::env::var("TEST_TABLE").map_err(|_| "TEST_TABLE is not set")?;
     let _ = DYNAMO.set((aws_sdk_dynamodb::Client::new(&config), table));
+    lambda_handler_sdk::init_tracing();
     serve(
         Endpoint::new()
             .service(

@@ -50,6 +50,7 @@ async fn add(ctx: ObjectContext, n: i64) -> Result<i64, HandlerError> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
+    lambda_handler_sdk::init_tracing();
     serve(
         Endpoint::new()
             .service(

@@ -10,14 +10,22 @@
 //! `arrivals` did not change since the inbox was read, so an arrival that saw the lock held is
 //! never left waiting for nobody.
 
+use crate::attrs::get_n;
+use crate::attrs::get_s;
+use crate::attrs::n;
+use crate::attrs::s;
 use crate::invocations::{
     FinishUpdate, Invocation, InvocationStore, NewInvocation, Outcome, Status, LEASE_SHARD,
 };
+use crate::keys;
+use crate::Item;
+use crate::KeyedStore;
+use crate::StoreError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
-use durable_protocol::keyed::{KeyedStore, ObjectRef};
-use durable_protocol::store::{get_n, get_s, keys, n, now_millis, s, Item, StoreError};
+use durable_protocol::clock::now_millis;
+use durable_protocol::keyed::ObjectRef;
 use durable_protocol::{HandlerKind, InvocationId, JournalEntry, StateDelta};
 use std::time::Duration;
 
@@ -51,7 +59,7 @@ pub struct Finished {
 pub struct Objects {
     client: Client,
     table: String,
-    pub(crate) keyed: KeyedStore,
+    pub keyed: KeyedStore,
 }
 
 fn build_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -107,7 +115,7 @@ impl Objects {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build_err)?;
-        let mut inbox = self.key(object.pk(), keys::queue_sk(due_ms, &new.id));
+        let mut inbox = self.key(keys::object_ref_pk(object), keys::queue_sk(due_ms, &new.id));
         inbox.insert("invocation".into(), s(new.id.as_str()));
         let put_inbox = Put::builder()
             .table_name(&self.table)
@@ -116,7 +124,7 @@ impl Objects {
             .map_err(build_err)?;
         let bump = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(self.key(object.pk(), keys::LOCK_SK)))
+            .set_key(Some(self.key(keys::object_ref_pk(object), keys::LOCK_SK)))
             .update_expression("ADD arrivals :one")
             .expression_attribute_values(":one", n(1))
             .build()
@@ -158,7 +166,7 @@ impl Objects {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(self.key(object.pk(), keys::LOCK_SK)))
+            .set_key(Some(self.key(keys::object_ref_pk(object), keys::LOCK_SK)))
             .consistent_read(true)
             .send()
             .await
@@ -180,7 +188,7 @@ impl Objects {
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-            .expression_attribute_values(":pk", s(object.pk()))
+            .expression_attribute_values(":pk", s(keys::object_ref_pk(object)))
             .expression_attribute_values(":lo", s(keys::QUEUE_SK_PREFIX))
             .expression_attribute_values(":hi", s(upper))
             .consistent_read(true)
@@ -224,7 +232,7 @@ impl Objects {
             .map_err(build_err)?;
         let dequeue = Delete::builder()
             .table_name(&self.table)
-            .set_key(Some(self.key(object.pk(), sk)))
+            .set_key(Some(self.key(keys::object_ref_pk(object), sk)))
             .build()
             .map_err(build_err)?;
         Ok([
@@ -245,7 +253,7 @@ impl Objects {
         };
         let take = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(self.key(object.pk(), keys::LOCK_SK)))
+            .set_key(Some(self.key(keys::object_ref_pk(object), keys::LOCK_SK)))
             .condition_expression("attribute_not_exists(holder)")
             .update_expression("SET holder = :next, granted_at = :now")
             .expression_attribute_values(":next", s(next.as_str()))
@@ -286,7 +294,9 @@ impl Objects {
                 if !matches!(delta.changes.get(&name), Some(Some(_))) {
                     let delete = Delete::builder()
                         .table_name(&self.table)
-                        .set_key(Some(self.key(object.pk(), keys::state_sk(&name))))
+                        .set_key(Some(
+                            self.key(keys::object_ref_pk(object), keys::state_sk(&name)),
+                        ))
                         .build()
                         .map_err(build_err)?;
                     writes.push((
@@ -297,7 +307,7 @@ impl Objects {
             }
         }
         for (name, value) in &delta.changes {
-            let key = self.key(object.pk(), keys::state_sk(name));
+            let key = self.key(keys::object_ref_pk(object), keys::state_sk(name));
             let write = match value {
                 Some(value) => {
                     let text = value.to_string();
@@ -415,7 +425,7 @@ impl Objects {
                 let (_, arrivals) = self.lock(&object).await?;
                 let lock = Update::builder()
                     .table_name(&self.table)
-                    .set_key(Some(self.key(object.pk(), keys::LOCK_SK)))
+                    .set_key(Some(self.key(keys::object_ref_pk(&object), keys::LOCK_SK)))
                     .expression_attribute_values(":me", s(inv.id.as_str()))
                     .expression_attribute_values(":now", n(now_millis()));
                 let lock = match self.first_due(&object).await? {
@@ -475,7 +485,7 @@ impl Objects {
             }
         }
         Err(StoreError::Corrupt {
-            pk: object.pk(),
+            pk: keys::object_ref_pk(&object),
             sk: keys::LOCK_SK.into(),
             reason: format!(
                 "could not hand the lock on from {} after {MAX_HANDOFF_ROUNDS} rounds; is it the holder?",

@@ -1,247 +1,14 @@
-//! The DynamoDB item layout (one table, `pk`/`sk`) and the journal's conditional append.
-//!
-//! | item | pk | sk |
-//! |---|---|---|
-//! | invocation | `inv#<id>` | `meta` |
-//! | invocation with a dated id | `run#<minute, 8 hex>#<shard>` | `<id>` |
-//! | journal entry | `inv#<id>` | `j#<index, 10 digits>` |
-//! | service registry | `svc#<name>` | `live` |
-//! | object lock | `obj#<service>#<key>` | `lock` |
-//! | object inbox | `obj#<service>#<key>` | `q#<due ms, 15 digits>#<invocation id>` |
-//! | object state | `obj#<service>#<key>` | `s#<name>` |
-//! | workflow promise | `obj#<service>#<key>` | `p#<name>` |
+//! Journal entries as items: the codec, the conditional append, completions and the TTL of an
+//! invocation's journal.
 
-use crate::ids::{InvocationId, ServiceName};
-use crate::journal::{EntryKind, JournalEntry, StepResult, TerminalFailure};
+use crate::attrs::{corrupt, get_n, get_s, n, put_result, read_result, s, Item};
+use crate::conditional::apply_update;
+use crate::error::StoreError;
+use crate::keys;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
-use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// A DynamoDB item.
-pub type Item = HashMap<String, AttributeValue>;
-
-/// Key attribute names and key builders.
-pub mod keys {
-    use super::*;
-
-    pub const PK: &str = "pk";
-    pub const SK: &str = "sk";
-    /// The sort key of an invocation's metadata item.
-    pub const META_SK: &str = "meta";
-    /// The sort key prefix of journal entries.
-    pub const JOURNAL_SK_PREFIX: &str = "j#";
-    /// The sort key of a service's live registration.
-    pub const LIVE_SK: &str = "live";
-    /// The TTL attribute of the table (epoch seconds).
-    pub const EXPIRES_AT: &str = "expires_at";
-    /// The attribute of a finished invocation's metadata item that holds its last step's
-    /// journal entry (JSON), recorded with the outcome instead of in an item of its own.
-    pub const TAIL: &str = "tail";
-
-    /// Partition key of everything that belongs to one invocation (its journal, and the
-    /// metadata item of an id that is not dated).
-    pub fn invocation_pk(id: &InvocationId) -> String {
-        format!("inv#{id}")
-    }
-
-    /// The partition key prefix of the minutes' partitions of dated metadata items.
-    pub const RUN_PK_PREFIX: &str = "run#";
-
-    /// The partition of one minute's (and shard's) dated metadata items: the lease sweep
-    /// queries it once the minute is over, instead of finding new invocations in an index.
-    pub fn run_pk(minute: u32, shard: u8) -> String {
-        format!("{RUN_PK_PREFIX}{minute:08x}#{shard}")
-    }
-
-    /// The key (pk, sk) of an invocation's metadata item.
-    pub fn meta_key(id: &InvocationId) -> (String, String) {
-        match id.bucket() {
-            Some((minute, shard)) => (run_pk(minute, shard), id.as_str().to_owned()),
-            None => (invocation_pk(id), META_SK.to_owned()),
-        }
-    }
-
-    /// The key of an invocation's metadata item, as the attributes of a key.
-    pub fn meta_key_item(id: &InvocationId) -> Item {
-        let (pk, sk) = meta_key(id);
-        Item::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
-    }
-
-    /// The invocation a metadata item belongs to, from its key.
-    pub fn id_of_meta(item: &Item) -> Option<InvocationId> {
-        let pk = get_s(item, PK)?;
-        let id = match pk.strip_prefix("inv#") {
-            Some(id) if get_s(item, SK) == Some(META_SK) => id,
-            Some(_) => return None,
-            None if pk.starts_with(RUN_PK_PREFIX) => get_s(item, SK)?,
-            None => return None,
-        };
-        InvocationId::parse(id).ok()
-    }
-
-    /// Sort key of journal entry `index`: zero-padded so that keys sort in index order.
-    pub fn journal_sk(index: u32) -> String {
-        format!("{JOURNAL_SK_PREFIX}{index:010}")
-    }
-
-    /// The sort key of an object's lock item.
-    pub const LOCK_SK: &str = "lock";
-    /// The sort key prefix of an object's inbox (queued exclusive invocations).
-    pub const QUEUE_SK_PREFIX: &str = "q#";
-    /// The sort key prefix of an object's state items.
-    pub const STATE_SK_PREFIX: &str = "s#";
-    /// The sort key prefix of a workflow's promises.
-    pub const PROMISE_SK_PREFIX: &str = "p#";
-
-    /// Partition key of everything that belongs to one object or workflow instance.
-    pub fn object_pk(service: &ServiceName, key: &crate::ids::ObjectKey) -> String {
-        format!("obj#{service}#{key}")
-    }
-
-    /// Sort key of a queued invocation: ordered by when it may start, then by id.
-    pub fn queue_sk(due_ms: u64, id: &InvocationId) -> String {
-        format!("{QUEUE_SK_PREFIX}{due_ms:015}#{id}")
-    }
-
-    /// Sort key of a state item.
-    pub fn state_sk(name: &str) -> String {
-        format!("{STATE_SK_PREFIX}{name}")
-    }
-
-    /// Sort key of a promise item.
-    pub fn promise_sk(name: &str) -> String {
-        format!("{PROMISE_SK_PREFIX}{name}")
-    }
-
-    /// Partition key of a service's registry items.
-    pub fn service_pk(name: &ServiceName) -> String {
-        format!("svc#{name}")
-    }
-}
-
-/// Errors of the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("DynamoDB {operation} failed: {source}")]
-    Dynamo {
-        operation: &'static str,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("corrupt item {pk}/{sk}: {reason}")]
-    Corrupt {
-        pk: String,
-        sk: String,
-        reason: String,
-    },
-}
-
-impl StoreError {
-    /// Wraps an AWS SDK error with the operation it came from (keeping the service's own message).
-    pub fn dynamo<E>(operation: &'static str, err: aws_sdk_dynamodb::error::SdkError<E>) -> Self
-    where
-        E: std::error::Error + Send + Sync + 'static,
-    {
-        // DisplayErrorContext keeps the service's error code and message, which Display alone drops.
-        let source = aws_sdk_dynamodb::error::DisplayErrorContext(err)
-            .to_string()
-            .into();
-        StoreError::Dynamo { operation, source }
-    }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Reads a string attribute.
-pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-}
-
-/// Reads a number attribute.
-pub fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok())
-}
-
-/// A string attribute value.
-pub fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-/// A number attribute value.
-pub fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn corrupt(item: &Item, reason: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        pk: get_s(item, keys::PK).unwrap_or("?").to_owned(),
-        sk: get_s(item, keys::SK).unwrap_or("?").to_owned(),
-        reason: reason.into(),
-    }
-}
-
-pub(crate) fn put_result(item: &mut Item, prefix: &str, result: &StepResult) {
-    match result {
-        StepResult::Value(v) => {
-            item.insert(format!("{prefix}value"), s(v.to_string()));
-        }
-        StepResult::Failure(f) => {
-            item.insert(format!("{prefix}failure_code"), n(f.code));
-            item.insert(format!("{prefix}failure_message"), s(f.message.clone()));
-        }
-    }
-}
-
-pub(crate) fn read_result(item: &Item, prefix: &str) -> Result<Option<StepResult>, StoreError> {
-    if let Some(v) = get_s(item, &format!("{prefix}value")) {
-        let value = serde_json::from_str(v)
-            .map_err(|e| corrupt(item, format!("{prefix}value is not JSON: {e}")))?;
-        return Ok(Some(StepResult::Value(value)));
-    }
-    Ok(get_n(item, &format!("{prefix}failure_code")).map(|code| {
-        let message = get_s(item, &format!("{prefix}failure_message"))
-            .unwrap_or_default()
-            .to_owned();
-        StepResult::Failure(TerminalFailure { code, message })
-    }))
-}
-
-/// Sends a conditional update: `Ok(false)` when its condition did not hold.
-pub async fn apply_update(
-    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
-) -> Result<bool, StoreError> {
-    Ok(apply_update_returning(update).await?.is_some())
-}
-
-/// Sends a conditional update and returns what DynamoDB answered (the attributes it was asked
-/// to return): `Ok(None)` when its condition did not hold.
-pub async fn apply_update_returning(
-    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
-) -> Result<Option<aws_sdk_dynamodb::operation::update_item::UpdateItemOutput>, StoreError> {
-    match update.send().await {
-        Ok(out) => Ok(Some(out)),
-        Err(e)
-            if matches!(
-                e.as_service_error(),
-                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_))
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-    }
-}
+use durable_protocol::clock::now_millis;
+use durable_protocol::{EntryKind, EntryTag, InvocationId, JournalEntry, StepResult};
 
 /// Who appends a journal entry: the attempt's epoch, and the TTL (epoch seconds) its entries
 /// get. An attempt that is expected to finish soon gets one, so that its journal expires after
@@ -271,7 +38,7 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
     let mut item = Item::new();
     item.insert(keys::PK.into(), s(keys::invocation_pk(id)));
     item.insert(keys::SK.into(), s(keys::journal_sk(entry.index)));
-    item.insert("kind".into(), s(entry.kind.label()));
+    item.insert("kind".into(), s(entry.kind.tag().as_str()));
     item.insert("name".into(), s(entry.kind.name()));
     item.insert("epoch".into(), n(epoch));
     item.insert("written_at".into(), n(now_millis()));
@@ -344,25 +111,33 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
     let name = get_s(item, "name")
         .ok_or_else(|| corrupt(item, "no name"))?
         .to_owned();
-    let kind = get_s(item, "kind").ok_or_else(|| corrupt(item, "no kind"))?;
-    let kind = match kind {
-        "run" => EntryKind::Run {
+    let tag: EntryTag = get_s(item, "kind")
+        .ok_or_else(|| corrupt(item, "no kind"))?
+        .parse()
+        .map_err(|e: String| corrupt(item, e))?;
+    let kind = match tag {
+        EntryTag::Run => EntryKind::Run {
             name,
             result: read_result(item, "")?
                 .ok_or_else(|| corrupt(item, "neither value nor failure"))?,
         },
-        "sleep" => EntryKind::Sleep {
+        EntryTag::Sleep => EntryKind::Sleep {
             name,
             wake_at_ms: get_n(item, "wake_at").ok_or_else(|| corrupt(item, "no wake_at"))?,
         },
-        "awakeable" => EntryKind::Awakeable { name },
-        "promise" => EntryKind::Promise { name },
-        "set_state" | "clear_state" | "clear_all_state" | "get_state" | "get_state_keys"
-        | "peek_promise" | "complete_promise" => {
+        EntryTag::Awakeable => EntryKind::Awakeable { name },
+        EntryTag::Promise => EntryKind::Promise { name },
+        EntryTag::SetState
+        | EntryTag::ClearState
+        | EntryTag::ClearAllState
+        | EntryTag::GetState
+        | EntryTag::GetStateKeys
+        | EntryTag::PeekPromise
+        | EntryTag::CompletePromise => {
             let body = get_s(item, "body").ok_or_else(|| corrupt(item, "no body"))?;
             serde_json::from_str(body).map_err(|e| corrupt(item, format!("body: {e}")))?
         }
-        "select" => EntryKind::Select {
+        EntryTag::Select => EntryKind::Select {
             of: item
                 .get("of")
                 .and_then(|v| v.as_l().ok())
@@ -373,15 +148,15 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
                 .ok_or_else(|| corrupt(item, "bad of"))?,
             winner: get_n(item, "winner").ok_or_else(|| corrupt(item, "no winner"))?,
         },
-        "call" | "send" => {
+        EntryTag::Call | EntryTag::Send => {
             let text = |a: &str| get_s(item, a).ok_or_else(|| corrupt(item, format!("no {a}")));
-            let target = crate::journal::Target {
-                service: crate::ids::ServiceName::new(text("service")?)
+            let target = durable_protocol::Target {
+                service: durable_protocol::ServiceName::new(text("service")?)
                     .map_err(|e| corrupt(item, e.to_string()))?,
-                handler: crate::ids::HandlerName::new(text("handler")?)
+                handler: durable_protocol::HandlerName::new(text("handler")?)
                     .map_err(|e| corrupt(item, e.to_string()))?,
                 key: get_s(item, "key")
-                    .map(crate::ids::ObjectKey::new)
+                    .map(durable_protocol::ObjectKey::new)
                     .transpose()
                     .map_err(|e| corrupt(item, e.to_string()))?,
             };
@@ -389,7 +164,7 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
                 .map_err(|e| corrupt(item, format!("input: {e}")))?;
             let child =
                 InvocationId::parse(text("child")?).map_err(|e| corrupt(item, e.to_string()))?;
-            if kind == "call" {
+            if tag == EntryTag::Call {
                 EntryKind::Call {
                     target,
                     input,
@@ -404,7 +179,6 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
                 }
             }
         }
-        other => return Err(corrupt(item, format!("unknown entry kind {other:?}"))),
     };
     let dispatched = item
         .get("dispatched")
@@ -441,7 +215,7 @@ pub enum Completed {
     /// There is no such entry (yet).
     NoSuchEntry,
     /// The entry is of another kind (e.g. an awakeable id pointing at a step).
-    WrongKind(&'static str),
+    WrongKind(EntryTag),
 }
 
 /// The outcome of a conditional append.
@@ -533,7 +307,7 @@ impl JournalStore {
         &self,
         id: &InvocationId,
         index: u32,
-        kind: &'static str,
+        kind: EntryTag,
         result: &StepResult,
     ) -> Result<Completed, StoreError> {
         let mut values = Item::new();
@@ -548,7 +322,7 @@ impl JournalStore {
                 "attribute_exists(sk) AND kind = :kind AND attribute_not_exists(completion_value) \
                  AND attribute_not_exists(completion_failure_code)",
             )
-            .expression_attribute_values(":kind", s(kind))
+            .expression_attribute_values(":kind", s(kind.as_str()))
             .expression_attribute_values(":at", n(now_millis()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let mut sets = vec!["completed_at = :at".to_owned()];
@@ -577,8 +351,8 @@ impl JournalStore {
                     return Ok(Completed::NoSuchEntry);
                 };
                 let entry = entry_from_item(&old)?;
-                if entry.kind.label() != kind {
-                    return Ok(Completed::WrongKind(entry.kind.label()));
+                if entry.kind.tag() != kind {
+                    return Ok(Completed::WrongKind(entry.kind.tag()));
                 }
                 Ok(match entry.completion {
                     Some(c) => Completed::AlreadyCompleted(c),
@@ -766,6 +540,7 @@ impl JournalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use durable_protocol::TerminalFailure;
 
     #[test]
     fn metadata_items_are_found_by_their_ids() {
@@ -877,10 +652,10 @@ mod tests {
                 entry
             );
         }
-        let target = crate::journal::Target {
-            key: Some(crate::ids::ObjectKey::new("ada").unwrap()),
-            service: crate::ids::ServiceName::new("hotel").unwrap(),
-            handler: crate::ids::HandlerName::new("book").unwrap(),
+        let target = durable_protocol::Target {
+            key: Some(durable_protocol::ObjectKey::new("ada").unwrap()),
+            service: durable_protocol::ServiceName::new("hotel").unwrap(),
+            handler: durable_protocol::HandlerName::new("book").unwrap(),
         };
         let mut call = JournalEntry::new(
             4,

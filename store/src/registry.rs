@@ -1,8 +1,14 @@
 //! The service registry: which handler Lambda (pinned to a version) serves which service.
 
+use crate::attrs::get_s;
+use crate::attrs::n;
+use crate::attrs::s;
+use crate::keys;
+use crate::Item;
+use crate::StoreError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use durable_protocol::store::{get_s, keys, n, now_millis, s, Item, StoreError};
+use durable_protocol::clock::now_millis;
 use durable_protocol::{HandlerKind, HandlerName, ServiceKind, ServiceName};
 use std::collections::BTreeMap;
 

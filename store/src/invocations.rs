@@ -2,20 +2,29 @@
 //! invocation through its life. Every write that decides something is conditional on the
 //! epoch: an orchestrator call that lost ownership cannot overwrite the winner's decisions.
 
+use crate::attrs::get_n;
+use crate::attrs::get_s;
+use crate::attrs::n;
+use crate::attrs::s;
+use crate::conditional::apply_update as apply;
+use crate::conditional::apply_update_returning as apply_returning;
+use crate::journal::tail_value;
+use crate::keys;
+use crate::Item;
+use crate::StoreError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
+use durable_protocol::clock::now_millis;
 use durable_protocol::keyed::ObjectRef;
-use durable_protocol::store::{
-    apply_update as apply, apply_update_returning as apply_returning, get_n, get_s, keys, n,
-    now_millis, s, tail_value, Item, StoreError,
-};
 use durable_protocol::{
     HandlerKind, HandlerName, IdempotencyKey, InvocationId, JournalEntry, ObjectKey, ServiceName,
     StepFailures, TerminalFailure,
 };
 use std::time::Duration;
+
+pub use durable_protocol::Status;
 
 /// The attribute (and its only value) that puts running invocations in the sparse `leases`
 /// index: the sweep finds expired leases there without scanning the table.
@@ -36,45 +45,6 @@ pub const LEASE_AHEAD: Duration = Duration::from_secs(10);
 /// The item that holds how far the sweep has looked through the `leases` index.
 const SWEEP_PK: &str = "sweep";
 const SWEEP_SK: &str = "cursor";
-
-/// Where an invocation is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// An exclusive handler of an object waiting in the object's inbox for the lock.
-    Queued,
-    /// Being driven (or waiting to be re-driven after its lease ran out).
-    Running,
-    /// Waiting for a completion (timer, awakeable); nothing runs until one arrives.
-    Suspended,
-    /// Finished with an output.
-    Completed,
-    /// Finished with a terminal failure.
-    Failed,
-}
-
-impl Status {
-    /// The name stored and shown for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Running => "running",
-            Status::Suspended => "suspended",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-        }
-    }
-
-    fn parse(v: &str) -> Option<Self> {
-        match v {
-            "queued" => Some(Status::Queued),
-            "running" => Some(Status::Running),
-            "suspended" => Some(Status::Suspended),
-            "completed" => Some(Status::Completed),
-            "failed" => Some(Status::Failed),
-            _ => None,
-        }
-    }
-}
 
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,186 @@
+//! The small storage traits that logic above the store is written against: a handler attempt's
+//! journal, an object's state and a workflow's promises. [`Table`] implements them on DynamoDB;
+//! `memory::MemoryStore` (feature `test-util`) implements them in memory for unit tests.
+
+use crate::{Appended, Completed, JournalStore, KeyedStore, StoreError, Writer};
+use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
+use durable_protocol::{EntryTag, InvocationId, JournalEntry, StepResult};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, as object-safe traits need.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An invocation's journal: conditional appends, completions, the whole history.
+pub trait Journal: Send + Sync {
+    /// Records `entry` unless its index is taken; the first writer wins.
+    fn append<'a>(
+        &'a self,
+        id: &'a InvocationId,
+        entry: &'a JournalEntry,
+        writer: Writer,
+    ) -> BoxFuture<'a, Result<Appended, StoreError>>;
+
+    /// The whole journal, as stored now.
+    fn load<'a>(
+        &'a self,
+        id: &'a InvocationId,
+    ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>>;
+
+    /// Marks the invocation as having values in S3 (to be deleted when it finishes).
+    fn flag_payloads<'a>(&'a self, id: &'a InvocationId) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Writes a completion onto a `kind` entry unless it has one.
+    fn complete<'a>(
+        &'a self,
+        id: &'a InvocationId,
+        index: u32,
+        kind: EntryTag,
+        result: &'a StepResult,
+    ) -> BoxFuture<'a, Result<Completed, StoreError>>;
+}
+
+/// An object's state, as stored (written only when an invocation finishes).
+pub trait State: Send + Sync {
+    /// One state value.
+    fn get_state<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, StoreError>>;
+
+    /// The names of the state keys.
+    fn state_names<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+}
+
+/// A workflow's durable promises.
+pub trait Promises: Send + Sync {
+    /// A promise's result, if it has one.
+    fn peek_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>>;
+
+    /// Registers a waiter on a promise, or returns its result if it has one.
+    fn wait_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        waiter: &'a Waiter,
+    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>>;
+
+    /// Completes a promise (the first completion wins).
+    fn complete_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        result: &'a StepResult,
+        by: &'a str,
+    ) -> BoxFuture<'a, Result<PromiseCompletion, StoreError>>;
+}
+
+/// Everything a handler attempt touches in storage.
+pub trait HandlerStore: Journal + State + Promises {}
+
+impl<T: Journal + State + Promises> HandlerStore for T {}
+
+/// The orchestrator's table, as handlers use it: journal entries, state and promises.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Journal entries.
+    pub journal: JournalStore,
+    /// State and promises.
+    pub keyed: KeyedStore,
+}
+
+impl Table {
+    /// The table `name` through `client`.
+    pub fn new(client: aws_sdk_dynamodb::Client, name: &str) -> Self {
+        Self {
+            journal: JournalStore::new(client.clone(), name),
+            keyed: KeyedStore::new(client, name),
+        }
+    }
+}
+
+impl Journal for Table {
+    fn append<'a>(
+        &'a self,
+        id: &'a InvocationId,
+        entry: &'a JournalEntry,
+        writer: Writer,
+    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
+        Box::pin(self.journal.append(id, entry, writer))
+    }
+
+    fn load<'a>(
+        &'a self,
+        id: &'a InvocationId,
+    ) -> BoxFuture<'a, Result<Vec<JournalEntry>, StoreError>> {
+        Box::pin(self.journal.load(id))
+    }
+
+    fn flag_payloads<'a>(&'a self, id: &'a InvocationId) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.journal.flag_payloads(id))
+    }
+
+    fn complete<'a>(
+        &'a self,
+        id: &'a InvocationId,
+        index: u32,
+        kind: EntryTag,
+        result: &'a StepResult,
+    ) -> BoxFuture<'a, Result<Completed, StoreError>> {
+        Box::pin(self.journal.complete(id, index, kind, result))
+    }
+}
+
+impl State for Table {
+    fn get_state<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, StoreError>> {
+        Box::pin(self.keyed.get(object, name))
+    }
+
+    fn state_names<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(self.keyed.names(object))
+    }
+}
+
+impl Promises for Table {
+    fn peek_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>> {
+        Box::pin(self.keyed.peek(object, name))
+    }
+
+    fn wait_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        waiter: &'a Waiter,
+    ) -> BoxFuture<'a, Result<Option<StepResult>, StoreError>> {
+        Box::pin(self.keyed.wait(object, name, waiter))
+    }
+
+    fn complete_promise<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        result: &'a StepResult,
+        by: &'a str,
+    ) -> BoxFuture<'a, Result<PromiseCompletion, StoreError>> {
+        Box::pin(self.keyed.complete(object, name, result, by))
+    }
+}
