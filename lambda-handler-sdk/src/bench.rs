@@ -132,25 +132,15 @@ pub fn replay_request(n: u32) -> InvokeRequest {
             )
         })
         .collect();
-    InvokeRequest {
-        invocation_id: InvocationId::derived(&["bench", &n.to_string()]),
-        epoch: 2,
-        attempt: 2,
-        service: ServiceName::new("bench").expect("valid"),
-        handler: HandlerName::new("steps").expect("valid"),
-        input: serde_json::json!(n),
-        journal,
-        step_failures: None,
-        table: "bench".into(),
-        orchestrator: None,
-        bucket: None,
-        limits: Default::default(),
-        journal_in_store: false,
-        key: None,
-        handler_kind: None,
-        state: None,
-        journal_expires_at: None,
-    }
+    InvokeRequest::new(
+        InvocationId::derived(&["bench", &n.to_string()]),
+        ServiceName::new("bench").expect("valid"),
+        HandlerName::new("steps").expect("valid"),
+        serde_json::json!(n),
+        "bench",
+    )
+    .with_journal(journal)
+    .at(2, 2)
 }
 
 /// Replays `request` (from [`replay_request`]) in memory and returns how long it took; panics

@@ -10,7 +10,8 @@ use crate::error::TerminalError;
 use crate::invocation::{Abort, BoxFuture, Invocation};
 use durable_protocol::clock::now_millis;
 use durable_protocol::{
-    EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, Target, TerminalFailure,
+    ControlEvent, EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, Target,
+    TerminalFailure,
 };
 use durable_store::Appended;
 use serde::de::DeserializeOwned;
@@ -37,7 +38,7 @@ pub(crate) trait Dispatcher: Send + Sync {
 }
 
 impl LambdaDispatcher {
-    async fn event(&self, event: serde_json::Value) -> Result<(), String> {
+    async fn event(&self, event: ControlEvent) -> Result<(), String> {
         let function = self
             .orchestrator
             .as_deref()
@@ -46,7 +47,9 @@ impl LambdaDispatcher {
             .invoke()
             .function_name(function)
             .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-            .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+            .payload(aws_sdk_lambda::primitives::Blob::new(
+                serde_json::to_vec(&event).expect("control events serialize"),
+            ))
             .send()
             .await
             .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())?;
@@ -54,7 +57,7 @@ impl LambdaDispatcher {
     }
 }
 
-/// Sends `{"type":"dispatch"}` events to the orchestrator function.
+/// Sends `dispatch` and `resume` control events to the orchestrator function.
 pub(crate) struct LambdaDispatcher {
     pub(crate) client: aws_sdk_lambda::Client,
     pub(crate) orchestrator: Option<String>,
@@ -66,9 +69,10 @@ impl Dispatcher for LambdaDispatcher {
         parent: &'a InvocationId,
         index: u32,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(self.event(
-            serde_json::json!({"type": "dispatch", "invocation_id": parent, "entry": index}),
-        ))
+        Box::pin(self.event(ControlEvent::Dispatch {
+            invocation_id: parent.clone(),
+            entry: index,
+        }))
     }
 
     fn resume<'a>(
@@ -76,9 +80,10 @@ impl Dispatcher for LambdaDispatcher {
         invocation: &'a InvocationId,
         index: u32,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(self.event(
-            serde_json::json!({"type": "resume", "invocation_id": invocation, "entry": index}),
-        ))
+        Box::pin(self.event(ControlEvent::Resume {
+            invocation_id: invocation.clone(),
+            entry: index,
+        }))
     }
 }
 

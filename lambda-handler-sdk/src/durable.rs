@@ -145,8 +145,10 @@ async fn sleep_until(
         {
             Ok(Completed::Written | Completed::AlreadyCompleted(_)) => {}
             Ok(other) => {
-                let failure =
-                    TerminalFailure::new(500, format!("completing timer {index} found {other:?}"));
+                let failure = TerminalFailure::new(
+                    TerminalFailure::INTERNAL,
+                    format!("completing timer {index} found {other:?}"),
+                );
                 return inv.abort(Abort::Fatal(failure)).await;
             }
             Err(e) => {

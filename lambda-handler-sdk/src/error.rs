@@ -15,7 +15,7 @@ impl TerminalError {
     /// A terminal error with status 500.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
-            code: 500,
+            code: TerminalFailure::INTERNAL,
             message: message.into(),
         }
     }

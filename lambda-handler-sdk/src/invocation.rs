@@ -481,7 +481,12 @@ impl Invocation {
             .map(|r| r.clone())
             .ok()
             .flatten();
-        reason.unwrap_or_else(|| Abort::Fatal(TerminalFailure::new(500, "abort channel closed")))
+        reason.unwrap_or_else(|| {
+            Abort::Fatal(TerminalFailure::new(
+                TerminalFailure::INTERNAL,
+                "abort channel closed",
+            ))
+        })
     }
 
     /// The abort reason, if the attempt was aborted.

@@ -516,7 +516,10 @@ async fn complete_promise(
             waiters,
         }) => {
             let refused = (earlier != by).then(|| {
-                TerminalFailure::new(409, format!("promise {name:?} was already completed"))
+                TerminalFailure::new(
+                    TerminalFailure::CONFLICT,
+                    format!("promise {name:?} was already completed"),
+                )
             });
             (waiters, kept, refused)
         }
@@ -617,7 +620,7 @@ macro_rules! promises {
                 complete_promise(
                     &self.ctx.inner,
                     name,
-                    StepResult::Failure(TerminalFailure::new(500, message)),
+                    StepResult::Failure(TerminalFailure::new(TerminalFailure::INTERNAL, message)),
                 )
                 .await
             }
@@ -637,5 +640,10 @@ pub(crate) fn object_of(
         service: service.clone(),
         key,
     })
-    .ok_or_else(|| TerminalFailure::new(400, format!("{service} is keyed: the push named no key")))
+    .ok_or_else(|| {
+        TerminalFailure::new(
+            TerminalFailure::BAD_REQUEST,
+            format!("{service} is keyed: the push named no key"),
+        )
+    })
 }

@@ -191,25 +191,14 @@ fn endpoint() -> Endpoint {
 }
 
 fn request(handler: &str, input: serde_json::Value, journal: Vec<JournalEntry>) -> InvokeRequest {
-    InvokeRequest {
-        invocation_id: InvocationId::derived(&["test", handler]),
-        epoch: 1,
-        attempt: 1,
-        service: ServiceName::new("svc").unwrap(),
-        handler: HandlerName::new(handler).unwrap(),
+    InvokeRequest::new(
+        InvocationId::derived(&["test", handler]),
+        ServiceName::new("svc").unwrap(),
+        HandlerName::new(handler).unwrap(),
         input,
-        journal,
-        step_failures: None,
-        table: "t".into(),
-        orchestrator: None,
-        bucket: None,
-        limits: Default::default(),
-        journal_in_store: false,
-        key: None,
-        handler_kind: None,
-        state: None,
-        journal_expires_at: None,
-    }
+        "t",
+    )
+    .with_journal(journal)
 }
 
 fn run_entry(index: u32, name: &str, value: serde_json::Value) -> JournalEntry {

@@ -13,6 +13,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     Architecture, Environment, FunctionUrlAuthType, LastUpdateStatus, Runtime, State,
 };
+use durable_protocol::{ControlEvent, MinuteRange};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -529,14 +530,21 @@ pub async fn register(
     orchestrator: &str,
     alias_arn: &str,
 ) -> Result<serde_json::Value> {
-    let event = serde_json::json!({"type": "register", "function_arn": alias_arn});
+    let event = ControlEvent::Register {
+        function_arn: alias_arn.to_owned(),
+    };
     control(clients, orchestrator, &event).await
 }
 
 /// Sends the orchestrator a `sweep` (its schedule does every minute on AWS); returns its
 /// answer (`redriven`, and what each part did: `minutes`, `leases`).
 pub async fn sweep(clients: &Clients, orchestrator: &str) -> Result<serde_json::Value> {
-    control(clients, orchestrator, &serde_json::json!({"type": "sweep"})).await
+    control(
+        clients,
+        orchestrator,
+        &ControlEvent::Sweep { minutes: None },
+    )
+    .await
 }
 
 /// A `sweep` that looks at the dated invocations of the minutes `from..=to` (since the Unix
@@ -547,7 +555,9 @@ pub async fn sweep_minutes(
     from: u32,
     to: u32,
 ) -> Result<serde_json::Value> {
-    let event = serde_json::json!({"type": "sweep", "minutes": {"from": from, "to": to}});
+    let event = ControlEvent::Sweep {
+        minutes: Some(MinuteRange { from, to }),
+    };
     control(clients, orchestrator, &event).await
 }
 
@@ -555,23 +565,25 @@ pub async fn sweep_minutes(
 async fn control(
     clients: &Clients,
     orchestrator: &str,
-    event: &serde_json::Value,
+    event: &ControlEvent,
 ) -> Result<serde_json::Value> {
     let out = clients
         .lambda
         .invoke()
         .function_name(orchestrator)
-        .payload(Blob::new(serde_json::to_vec(&event).expect("json")))
+        .payload(Blob::new(
+            serde_json::to_vec(event).expect("control events serialize"),
+        ))
         .send()
         .await
         .map_err(|e| ToolError::aws("Invoke", e))?;
     let body = out.payload.map(Blob::into_inner).unwrap_or_default();
     if let Some(fe) = out.function_error {
         return Err(ToolError::Message(format!(
-            "the orchestrator failed on {event} ({fe}): {}",
+            "the orchestrator failed on {event:?} ({fe}): {}",
             String::from_utf8_lossy(&body)
         )));
     }
     serde_json::from_slice(&body)
-        .map_err(|e| ToolError::Message(format!("the answer to {event} is not JSON: {e}")))
+        .map_err(|e| ToolError::Message(format!("the answer to {event:?} is not JSON: {e}")))
 }

@@ -433,25 +433,17 @@ async fn racing_attempts_record_one_result_and_the_loser_retries_on_it() {
     let run = run_id();
     let id = InvocationId::random();
     let push = |epoch: u64, journal: Vec<JournalEntry>| {
-        HandlerRequest::Invoke(InvokeRequest {
-            invocation_id: id.clone(),
-            epoch,
-            attempt: 1,
-            service: ServiceName::new("testbed").unwrap(),
-            handler: HandlerName::new("slow_then_step").unwrap(),
-            input: json!({"run": run, "millis": 500}),
-            journal,
-            step_failures: None,
-            table: env.deployment.table.clone(),
-            orchestrator: None,
-            bucket: None,
-            limits: Default::default(),
-            journal_in_store: false,
-            key: None,
-            handler_kind: None,
-            state: None,
-            journal_expires_at: None,
-        })
+        HandlerRequest::Invoke(
+            InvokeRequest::new(
+                id.clone(),
+                ServiceName::new("testbed").unwrap(),
+                HandlerName::new("slow_then_step").unwrap(),
+                json!({"run": run, "millis": 500}),
+                env.deployment.table.clone(),
+            )
+            .with_journal(journal)
+            .at(epoch, 1),
+        )
     };
     let arn = env.deployment.services["testbed"].clone();
     let invoke = |request: HandlerRequest| {

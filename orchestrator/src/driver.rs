@@ -334,15 +334,7 @@ impl Driver {
         call: &Call,
     ) -> Result<Reply, OrchestratorError> {
         let request = HandlerRequest::Invoke(InvokeRequest {
-            invocation_id: inv.id.clone(),
-            epoch: inv.epoch,
-            attempt: inv.attempt,
-            service: inv.service.clone(),
-            handler: inv.handler.clone(),
-            input: inv.input.clone(),
-            journal,
             step_failures: inv.step_failures,
-            table: self.journal.table().to_owned(),
             orchestrator: Some(call.function_arn.clone()),
             bucket: self.config.bucket.clone(),
             limits: self.config.limits,
@@ -361,6 +353,15 @@ impl Driver {
                 ),
                 None => None,
             },
+            ..InvokeRequest::new(
+                inv.id.clone(),
+                inv.service.clone(),
+                inv.handler.clone(),
+                inv.input.clone(),
+                self.journal.table(),
+            )
+            .with_journal(journal)
+            .at(inv.epoch, inv.attempt)
         });
         let mut request = request;
         let mut payload =

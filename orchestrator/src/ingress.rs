@@ -377,7 +377,7 @@ mod tests {
             .unwrap(),
             Route::CompleteAwakeable {
                 id: awk.clone(),
-                result: StepResult::Failure(TerminalFailure::new(403, "no"))
+                result: StepResult::Failure(TerminalFailure::new(TerminalFailure::FORBIDDEN, "no"))
             }
         );
         let reject = |body| {

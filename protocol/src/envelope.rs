@@ -67,6 +67,54 @@ pub struct InvokeRequest {
     pub journal_expires_at: Option<u64>,
 }
 
+impl InvokeRequest {
+    /// The first push of a new invocation: epoch and attempt 1, an empty journal, no object,
+    /// default limits, no orchestrator to send events to. Set the rest with struct update
+    /// syntax (`InvokeRequest { epoch: 4, ..InvokeRequest::new(..) }`) or the `with_` methods.
+    pub fn new(
+        invocation_id: InvocationId,
+        service: ServiceName,
+        handler: HandlerName,
+        input: serde_json::Value,
+        table: impl Into<String>,
+    ) -> Self {
+        Self {
+            invocation_id,
+            epoch: 1,
+            attempt: 1,
+            service,
+            handler,
+            input,
+            journal: Vec::new(),
+            step_failures: None,
+            table: table.into(),
+            orchestrator: None,
+            bucket: None,
+            limits: crate::payload::Limits::default(),
+            journal_in_store: false,
+            key: None,
+            handler_kind: None,
+            state: None,
+            journal_expires_at: None,
+        }
+    }
+
+    /// The same push with `journal` to replay.
+    #[must_use]
+    pub fn with_journal(mut self, journal: Vec<JournalEntry>) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    /// The same push as attempt `attempt` at `epoch`.
+    #[must_use]
+    pub fn at(mut self, epoch: u64, attempt: u32) -> Self {
+        self.epoch = epoch;
+        self.attempt = attempt;
+        self
+    }
+}
+
 /// An object's state as pushed with an invocation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EagerState {
@@ -165,6 +213,49 @@ impl HandlerKind {
     }
 }
 
+/// `as_str`, `Display` and `FromStr` for a kind enum, with the names its serde form uses.
+macro_rules! named_kind {
+    ($kind:ident { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $kind {
+            /// The name stored and shown for it (its serde name).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($kind::$variant => $name,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $kind {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok($kind::$variant),)*
+                    other => Err(format!(concat!("unknown ", stringify!($kind), " {:?}"), other)),
+                }
+            }
+        }
+    };
+}
+
+named_kind!(ServiceKind {
+    Service => "service",
+    Object => "object",
+    Workflow => "workflow",
+});
+
+named_kind!(HandlerKind {
+    Exclusive => "exclusive",
+    Shared => "shared",
+    Workflow => "workflow",
+});
+
 /// One handler of a service, as discovered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandlerDescriptor {
@@ -195,31 +286,40 @@ mod tests {
 
     #[test]
     fn invoke_request_leads_with_the_invocation_id() {
-        let req = HandlerRequest::Invoke(InvokeRequest {
-            invocation_id: InvocationId::random(),
-            epoch: 1,
-            attempt: 1,
-            service: ServiceName::new("s").unwrap(),
-            handler: HandlerName::new("h").unwrap(),
-            input: serde_json::json!({}),
-            journal: vec![],
-            step_failures: None,
-            table: "t".into(),
-            orchestrator: None,
-            bucket: None,
-            limits: Default::default(),
-            journal_in_store: false,
-            key: None,
-            handler_kind: None,
-            state: None,
-            journal_expires_at: None,
-        });
+        let req = HandlerRequest::Invoke(InvokeRequest::new(
+            InvocationId::random(),
+            ServiceName::new("s").unwrap(),
+            HandlerName::new("h").unwrap(),
+            serde_json::json!({}),
+            "t",
+        ));
         let text = serde_json::to_string(&req).unwrap();
         assert!(
             text.starts_with(r#"{"type":"invoke","invocation_id":"inv_"#),
             "{text}"
         );
         assert_eq!(serde_json::from_str::<HandlerRequest>(&text).unwrap(), req);
+    }
+
+    #[test]
+    fn kinds_are_named_as_serde_names_them() {
+        for kind in [
+            ServiceKind::Service,
+            ServiceKind::Object,
+            ServiceKind::Workflow,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            assert_eq!(kind.as_str().parse::<ServiceKind>(), Ok(kind));
+        }
+        for kind in [
+            HandlerKind::Exclusive,
+            HandlerKind::Shared,
+            HandlerKind::Workflow,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            assert_eq!(kind.as_str().parse::<HandlerKind>(), Ok(kind));
+        }
+        assert!("actor".parse::<ServiceKind>().is_err());
     }
 
     #[test]

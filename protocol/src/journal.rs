@@ -14,6 +14,14 @@ pub struct TerminalFailure {
 }
 
 impl TerminalFailure {
+    /// The request itself was wrong (e.g. a keyed handler pushed without a key).
+    pub const BAD_REQUEST: u16 = 400;
+    /// Not allowed (e.g. a handler kind that may not do what was asked).
+    pub const FORBIDDEN: u16 = 403;
+    /// It collides with what is recorded (e.g. a promise completed already).
+    pub const CONFLICT: u16 = 409;
+    /// Something failed that the caller cannot fix; the default code of a terminal error.
+    pub const INTERNAL: u16 = 500;
     /// Status code for a replay that diverged from the journal (as Restate uses).
     pub const NON_DETERMINISM: u16 = 570;
 

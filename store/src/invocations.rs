@@ -8,6 +8,9 @@ use crate::attrs::n;
 use crate::attrs::s;
 use crate::conditional::apply_update as apply;
 use crate::conditional::apply_update_returning as apply_returning;
+use crate::conditional::{
+    bind_owned, build_err, failed_conditions, owned_and, owned_bindings, OWNED,
+};
 use crate::journal::tail_value;
 use crate::keys;
 use crate::Item;
@@ -29,7 +32,7 @@ pub use durable_protocol::Status;
 /// The attribute (and its only value) that puts running invocations in the sparse `leases`
 /// index: the sweep finds expired leases there without scanning the table.
 pub const LEASE_SHARD: &str = "lease_shard";
-const LEASE_SHARD_VALUE: &str = "L";
+pub(crate) const LEASE_SHARD_VALUE: &str = "L";
 /// The index of running invocations by `lease_until`.
 pub const LEASE_INDEX: &str = "leases";
 /// The flag set when an invocation leaves its first attempt: its journal is kept from then on.
@@ -42,9 +45,6 @@ const RELEASED: &str = "released";
 /// sweep's grace, a write that takes less than their sum to become visible in the index is
 /// never passed by the sweep's cursor (see `sweep_window`).
 pub const LEASE_AHEAD: Duration = Duration::from_secs(10);
-/// The item that holds how far the sweep has looked through the `leases` index.
-const SWEEP_PK: &str = "sweep";
-const SWEEP_SK: &str = "cursor";
 
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,8 +134,8 @@ pub enum Created {
 /// Reads and conditionally writes invocation metadata.
 #[derive(Debug, Clone)]
 pub struct InvocationStore {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
 }
 
 fn corrupt(id: &InvocationId, reason: &str) -> StoreError {
@@ -148,7 +148,7 @@ fn corrupt(id: &InvocationId, reason: &str) -> StoreError {
 }
 
 impl Invocation {
-    fn from_item(item: &Item) -> Result<Self, StoreError> {
+    pub(crate) fn from_item(item: &Item) -> Result<Self, StoreError> {
         let id = keys::id_of_meta(item).ok_or_else(|| StoreError::Corrupt {
             pk: get_s(item, keys::PK).unwrap_or("?").into(),
             sk: get_s(item, keys::SK).unwrap_or("?").into(),
@@ -196,7 +196,7 @@ impl Invocation {
             .map_err(|e| corrupt(&id, &e.to_string()))?;
         let handler_kind = get_s(item, "handler_kind")
             .map(|k| {
-                serde_json::from_value(serde_json::Value::String(k.to_owned()))
+                k.parse::<HandlerKind>()
                     .map_err(|e| corrupt(&id, &format!("handler_kind: {e}")))
             })
             .transpose()?;
@@ -236,15 +236,6 @@ impl Invocation {
             caller,
         })
     }
-}
-
-/// Where the sweep left off (the item `sweep`/`cursor`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SweepCursors {
-    /// How far it has looked through the `leases` index (ms; 0 before the first sweep).
-    pub swept_until: u64,
-    /// The last minute whose dated invocations it has looked at (`None` before the first).
-    pub minutes_until: Option<u32>,
 }
 
 /// The result of trying to suspend.
@@ -318,13 +309,7 @@ impl InvocationStore {
             item.insert("object_key".into(), s(k.as_str()));
         }
         if let Some(kind) = new.handler_kind {
-            item.insert(
-                "handler_kind".into(),
-                s(serde_json::to_value(kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()),
-            );
+            item.insert("handler_kind".into(), s(kind.as_str()));
         }
         item
     }
@@ -365,15 +350,14 @@ impl InvocationStore {
 
     /// An update of `inv`'s metadata that only applies while `inv.epoch` is current and the
     /// invocation is running (`:e` and `:running` are bound, `#st` names `status`).
-    fn update_owned(&self, inv: &Invocation) -> UpdateItemFluentBuilder {
-        self.client
+    pub(crate) fn update_owned(&self, inv: &Invocation) -> UpdateItemFluentBuilder {
+        let update = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(keys::meta_key_item(&inv.id)))
-            .condition_expression("epoch = :e AND #st = :running")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":e", n(inv.epoch))
-            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .condition_expression(OWNED);
+        bind_owned(update, inv.epoch)
     }
 
     /// The invocation as stored (strongly consistent).
@@ -449,9 +433,7 @@ impl InvocationStore {
         };
         let update = self
             .update_owned(inv)
-            .condition_expression(
-                "epoch = :e AND #st = :running AND (lease_until < :now OR released = :t)",
-            )
+            .condition_expression(owned_and("(lease_until < :now OR released = :t)"))
             .update_expression(set)
             .expression_attribute_values(":next", n(inv.epoch + 1))
             .expression_attribute_values(":lease", n(lease_until))
@@ -480,192 +462,6 @@ impl InvocationStore {
         .await
     }
 
-    /// Where the sweep left off in the `leases` index and in the minutes' partitions.
-    pub async fn sweep_cursors(&self) -> Result<SweepCursors, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(SWEEP_PK))
-            .key(keys::SK, s(SWEEP_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        let item = out.item.unwrap_or_default();
-        Ok(SweepCursors {
-            swept_until: get_n(&item, "swept_until").unwrap_or(0),
-            minutes_until: get_n(&item, "minutes_until"),
-        })
-    }
-
-    /// Moves the sweep's cursor in the `leases` index forward to `to`.
-    pub async fn advance_sweep_cursor(&self, to: u64) -> Result<(), StoreError> {
-        self.advance_cursor("swept_until", to).await
-    }
-
-    /// Moves the minutes cursor forward to `minute`.
-    pub async fn advance_minutes_cursor(&self, minute: u32) -> Result<(), StoreError> {
-        self.advance_cursor("minutes_until", minute.into()).await
-    }
-
-    /// Moves the cursor `attribute` of the sweep item forward to `to`, never back: racing
-    /// sweeps are harmless.
-    async fn advance_cursor(&self, attribute: &'static str, to: u64) -> Result<(), StoreError> {
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(SWEEP_PK))
-            .key(keys::SK, s(SWEEP_SK))
-            .condition_expression("attribute_not_exists(#c) OR #c < :to")
-            .update_expression("SET #c = :to")
-            .expression_attribute_names("#c", attribute)
-            .expression_attribute_values(":to", n(to));
-        apply(update).await.map(|_| ())
-    }
-
-    /// One page of the metadata items of the dated invocations made in `minute` (one shard),
-    /// eventually consistent: the sweep only acts on what it then writes conditionally.
-    pub async fn minute_page(
-        &self,
-        minute: u32,
-        shard: u8,
-        start: Option<Item>,
-    ) -> Result<(Vec<Invocation>, Option<Item>), StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(keys::run_pk(minute, shard)))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("Query", e))?;
-        let found = out
-            .items()
-            .iter()
-            .map(Invocation::from_item)
-            .collect::<Result<_, _>>()?;
-        Ok((found, out.last_evaluated_key.filter(|k| !k.is_empty())))
-    }
-
-    /// Puts a dated invocation that still runs after its minute was swept into the `leases`
-    /// index, where later sweeps find it: conditional on it running (whoever drives it, at
-    /// whatever epoch, so a stale read cannot make the sweep skip it). Returns it as it is
-    /// now, or `None` if it does not run (finished, or suspended: resuming puts it in the
-    /// index).
-    pub async fn promote(&self, id: &InvocationId) -> Result<Option<Invocation>, StoreError> {
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(keys::meta_key_item(id)))
-            .condition_expression("#st = :running")
-            .update_expression("SET lease_shard = :shard")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":running", s(Status::Running.as_str()))
-            .expression_attribute_values(":shard", s(LEASE_SHARD_VALUE))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
-        match apply_returning(update).await? {
-            Some(out) => out
-                .attributes
-                .as_ref()
-                .map(Invocation::from_item)
-                .transpose(),
-            None => Ok(None),
-        }
-    }
-
-    /// One page of the `leases` index between `after` (exclusive) and `upto` (inclusive), in
-    /// lease order: (invocation, lease) pairs, and where the next page starts.
-    pub async fn leases_page(
-        &self,
-        after: u64,
-        upto: u64,
-        start: Option<Item>,
-    ) -> Result<(Vec<(InvocationId, u64)>, Option<Item>), StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(LEASE_INDEX)
-            .key_condition_expression("lease_shard = :shard AND lease_until BETWEEN :from AND :to")
-            .expression_attribute_values(":shard", s(LEASE_SHARD_VALUE))
-            .expression_attribute_values(":from", n(after + 1))
-            .expression_attribute_values(":to", n(upto))
-            .set_exclusive_start_key(start)
-            .limit(100)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("Query", e))?;
-        let found = out
-            .items()
-            .iter()
-            .filter_map(|i| Some((keys::id_of_meta(i)?, get_n(i, "lease_until")?)))
-            .collect();
-        Ok((found, out.last_evaluated_key.filter(|k| !k.is_empty())))
-    }
-
-    /// The invocations of `ids` as stored (eventually consistent, in one or a few batch
-    /// reads): the sweep only needs to tell finished ones from running ones, and a
-    /// finished invocation never runs again.
-    pub async fn get_many(&self, ids: &[InvocationId]) -> Result<Vec<Invocation>, StoreError> {
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
-        let mut found = Vec::new();
-        for chunk in ids.chunks(100) {
-            let mut keys_left: Vec<Item> = chunk.iter().map(keys::meta_key_item).collect();
-            // Unprocessed keys (throttling) are asked for again, a few times.
-            for _ in 0..5 {
-                if keys_left.is_empty() {
-                    break;
-                }
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(keys_left))
-                    .build()
-                    .map_err(|e| StoreError::Dynamo {
-                        operation: "BatchGetItem",
-                        source: e.into(),
-                    })?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::dynamo("BatchGetItem", e))?;
-                if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.table)) {
-                    for item in &items {
-                        found.push(Invocation::from_item(item)?);
-                    }
-                }
-                keys_left = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-            }
-        }
-        Ok(found)
-    }
-
-    /// Moves the lease of a running invocation that nobody drives to now: still expired (the
-    /// `drive` event sent next takes it over at once) but ahead of the sweep's cursor, so that
-    /// a later sweep finds it again if that event is lost too. `false` if it changed meanwhile.
-    /// Not `released`: its last driver's attempt may still be running.
-    pub async fn mark_stranded(&self, inv: &Invocation) -> Result<bool, StoreError> {
-        let now = now_millis();
-        apply(
-            self.update_owned(inv)
-                .condition_expression("epoch = :e AND #st = :running AND lease_until = :old")
-                .update_expression("SET lease_until = :now, updated_at = :now")
-                .expression_attribute_values(":old", n(inv.lease_until))
-                .expression_attribute_values(":now", n(now)),
-        )
-        .await
-    }
-
     /// Suspends `inv` until one of `waiting_on` completes, in one transaction that also checks
     /// that none of them has completed yet: a completion that races with the suspension either
     /// lands before it (the transaction fails, the driver pushes again) or finds the invocation
@@ -686,20 +482,18 @@ impl InvocationStore {
                     "attribute_exists(sk) AND attribute_not_exists(completion_value) AND attribute_not_exists(completion_failure_code)",
                 )
                 .build()
-                .map_err(|e| StoreError::Dynamo { operation: "TransactWriteItems", source: e.into() })?;
+                .map_err(build_err)?;
             items.push(TransactWriteItem::builder().condition_check(check).build());
         }
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(keys::meta_key_item(&inv.id)))
-            .condition_expression("epoch = :e AND #st = :running")
+            .condition_expression(OWNED)
             .update_expression(
                 "SET #st = :suspended, waiting_on = :w, lease_until = :zero, updated_at = :now, journal_kept = :kept REMOVE lease_shard",
             )
-            .expression_attribute_values(":kept", AttributeValue::Bool(true))
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":e", n(inv.epoch))
-            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .expression_attribute_values(":kept", AttributeValue::Bool(true));
+        let update = bind_owned(update, inv.epoch)
             .expression_attribute_values(":suspended", s(Status::Suspended.as_str()))
             .expression_attribute_values(
                 ":w",
@@ -708,10 +502,7 @@ impl InvocationStore {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now", n(now_millis()))
             .build()
-            .map_err(|e| StoreError::Dynamo {
-                operation: "TransactWriteItems",
-                source: e.into(),
-            })?;
+            .map_err(build_err)?;
         items.push(TransactWriteItem::builder().update(update).build());
         match self
             .client
@@ -722,17 +513,9 @@ impl InvocationStore {
         {
             Ok(_) => Ok(Suspension::Suspended),
             Err(err) => {
-                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-                let Some(TransactWriteItemsError::TransactionCanceledException(e)) =
-                    err.as_service_error()
-                else {
+                let Some(failed) = err.as_service_error().and_then(failed_conditions) else {
                     return Err(StoreError::dynamo("TransactWriteItems", err));
                 };
-                let failed: Vec<bool> = e
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                    .collect();
                 if failed.last() == Some(&true) {
                     Ok(Suspension::LostOwnership)
                 } else if failed.iter().any(|f| *f) {
@@ -842,14 +625,14 @@ impl FinishUpdate {
     ) -> Self {
         let now = now_millis();
         let expires_at = now / 1000 + retention.as_secs();
-        let mut names = vec![("#st", "status")];
-        let mut values = vec![
-            (":e", n(inv.epoch)),
-            (":running", s(Status::Running.as_str())),
+        let owned = owned_bindings(inv.epoch);
+        let mut names = owned.names.to_vec();
+        let mut values = owned.values.to_vec();
+        values.extend([
             (":now", n(now)),
             (":exp", n(expires_at)),
             (":no", AttributeValue::Bool(false)),
-        ];
+        ]);
         let set = match outcome {
             Outcome::Completed(output) => {
                 names.push(("#out", "output"));
@@ -873,7 +656,7 @@ impl FinishUpdate {
         }
         Self {
             expression,
-            condition: "epoch = :e AND #st = :running",
+            condition: OWNED,
             names,
             values,
         }

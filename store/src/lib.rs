@@ -5,6 +5,7 @@
 //! * [`conditional`]: conditional writes and the parsing of their refusals.
 //! * [`journal`]: journal entries as items, the conditional append, completions, TTLs.
 //! * [`invocations`]: invocation metadata and its conditional lifecycle transitions.
+//! * [`sweep`]: the sweep's cursors, the pages it walks and its conditional marks.
 //! * [`objects`]: virtual objects' lock and inbox, and the transaction that ends a keyed
 //!   invocation (outcome, state, lock hand-over).
 //! * [`keyed`]: object state and workflow promises.
@@ -22,6 +23,7 @@ pub mod keys;
 pub mod objects;
 pub mod payloads;
 pub mod registry;
+pub mod sweep;
 pub mod traits;
 
 #[cfg(any(test, feature = "test-util"))]

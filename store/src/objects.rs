@@ -14,6 +14,7 @@ use crate::attrs::get_n;
 use crate::attrs::get_s;
 use crate::attrs::n;
 use crate::attrs::s;
+use crate::conditional::{bind_owned, build_err, failed_conditions, OWNED};
 use crate::invocations::{
     FinishUpdate, Invocation, InvocationStore, NewInvocation, Outcome, Status, LEASE_SHARD,
 };
@@ -21,7 +22,6 @@ use crate::keys;
 use crate::Item;
 use crate::KeyedStore;
 use crate::StoreError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use durable_protocol::clock::now_millis;
@@ -60,26 +60,6 @@ pub struct Objects {
     client: Client,
     table: String,
     pub keyed: KeyedStore,
-}
-
-fn build_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Dynamo {
-        operation: "TransactWriteItems",
-        source: Box::new(e),
-    }
-}
-
-/// Which items of a cancelled transaction failed their condition.
-fn failed_conditions(err: &TransactWriteItemsError) -> Option<Vec<bool>> {
-    match err {
-        TransactWriteItemsError::TransactionCanceledException(e) => Some(
-            e.cancellation_reasons()
-                .iter()
-                .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                .collect(),
-        ),
-        _ => None,
-    }
 }
 
 impl Objects {
@@ -345,12 +325,8 @@ impl Objects {
         let check = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(keys::meta_key_item(&inv.id)))
-            .condition_expression("epoch = :e AND #st = :running")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":e", n(inv.epoch))
-            .expression_attribute_values(":running", s(Status::Running.as_str()))
-            .build()
-            .map_err(build_err)?;
+            .condition_expression(OWNED);
+        let check = bind_owned(check, inv.epoch).build().map_err(build_err)?;
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 

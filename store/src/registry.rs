@@ -39,13 +39,7 @@ impl Registration {
         let mut item = Item::new();
         item.insert(keys::PK.into(), s(keys::service_pk(&self.service)));
         item.insert(keys::SK.into(), s(keys::LIVE_SK));
-        item.insert(
-            "kind".into(),
-            s(serde_json::to_value(self.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()),
-        );
+        item.insert("kind".into(), s(self.kind.as_str()));
         item.insert("function_arn".into(), s(self.function_arn.clone()));
         item.insert(
             "handlers".into(),
@@ -57,7 +51,7 @@ impl Registration {
                 AttributeValue::M(
                     self.kinds
                         .iter()
-                        .map(|(h, k)| (h.to_string(), s(kind_name(*k))))
+                        .map(|(h, k)| (h.to_string(), s(k.as_str())))
                         .collect(),
                 ),
             );
@@ -77,7 +71,7 @@ impl Registration {
             .and_then(|name| ServiceName::new(name).ok())
             .ok_or_else(|| corrupt("bad service key"))?;
         let kind = get_s(item, "kind")
-            .and_then(|k| serde_json::from_value(serde_json::Value::String(k.into())).ok())
+            .and_then(|k| k.parse().ok())
             .ok_or_else(|| corrupt("bad kind"))?;
         let function_arn = get_s(item, "function_arn")
             .ok_or_else(|| corrupt("no function_arn"))?
@@ -99,10 +93,7 @@ impl Registration {
             .map(|m| {
                 m.iter()
                     .filter_map(|(h, k)| {
-                        let kind = serde_json::from_value(serde_json::Value::String(
-                            k.as_s().ok()?.clone(),
-                        ))
-                        .ok()?;
+                        let kind = k.as_s().ok()?.parse().ok()?;
                         Some((HandlerName::new(h.as_str()).ok()?, kind))
                     })
                     .collect()
@@ -115,14 +106,6 @@ impl Registration {
             handlers,
             kinds,
         })
-    }
-}
-
-fn kind_name(kind: HandlerKind) -> &'static str {
-    match kind {
-        HandlerKind::Exclusive => "exclusive",
-        HandlerKind::Shared => "shared",
-        HandlerKind::Workflow => "workflow",
     }
 }
 
