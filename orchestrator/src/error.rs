@@ -2,7 +2,6 @@
 
 use crate::http::FunctionUrlResponse;
 use durable_store::StoreError;
-use serde_json::json;
 
 /// An error answered to an HTTP caller: a status and a JSON body `{"code","message"}`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -37,9 +36,19 @@ impl ApiError {
     pub fn response(&self) -> FunctionUrlResponse {
         FunctionUrlResponse::json(
             self.status,
-            &json!({"code": self.code, "message": self.message}),
+            &ErrorBody {
+                code: self.code,
+                message: &self.message,
+            },
         )
     }
+}
+
+/// The body of every error answer: a code to match on and a message for people.
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorBody<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
 }
 
 /// Failures inside the orchestrator (not the caller's fault).

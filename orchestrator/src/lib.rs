@@ -1,19 +1,21 @@
 //! The durable-execution orchestrator, run as a Lambda function.
 //!
-//! * [`ingress`]: HTTP routes and validation (Function URL events).
-//! * [`registry`]: which handler Lambda version serves which service.
-//! * [`invocations`]: invocation metadata and its conditional state changes.
-//! * [`objects`]: virtual objects' lock and inbox, and the transaction that ends a keyed
-//!   invocation (outcome, state, lock hand-over).
+//! * [`app`]: the entry point: HTTP requests to [`http`], control events to [`control`].
+//! * [`http`]: the Function URL's routes (invocations, results, completions).
+//! * [`control`]: control events (register, drive, wake, resume, dispatch, sweep).
 //! * [`driver`]: pushing invocations with their journal to handler Lambdas, retries, hand-offs,
-//!   suspension.
+//!   suspension, and joining existing invocations.
+//! * [`replies`]: the typed bodies it answers with.
+//! * [`services`]: the clients and stores, built once per process.
 //! * [`timers`]: durable timers as EventBridge Scheduler one-time schedules.
-//! * [`app`]: dispatch of every event the function receives.
+//! * [`config`], [`error`]: settings and errors.
 
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod driver;
 pub mod error;
 pub mod http;
-pub mod ingress;
+pub mod replies;
+pub mod services;
 pub mod timers;

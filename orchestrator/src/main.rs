@@ -2,7 +2,7 @@
 
 use durable_orchestrator::app::App;
 use durable_orchestrator::config::Config;
-use durable_orchestrator::driver::Call;
+use durable_orchestrator::driver::LambdaCall;
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = app.clone();
         async move {
-            let call = Call {
+            let call = LambdaCall {
                 deadline_ms: event.context.deadline,
                 function_arn: event.context.invoked_function_arn,
             };

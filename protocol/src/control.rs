@@ -65,4 +65,37 @@ mod tests {
             serde_json::json!({"type": "sweep"})
         );
     }
+
+    #[test]
+    fn sweep_events_parse_with_and_without_minutes() {
+        assert_eq!(
+            serde_json::from_str::<ControlEvent>(r#"{"type":"sweep"}"#).unwrap(),
+            ControlEvent::Sweep { minutes: None },
+            "what the schedule sends"
+        );
+        assert_eq!(
+            serde_json::from_str::<ControlEvent>(
+                r#"{"type":"sweep","minutes":{"from":29400000,"to":29400002}}"#
+            )
+            .unwrap(),
+            ControlEvent::Sweep {
+                minutes: Some(MinuteRange {
+                    from: 29_400_000,
+                    to: 29_400_002
+                })
+            }
+        );
+    }
+
+    #[test]
+    fn control_events_parse() {
+        let e: ControlEvent =
+            serde_json::from_str(r#"{"type":"register","function_arn":"arn:x"}"#).unwrap();
+        assert_eq!(
+            e,
+            ControlEvent::Register {
+                function_arn: "arn:x".into()
+            }
+        );
+    }
 }

@@ -61,14 +61,14 @@ pub struct FunctionUrlResponse {
 }
 
 impl FunctionUrlResponse {
-    /// A JSON response.
-    pub fn json(status_code: u16, body: &serde_json::Value) -> Self {
+    /// A JSON response with `body` serialized.
+    pub fn json(status_code: u16, body: &impl Serialize) -> Self {
         let mut headers = HashMap::new();
         headers.insert("content-type".into(), "application/json".into());
         Self {
             status_code,
             headers,
-            body: body.to_string(),
+            body: serde_json::to_string(body).expect("reply bodies serialize"),
             is_base64_encoded: false,
         }
     }

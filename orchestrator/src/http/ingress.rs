@@ -297,7 +297,7 @@ fn json_body(req: &FunctionUrlRequest) -> Result<serde_json::Value, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{HttpDescription, RequestContext};
+    use crate::http::function_url::{HttpDescription, RequestContext};
 
     fn req(method: &str, path: &str, body: Option<&str>) -> FunctionUrlRequest {
         FunctionUrlRequest {

@@ -1,49 +1,30 @@
 //! Drives an invocation: pushes it (with its journal) to its pinned handler version, applies the
 //! answer, and retries with backoff until it finishes, runs out of attempts or out of time.
+//!
+//! * [`reply`]: what a push came back with, classified, and the retry arithmetic.
+//! * [`attach`]: joining an existing invocation, and an exclusive invocation's arrival.
 
-use crate::config::Config;
+pub mod attach;
+pub mod reply;
+
+pub use reply::{classify, next_step_failures, retry_delay, Reply};
+
 use crate::error::OrchestratorError;
-use crate::timers::Timers;
+use crate::services::Services;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::InvocationType;
 use durable_protocol::clock::now_millis;
 use durable_protocol::ControlEvent;
 use durable_protocol::{
-    HandlerRequest, HandlerResponse, InvocationId, InvokeRequest, JournalEntry, StepFailures,
-    StepResult, TerminalFailure, Timer,
+    HandlerRequest, InvocationId, InvokeRequest, JournalEntry, StepResult, TerminalFailure, Timer,
 };
 use durable_store::invocations::Suspension;
-use durable_store::invocations::{Invocation, InvocationStore, Outcome, Status};
-use durable_store::JournalStore;
+use durable_store::invocations::{Invocation, Outcome, Status};
 use durable_store::PayloadError;
-use durable_store::PayloadStore;
-use serde::Deserialize;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long past this call's own deadline a lease lasts: after that, another call may take over.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
-
-/// What one push came back with, classified.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    /// It finished; `tail` is its last step's entry when the handler recorded it with the
-    /// outcome (nothing durable came after that step).
-    Finished {
-        outcome: Outcome,
-        tail: Option<JournalEntry>,
-    },
-    Retry {
-        message: String,
-        step: Option<u32>,
-        retry_after: Option<Duration>,
-    },
-    Suspend {
-        waiting_on: Vec<u32>,
-        timers: Vec<Timer>,
-    },
-}
 
 /// Where driving left the invocation.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,129 +37,70 @@ pub enum Driven {
     Suspended,
 }
 
-/// Pushes invocations to handler Lambdas.
-pub struct Driver {
-    pub(crate) config: Arc<Config>,
-    pub(crate) lambda: aws_sdk_lambda::Client,
-    pub(crate) invocations: InvocationStore,
-    pub(crate) journal: JournalStore,
-    pub(crate) timers: Timers,
-    pub(crate) payloads: PayloadStore,
-    pub(crate) objects: durable_store::objects::Objects,
+impl Driven {
+    /// How it is reported: `finished`, `running` or `suspended`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Driven::Finished(_) => "finished",
+            Driven::Running => "running",
+            Driven::Suspended => "suspended",
+        }
+    }
 }
+
+/// Where a push finds the journal it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// The invocation was created just now: its journal is empty, nothing to query.
+    First,
+    /// Load the journal from the table.
+    Next,
+}
+
+/// Whether joining an existing invocation waits for its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// An HTTP caller waits while its call has time.
+    ForOutcome,
+    /// A control event never waits: it would hold a Lambda, and the async-invoke capacity,
+    /// for nothing.
+    No,
+}
+
+/// How long before its own deadline a call stops waiting for an invocation and answers.
+pub const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A push larger than this carries no journal: the SDK reads it from the table (Lambda accepts
 /// 6 MB per synchronous request).
 const MAX_PUSH_BYTES: usize = 5_500_000;
 
-/// What a driver needs to know about the orchestrator call it runs in.
+/// The orchestrator Lambda call an entry point runs in: its deadline and how it was invoked.
 #[derive(Debug, Clone)]
-pub struct Call {
+pub struct LambdaCall {
     /// This call's deadline (ms since the Unix epoch).
     pub deadline_ms: u64,
     /// The ARN this function was invoked by: the target of its timers.
     pub function_arn: String,
 }
 
-/// The step-failure count to carry into the next attempt.
-pub fn next_step_failures(
-    previous: Option<StepFailures>,
-    failed_step: Option<u32>,
-) -> Option<StepFailures> {
-    match (previous, failed_step) {
-        (_, None) => None,
-        (Some(p), Some(index)) if p.index == index => Some(StepFailures {
-            index,
-            count: p.count + 1,
-        }),
-        (_, Some(index)) => Some(StepFailures { index, count: 1 }),
-    }
-}
-
-/// The delay before the next attempt: the handler's wish if it has one, else exponential
-/// backoff from the configured initial delay; never more than the configured maximum.
-pub fn retry_delay(config: &Config, attempt: u32, requested: Option<Duration>) -> Duration {
-    let backoff = || {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-        config.retry_initial.saturating_mul(factor)
-    };
-    requested.unwrap_or_else(backoff).min(config.retry_max)
-}
-
-fn classify_lambda_error(function_error: &str, payload: &[u8]) -> Reply {
-    #[derive(Deserialize)]
-    struct LambdaErrorBody {
-        #[serde(rename = "errorType", default)]
-        error_type: String,
-        #[serde(rename = "errorMessage", default)]
-        error_message: String,
-    }
-    let detail = serde_json::from_slice::<LambdaErrorBody>(payload)
-        .map(|b| format!("{}: {}", b.error_type, b.error_message))
-        .unwrap_or_else(|_| String::from_utf8_lossy(payload).chars().take(500).collect());
-    Reply::Retry {
-        message: format!("the handler Lambda failed ({function_error}): {detail}"),
-        step: None,
-        retry_after: None,
-    }
-}
-
-/// Maps a handler's answer to a decision.
-pub fn classify(function_error: Option<&str>, payload: &[u8]) -> Reply {
-    if let Some(fe) = function_error {
-        return classify_lambda_error(fe, payload);
-    }
-    match serde_json::from_slice::<HandlerResponse>(payload) {
-        Ok(HandlerResponse::Completed { output, tail }) => Reply::Finished {
-            outcome: Outcome::Completed(output),
-            tail,
-        },
-        Ok(HandlerResponse::Failed { failure, tail }) => Reply::Finished {
-            outcome: Outcome::Failed(failure),
-            tail,
-        },
-        Ok(HandlerResponse::Retryable {
-            message,
-            step,
-            retry_after_ms,
-        }) => Reply::Retry {
-            message,
-            step,
-            retry_after: retry_after_ms.map(Duration::from_millis),
-        },
-        Ok(HandlerResponse::Suspended { waiting_on, timers }) => {
-            Reply::Suspend { waiting_on, timers }
-        }
-        Err(e) => {
-            Reply::Retry {
-                message: format!(
-                "the handler answered something that is not a durable handler response ({e}): {}",
-                String::from_utf8_lossy(payload).chars().take(300).collect::<String>()
-            ),
-                step: None,
-                retry_after: None,
-            }
-        }
-    }
-}
-
-impl Driver {
+impl Services {
     /// Drives `inv` (owned by this call at its current epoch) until it finishes, suspends, or
-    /// this call must stop before its deadline. `fresh` means it was just created: its journal
+    /// this call must stop before its deadline. `Push::First` means it was just created: its journal
     /// is empty.
     pub async fn drive(
         &self,
         mut inv: Invocation,
-        call: &Call,
-        mut fresh: bool,
+        call: &LambdaCall,
+        push: Push,
     ) -> Result<Driven, OrchestratorError> {
         let deadline_ms = call.deadline_ms;
+        let mut pushed = false;
         loop {
             if now_millis() + self.config.min_push_time.as_millis() as u64 > deadline_ms {
                 self.hand_off(&inv).await?;
                 return Ok(Driven::Running);
             }
-            let journal = if fresh {
+            let journal = if push == Push::First && !pushed {
                 Vec::new()
             } else if inv.journal_kept {
                 // Entries the first attempt wrote with a TTL lose it now.
@@ -186,7 +108,7 @@ impl Driver {
             } else {
                 self.journal.load(&inv.id).await?
             };
-            fresh = false;
+            pushed = true;
             let reply = self.push(&inv, journal, call).await?;
             let (outcome, tail) = match reply {
                 Reply::Finished { outcome, tail } => (outcome, tail),
@@ -331,7 +253,7 @@ impl Driver {
         &self,
         inv: &Invocation,
         journal: Vec<durable_protocol::JournalEntry>,
-        call: &Call,
+        call: &LambdaCall,
     ) -> Result<Reply, OrchestratorError> {
         let request = HandlerRequest::Invoke(InvokeRequest {
             step_failures: inv.step_failures,
@@ -424,29 +346,6 @@ impl Driver {
         Ok(())
     }
 
-    /// Sends this function an event asynchronously (a fresh call handles it).
-    pub async fn send_event(&self, event: &ControlEvent) -> Result<(), OrchestratorError> {
-        let function = self.config.self_function.as_deref().ok_or_else(|| {
-            OrchestratorError::Protocol(
-                "AWS_LAMBDA_FUNCTION_NAME is not set: cannot dispatch work".into(),
-            )
-        })?;
-        let payload =
-            serde_json::to_vec(event).map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
-        self.lambda
-            .invoke()
-            .function_name(function)
-            .invocation_type(InvocationType::Event)
-            .payload(Blob::new(payload))
-            .send()
-            .await
-            .map_err(|e| OrchestratorError::Lambda {
-                operation: "Invoke",
-                message: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
-            })?;
-        Ok(())
-    }
-
     /// A large output goes to S3 (under `outputs/`, kept for the retention period).
     async fn store_output(
         &self,
@@ -536,154 +435,5 @@ impl Driver {
             entry: caller.entry,
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use durable_protocol::MinuteRange;
-
-    fn config() -> Config {
-        Config {
-            table: "t".into(),
-            max_attempts: 5,
-            retry_initial: Duration::from_millis(200),
-            retry_max: Duration::from_secs(2),
-            retention: Duration::from_secs(60),
-            journal_grace: Duration::from_secs(3600),
-            registry_cache: Duration::ZERO,
-            min_push_time: Duration::from_secs(1),
-            sweep_grace: Duration::from_secs(30),
-            self_function: None,
-            scheduler_role_arn: None,
-            schedule_group: "default".into(),
-            timer_lead: Duration::ZERO,
-            bucket: None,
-            limits: Default::default(),
-        }
-    }
-
-    #[test]
-    fn step_failures_count_consecutive_failures_of_one_step() {
-        assert_eq!(
-            next_step_failures(None, Some(2)),
-            Some(StepFailures { index: 2, count: 1 })
-        );
-        let one = Some(StepFailures { index: 2, count: 1 });
-        assert_eq!(
-            next_step_failures(one, Some(2)),
-            Some(StepFailures { index: 2, count: 2 })
-        );
-        assert_eq!(
-            next_step_failures(one, Some(3)),
-            Some(StepFailures { index: 3, count: 1 })
-        );
-        assert_eq!(next_step_failures(one, None), None);
-    }
-
-    #[test]
-    fn retry_delays_back_off_and_are_capped() {
-        let c = config();
-        assert_eq!(retry_delay(&c, 1, None), Duration::from_millis(200));
-        assert_eq!(retry_delay(&c, 3, None), Duration::from_millis(800));
-        assert_eq!(retry_delay(&c, 30, None), Duration::from_secs(2));
-        assert_eq!(
-            retry_delay(&c, 1, Some(Duration::from_millis(50))),
-            Duration::from_millis(50)
-        );
-        assert_eq!(
-            retry_delay(&c, 1, Some(Duration::from_secs(60))),
-            Duration::from_secs(2)
-        );
-    }
-
-    #[test]
-    fn sweep_events_parse_with_and_without_minutes() {
-        assert_eq!(
-            serde_json::from_str::<ControlEvent>(r#"{"type":"sweep"}"#).unwrap(),
-            ControlEvent::Sweep { minutes: None },
-            "what the schedule sends"
-        );
-        assert_eq!(
-            serde_json::from_str::<ControlEvent>(
-                r#"{"type":"sweep","minutes":{"from":29400000,"to":29400002}}"#
-            )
-            .unwrap(),
-            ControlEvent::Sweep {
-                minutes: Some(MinuteRange {
-                    from: 29_400_000,
-                    to: 29_400_002
-                })
-            }
-        );
-    }
-
-    #[test]
-    fn replies_are_classified() {
-        let crash = br#"{"errorType":"Runtime.ExitError","errorMessage":"RequestId: x Error: Runtime exited with error: exit status 1"}"#;
-        match classify(Some("Unhandled"), crash) {
-            Reply::Retry {
-                message,
-                step: None,
-                ..
-            } => assert!(message.contains("Runtime.ExitError"), "{message}"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            classify(None, br#"{"status":"completed","output":{"ok":true}}"#),
-            Reply::Finished {
-                outcome: Outcome::Completed(serde_json::json!({"ok": true})),
-                tail: None
-            }
-        );
-        let with_tail = br#"{"status":"completed","output":7,"tail":{"index":2,"kind":"run","name":"last","result":{"value":7}}}"#;
-        match classify(None, with_tail) {
-            Reply::Finished {
-                outcome: Outcome::Completed(output),
-                tail: Some(tail),
-            } => {
-                assert_eq!(output, serde_json::json!(7));
-                assert_eq!(tail.index, 2);
-                assert_eq!(tail.kind.name(), "last");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            classify(
-                None,
-                br#"{"status":"failed","failure":{"code":409,"message":"no"}}"#
-            ),
-            Reply::Finished {
-                outcome: Outcome::Failed(TerminalFailure::new(409, "no")),
-                tail: None
-            }
-        );
-        assert_eq!(
-            classify(
-                None,
-                br#"{"status":"retryable","message":"m","step":1,"retry_after_ms":30}"#
-            ),
-            Reply::Retry {
-                message: "m".into(),
-                step: Some(1),
-                retry_after: Some(Duration::from_millis(30))
-            }
-        );
-        assert!(
-            matches!(classify(None, b"\"hello\""), Reply::Retry { message, .. } if message.contains("not a durable handler response"))
-        );
-    }
-
-    #[test]
-    fn control_events_parse() {
-        let e: ControlEvent =
-            serde_json::from_str(r#"{"type":"register","function_arn":"arn:x"}"#).unwrap();
-        assert_eq!(
-            e,
-            ControlEvent::Register {
-                function_arn: "arn:x".into()
-            }
-        );
     }
 }

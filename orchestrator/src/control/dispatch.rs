@@ -1,0 +1,223 @@
+//! `dispatch`: creating (once) and starting the child of a recorded call or send.
+
+use crate::driver::{LambdaCall, Push, Wait, LEASE_MARGIN};
+use crate::error::OrchestratorError;
+use crate::replies;
+use crate::services::Services;
+use durable_protocol::clock::now_millis;
+use durable_protocol::{
+    ControlEvent, EntryKind, HandlerKind, InvocationId, ServiceKind, StepResult, TerminalFailure,
+};
+use durable_store::invocations::{Created, Invocation, NewInvocation};
+
+impl Services {
+    /// A call or send entry of `parent` was recorded: create its child (and, first, the children
+    /// of the parent's earlier calls and sends, so children start in program order), then drive
+    /// it. Creating a child is a conditional put on its derived id: however often a dispatch
+    /// arrives, there is one child.
+    pub(crate) async fn dispatch_entry(
+        &self,
+        parent: &InvocationId,
+        index: u32,
+        call: &LambdaCall,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        let journal = self.journal.load(parent).await?;
+        let Some(entry) = journal.iter().find(|e| e.index == index).cloned() else {
+            tracing::warn!(%parent, index, "dispatch of an unknown entry");
+            return replies::report(&replies::DispatchReport {
+                invocation_id: Some(parent),
+                entry: None,
+                child: None,
+                status: Some("unknown entry"),
+            });
+        };
+        // Earlier calls and sends not started yet go first; their own dispatch drives them.
+        for earlier in journal.iter().filter(|e| e.index < index && !e.dispatched) {
+            if let Some(child) = self.create_child(parent, earlier, 0, call).await? {
+                self.send_event(&ControlEvent::Drive {
+                    invocation_id: child.id,
+                })
+                .await?;
+            }
+        }
+        let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
+        match self.create_child(parent, &entry, lease, call).await? {
+            Some(child) => {
+                let driven = self.drive(child, call, Push::First).await?;
+                Ok(replies::report(&replies::DispatchReport {
+                    invocation_id: Some(parent),
+                    entry: Some(index),
+                    child: Some(driven.name()),
+                    status: None,
+                })?)
+            }
+            None => {
+                // It existed: finish what a crashed dispatch may have left undone.
+                let Some(child_id) = entry.kind.child() else {
+                    return replies::report(&replies::DispatchReport {
+                        invocation_id: None,
+                        entry: None,
+                        child: None,
+                        status: Some("not a call"),
+                    });
+                };
+                let Some(child) = self.invocations.get(child_id).await? else {
+                    return replies::report(&replies::DispatchReport {
+                        invocation_id: None,
+                        entry: None,
+                        child: None,
+                        status: Some("no child"),
+                    });
+                };
+                match &child.outcome {
+                    Some(outcome) => self.notify_caller(&child, outcome).await?,
+                    None => {
+                        self.attach(child, call, Wait::No).await?;
+                    }
+                }
+                Ok(replies::report(&replies::DispatchReport {
+                    invocation_id: Some(parent),
+                    entry: Some(index),
+                    child: Some("existing"),
+                    status: None,
+                })?)
+            }
+        }
+    }
+
+    /// Creates the child of a call or send entry and marks the entry dispatched; `Some` if this
+    /// created it and it should start now. A delayed send's child is created at once but leased
+    /// until it is due, and a schedule starts it then, so it never depends on the sender's
+    /// journal later. A call to an unknown service or handler completes with a 404.
+    pub(crate) async fn create_child(
+        &self,
+        parent: &InvocationId,
+        entry: &durable_protocol::JournalEntry,
+        lease_until: u64,
+        call: &LambdaCall,
+    ) -> Result<Option<Invocation>, OrchestratorError> {
+        // Rounded down to the second like the schedule, so the start always finds it due.
+        let due = match &entry.kind {
+            EntryKind::Send {
+                due_at_ms: Some(due),
+                ..
+            } if *due > now_millis() + 1000 => Some(due / 1000 * 1000),
+            _ => None,
+        };
+        let lease_until = due.unwrap_or(lease_until);
+        let (target, input, child, is_call) = match &entry.kind {
+            EntryKind::Call {
+                target,
+                input,
+                child,
+            } => (target, input, child, true),
+            EntryKind::Send {
+                target,
+                input,
+                child,
+                ..
+            } => (target, input, child, false),
+            _ => return Ok(None),
+        };
+        let registration = self
+            .registry
+            .lookup(&target.service)
+            .await?
+            .filter(|r| r.has_handler(&target.handler));
+        let refused = match &registration {
+            None => Some(TerminalFailure::new(
+                404,
+                format!("no handler {} is registered", target.display()),
+            )),
+            Some(r) => match (r.kind, &target.key) {
+                (ServiceKind::Service, Some(_)) => Some(TerminalFailure::new(
+                    400,
+                    format!("{} is a service: call it without a key", target.service),
+                )),
+                (ServiceKind::Object | ServiceKind::Workflow, None) => Some(TerminalFailure::new(
+                    400,
+                    format!("{} is keyed: call it with a key", target.service),
+                )),
+                (ServiceKind::Workflow, Some(_))
+                    if r.kind_of(&target.handler) == Some(HandlerKind::Workflow) =>
+                {
+                    Some(TerminalFailure::new(
+                        400,
+                        format!(
+                            "{}: a workflow's run is submitted through the ingress \
+                             (POST /{}/{{key}}/run), not called from a handler",
+                            target.display(),
+                            target.service
+                        ),
+                    ))
+                }
+                _ => None,
+            },
+        };
+        if let Some(failure) = refused {
+            tracing::warn!(%parent, entry = entry.index, "{}", failure.message);
+            self.journal.mark_dispatched(parent, entry.index).await?;
+            if is_call {
+                self.journal
+                    .complete(
+                        parent,
+                        entry.index,
+                        durable_protocol::EntryTag::Call,
+                        &StepResult::Failure(failure),
+                    )
+                    .await?;
+                self.send_event(&ControlEvent::Resume {
+                    invocation_id: parent.clone(),
+                    entry: entry.index,
+                })
+                .await?;
+            }
+            return Ok(None);
+        }
+        let registration = registration.expect("refused when missing");
+        let handler_kind = registration.kind_of(&target.handler);
+        let new = NewInvocation {
+            id: child.clone(),
+            service: target.service.clone(),
+            handler: target.handler.clone(),
+            function_arn: registration.function_arn,
+            input: input.clone(),
+            idempotency_key: None,
+            lease_until,
+            released: false,
+            caller: is_call.then(|| durable_store::invocations::Caller {
+                invocation: parent.clone(),
+                entry: entry.index,
+            }),
+            key: target.key.clone(),
+            handler_kind,
+        };
+        if handler_kind == Some(HandlerKind::Exclusive) {
+            // Into the object's inbox, due now or when a delayed send is due (a schedule
+            // pumps the object then).
+            self.arrive(&new, due.unwrap_or_else(now_millis), None)
+                .await?;
+            if let Some(due) = due {
+                self.timers
+                    .schedule_start(child, due, &call.function_arn)
+                    .await?;
+            }
+            self.journal.mark_dispatched(parent, entry.index).await?;
+            return Ok(None);
+        }
+        let created = self.invocations.create(&new).await?;
+        if let Some(due) = due {
+            // Scheduled (again, harmlessly, if it existed) before the entry counts as dispatched.
+            self.timers
+                .schedule_start(child, due, &call.function_arn)
+                .await?;
+            self.journal.mark_dispatched(parent, entry.index).await?;
+            return Ok(None);
+        }
+        self.journal.mark_dispatched(parent, entry.index).await?;
+        Ok(match created {
+            Created::New(inv) => Some(inv),
+            Created::Existing(_) => None,
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! `drive`, `wake` and `resume`: continuing an invocation that was handed off, whose timer is
+//! due, or whose awaited entry completed.
+
+use crate::driver::{LambdaCall, Push, Wait, ANSWER_MARGIN, LEASE_MARGIN};
+use crate::error::OrchestratorError;
+use crate::replies;
+use crate::services::Services;
+use durable_protocol::clock::now_millis;
+use durable_protocol::{ControlEvent, EntryKind, InvocationId, StepResult};
+use durable_store::invocations::Status;
+use std::time::Duration;
+
+impl Services {
+    /// Drives an invocation whose driver handed it off or died.
+    pub(crate) async fn redrive(
+        &self,
+        id: &InvocationId,
+        call: &LambdaCall,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        let Some(inv) = self.invocations.get(id).await? else {
+            return replies::report(&replies::InvocationReport {
+                invocation_id: id,
+                status: "unknown",
+            });
+        };
+        if inv.status == Status::Queued {
+            // Queued for its object's lock (e.g. a delayed send that is due now): pump.
+            let Some(object) = inv.object() else {
+                return replies::report(&replies::InvocationReport {
+                    invocation_id: id,
+                    status: "queued",
+                });
+            };
+            return match self.objects.pump(&object).await? {
+                Some(granted) if &granted == id => {
+                    let inv = self.invocations.get(id).await?.ok_or_else(|| {
+                        OrchestratorError::Protocol(format!("invocation {id} disappeared"))
+                    })?;
+                    let driven = self.attach(inv, call, Wait::No).await?;
+                    Ok(replies::report(&replies::InvocationReport {
+                        invocation_id: id,
+                        status: driven.name(),
+                    })?)
+                }
+                Some(granted) => {
+                    self.send_event(&ControlEvent::Drive {
+                        invocation_id: granted,
+                    })
+                    .await?;
+                    Ok(replies::report(&replies::InvocationReport {
+                        invocation_id: id,
+                        status: "queued",
+                    })?)
+                }
+                None => Ok(replies::report(&replies::InvocationReport {
+                    invocation_id: id,
+                    status: "queued",
+                })?),
+            };
+        }
+        let driven = self.attach(inv, call, Wait::No).await?;
+        replies::report(&replies::InvocationReport {
+            invocation_id: id,
+            status: driven.name(),
+        })
+    }
+
+    /// A timer is due: record that it fired and resume the invocation if it waits on it.
+    pub(crate) async fn wake(
+        &self,
+        id: &InvocationId,
+        index: u32,
+        call: &LambdaCall,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        let Some(entry) = self.journal.entry(id, index).await? else {
+            tracing::warn!(%id, index, "wake for an unknown timer");
+            return replies::report(&replies::InvocationReport {
+                invocation_id: id,
+                status: "unknown timer",
+            });
+        };
+        let EntryKind::Sleep { wake_at_ms, .. } = entry.kind else {
+            return Err(OrchestratorError::Protocol(format!(
+                "entry {index} of {id} is not a timer"
+            )));
+        };
+        // Precise mode (or an early firing): wait the rest here.
+        let early = Duration::from_millis(wake_at_ms.saturating_sub(now_millis()));
+        if !early.is_zero() {
+            if now_millis() + (early + ANSWER_MARGIN).as_millis() as u64 > call.deadline_ms {
+                return Err(OrchestratorError::Protocol(format!(
+                    "timer {index} of {id} fired {} ms early, more than this call can wait; \
+                     give the orchestrator a timeout above DURABLE_TIMER_LEAD_MS",
+                    early.as_millis()
+                )));
+            }
+            tokio::time::sleep(early).await;
+        }
+        self.journal
+            .complete(
+                id,
+                index,
+                durable_protocol::EntryTag::Sleep,
+                &StepResult::Value(serde_json::Value::Null),
+            )
+            .await?;
+        self.resume(id, index, call).await
+    }
+
+    /// Entry `index` completed: if the invocation is suspended on it, run it again here.
+    pub(crate) async fn resume(
+        &self,
+        id: &InvocationId,
+        index: u32,
+        call: &LambdaCall,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        let Some(mut inv) = self.invocations.get(id).await? else {
+            return replies::report(&replies::InvocationReport {
+                invocation_id: id,
+                status: "unknown",
+            });
+        };
+        let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
+        if !self.invocations.resume(&mut inv, index, lease).await? {
+            // Not suspended on it: its driver will see the completion (or it is finished).
+            return replies::report(&replies::InvocationReport {
+                invocation_id: id,
+                status: inv.status.as_str(),
+            });
+        }
+        let driven = self.drive(inv, call, Push::Next).await?;
+        replies::report(&replies::InvocationReport {
+            invocation_id: id,
+            status: driven.name(),
+        })
+    }
+}

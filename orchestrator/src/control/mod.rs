@@ -1,0 +1,43 @@
+//! Control events: one module per kind, and the dispatch here.
+//!
+//! * [`register`]: registering a handler Lambda's services.
+//! * [`drive`]: `drive`, `wake` and `resume`.
+//! * [`dispatch`]: starting the children of calls and sends.
+//! * [`sweep`]: re-driving invocations whose driver is gone.
+
+pub mod dispatch;
+pub mod drive;
+pub mod register;
+pub mod sweep;
+
+use crate::driver::LambdaCall;
+use crate::error::OrchestratorError;
+use crate::services::Services;
+use durable_protocol::ControlEvent;
+
+impl Services {
+    /// Handles one control event; answers a JSON report of what it did.
+    pub async fn control(
+        &self,
+        control: ControlEvent,
+        call: &LambdaCall,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        match control {
+            ControlEvent::Register { function_arn } => self.register(&function_arn).await,
+            ControlEvent::Drive { invocation_id } => self.redrive(&invocation_id, call).await,
+            ControlEvent::Wake {
+                invocation_id,
+                entry,
+            } => self.wake(&invocation_id, entry, call).await,
+            ControlEvent::Resume {
+                invocation_id,
+                entry,
+            } => self.resume(&invocation_id, entry, call).await,
+            ControlEvent::Dispatch {
+                invocation_id,
+                entry,
+            } => self.dispatch_entry(&invocation_id, entry, call).await,
+            ControlEvent::Sweep { minutes } => self.sweep(call, minutes).await,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! `register`: asking a handler Lambda what it serves and pinning its services to the version
+//! that answered.
+
+use crate::error::OrchestratorError;
+use crate::replies;
+use crate::services::Services;
+use aws_sdk_lambda::primitives::Blob;
+use durable_protocol::{
+    DiscoveryResponse, HandlerKind, HandlerRequest, ServiceKind, PROTOCOL_VERSION,
+};
+use durable_store::registry::{pin_version, Registration};
+
+impl Services {
+    /// Asks a handler Lambda what it serves and records it, pinned to the version that answered.
+    pub(crate) async fn register(
+        &self,
+        function_arn: &str,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        let lambda_err = |e: String| OrchestratorError::Lambda {
+            operation: "Invoke",
+            message: e,
+        };
+        let payload = serde_json::to_vec(&HandlerRequest::Discover)
+            .map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
+        let out = self
+            .lambda
+            .invoke()
+            .function_name(function_arn)
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| lambda_err(aws_sdk_lambda::error::DisplayErrorContext(&e).to_string()))?;
+        let body = out.payload.map(Blob::into_inner).unwrap_or_default();
+        if let Some(fe) = out.function_error {
+            return Err(lambda_err(format!(
+                "discovery failed ({fe}): {}",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        let discovery: DiscoveryResponse = serde_json::from_slice(&body).map_err(|e| {
+            OrchestratorError::Protocol(format!(
+                "{function_arn} did not answer discovery like a durable handler: {e}"
+            ))
+        })?;
+        if discovery.protocol_version != PROTOCOL_VERSION {
+            return Err(OrchestratorError::Protocol(format!(
+                "{function_arn} speaks protocol {}, this orchestrator speaks {PROTOCOL_VERSION}",
+                discovery.protocol_version
+            )));
+        }
+        if discovery.services.is_empty() {
+            return Err(OrchestratorError::Protocol(format!(
+                "{function_arn} serves no services"
+            )));
+        }
+        for service in &discovery.services {
+            check_kinds(service).map_err(|e| {
+                OrchestratorError::Protocol(format!("{function_arn} serves {}: {e}", service.name))
+            })?;
+        }
+        let pinned = pin_version(function_arn, out.executed_version.as_deref());
+        let mut registered = Vec::new();
+        for service in discovery.services {
+            let reg = Registration {
+                service: service.name,
+                kind: service.kind,
+                function_arn: pinned.clone(),
+                kinds: service
+                    .handlers
+                    .iter()
+                    .filter_map(|h| Some((h.name.clone(), h.kind?)))
+                    .collect(),
+                handlers: service.handlers.into_iter().map(|h| h.name).collect(),
+            };
+            self.registry.put(&reg).await?;
+            tracing::info!(service = %reg.service, arn = %reg.function_arn, "registered");
+            registered.push(replies::RegisteredService {
+                service: reg.service,
+                function_arn: reg.function_arn,
+                handlers: reg.handlers,
+            });
+        }
+        replies::report(&replies::Registered { registered })
+    }
+}
+
+/// Objects give every handler a kind; a workflow has one `run` (its workflow handler) and
+/// shared handlers; services give none.
+fn check_kinds(service: &durable_protocol::ServiceDescriptor) -> Result<(), String> {
+    let kinds: Vec<Option<HandlerKind>> = service.handlers.iter().map(|h| h.kind).collect();
+    match service.kind {
+        ServiceKind::Service if kinds.iter().any(Option::is_some) => {
+            Err("a service's handlers have no kinds".into())
+        }
+        ServiceKind::Object
+            if kinds
+                .iter()
+                .any(|k| !matches!(k, Some(HandlerKind::Exclusive | HandlerKind::Shared))) =>
+        {
+            Err("an object's handlers are exclusive or shared".into())
+        }
+        ServiceKind::Workflow => {
+            let runs: Vec<&str> = service
+                .handlers
+                .iter()
+                .filter(|h| h.kind == Some(HandlerKind::Workflow))
+                .map(|h| h.name.as_str())
+                .collect();
+            if runs != ["run"] {
+                return Err("a workflow has exactly one workflow handler, named run".into());
+            }
+            if kinds.iter().any(Option::is_none) {
+                return Err("a workflow's other handlers are shared".into());
+            }
+            if kinds.contains(&Some(HandlerKind::Exclusive)) {
+                return Err("a workflow has no exclusive handlers".into());
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,173 @@
+//! Completions from outside: resolving and rejecting awakeables and workflow promises, and
+//! telling the invocations that wait for them.
+
+use crate::driver::LambdaCall;
+use crate::error::{ApiError, OrchestratorError};
+use crate::http::FunctionUrlResponse;
+use crate::replies;
+use crate::services::Services;
+use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
+use durable_protocol::{AwakeableId, ControlEvent, ObjectKey, ServiceName, StepResult};
+use durable_store::Completed;
+
+impl Services {
+    /// `POST /{workflow}/{key}/promises/{name}/resolve|reject`: completes a durable promise
+    /// (the first completion wins) and resumes whoever waits for it.
+    pub(crate) async fn complete_promise(
+        &self,
+        service: &ServiceName,
+        key: &ObjectKey,
+        name: &str,
+        result: &StepResult,
+    ) -> Result<FunctionUrlResponse, ApiError> {
+        self.workflow_registration(service).await?;
+        if let StepResult::Value(v) = result {
+            let size = v.to_string().len();
+            if size > durable_protocol::keyed::MAX_VALUE_BYTES {
+                return Err(ApiError::new(
+                    413,
+                    "payload_too_large",
+                    format!(
+                        "a promise value is at most {} bytes; this one is {size}",
+                        durable_protocol::keyed::MAX_VALUE_BYTES
+                    ),
+                ));
+            }
+        }
+        let object = ObjectRef {
+            service: service.clone(),
+            key: key.clone(),
+        };
+        let completion = self
+            .objects
+            .keyed
+            .complete(&object, name, result, "ingress")
+            .await
+            .map_err(OrchestratorError::from)?;
+        match completion {
+            PromiseCompletion::Completed { waiters } => {
+                self.notify_waiters(&waiters, result).await?;
+                let status = if matches!(result, StepResult::Value(_)) {
+                    "resolved"
+                } else {
+                    "rejected"
+                };
+                Ok(FunctionUrlResponse::json(
+                    200,
+                    &replies::PromiseCompleted {
+                        promise: name,
+                        status,
+                    },
+                ))
+            }
+            PromiseCompletion::AlreadyCompleted {
+                result: kept,
+                waiters,
+                ..
+            } => {
+                // A retry of a completion whose first try died before telling the waiters.
+                self.notify_waiters(&waiters, &kept).await?;
+                Err(ApiError::new(
+                    409,
+                    "already_completed",
+                    format!("promise {name} of {object} was already completed"),
+                ))
+            }
+        }
+    }
+
+    /// Completes the journal entries waiting for a promise and resumes their invocations.
+    pub(crate) async fn notify_waiters(
+        &self,
+        waiters: &[Waiter],
+        result: &StepResult,
+    ) -> Result<(), OrchestratorError> {
+        for waiter in waiters {
+            self.journal
+                .complete(
+                    &waiter.invocation,
+                    waiter.index,
+                    durable_protocol::EntryTag::Promise,
+                    result,
+                )
+                .await?;
+            self.send_event(&ControlEvent::Resume {
+                invocation_id: waiter.invocation.clone(),
+                entry: waiter.index,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn complete_awakeable(
+        &self,
+        id: &AwakeableId,
+        result: &StepResult,
+        call: &LambdaCall,
+    ) -> Result<FunctionUrlResponse, ApiError> {
+        let stored = match result {
+            StepResult::Value(v) => StepResult::Value(
+                self.offload(&id.invocation, &format!("c{}", id.index), v.clone())
+                    .await?,
+            ),
+            failure => failure.clone(),
+        };
+        // A value now in S3 is flagged whether or not the completion wins, so it is cleaned up.
+        if matches!(&stored, StepResult::Value(v) if durable_protocol::payload::as_ref(v).is_some())
+        {
+            self.journal
+                .flag_payloads(&id.invocation)
+                .await
+                .map_err(OrchestratorError::from)?;
+        }
+        let completed = self
+            .journal
+            .complete(
+                &id.invocation,
+                id.index,
+                durable_protocol::EntryTag::Awakeable,
+                &stored,
+            )
+            .await
+            .map_err(OrchestratorError::from)?;
+        match completed {
+            Completed::Written => {}
+            Completed::AlreadyCompleted(_) => {
+                return Err(ApiError::new(
+                    409,
+                    "already_completed",
+                    format!("awakeable {id} was already completed"),
+                ))
+            }
+            Completed::NoSuchEntry | Completed::WrongKind(_) => {
+                return Err(ApiError::not_found(
+                    "unknown_awakeable",
+                    format!("no awakeable {id}"),
+                ))
+            }
+        }
+        // Resume in a fresh call so that this request answers at once.
+        if self.config.self_function.is_some() {
+            self.send_event(&ControlEvent::Resume {
+                invocation_id: id.invocation.clone(),
+                entry: id.index,
+            })
+            .await?;
+        } else {
+            self.resume(&id.invocation, id.index, call).await?;
+        }
+        let status = if matches!(result, StepResult::Value(_)) {
+            "resolved"
+        } else {
+            "rejected"
+        };
+        Ok(FunctionUrlResponse::json(
+            200,
+            &replies::AwakeableCompleted {
+                awakeable_id: id.to_string(),
+                status,
+            },
+        ))
+    }
+}

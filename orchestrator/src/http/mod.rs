@@ -1,0 +1,60 @@
+//! HTTP routes of the Function URL: one module per kind of request, and the dispatch here.
+//!
+//! * [`function_url`]: Function URL events and responses.
+//! * [`ingress`]: routing and validation (no I/O).
+//! * [`invoke`]: invocations, and reads of their results.
+//! * [`completions`]: awakeables and workflow promises completed from outside.
+
+pub mod completions;
+pub mod function_url;
+pub mod ingress;
+pub mod invoke;
+
+pub use function_url::{FunctionUrlRequest, FunctionUrlResponse};
+
+use crate::driver::LambdaCall;
+use crate::services::Services;
+use ingress::{route, Route};
+use invoke::InvokeParts;
+
+impl Services {
+    pub async fn http(&self, req: FunctionUrlRequest, call: &LambdaCall) -> FunctionUrlResponse {
+        let result = match route(&req) {
+            Err(e) => Err(e),
+            Ok(Route::Invoke {
+                service,
+                rest,
+                input,
+                idempotency_key,
+            }) => {
+                self.invoke(
+                    InvokeParts {
+                        service,
+                        rest,
+                        input,
+                        idempotency_key,
+                    },
+                    call,
+                )
+                .await
+            }
+            Ok(Route::WorkflowOutput {
+                service,
+                key,
+                attach,
+            }) => self.workflow_output(&service, &key, attach, call).await,
+            Ok(Route::CompletePromise {
+                service,
+                key,
+                name,
+                result,
+            }) => self.complete_promise(&service, &key, &name, &result).await,
+            Ok(Route::Output { id }) => self.output(&id).await,
+            Ok(Route::Attach { id }) => self.attach_http(&id, call).await,
+            Ok(Route::CompleteAwakeable { id, result }) => {
+                self.complete_awakeable(&id, &result, call).await
+            }
+        };
+        result.unwrap_or_else(|e| e.response())
+    }
+}
