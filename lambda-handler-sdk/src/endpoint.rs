@@ -1,9 +1,11 @@
 //! The services a handler Lambda serves, and the execution of one push.
 
+use crate::context::keyed::{
+    ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext,
+};
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
-use crate::invocation::{Abort, BoxFuture, HandlerStore, Invocation, Limits};
-use crate::keyed::{ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext};
+use crate::runtime::attempt::{Abort, BoxFuture, HandlerStore, Invocation, Limits};
 use durable_protocol::{
     DiscoveryResponse, HandlerDescriptor, HandlerKind, HandlerName, HandlerResponse, InvokeRequest,
     ServiceDescriptor, ServiceKind, ServiceName, TerminalFailure, PROTOCOL_VERSION,
@@ -290,7 +292,7 @@ impl Endpoint {
         &self,
         req: InvokeRequest,
         sink: Arc<dyn HandlerStore>,
-        dispatcher: Arc<dyn crate::calls::Dispatcher>,
+        dispatcher: Arc<dyn crate::runtime::outbox::Dispatcher>,
         s3: aws_sdk_s3::Client,
         deadline_ms: u64,
     ) -> HandlerResponse {
@@ -303,7 +305,7 @@ impl Endpoint {
         &self,
         mut req: InvokeRequest,
         sink: Arc<dyn HandlerStore>,
-        dispatcher: Arc<dyn crate::calls::Dispatcher>,
+        dispatcher: Arc<dyn crate::runtime::outbox::Dispatcher>,
         payloads: PayloadStore,
         deadline_ms: u64,
     ) -> HandlerResponse {
@@ -353,11 +355,11 @@ impl Endpoint {
             payloads,
         ));
         if handler_kind.is_some() {
-            match crate::keyed::object_of(&req.service, req.key.take()) {
+            match crate::context::keyed::object_of(&req.service, req.key.take()) {
                 Ok(object) => {
                     let _ = inv
                         .keyed
-                        .set(crate::keyed::Keyed::new(object, req.state.take()));
+                        .set(crate::runtime::keyed::Keyed::new(object, req.state.take()));
                 }
                 Err(failure) => {
                     return HandlerResponse::Failed {
@@ -371,13 +373,17 @@ impl Endpoint {
         let ctx = Context::new(inv.clone());
         let (ops, ops_rx) = tokio::sync::mpsc::unbounded_channel();
         inv.set_outbox(ops);
-        let outbox = tokio::spawn(crate::calls::outbox_worker(inv.clone(), dispatcher, ops_rx));
+        let outbox = tokio::spawn(crate::runtime::outbox::outbox_worker(
+            inv.clone(),
+            dispatcher,
+            ops_rx,
+        ));
         // Spawned so that a panic in user code becomes a retryable failure with its message.
         let on_park = {
             let inv = inv.clone();
             Box::new(move || inv.write_deferred_on_park())
         };
-        let tracked = crate::idle::Tracked::new(
+        let tracked = crate::runtime::idle::Tracked::new(
             handler(ctx, req.input),
             inv.idleness.clone(),
             inv.changed.clone(),

@@ -68,22 +68,21 @@ pub mod typed {}
 
 #[doc(hidden)]
 pub mod bench;
-mod calls;
 mod context;
-mod durable;
 mod endpoint;
 mod error;
-mod idle;
-mod invocation;
-mod keyed;
 mod retry;
+mod runtime;
 mod serve;
 
-pub use context::{Context, Run};
-pub use durable::{DurableFuture, Either};
+pub use context::keyed::{
+    ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext,
+};
+pub use context::run::Run;
+pub use context::timers::{DurableFuture, Either};
+pub use context::Context;
 pub use endpoint::{Endpoint, Service, VirtualObject, Workflow};
 pub use error::{HandlerError, TerminalError};
-pub use keyed::{ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext};
 pub use retry::RetryPolicy;
 pub use serve::{init_tracing, serve};
 

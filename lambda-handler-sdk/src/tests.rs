@@ -57,7 +57,7 @@ struct MemoryDispatcher {
     resumed: Mutex<Vec<u32>>,
 }
 
-impl crate::calls::Dispatcher for MemoryDispatcher {
+impl crate::runtime::outbox::Dispatcher for MemoryDispatcher {
     fn dispatch<'a>(
         &'a self,
         _parent: &'a InvocationId,

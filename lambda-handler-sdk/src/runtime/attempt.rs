@@ -70,15 +70,15 @@ pub(crate) struct Invocation {
     /// Signals the suspension watcher that `awaiting`, `busy` or the handler's idleness changed.
     pub(crate) changed: Arc<Notify>,
     /// Whether the handler future is parked (set by `idle::Tracked`).
-    pub(crate) idleness: Arc<crate::idle::Idleness>,
+    pub(crate) idleness: Arc<crate::runtime::idle::Idleness>,
     /// Signals waiters that `completions` changed.
     completed: Notify,
     /// Calls and sends waiting to be recorded and dispatched, in program order.
-    outbox: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::calls::Op>>>,
+    outbox: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::runtime::outbox::Op>>>,
     /// Starts children and resumes waiters.
-    pub(crate) dispatcher: std::sync::OnceLock<Arc<dyn crate::calls::Dispatcher>>,
+    pub(crate) dispatcher: std::sync::OnceLock<Arc<dyn crate::runtime::outbox::Dispatcher>>,
     /// The object or workflow of a keyed handler, and its state as this attempt sees it.
-    pub(crate) keyed: std::sync::OnceLock<crate::keyed::Keyed>,
+    pub(crate) keyed: std::sync::OnceLock<crate::runtime::keyed::Keyed>,
     /// The entry of the last new step, not written yet: it is written as soon as the handler
     /// awaits anything (before it goes on) and before any other write or step closure, or it
     /// is answered with the outcome if the handler returns without awaiting anything after
@@ -139,7 +139,7 @@ impl Invocation {
             awaiting: Mutex::new(BTreeMap::new()),
             busy: AtomicUsize::new(0),
             changed: Arc::new(Notify::new()),
-            idleness: crate::idle::Idleness::new(),
+            idleness: crate::runtime::idle::Idleness::new(),
             completed: Notify::new(),
             outbox: Mutex::new(None),
             dispatcher: std::sync::OnceLock::new(),
@@ -191,7 +191,10 @@ impl Invocation {
     }
 
     /// Connects the outbox worker.
-    pub(crate) fn set_outbox(&self, tx: tokio::sync::mpsc::UnboundedSender<crate::calls::Op>) {
+    pub(crate) fn set_outbox(
+        &self,
+        tx: tokio::sync::mpsc::UnboundedSender<crate::runtime::outbox::Op>,
+    ) {
         *self.outbox.lock().expect("outbox poisoned") = Some(tx);
     }
 
@@ -210,7 +213,7 @@ impl Invocation {
             .expect("outbox poisoned")
             .as_ref()
             .map(|tx| {
-                tx.send(crate::calls::Op::Record { index, kind, done })
+                tx.send(crate::runtime::outbox::Op::Record { index, kind, done })
                     .is_ok()
             })
             .unwrap_or(false);
@@ -234,7 +237,7 @@ impl Invocation {
             .lock()
             .expect("outbox poisoned")
             .as_ref()
-            .map(|tx| tx.send(crate::calls::Op::Flush(done)).is_ok())
+            .map(|tx| tx.send(crate::runtime::outbox::Op::Flush(done)).is_ok())
             .unwrap_or(false);
         if sent {
             let _ = rx.await;
@@ -441,11 +444,9 @@ impl Invocation {
                     retry_after: Some(Duration::ZERO),
                 })
             }
-            Ok(Appended::AlreadyRecorded(recorded)) => Err(Abort::Fatal(crate::context::mismatch(
-                entry.index,
-                &recorded.kind,
-                &entry.kind,
-            ))),
+            Ok(Appended::AlreadyRecorded(recorded)) => Err(Abort::Fatal(
+                crate::runtime::journal::mismatch(entry.index, &recorded.kind, &entry.kind),
+            )),
             Err(e) => Err(Abort::Retry {
                 message: format!(
                     "could not record step {:?} (journal entry {}): {e}",

@@ -7,47 +7,18 @@
 //! hands the object's lock on. Until then the handler sees its own changes on top of the
 //! state it started with (sent with the push when small, else read key by key).
 
-use crate::context::{mismatch, Context};
-use crate::durable::DurableFuture;
+use crate::context::timers::DurableFuture;
+use crate::context::Context;
 use crate::error::TerminalError;
-use crate::invocation::{Abort, BoxFuture, Invocation};
+use crate::runtime::attempt::{Abort, BoxFuture, Invocation};
+use crate::runtime::journal::mismatch;
+use crate::runtime::keyed::Keyed;
 use durable_protocol::keyed::{check_name, ObjectRef, PromiseCompletion, Waiter, MAX_VALUE_BYTES};
-use durable_protocol::{EagerState, EntryKind, ObjectKey, StepResult, TerminalFailure};
+use durable_protocol::{EntryKind, ObjectKey, StepResult, TerminalFailure};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
-
-/// The object of a keyed invocation and its state as this attempt sees it.
-pub(crate) struct Keyed {
-    pub(crate) object: ObjectRef,
-    view: Mutex<StateView>,
-}
-
-/// Known state values (`None`: no value) over what is stored.
-struct StateView {
-    values: BTreeMap<String, Option<serde_json::Value>>,
-    /// `values` knows every key: one it does not hold has no value.
-    complete: bool,
-}
-
-impl Keyed {
-    pub(crate) fn new(object: ObjectRef, eager: Option<EagerState>) -> Self {
-        let eager = eager.unwrap_or_default();
-        Self {
-            object,
-            view: Mutex::new(StateView {
-                values: eager
-                    .values
-                    .into_iter()
-                    .map(|(k, v)| (k, Some(v)))
-                    .collect(),
-                complete: eager.complete,
-            }),
-        }
-    }
-}
+use std::sync::Arc;
 
 fn keyed(inv: &Invocation) -> &Keyed {
     inv.keyed
@@ -149,7 +120,9 @@ async fn current_keys(inv: &Invocation) -> Vec<String> {
 
 /// Records an entry (or checks the recorded one on replay) and returns what holds.
 async fn record_read(inv: &Invocation, index: u32, entry: EntryKind) -> EntryKind {
-    crate::durable::record(inv, index, entry).await.kind
+    crate::runtime::journal::record(inv, index, entry)
+        .await
+        .kind
 }
 
 /// `get` of a shared handler: the value is recorded, so a replay (perhaps after the state
@@ -421,7 +394,7 @@ async fn await_promise<T: DeserializeOwned>(
             }
         }
     }
-    crate::durable::await_entry(inv, index).await
+    crate::runtime::journal::await_entry(inv, index).await
 }
 
 async fn peek_promise<T: DeserializeOwned>(

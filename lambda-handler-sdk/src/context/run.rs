@@ -1,72 +1,25 @@
-//! The context handlers get: durable steps now; sleeps, calls and state come with their kinds.
+//! Durable steps: `ctx.run(name, closure)`, its builder and the step's record-or-replay.
 
+use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError, TerminalError};
-use crate::invocation::{Abort, BoxFuture, Invocation};
 use crate::retry::RetryPolicy;
-use durable_protocol::{EntryKind, InvocationId, JournalEntry, StepResult, TerminalFailure};
+use crate::runtime::attempt::{Abort, BoxFuture, Invocation};
+use crate::runtime::journal::mismatch;
+use durable_protocol::{EntryKind, JournalEntry, StepResult, TerminalFailure};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-/// The context of a handler of a plain service. Cheap to clone.
-#[derive(Clone)]
-pub struct Context {
-    pub(crate) inner: Arc<Invocation>,
-}
-
-impl Context {
-    pub(crate) fn new(inner: Arc<Invocation>) -> Self {
-        Self { inner }
-    }
-
-    /// The id of the running invocation (stable across retries).
-    pub fn invocation_id(&self) -> &InvocationId {
-        &self.inner.id
-    }
-
-    /// A durable step: runs `closure` once, records its result in the journal with one
-    /// conditional write, and on replay returns the recorded result without running the
-    /// closure again. The write is made as soon as the handler awaits anything after the step
-    /// (another step, a sleep, a call, or any other future), before the handler goes on; a
-    /// handler that returns without awaiting anything after its last step has that step
-    /// recorded together with its outcome, in the same write.
-    ///
-    /// The closure may fail with a [`TerminalError`] (recorded, returned on every replay) or
-    /// any other error (the attempt ends and the invocation is retried per the step's
-    /// [`RetryPolicy`]). Side effects inside run at least once; their results exactly once.
-    ///
-    /// ```no_run
-    /// # use lambda_handler_sdk::{Context, HandlerError};
-    /// # async fn f(ctx: Context) -> Result<(), HandlerError> {
-    /// let n: u32 = ctx.run("pick a number", || async { Ok(4) }).await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn run<'a, T, F, Fut>(&'a self, name: &'a str, closure: F) -> Run<'a, T, F>
-    where
-        T: Serialize + DeserializeOwned + Send + 'a,
-        F: FnOnce() -> Fut + Send + 'a,
-        Fut: Future<Output = Result<T, HandlerError>> + Send + 'a,
-    {
-        Run {
-            ctx: self,
-            name,
-            closure,
-            policy: RetryPolicy::default(),
-            _t: PhantomData,
-        }
-    }
-}
-
 /// A step being built by [`Context::run`]; `.await` it to run it.
 #[must_use = "a step does nothing until it is awaited"]
 pub struct Run<'a, T, F> {
-    ctx: &'a Context,
-    name: &'a str,
-    closure: F,
-    policy: RetryPolicy,
-    _t: PhantomData<fn() -> T>,
+    pub(crate) ctx: &'a Context,
+    pub(crate) name: &'a str,
+    pub(crate) closure: F,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) _t: PhantomData<fn() -> T>,
 }
 
 impl<T, F> Run<'_, T, F> {
@@ -97,22 +50,6 @@ where
             self.policy,
         ))
     }
-}
-
-/// The failure for replayed code that asks for `asked` where the journal recorded `recorded`.
-pub(crate) fn mismatch(index: u32, recorded: &EntryKind, asked: &EntryKind) -> TerminalFailure {
-    TerminalFailure::new(
-        TerminalFailure::NON_DETERMINISM,
-        format!(
-            "non-deterministic replay at journal entry {index}: the journal recorded {} {:?}, \
-             the code now asks for {} {:?}; handler code must take the same steps in the \
-             same order on every replay",
-            recorded.label(),
-            recorded.name(),
-            asked.label(),
-            asked.name()
-        ),
-    )
 }
 
 fn asked_run(name: &str) -> EntryKind {

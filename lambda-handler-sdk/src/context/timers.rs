@@ -3,12 +3,12 @@
 //! the Lambda call (suspension) once nothing else can make progress; the orchestrator pushes
 //! the invocation again when it completes, and replay finds the completion in the journal.
 
-use crate::context::{mismatch, Context};
+use crate::context::Context;
 use crate::error::TerminalError;
-use crate::invocation::{Abort, BoxFuture, Invocation, DEADLINE_MARGIN};
+use crate::runtime::attempt::{Abort, BoxFuture, Invocation, DEADLINE_MARGIN};
+use crate::runtime::journal::{await_entry, record};
 use durable_protocol::clock::now_millis;
-use durable_protocol::{AwakeableId, EntryKind, JournalEntry, StepResult, TerminalFailure};
-use durable_store::Appended;
+use durable_protocol::{AwakeableId, EntryKind, StepResult, TerminalFailure};
 use durable_store::Completed;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -51,63 +51,6 @@ impl<T> Future for DurableFuture<T> {
 pub enum Either<A, B> {
     Left(A),
     Right(B),
-}
-
-fn decode<T: DeserializeOwned>(
-    index: u32,
-    result: StepResult,
-) -> Result<Result<T, TerminalError>, TerminalFailure> {
-    match result {
-        StepResult::Failure(f) => Ok(Err(f.into())),
-        StepResult::Value(v) => serde_json::from_value(v).map(Ok).map_err(|e| {
-            TerminalFailure::new(
-                TerminalFailure::NON_DETERMINISM,
-                format!(
-                    "the completion of journal entry {index} does not decode as {}: {e}",
-                    std::any::type_name::<T>()
-                ),
-            )
-        }),
-    }
-}
-
-/// Writes `kind` at `index` unless replay recorded it already; returns the entry that holds.
-pub(crate) async fn record(inv: &Invocation, index: u32, kind: EntryKind) -> JournalEntry {
-    if let Some(recorded) = inv.recorded(index) {
-        if !recorded.kind.same_command(&kind) {
-            return inv
-                .abort(Abort::Fatal(mismatch(index, &recorded.kind, &kind)))
-                .await;
-        }
-        return recorded.clone();
-    }
-    let entry = JournalEntry::new(index, kind);
-    let _busy = inv.busy();
-    match inv.append(&entry).await {
-        Ok(Appended::Written) => entry,
-        Ok(Appended::AlreadyRecorded(recorded)) => {
-            if !recorded.kind.same_command(&entry.kind) {
-                return inv
-                    .abort(Abort::Fatal(mismatch(index, &recorded.kind, &entry.kind)))
-                    .await;
-            }
-            if let Some(c) = recorded.completion.clone() {
-                inv.learn_completion(index, c);
-            }
-            recorded
-        }
-        Err(e) => {
-            inv.abort(Abort::Retry {
-                message: format!(
-                    "could not record {} at journal entry {index}: {e}",
-                    entry.kind.label()
-                ),
-                step: None,
-                retry_after: None,
-            })
-            .await
-        }
-    }
 }
 
 async fn sleep_until(
@@ -167,26 +110,6 @@ async fn sleep_until(
     }
     inv.await_completion(index, Some(wake_at_ms)).await;
     Ok(())
-}
-
-/// The result of an entry completed from outside (awakeable, call): known already or waited
-/// for, fetched from S3 if large, decoded (a result that does not decode is a divergence).
-pub(crate) async fn await_entry<T: DeserializeOwned>(
-    inv: Arc<Invocation>,
-    index: u32,
-) -> Result<T, TerminalError> {
-    let result = match inv.completion(index) {
-        Some(r) => r,
-        None => inv.await_completion(index, None).await,
-    };
-    let result = match result {
-        StepResult::Value(v) => StepResult::Value(inv.resolve(v).await),
-        failure => failure,
-    };
-    match decode(index, result) {
-        Ok(r) => r,
-        Err(failure) => inv.abort(Abort::Fatal(failure)).await,
-    }
 }
 
 /// Where a select is.

@@ -1,0 +1,192 @@
+//! Calls and sends to other handlers. Each is a journal entry naming a child invocation whose
+//! id derives from (this invocation, entry index), so retries never start a second child; the
+//! attempt's outbox records them in program order and starts the children.
+
+use crate::context::timers::DurableFuture;
+use crate::context::Context;
+use crate::error::TerminalError;
+use crate::runtime::attempt::{BoxFuture, Invocation};
+use durable_protocol::clock::now_millis;
+use durable_protocol::{EntryKind, HandlerName, InvocationId, ServiceName, Target};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+fn target(service: &str, key: Option<&str>, handler: &str) -> Result<Target, TerminalError> {
+    let invalid = |e: durable_protocol::IdError| TerminalError::new(e.to_string()).with_code(400);
+    Ok(Target {
+        service: ServiceName::new(service).map_err(invalid)?,
+        key: key
+            .map(durable_protocol::ObjectKey::new)
+            .transpose()
+            .map_err(invalid)?,
+        handler: HandlerName::new(handler).map_err(invalid)?,
+    })
+}
+
+fn json_input(input: &impl Serialize) -> Result<serde_json::Value, TerminalError> {
+    serde_json::to_value(input)
+        .map_err(|e| TerminalError::new(format!("the input does not serialize to JSON: {e}")))
+}
+
+async fn await_call<O: DeserializeOwned>(
+    inv: Arc<Invocation>,
+    index: u32,
+    recorded: oneshot::Receiver<()>,
+) -> Result<O, TerminalError> {
+    if recorded.await.is_err() {
+        return std::future::pending().await; // the worker aborted the attempt
+    }
+    crate::runtime::journal::await_entry(inv, index).await
+}
+
+impl Context {
+    /// Calls `service/handler` with `input` and returns the future of its output. The call is
+    /// started at once (exactly once, however often this invocation is retried); a terminal
+    /// error of the callee comes back as a [`TerminalError`] with its code and message.
+    pub fn call<O: DeserializeOwned + Send + 'static>(
+        &self,
+        service: &str,
+        handler: &str,
+        input: &impl Serialize,
+    ) -> DurableFuture<O> {
+        self.call_target(target(service, None, handler), input)
+    }
+
+    /// Calls handler `handler` of the virtual object (or workflow) `service` at `key`. An
+    /// exclusive handler waits for its turn on that key.
+    pub fn object_call<O: DeserializeOwned + Send + 'static>(
+        &self,
+        service: &str,
+        key: &str,
+        handler: &str,
+        input: &impl Serialize,
+    ) -> DurableFuture<O> {
+        self.call_target(target(service, Some(key), handler), input)
+    }
+
+    /// Sends `input` to handler `handler` of the object (or workflow) `service` at `key`
+    /// without waiting. Returns the child's invocation id.
+    pub fn object_send(
+        &self,
+        service: &str,
+        key: &str,
+        handler: &str,
+        input: &impl Serialize,
+    ) -> Result<InvocationId, TerminalError> {
+        let index = self.inner.allocate_index();
+        self.send_target(index, target(service, Some(key), handler), input, None)
+    }
+
+    /// Like [`Context::object_send`], started after `delay`: an exclusive handler joins its
+    /// key's queue when it is due.
+    pub fn object_send_after(
+        &self,
+        delay: Duration,
+        service: &str,
+        key: &str,
+        handler: &str,
+        input: &impl Serialize,
+    ) -> Result<InvocationId, TerminalError> {
+        let index = self.inner.allocate_index();
+        self.send_target(
+            index,
+            target(service, Some(key), handler),
+            input,
+            Some(now_millis() + delay.as_millis() as u64),
+        )
+    }
+
+    fn call_target<O: DeserializeOwned + Send + 'static>(
+        &self,
+        target: Result<Target, TerminalError>,
+        input: &impl Serialize,
+    ) -> DurableFuture<O> {
+        let index = self.inner.allocate_index();
+        let prepared = target.and_then(|t| Ok((t, json_input(input)?)));
+        let inner: BoxFuture<'static, Result<O, TerminalError>> = match prepared {
+            Err(e) => Box::pin(async move { Err(e) }),
+            Ok((target, input)) => {
+                let child = InvocationId::child(&self.inner.id, index);
+                let recorded = self.inner.enqueue(
+                    index,
+                    EntryKind::Call {
+                        target,
+                        input,
+                        child,
+                    },
+                );
+                Box::pin(await_call(self.inner.clone(), index, recorded))
+            }
+        };
+        DurableFuture::new(index, inner)
+    }
+
+    /// Sends `input` to `service/handler` without waiting for it: the child starts at once,
+    /// while this handler keeps running. Returns the child's invocation id.
+    pub fn send(
+        &self,
+        service: &str,
+        handler: &str,
+        input: &impl Serialize,
+    ) -> Result<InvocationId, TerminalError> {
+        self.send_at(service, handler, input, None)
+    }
+
+    /// Like [`Context::send`], but the child starts after `delay` (an EventBridge Scheduler
+    /// schedule when the delay is long). The delay runs from this call, once.
+    pub fn send_after(
+        &self,
+        delay: Duration,
+        service: &str,
+        handler: &str,
+        input: &impl Serialize,
+    ) -> Result<InvocationId, TerminalError> {
+        self.send_at(
+            service,
+            handler,
+            input,
+            Some(now_millis() + delay.as_millis() as u64),
+        )
+    }
+
+    fn send_at(
+        &self,
+        service: &str,
+        handler: &str,
+        input: &impl Serialize,
+        due_at_ms: Option<u64>,
+    ) -> Result<InvocationId, TerminalError> {
+        let index = self.inner.allocate_index();
+        self.send_target(index, target(service, None, handler), input, due_at_ms)
+    }
+
+    fn send_target(
+        &self,
+        index: u32,
+        target: Result<Target, TerminalError>,
+        input: &impl Serialize,
+        due_at_ms: Option<u64>,
+    ) -> Result<InvocationId, TerminalError> {
+        let target = target?;
+        let input = json_input(input)?;
+        let child = InvocationId::child(&self.inner.id, index);
+        // Replay keeps the first due time.
+        let due_at_ms = match self.inner.recorded(index).map(|e| &e.kind) {
+            Some(EntryKind::Send { due_at_ms, .. }) => *due_at_ms,
+            _ => due_at_ms,
+        };
+        let _recorded = self.inner.enqueue(
+            index,
+            EntryKind::Send {
+                target,
+                input,
+                child: child.clone(),
+                due_at_ms,
+            },
+        );
+        Ok(child)
+    }
+}

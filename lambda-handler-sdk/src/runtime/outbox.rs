@@ -1,0 +1,196 @@
+//! The outbox of an attempt: calls, sends and state changes are recorded in program order by
+//! one worker, which then tells the orchestrator to start each child (an async `dispatch`).
+
+use crate::runtime::attempt::{Abort, BoxFuture, Invocation};
+use crate::runtime::journal::mismatch;
+use durable_protocol::{ControlEvent, EntryKind, InvocationId, JournalEntry, TerminalFailure};
+use durable_store::Appended;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Starts child invocations: the orchestrator in production, a recorder in unit tests.
+pub(crate) trait Dispatcher: Send + Sync {
+    fn dispatch<'a>(
+        &'a self,
+        parent: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Tells the orchestrator that entry `index` of `invocation` was completed (e.g. a promise
+    /// it waits on was resolved here), so that it resumes it if it is suspended.
+    fn resume<'a>(
+        &'a self,
+        invocation: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+impl LambdaDispatcher {
+    async fn event(&self, event: ControlEvent) -> Result<(), String> {
+        let function = self
+            .orchestrator
+            .as_deref()
+            .ok_or("the push named no orchestrator to send events to")?;
+        self.client
+            .invoke()
+            .function_name(function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(
+                serde_json::to_vec(&event).expect("control events serialize"),
+            ))
+            .send()
+            .await
+            .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())?;
+        Ok(())
+    }
+}
+
+/// Sends `dispatch` and `resume` control events to the orchestrator function.
+pub(crate) struct LambdaDispatcher {
+    pub(crate) client: aws_sdk_lambda::Client,
+    pub(crate) orchestrator: Option<String>,
+}
+
+impl Dispatcher for LambdaDispatcher {
+    fn dispatch<'a>(
+        &'a self,
+        parent: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.event(ControlEvent::Dispatch {
+            invocation_id: parent.clone(),
+            entry: index,
+        }))
+    }
+
+    fn resume<'a>(
+        &'a self,
+        invocation: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.event(ControlEvent::Resume {
+            invocation_id: invocation.clone(),
+            entry: index,
+        }))
+    }
+}
+
+/// One call or send to record (in order) and dispatch.
+pub(crate) enum Op {
+    Record {
+        index: u32,
+        kind: EntryKind,
+        done: oneshot::Sender<()>,
+    },
+    /// Answered once every op before it is done.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Records and dispatches ops one after the other, in the order they were created.
+pub(crate) async fn outbox_worker(
+    inv: Arc<Invocation>,
+    dispatcher: Arc<dyn Dispatcher>,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+) {
+    while let Some(op) = ops.recv().await {
+        let (index, kind, done) = match op {
+            Op::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+            Op::Record { index, kind, done } => (index, kind, done),
+        };
+        let kind = match offload_input(&inv, index, kind).await {
+            Ok(kind) => kind,
+            Err(abort) => return inv.abort(abort).await,
+        };
+        let dispatched = match inv.recorded(index) {
+            Some(recorded) if !recorded.kind.same_command(&kind) => {
+                return inv
+                    .abort(Abort::Fatal(mismatch(index, &recorded.kind, &kind)))
+                    .await;
+            }
+            Some(recorded) => recorded.dispatched,
+            None => match inv.append(&JournalEntry::new(index, kind.clone())).await {
+                Ok(Appended::Written) => false,
+                Ok(Appended::AlreadyRecorded(recorded)) if recorded.kind.same_command(&kind) => {
+                    recorded.dispatched
+                }
+                Ok(Appended::AlreadyRecorded(recorded)) => {
+                    return inv
+                        .abort(Abort::Fatal(mismatch(index, &recorded.kind, &kind)))
+                        .await;
+                }
+                Err(e) => {
+                    let message = format!(
+                        "could not record {} at journal entry {index}: {e}",
+                        kind.label()
+                    );
+                    return inv
+                        .abort(Abort::Retry {
+                            message,
+                            step: None,
+                            retry_after: None,
+                        })
+                        .await;
+                }
+            },
+        };
+        // Not yet dispatched (or not known to be): dispatching again is harmless, the child is
+        // created with a conditional put. State changes are only recorded.
+        if !dispatched && kind.child().is_some() {
+            if let Err(e) = dispatcher.dispatch(&inv.id, index).await {
+                let message = format!("could not dispatch {} {}: {e}", kind.label(), kind.name());
+                return inv
+                    .abort(Abort::Retry {
+                        message,
+                        step: None,
+                        retry_after: None,
+                    })
+                    .await;
+            }
+        }
+        let _ = done.send(());
+        inv.op_done();
+    }
+}
+
+/// Moves a large call or send input to S3 (the entry keeps a reference). On replay the entry is
+/// recorded already (and compared by target only), so nothing is stored again. A too-large input
+/// ends the invocation: it is a bug in the handler, not something a retry fixes.
+async fn offload_input(
+    inv: &Invocation,
+    index: u32,
+    mut kind: EntryKind,
+) -> Result<EntryKind, Abort> {
+    let (EntryKind::Call { target, input, .. } | EntryKind::Send { target, input, .. }) = &mut kind
+    else {
+        return Ok(kind);
+    };
+    if inv.recorded(index).is_some() {
+        return Ok(kind);
+    }
+    *input = match inv
+        .offload(&format!("j{index}"), std::mem::take(input))
+        .await
+    {
+        Ok(v) => v,
+        Err(durable_store::PayloadError::TooLarge { size, max }) => {
+            return Err(Abort::Fatal(TerminalFailure::new(
+                413,
+                format!(
+                    "the input of {} is {size} bytes, over the limit of {max}",
+                    target.display()
+                ),
+            )))
+        }
+        Err(e) => {
+            return Err(Abort::Retry {
+                message: format!("could not store a call input: {e}"),
+                step: None,
+                retry_after: None,
+            })
+        }
+    };
+    Ok(kind)
+}
