@@ -1,6 +1,7 @@
 //! Support for the benchmark tool (`durable-bench`): replaying a journal in memory, without
 //! AWS, to measure the SDK's own replay cost. Not part of the handler API.
 
+use crate::prelude::*;
 use crate::{Context, Endpoint, HandlerError, Service};
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::{

@@ -110,7 +110,7 @@ impl Service {
 /// run concurrently and only read.
 ///
 /// ```no_run
-/// use lambda_handler_sdk::{HandlerError, ObjectContext, SharedObjectContext, VirtualObject};
+/// use lambda_handler_sdk::prelude::*;
 ///
 /// async fn add(ctx: ObjectContext, n: i64) -> Result<i64, HandlerError> {
 ///     let total = ctx.get::<i64>("total").await?.unwrap_or(0) + n;
@@ -124,6 +124,7 @@ impl Service {
 ///
 /// let counter = VirtualObject::new("counter").exclusive("add", add).shared("get", get);
 /// ```
+#[derive(Debug)]
 pub struct VirtualObject(Service);
 
 impl VirtualObject {
@@ -165,6 +166,7 @@ impl VirtualObject {
 
 /// A workflow: `run` executes once per key (`POST /{workflow}/{key}/run`; a second submission
 /// finds the first), shared handlers interact with it through state and durable promises.
+#[derive(Debug)]
 pub struct Workflow(Service);
 
 impl Workflow {
@@ -214,7 +216,25 @@ impl From<Workflow> for Service {
     }
 }
 
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field(
+                "handlers",
+                &self
+                    .handlers
+                    .iter()
+                    .map(|(name, (_, kind))| (name, kind))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
 /// Everything one handler Lambda serves.
+#[derive(Debug)]
 pub struct Endpoint {
     services: BTreeMap<ServiceName, Service>,
     in_process_wait: Duration,

@@ -1,12 +1,12 @@
 //! Write durable handlers as ordinary Rust Lambdas.
 //!
 //! A handler is an `async fn(Context, Input) -> Result<Output, HandlerError>`. Every
-//! [`Context::run`] step is recorded in the orchestrator's journal (one conditional DynamoDB
-//! write) before the code moves on; when the invocation is retried after a crash or a failure,
-//! recorded steps return their recorded results instead of running again.
+//! [`DurableContext::run`] step is recorded in the orchestrator's journal (one conditional
+//! DynamoDB write) before the code moves on; when the invocation is retried after a crash or a
+//! failure, recorded steps return their recorded results instead of running again.
 //!
 //! ```no_run
-//! use lambda_handler_sdk::{serve, Context, Endpoint, HandlerError, Service};
+//! use lambda_handler_sdk::prelude::*;
 //!
 //! async fn greet(ctx: Context, name: String) -> Result<String, HandlerError> {
 //!     let greeting: String = ctx.run("compose", || async { Ok(format!("Hello, {name}!")) }).await?;
@@ -15,15 +15,54 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), lambda_runtime::Error> {
+//!     init_tracing();
 //!     serve(Endpoint::new().service(Service::new("greeter").handler("greet", greet))).await
 //! }
 //! ```
+//!
+//! # Contexts and capabilities
+//!
+//! Each handler kind gets its own context, and what a context can do is the set of capability
+//! traits it implements (all sealed: only this crate's contexts implement them), so misuse does
+//! not compile:
+//!
+//! | context | handler kind | capabilities |
+//! |---|---|---|
+//! | [`Context`] | service handler | [`DurableContext`], [`CallContext`] |
+//! | [`ObjectContext`] | exclusive object handler | + [`KeyedContext`], [`ReadState`], [`WriteState`] |
+//! | [`SharedObjectContext`] | shared object handler | + [`KeyedContext`], [`ReadState`] (recorded reads) |
+//! | [`WorkflowContext`] | a workflow's `run` | + [`KeyedContext`], [`ReadState`], [`WriteState`], [`PromiseContext`] |
+//! | [`SharedWorkflowContext`] | a workflow's shared handler | + [`KeyedContext`], [`ReadState`] (recorded), [`PromiseContext`] |
+//!
+//! `use lambda_handler_sdk::prelude::*;` brings the contexts, the capability traits, the error
+//! types and the endpoint builders into scope.
+//!
+//! # The determinism contract
+//!
+//! A replay re-runs the handler from the start and matches every durable operation against the
+//! journal by its position, so a handler must:
+//!
+//! * create its durable operations (steps, sleeps, awakeables, calls, sends, selects, state and
+//!   promise operations) in the same order on every attempt, given the same input and the same
+//!   recorded results: branch only on the input and on what durable operations returned;
+//! * keep non-deterministic work (clocks, random numbers, I/O, reading the environment) inside
+//!   `ctx.run` steps, whose results are recorded;
+//! * not create durable operations from concurrently running branches whose order depends on
+//!   timing (e.g. two `tokio::join!` branches that each run several steps): the second
+//!   operations of such branches are numbered in the order the first ones finished, which a
+//!   replay may not reproduce. Create the operations in a fixed order and wait for them together
+//!   with [`DurableContext::all`] or [`DurableContext::select`] instead.
+//!
+//! A replay that asks for another operation than the journal recorded at a position fails the
+//! invocation with status 570 (`non_determinism`) instead of guessing. A step's side effects run
+//! at least once (a crash between the effect and its record repeats it); its result is recorded
+//! exactly once.
 
 /// Typed services: `#[service]` on a trait generates `<Trait>Serve::into_service()` and a typed
 /// `<Trait>Client`. A call with the right types compiles:
 ///
 /// ```no_run
-/// use lambda_handler_sdk::{service, Context, HandlerError};
+/// use lambda_handler_sdk::prelude::*;
 ///
 /// #[service]
 /// pub trait Greeter {
@@ -38,7 +77,7 @@
 /// and a call with a wrong argument type does not:
 ///
 /// ```compile_fail
-/// use lambda_handler_sdk::{service, Context, HandlerError};
+/// use lambda_handler_sdk::prelude::*;
 ///
 /// #[service]
 /// pub trait Greeter {
@@ -53,7 +92,7 @@
 /// nor does using the result as another type:
 ///
 /// ```compile_fail
-/// use lambda_handler_sdk::{service, Context, HandlerError};
+/// use lambda_handler_sdk::prelude::*;
 ///
 /// #[service]
 /// pub trait Greeter {
@@ -80,11 +119,23 @@ pub use context::keyed::{
 };
 pub use context::run::Run;
 pub use context::timers::{DurableFuture, Either};
-pub use context::Context;
+pub use context::{
+    CallContext, Context, DurableContext, KeyedContext, PromiseContext, ReadState, WriteState,
+};
 pub use endpoint::{Endpoint, Service, VirtualObject, Workflow};
 pub use error::{HandlerError, TerminalError};
 pub use retry::RetryPolicy;
 pub use serve::{init_tracing, serve};
+
+/// What handler code usually needs: contexts, capability traits, errors, endpoint builders.
+pub mod prelude {
+    pub use crate::{
+        init_tracing, serve, service, CallContext, Context, DurableContext, DurableFuture, Either,
+        Endpoint, HandlerError, KeyedContext, ObjectContext, PromiseContext, ReadState,
+        RetryPolicy, Service, SharedObjectContext, SharedWorkflowContext, TerminalError,
+        VirtualObject, Workflow, WorkflowContext, WriteState,
+    };
+}
 
 /// The invocation id of the child that entry `index` of this invocation (a call or send)
 /// creates: the same on every retry.

@@ -5,6 +5,7 @@
 //! EventBridge Scheduler schedule, and the manager's answer (`POST /awakeables/{id}/resolve`)
 //! resumes it.
 
+use lambda_handler_sdk::prelude::*;
 use lambda_handler_sdk::{serve, Context, Endpoint, HandlerError, Service};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

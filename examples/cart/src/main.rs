@@ -5,6 +5,7 @@
 //! it runs alongside them and only reads. The cart lives in the object's state (one DynamoDB
 //! item per state key), applied when each handler finishes.
 
+use lambda_handler_sdk::prelude::*;
 use lambda_handler_sdk::{
     serve, Endpoint, HandlerError, ObjectContext, SharedObjectContext, TerminalError, VirtualObject,
 };

@@ -4,6 +4,7 @@
 //! "charge", the retry replays "reserve" and "charge" from the journal (the card is not charged
 //! twice) and only runs "confirm".
 
+use lambda_handler_sdk::prelude::*;
 use lambda_handler_sdk::{serve, Context, Endpoint, HandlerError, Service, TerminalError};
 use serde::{Deserialize, Serialize};
 

@@ -2,6 +2,7 @@
 //! waits for all of them (while it waits, nothing runs: the invocation is suspended until the
 //! children's results are in) and joins the counts.
 
+use lambda_handler_sdk::prelude::*;
 use lambda_handler_sdk::{serve, service, Context, Endpoint, HandlerError};
 use serde::{Deserialize, Serialize};
 

@@ -8,6 +8,7 @@
 //! shared handlers when `run` finishes). The promise can also be resolved through the ingress:
 //! `POST /signup/{email}/promises/email-link/resolve`.
 
+use lambda_handler_sdk::prelude::*;
 use lambda_handler_sdk::{
     serve, Endpoint, HandlerError, SharedWorkflowContext, TerminalError, Workflow, WorkflowContext,
 };

@@ -4,6 +4,7 @@
 //! order, and the caller gets the original error. Every call is journaled: a crash anywhere
 //! resumes the saga where it was, without booking twice.
 
+use lambda_handler_sdk::prelude::*;
 use lambda_handler_sdk::{serve, service, Context, Endpoint, HandlerError, TerminalError};
 use serde::{Deserialize, Serialize};
 

@@ -139,17 +139,17 @@ fn expand(mut item: ItemTrait, name: Option<LitStr>) -> syn::Result<proc_macro2:
         quote! {
             #[doc = #doc_call]
             pub fn #ident(&self, input: &#input) -> ::lambda_handler_sdk::DurableFuture<#output> {
-                self.ctx.call(#service_name, #name, input)
+                ::lambda_handler_sdk::CallContext::call(self.ctx, #service_name, #name, input)
             }
 
             #[doc = #doc_send]
             pub fn #send(&self, input: &#input) -> ::std::result::Result<::lambda_handler_sdk::InvocationId, ::lambda_handler_sdk::TerminalError> {
-                self.ctx.send(#service_name, #name, input)
+                ::lambda_handler_sdk::CallContext::send(self.ctx, #service_name, #name, input)
             }
 
             #[doc = #doc_after]
             pub fn #send_after(&self, delay: ::std::time::Duration, input: &#input) -> ::std::result::Result<::lambda_handler_sdk::InvocationId, ::lambda_handler_sdk::TerminalError> {
-                self.ctx.send_after(delay, #service_name, #name, input)
+                ::lambda_handler_sdk::CallContext::send_after(self.ctx, delay, #service_name, #name, input)
             }
         }
     });
@@ -182,9 +182,9 @@ fn expand(mut item: ItemTrait, name: Option<LitStr>) -> syn::Result<proc_macro2:
         }
 
         impl<'ctx> #client<'ctx> {
-            /// A client that calls through `ctx`'s journal.
-            pub fn new(ctx: &'ctx ::lambda_handler_sdk::Context) -> Self {
-                Self { ctx }
+            /// A client that calls through `ctx`'s journal (any handler's context).
+            pub fn new(ctx: &'ctx impl ::lambda_handler_sdk::CallContext) -> Self {
+                Self { ctx: ::lambda_handler_sdk::CallContext::as_context(ctx) }
             }
 
             #(#methods)*

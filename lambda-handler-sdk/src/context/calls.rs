@@ -3,7 +3,7 @@
 //! attempt's outbox records them in program order and starts the children.
 
 use crate::context::timers::DurableFuture;
-use crate::context::Context;
+use crate::context::{Context, Sealed};
 use crate::error::TerminalError;
 use crate::runtime::attempt::{BoxFuture, Invocation};
 use durable_protocol::clock::now_millis;
@@ -42,47 +42,60 @@ async fn await_call<O: DeserializeOwned>(
     crate::runtime::journal::await_entry(inv, index).await
 }
 
-impl Context {
+/// Calls and one-way sends to other handlers. Implemented by every context.
+pub trait CallContext: Sealed {
+    /// The plain context underneath, for generated typed clients.
+    #[doc(hidden)]
+    fn as_context(&self) -> &Context {
+        self.context()
+    }
+
     /// Calls `service/handler` with `input` and returns the future of its output. The call is
     /// started at once (exactly once, however often this invocation is retried); a terminal
     /// error of the callee comes back as a [`TerminalError`] with its code and message.
-    pub fn call<O: DeserializeOwned + Send + 'static>(
+    fn call<O: DeserializeOwned + Send + 'static>(
         &self,
         service: &str,
         handler: &str,
         input: &impl Serialize,
     ) -> DurableFuture<O> {
-        self.call_target(target(service, None, handler), input)
+        call_target(self.context(), target(service, None, handler), input)
     }
 
     /// Calls handler `handler` of the virtual object (or workflow) `service` at `key`. An
     /// exclusive handler waits for its turn on that key.
-    pub fn object_call<O: DeserializeOwned + Send + 'static>(
+    fn object_call<O: DeserializeOwned + Send + 'static>(
         &self,
         service: &str,
         key: &str,
         handler: &str,
         input: &impl Serialize,
     ) -> DurableFuture<O> {
-        self.call_target(target(service, Some(key), handler), input)
+        call_target(self.context(), target(service, Some(key), handler), input)
     }
 
     /// Sends `input` to handler `handler` of the object (or workflow) `service` at `key`
     /// without waiting. Returns the child's invocation id.
-    pub fn object_send(
+    fn object_send(
         &self,
         service: &str,
         key: &str,
         handler: &str,
         input: &impl Serialize,
     ) -> Result<InvocationId, TerminalError> {
-        let index = self.inner.allocate_index();
-        self.send_target(index, target(service, Some(key), handler), input, None)
+        let index = self.context().inner.allocate_index();
+        send_target(
+            self.context(),
+            index,
+            target(service, Some(key), handler),
+            input,
+            None,
+        )
     }
 
-    /// Like [`Context::object_send`], started after `delay`: an exclusive handler joins its
+    /// Like [`CallContext::object_send`], started after `delay`: an exclusive handler joins its
     /// key's queue when it is due.
-    pub fn object_send_after(
+    fn object_send_after(
         &self,
         delay: Duration,
         service: &str,
@@ -90,8 +103,9 @@ impl Context {
         handler: &str,
         input: &impl Serialize,
     ) -> Result<InvocationId, TerminalError> {
-        let index = self.inner.allocate_index();
-        self.send_target(
+        let index = self.context().inner.allocate_index();
+        send_target(
+            self.context(),
             index,
             target(service, Some(key), handler),
             input,
@@ -99,94 +113,95 @@ impl Context {
         )
     }
 
-    fn call_target<O: DeserializeOwned + Send + 'static>(
-        &self,
-        target: Result<Target, TerminalError>,
-        input: &impl Serialize,
-    ) -> DurableFuture<O> {
-        let index = self.inner.allocate_index();
-        let prepared = target.and_then(|t| Ok((t, json_input(input)?)));
-        let inner: BoxFuture<'static, Result<O, TerminalError>> = match prepared {
-            Err(e) => Box::pin(async move { Err(e) }),
-            Ok((target, input)) => {
-                let child = InvocationId::child(&self.inner.id, index);
-                let recorded = self.inner.enqueue(
-                    index,
-                    EntryKind::Call {
-                        target,
-                        input,
-                        child,
-                    },
-                );
-                Box::pin(await_call(self.inner.clone(), index, recorded))
-            }
-        };
-        DurableFuture::new(index, inner)
-    }
-
     /// Sends `input` to `service/handler` without waiting for it: the child starts at once,
     /// while this handler keeps running. Returns the child's invocation id.
-    pub fn send(
+    fn send(
         &self,
         service: &str,
         handler: &str,
         input: &impl Serialize,
     ) -> Result<InvocationId, TerminalError> {
-        self.send_at(service, handler, input, None)
+        send_at(self.context(), service, handler, input, None)
     }
 
-    /// Like [`Context::send`], but the child starts after `delay` (an EventBridge Scheduler
+    /// Like [`CallContext::send`], but the child starts after `delay` (an EventBridge Scheduler
     /// schedule when the delay is long). The delay runs from this call, once.
-    pub fn send_after(
+    fn send_after(
         &self,
         delay: Duration,
         service: &str,
         handler: &str,
         input: &impl Serialize,
     ) -> Result<InvocationId, TerminalError> {
-        self.send_at(
+        send_at(
+            self.context(),
             service,
             handler,
             input,
             Some(now_millis() + delay.as_millis() as u64),
         )
     }
+}
 
-    fn send_at(
-        &self,
-        service: &str,
-        handler: &str,
-        input: &impl Serialize,
-        due_at_ms: Option<u64>,
-    ) -> Result<InvocationId, TerminalError> {
-        let index = self.inner.allocate_index();
-        self.send_target(index, target(service, None, handler), input, due_at_ms)
-    }
+fn call_target<O: DeserializeOwned + Send + 'static>(
+    ctx: &Context,
+    target: Result<Target, TerminalError>,
+    input: &impl Serialize,
+) -> DurableFuture<O> {
+    let index = ctx.inner.allocate_index();
+    let prepared = target.and_then(|t| Ok((t, json_input(input)?)));
+    let inner: BoxFuture<'static, Result<O, TerminalError>> = match prepared {
+        Err(e) => Box::pin(async move { Err(e) }),
+        Ok((target, input)) => {
+            let child = InvocationId::child(&ctx.inner.id, index);
+            let recorded = ctx.inner.enqueue(
+                index,
+                EntryKind::Call {
+                    target,
+                    input,
+                    child,
+                },
+            );
+            Box::pin(await_call(ctx.inner.clone(), index, recorded))
+        }
+    };
+    DurableFuture::new(index, inner)
+}
 
-    fn send_target(
-        &self,
-        index: u32,
-        target: Result<Target, TerminalError>,
-        input: &impl Serialize,
-        due_at_ms: Option<u64>,
-    ) -> Result<InvocationId, TerminalError> {
-        let target = target?;
-        let input = json_input(input)?;
-        let child = InvocationId::child(&self.inner.id, index);
-        // Replay keeps the first due time.
-        let due_at_ms = match self.inner.recorded(index).map(|e| &e.kind) {
-            Some(EntryKind::Send { due_at_ms, .. }) => *due_at_ms,
-            _ => due_at_ms,
-        };
-        let _recorded = self.inner.enqueue(
-            index,
-            EntryKind::Send {
-                target,
-                input,
-                child: child.clone(),
-                due_at_ms,
-            },
-        );
-        Ok(child)
-    }
+fn send_at(
+    ctx: &Context,
+    service: &str,
+    handler: &str,
+    input: &impl Serialize,
+    due_at_ms: Option<u64>,
+) -> Result<InvocationId, TerminalError> {
+    let index = ctx.inner.allocate_index();
+    send_target(ctx, index, target(service, None, handler), input, due_at_ms)
+}
+
+fn send_target(
+    ctx: &Context,
+    index: u32,
+    target: Result<Target, TerminalError>,
+    input: &impl Serialize,
+    due_at_ms: Option<u64>,
+) -> Result<InvocationId, TerminalError> {
+    let target = target?;
+    let input = json_input(input)?;
+    let child = InvocationId::child(&ctx.inner.id, index);
+    // Replay keeps the first due time.
+    let due_at_ms = match ctx.inner.recorded(index).map(|e| &e.kind) {
+        Some(EntryKind::Send { due_at_ms, .. }) => *due_at_ms,
+        _ => due_at_ms,
+    };
+    let _recorded = ctx.inner.enqueue(
+        index,
+        EntryKind::Send {
+            target,
+            input,
+            child: child.clone(),
+            due_at_ms,
+        },
+    );
+    Ok(child)
 }

@@ -8,7 +8,7 @@
 //! state it started with (sent with the push when small, else read key by key).
 
 use crate::context::timers::DurableFuture;
-use crate::context::Context;
+use crate::context::{CallContext, Context, DurableContext, Sealed};
 use crate::error::TerminalError;
 use crate::runtime::attempt::{Abort, BoxFuture, Invocation};
 use crate::runtime::journal::mismatch;
@@ -17,7 +17,7 @@ use durable_protocol::keyed::{check_name, ObjectRef, PromiseCompletion, Waiter, 
 use durable_protocol::{EntryKind, ObjectKey, StepResult, TerminalFailure};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::ops::Deref;
+use std::future::Future;
 use std::sync::Arc;
 
 fn keyed(inv: &Invocation) -> &Keyed {
@@ -209,7 +209,7 @@ fn set_value(inv: &Invocation, name: &str, value: &impl Serialize) -> Result<(),
 }
 
 macro_rules! keyed_context {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident: $($capability:ident),*) => {
         $(#[$doc])*
         #[derive(Clone)]
         pub struct $name {
@@ -220,136 +220,156 @@ macro_rules! keyed_context {
             pub(crate) fn new(ctx: Context) -> Self {
                 Self { ctx }
             }
+        }
 
-            /// The key of the object or workflow this handler runs on.
-            pub fn key(&self) -> &str {
-                keyed(&self.ctx.inner).object.key.as_str()
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("invocation_id", &self.ctx.inner.id)
+                    .field("key", &self.key())
+                    .finish_non_exhaustive()
             }
         }
 
-        impl Deref for $name {
-            type Target = Context;
-
-            /// Steps, timers, calls and awakeables work as in a service handler.
-            fn deref(&self) -> &Context {
+        impl Sealed for $name {
+            fn context(&self) -> &Context {
                 &self.ctx
             }
         }
+
+        impl DurableContext for $name {}
+        impl CallContext for $name {}
+        impl KeyedContext for $name {}
+        $(keyed_context!(@capability $name $capability);)*
     };
+    (@capability $name:ident ReadsCurrent) => {
+        impl ReadState for $name {
+            fn records_reads(&self) -> bool {
+                false
+            }
+        }
+    };
+    (@capability $name:ident ReadsRecorded) => {
+        impl ReadState for $name {
+            fn records_reads(&self) -> bool {
+                true
+            }
+        }
+    };
+    (@capability $name:ident $capability:ident) => {
+        impl $capability for $name {}
+    };
+}
+
+/// The key of the object or workflow a keyed handler runs on. Implemented by the four keyed
+/// contexts.
+pub trait KeyedContext: DurableContext {
+    /// The key of the object or workflow this handler runs on.
+    fn key(&self) -> &str {
+        keyed(&self.context().inner).object.key.as_str()
+    }
+}
+
+/// Reading the key's state. An exclusive handler (and a workflow's `run`) sees its own changes
+/// and reads without journaling (nobody else writes under the lock); a shared handler reads
+/// what is stored and records what it read, so a replay reads the same.
+pub trait ReadState: KeyedContext {
+    /// Whether reads are recorded in the journal (shared handlers).
+    #[doc(hidden)]
+    fn records_reads(&self) -> bool;
+
+    /// The value of state key `name`, or `None`.
+    fn get<'a, T: DeserializeOwned + 'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Future<Output = Result<Option<T>, TerminalError>> + Send + 'a {
+        async move {
+            checked_name(name)?;
+            let inv = &self.context().inner;
+            let value = if self.records_reads() {
+                shared_get(inv, name).await
+            } else {
+                current(inv, name).await
+            };
+            value.map(|v| decode_value(name, v)).transpose()
+        }
+    }
+
+    /// The state keys that have a value, sorted.
+    fn state_keys(&self) -> impl Future<Output = Vec<String>> + Send + '_ {
+        async move {
+            let inv = &self.context().inner;
+            if self.records_reads() {
+                shared_keys(inv).await
+            } else {
+                current_keys(inv).await
+            }
+        }
+    }
+}
+
+/// Changing the key's state: journaled now, stored when the invocation finishes (whether it
+/// succeeds or fails terminally). Only exclusive handlers and a workflow's `run` have it.
+pub trait WriteState: ReadState {
+    /// Sets state key `name`.
+    fn set(&self, name: &str, value: &impl Serialize) -> Result<(), TerminalError> {
+        set_value(&self.context().inner, name, value)
+    }
+
+    /// Removes state key `name`.
+    fn clear(&self, name: &str) -> Result<(), TerminalError> {
+        checked_name(name)?;
+        change(
+            &self.context().inner,
+            EntryKind::ClearState {
+                name: name.to_owned(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes every state key of this object (and only of this object).
+    fn clear_all(&self) {
+        change(&self.context().inner, EntryKind::ClearAllState);
+    }
 }
 
 keyed_context!(
     /// The context of an exclusive handler of a virtual object: it runs alone on its key and
     /// reads and writes the key's state. Everything a [`Context`] does works here too.
-    ObjectContext
+    ObjectContext: ReadsCurrent, WriteState
 );
 keyed_context!(
     /// The context of a shared handler of a virtual object: it runs concurrently with anything
     /// and may only read state (it has no setters, so writing does not compile).
     ///
     /// ```compile_fail
-    /// # use lambda_handler_sdk::{SharedObjectContext, HandlerError};
+    /// # use lambda_handler_sdk::prelude::*;
     /// async fn get(ctx: SharedObjectContext, _: ()) -> Result<(), HandlerError> {
     ///     ctx.set("count", &1)?; // no `set` on a shared context
     ///     Ok(())
     /// }
     /// ```
-    SharedObjectContext
+    SharedObjectContext: ReadsRecorded
 );
 keyed_context!(
     /// The context of a workflow's `run`: it executes once per key, reads and writes state and
     /// awaits durable promises.
-    WorkflowContext
+    WorkflowContext: ReadsCurrent, WriteState, PromiseContext
 );
 keyed_context!(
     /// The context of a workflow's shared handlers: they read state and resolve, reject, peek or
     /// await durable promises, concurrently with `run`.
     ///
     /// ```compile_fail
-    /// # use lambda_handler_sdk::{SharedWorkflowContext, HandlerError};
+    /// # use lambda_handler_sdk::prelude::*;
     /// async fn peek(ctx: SharedWorkflowContext, _: ()) -> Result<(), HandlerError> {
     ///     ctx.clear_all(); // no state writes in a shared handler
     ///     Ok(())
     /// }
     /// ```
-    SharedWorkflowContext
+    SharedWorkflowContext: ReadsRecorded, PromiseContext
 );
-
-macro_rules! state_writes {
-    ($name:ident) => {
-        impl $name {
-            /// The value of state key `name` (as this invocation sees it: its own changes
-            /// included), or `None`.
-            pub async fn get<T: DeserializeOwned>(
-                &self,
-                name: &str,
-            ) -> Result<Option<T>, TerminalError> {
-                checked_name(name)?;
-                current(&self.ctx.inner, name)
-                    .await
-                    .map(|v| decode_value(name, v))
-                    .transpose()
-            }
-
-            /// Sets state key `name`; the change is journaled now and stored when the
-            /// invocation finishes (whether it succeeds or fails terminally).
-            pub fn set(&self, name: &str, value: &impl Serialize) -> Result<(), TerminalError> {
-                set_value(&self.ctx.inner, name, value)
-            }
-
-            /// Removes state key `name`.
-            pub fn clear(&self, name: &str) -> Result<(), TerminalError> {
-                checked_name(name)?;
-                change(
-                    &self.ctx.inner,
-                    EntryKind::ClearState {
-                        name: name.to_owned(),
-                    },
-                );
-                Ok(())
-            }
-
-            /// Removes every state key of this object (and only of this object).
-            pub fn clear_all(&self) {
-                change(&self.ctx.inner, EntryKind::ClearAllState);
-            }
-
-            /// The state keys that have a value, sorted.
-            pub async fn state_keys(&self) -> Vec<String> {
-                current_keys(&self.ctx.inner).await
-            }
-        }
-    };
-}
-
-macro_rules! state_reads {
-    ($name:ident) => {
-        impl $name {
-            /// The value of state key `name` as stored when it was first read (recorded, so a
-            /// replay reads the same), or `None`.
-            pub async fn get<T: DeserializeOwned>(
-                &self,
-                name: &str,
-            ) -> Result<Option<T>, TerminalError> {
-                checked_name(name)?;
-                shared_get(&self.ctx.inner, name)
-                    .await
-                    .map(|v| decode_value(name, v))
-                    .transpose()
-            }
-
-            /// The state keys that have a value, sorted (recorded like `get`).
-            pub async fn state_keys(&self) -> Vec<String> {
-                shared_keys(&self.ctx.inner).await
-            }
-        }
-    };
-}
-
-state_writes!(ObjectContext);
-state_writes!(WorkflowContext);
-state_reads!(SharedObjectContext);
-state_reads!(SharedWorkflowContext);
 
 /// Waits for a promise: records the wait, then registers with the promise (or finds its
 /// result); the orchestrator completes the entry and resumes the invocation when it resolves.
@@ -541,68 +561,58 @@ async fn complete_promise(
     refused.map_or(Ok(()), |f| Err(f.into()))
 }
 
-macro_rules! promises {
-    ($name:ident) => {
-        impl $name {
-            /// The durable promise `name` of this workflow: resolves when somebody resolves it
-            /// (a shared handler, or `POST /{workflow}/{key}/promises/{name}/resolve`), even if
-            /// that happened before this was awaited.
-            pub fn promise<T: DeserializeOwned + Send + 'static>(
-                &self,
-                name: &str,
-            ) -> DurableFuture<T> {
-                let index = self.ctx.inner.allocate_index();
-                let inner: BoxFuture<'static, Result<T, TerminalError>> =
-                    match check_name("promise name", name) {
-                        Err(e) => Box::pin(async move { Err(invalid(e)) }),
-                        Ok(()) => Box::pin(await_promise(
-                            self.ctx.inner.clone(),
-                            index,
-                            name.to_owned(),
-                        )),
-                    };
-                DurableFuture::new(index, inner)
-            }
+/// A workflow's durable promises: awaiting, peeking, resolving and rejecting them. The workflow's
+/// `run` and its shared handlers have it.
+pub trait PromiseContext: KeyedContext {
+    /// The durable promise `name` of this workflow: resolves when somebody resolves it
+    /// (a shared handler, or `POST /{workflow}/{key}/promises/{name}/resolve`), even if
+    /// that happened before this was awaited.
+    fn promise<T: DeserializeOwned + Send + 'static>(&self, name: &str) -> DurableFuture<T> {
+        let index = self.context().inner.allocate_index();
+        let inner: BoxFuture<'static, Result<T, TerminalError>> =
+            match check_name("promise name", name) {
+                Err(e) => Box::pin(async move { Err(invalid(e)) }),
+                Ok(()) => Box::pin(await_promise(
+                    self.context().inner.clone(),
+                    index,
+                    name.to_owned(),
+                )),
+            };
+        DurableFuture::new(index, inner)
+    }
 
-            /// The promise's value if it was resolved, its failure if it was rejected, or `None`.
-            pub async fn peek_promise<T: DeserializeOwned>(
-                &self,
-                name: &str,
-            ) -> Result<Option<T>, TerminalError> {
-                peek_promise(&self.ctx.inner, name).await
-            }
+    /// The promise's value if it was resolved, its failure if it was rejected, or `None`.
+    fn peek_promise<'a, T: DeserializeOwned + 'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Future<Output = Result<Option<T>, TerminalError>> + Send + 'a {
+        peek_promise(&self.context().inner, name)
+    }
 
-            /// Resolves the promise with `value`; fails with 409 if it was completed already.
-            pub async fn resolve_promise(
-                &self,
-                name: &str,
-                value: &impl Serialize,
-            ) -> Result<(), TerminalError> {
-                let value = serde_json::to_value(value).map_err(|e| {
-                    TerminalError::new(format!("the value does not serialize to JSON: {e}"))
-                })?;
-                complete_promise(&self.ctx.inner, name, StepResult::Value(value)).await
-            }
+    /// Resolves the promise with `value`; fails with 409 if it was completed already.
+    fn resolve_promise<'a>(
+        &'a self,
+        name: &'a str,
+        value: &impl Serialize,
+    ) -> impl Future<Output = Result<(), TerminalError>> + Send + 'a {
+        let value = serde_json::to_value(value)
+            .map_err(|e| TerminalError::new(format!("the value does not serialize to JSON: {e}")));
+        async move { complete_promise(&self.context().inner, name, StepResult::Value(value?)).await }
+    }
 
-            /// Rejects the promise: whoever awaits it gets a terminal error with `message`.
-            pub async fn reject_promise(
-                &self,
-                name: &str,
-                message: &str,
-            ) -> Result<(), TerminalError> {
-                complete_promise(
-                    &self.ctx.inner,
-                    name,
-                    StepResult::Failure(TerminalFailure::new(TerminalFailure::INTERNAL, message)),
-                )
-                .await
-            }
-        }
-    };
+    /// Rejects the promise: whoever awaits it gets a terminal error with `message`.
+    fn reject_promise<'a>(
+        &'a self,
+        name: &'a str,
+        message: &'a str,
+    ) -> impl Future<Output = Result<(), TerminalError>> + Send + 'a {
+        complete_promise(
+            &self.context().inner,
+            name,
+            StepResult::Failure(TerminalFailure::new(TerminalFailure::INTERNAL, message)),
+        )
+    }
 }
-
-promises!(WorkflowContext);
-promises!(SharedWorkflowContext);
 
 /// The key check for keyed handlers: the push must carry one.
 pub(crate) fn object_of(

@@ -10,18 +10,15 @@ pub(crate) mod keyed;
 pub(crate) mod run;
 pub(crate) mod timers;
 
-use crate::context::run::Run;
-use crate::error::HandlerError;
-use crate::retry::RetryPolicy;
+pub use calls::CallContext;
+pub use keyed::{KeyedContext, PromiseContext, ReadState, WriteState};
+pub use timers::DurableContext;
+
 use crate::runtime::attempt::Invocation;
-use durable_protocol::InvocationId;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
-/// The context of a handler of a plain service. Cheap to clone.
+/// The context of a handler of a plain service: steps, timers, awakeables, calls and sends
+/// (see [`DurableContext`] and [`CallContext`]). Cheap to clone.
 #[derive(Clone)]
 pub struct Context {
     pub(crate) inner: Arc<Invocation>,
@@ -31,41 +28,28 @@ impl Context {
     pub(crate) fn new(inner: Arc<Invocation>) -> Self {
         Self { inner }
     }
+}
 
-    /// The id of the running invocation (stable across retries).
-    pub fn invocation_id(&self) -> &InvocationId {
-        &self.inner.id
-    }
-
-    /// A durable step: runs `closure` once, records its result in the journal with one
-    /// conditional write, and on replay returns the recorded result without running the
-    /// closure again. The write is made as soon as the handler awaits anything after the step
-    /// (another step, a sleep, a call, or any other future), before the handler goes on; a
-    /// handler that returns without awaiting anything after its last step has that step
-    /// recorded together with its outcome, in the same write.
-    ///
-    /// The closure may fail with a [`TerminalError`] (recorded, returned on every replay) or
-    /// any other error (the attempt ends and the invocation is retried per the step's
-    /// [`RetryPolicy`]). Side effects inside run at least once; their results exactly once.
-    ///
-    /// ```no_run
-    /// # use lambda_handler_sdk::{Context, HandlerError};
-    /// # async fn f(ctx: Context) -> Result<(), HandlerError> {
-    /// let n: u32 = ctx.run("pick a number", || async { Ok(4) }).await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn run<'a, T, F, Fut>(&'a self, name: &'a str, closure: F) -> Run<'a, T, F>
-    where
-        T: Serialize + DeserializeOwned + Send + 'a,
-        F: FnOnce() -> Fut + Send + 'a,
-        Fut: Future<Output = Result<T, HandlerError>> + Send + 'a,
-    {
-        Run {
-            ctx: self,
-            name,
-            closure,
-            policy: RetryPolicy::default(),
-            _t: PhantomData,
-        }
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("invocation_id", &self.inner.id)
+            .finish_non_exhaustive()
     }
 }
+
+/// What every context is made of; sealed, so only this crate's contexts have capabilities.
+pub trait Sealed: Send + Sync {
+    /// The plain context underneath.
+    #[doc(hidden)]
+    fn context(&self) -> &Context;
+}
+
+impl Sealed for Context {
+    fn context(&self) -> &Context {
+        self
+    }
+}
+
+impl DurableContext for Context {}
+impl CallContext for Context {}

@@ -12,17 +12,36 @@ use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-/// A step being built by [`Context::run`]; `.await` it to run it.
+/// A step being built by [`DurableContext::run`](crate::DurableContext::run); `.await` it to run it.
 #[must_use = "a step does nothing until it is awaited"]
 pub struct Run<'a, T, F> {
-    pub(crate) ctx: &'a Context,
-    pub(crate) name: &'a str,
-    pub(crate) closure: F,
-    pub(crate) policy: RetryPolicy,
-    pub(crate) _t: PhantomData<fn() -> T>,
+    ctx: &'a Context,
+    name: &'a str,
+    closure: F,
+    policy: RetryPolicy,
+    _t: PhantomData<fn() -> T>,
 }
 
-impl<T, F> Run<'_, T, F> {
+impl<T, F> std::fmt::Debug for Run<'_, T, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("name", &self.name)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, T, F> Run<'a, T, F> {
+    pub(crate) fn new(ctx: &'a Context, name: &'a str, closure: F) -> Self {
+        Self {
+            ctx,
+            name,
+            closure,
+            policy: RetryPolicy::default(),
+            _t: PhantomData,
+        }
+    }
+
     /// Sets the retry policy of this step.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;

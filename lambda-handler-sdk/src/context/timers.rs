@@ -3,14 +3,18 @@
 //! the Lambda call (suspension) once nothing else can make progress; the orchestrator pushes
 //! the invocation again when it completes, and replay finds the completion in the journal.
 
-use crate::context::Context;
+use crate::context::run::Run;
+use crate::context::{Context, Sealed};
+use crate::error::HandlerError;
 use crate::error::TerminalError;
 use crate::runtime::attempt::{Abort, BoxFuture, Invocation, DEADLINE_MARGIN};
 use crate::runtime::journal::{await_entry, record};
 use durable_protocol::clock::now_millis;
+use durable_protocol::InvocationId;
 use durable_protocol::{AwakeableId, EntryKind, StepResult, TerminalFailure};
 use durable_store::Completed;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -38,6 +42,14 @@ impl<T> DurableFuture<T> {
     }
 }
 
+impl<T> std::fmt::Debug for DurableFuture<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableFuture")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> Future for DurableFuture<T> {
     type Output = Result<T, TerminalError>;
 
@@ -46,7 +58,8 @@ impl<T> Future for DurableFuture<T> {
     }
 }
 
-/// One of two results, as returned by [`Context::select2`].
+/// One of two results, as returned by [`DurableContext::select2`].
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Either<A, B> {
     Left(A),
@@ -216,16 +229,50 @@ impl<R: Send + 'static> Future for SelectFuture<R> {
     }
 }
 
-impl Context {
+/// Durable operations every handler has: steps, timers, awakeables and the combinators over
+/// durable futures. Implemented by every context; bring it into scope with the prelude.
+pub trait DurableContext: Sealed {
+    /// The id of the running invocation (stable across retries).
+    fn invocation_id(&self) -> &InvocationId {
+        &self.context().inner.id
+    }
+
+    /// A durable step: runs `closure` once, records its result in the journal with one
+    /// conditional write, and on replay returns the recorded result without running the
+    /// closure again. The write is made as soon as the handler awaits anything after the step
+    /// (another step, a sleep, a call, or any other future), before the handler goes on; a
+    /// handler that returns without awaiting anything after its last step has that step
+    /// recorded together with its outcome, in the same write.
+    ///
+    /// The closure may fail with a [`TerminalError`] (recorded, returned on every replay) or
+    /// any other error (the attempt ends and the invocation is retried per the step's
+    /// [`RetryPolicy`](crate::RetryPolicy)). Side effects inside run at least once; their
+    /// results exactly once.
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::prelude::*;
+    /// # async fn f(ctx: Context) -> Result<(), HandlerError> {
+    /// let n: u32 = ctx.run("pick a number", || async { Ok(4) }).await?;
+    /// # Ok(()) }
+    /// ```
+    fn run<'a, T, F, Fut>(&'a self, name: &'a str, closure: F) -> Run<'a, T, F>
+    where
+        T: Serialize + DeserializeOwned + Send + 'a,
+        F: FnOnce() -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T, HandlerError>> + Send + 'a,
+    {
+        Run::new(self.context(), name, closure)
+    }
+
     /// A durable timer: completes `duration` from now (measured at this call, recorded in the
     /// journal, so a retry or a resume does not restart it). Short waits happen in-process;
     /// longer ones suspend the invocation and an EventBridge Scheduler schedule wakes it.
-    pub fn sleep(&self, duration: Duration) -> DurableFuture<()> {
-        let index = self.inner.allocate_index();
+    fn sleep(&self, duration: Duration) -> DurableFuture<()> {
+        let index = self.context().inner.allocate_index();
         let wake_at = now_millis() + duration.as_millis() as u64;
         DurableFuture {
             index,
-            inner: Box::pin(sleep_until(self.inner.clone(), index, wake_at)),
+            inner: Box::pin(sleep_until(self.context().inner.clone(), index, wake_at)),
         }
     }
 
@@ -236,56 +283,46 @@ impl Context {
     /// Resolve with `POST /awakeables/{id}/resolve` (a JSON body) or reject with
     /// `POST /awakeables/{id}/reject` (`{"message": "..."}`): the future then fails with a
     /// terminal error.
-    pub async fn awakeable<T: DeserializeOwned + Send + 'static>(
+    fn awakeable<T: DeserializeOwned + Send + 'static>(
         &self,
-    ) -> Result<(String, DurableFuture<T>), TerminalError> {
-        let index = self.inner.allocate_index();
-        record(
-            &self.inner,
-            index,
-            EntryKind::Awakeable {
-                name: "awakeable".into(),
-            },
-        )
-        .await;
-        let id = AwakeableId {
-            invocation: self.inner.id.clone(),
-            index,
-        };
-        Ok((
-            id.to_string(),
-            DurableFuture {
+    ) -> impl Future<Output = Result<(String, DurableFuture<T>), TerminalError>> + Send + '_ {
+        let ctx = self.context();
+        async move {
+            let index = ctx.inner.allocate_index();
+            record(
+                &ctx.inner,
                 index,
-                inner: Box::pin(await_entry(self.inner.clone(), index)),
-            },
-        ))
-    }
-
-    fn select_boxed<R: Send + 'static>(
-        &self,
-        candidates: Vec<(u32, BoxFuture<'static, R>)>,
-    ) -> BoxFuture<'static, (usize, R)> {
-        let index = self.inner.allocate_index();
-        Box::pin(SelectFuture {
-            inv: self.inner.clone(),
-            index,
-            candidates,
-            state: SelectState::Start,
-        })
+                EntryKind::Awakeable {
+                    name: "awakeable".into(),
+                },
+            )
+            .await;
+            let id = AwakeableId {
+                invocation: ctx.inner.id.clone(),
+                index,
+            };
+            Ok((
+                id.to_string(),
+                DurableFuture {
+                    index,
+                    inner: Box::pin(await_entry(ctx.inner.clone(), index)),
+                },
+            ))
+        }
     }
 
     /// The first of several durable futures to complete, with its position in `futures`.
     /// The winner is recorded, so a replay returns the same one.
-    pub fn select<T: Send + 'static>(
+    fn select<T: Send + 'static>(
         &self,
         futures: Vec<DurableFuture<T>>,
     ) -> impl Future<Output = (usize, Result<T, TerminalError>)> + Send + 'static {
         let candidates = futures.into_iter().map(|f| (f.index, f.inner)).collect();
-        self.select_boxed(candidates)
+        select_boxed(self.context(), candidates)
     }
 
     /// The first of two durable futures of different types to complete.
-    pub fn select2<A: Send + 'static, B: Send + 'static>(
+    fn select2<A: Send + 'static, B: Send + 'static>(
         &self,
         a: DurableFuture<A>,
         b: DurableFuture<B>,
@@ -295,13 +332,13 @@ impl Context {
             Box::pin(async move { Either::Left(a.inner.await) });
         let right: BoxFuture<'static, Either<_, _>> =
             Box::pin(async move { Either::Right(b.inner.await) });
-        let select = self.select_boxed(vec![(a.index, left), (b.index, right)]);
+        let select = select_boxed(self.context(), vec![(a.index, left), (b.index, right)]);
         async move { select.await.1 }
     }
 
     /// `future`, or a terminal error with status 408 if `timeout` passes first (the common
     /// "approval or timeout" pattern). The outcome is recorded like any select.
-    pub fn timeout<T: Send + 'static>(
+    fn timeout<T: Send + 'static>(
         &self,
         future: DurableFuture<T>,
         timeout: Duration,
@@ -321,7 +358,7 @@ impl Context {
     }
 
     /// All of several durable futures, waited for together (their timers run concurrently).
-    pub fn all<T: Send + 'static>(
+    fn all<T: Send + 'static>(
         &self,
         futures: Vec<DurableFuture<T>>,
     ) -> impl Future<Output = Vec<Result<T, TerminalError>>> + Send + 'static {
@@ -331,6 +368,19 @@ impl Context {
             _t: PhantomData,
         }
     }
+}
+
+fn select_boxed<R: Send + 'static>(
+    ctx: &Context,
+    candidates: Vec<(u32, BoxFuture<'static, R>)>,
+) -> BoxFuture<'static, (usize, R)> {
+    let index = ctx.inner.allocate_index();
+    Box::pin(SelectFuture {
+        inv: ctx.inner.clone(),
+        index,
+        candidates,
+        state: SelectState::Start,
+    })
 }
 
 struct JoinAll<T> {

@@ -1,6 +1,7 @@
 //! The durable side of the benchmark: one handler per scenario.
 
 use bench_lambdas::step_work;
+use lambda_handler_sdk::prelude::*;
 use lambda_handler_sdk::{
     serve, Context, Endpoint, HandlerError, ObjectContext, Service, VirtualObject,
 };

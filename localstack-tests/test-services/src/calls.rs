@@ -1,0 +1,146 @@
+//! Calls and sends between handlers.
+
+use crate::effects::*;
+use aws_sdk_dynamodb::types::AttributeValue;
+use lambda_handler_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ChainInput {
+    pub(crate) depth: u32,
+    #[serde(default)]
+    pub(crate) fail_at_bottom: bool,
+}
+
+/// Calls itself `depth` times; the bottom one may fail terminally (418).
+pub(crate) async fn chain(ctx: Context, input: ChainInput) -> Result<u32, HandlerError> {
+    if input.depth == 0 {
+        if input.fail_at_bottom {
+            return Err(TerminalError::new("the bottom of the chain failed")
+                .with_code(418)
+                .into());
+        }
+        return Ok(0);
+    }
+    let below: u32 = ctx
+        .call(
+            "testbed",
+            "chain",
+            &ChainInput {
+                depth: input.depth - 1,
+                fail_at_bottom: input.fail_at_bottom,
+            },
+        )
+        .await?;
+    Ok(below + 1)
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Tagged {
+    pub(crate) run: String,
+    pub(crate) tag: String,
+}
+
+/// Counts that it ran (once per tag) and answers the time.
+pub(crate) async fn record(ctx: Context, input: Tagged) -> Result<u64, HandlerError> {
+    ctx.run("record", || async {
+        count_effect(&input.run, &format!("record-{}", input.tag)).await?;
+        Ok(now_ms())
+    })
+    .await
+    .map_err(Into::into)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SendsInput {
+    pub(crate) run: String,
+    pub(crate) n: u32,
+    #[serde(default)]
+    pub(crate) delay_ms: u64,
+}
+
+/// Sends `n` one-way messages to `record` (after `delay_ms`), returns the children's ids.
+pub(crate) async fn sends(ctx: Context, input: SendsInput) -> Result<Vec<String>, HandlerError> {
+    let mut ids = Vec::new();
+    for i in 0..input.n {
+        let msg = Tagged {
+            run: input.run.clone(),
+            tag: i.to_string(),
+        };
+        let id = if input.delay_ms > 0 {
+            ctx.send_after(
+                std::time::Duration::from_millis(input.delay_ms),
+                "testbed",
+                "record",
+                &msg,
+            )?
+        } else {
+            ctx.send("testbed", "record", &msg)?
+        };
+        ids.push(id.to_string());
+    }
+    Ok(ids)
+}
+
+pub(crate) async fn square(_ctx: Context, n: u64) -> Result<u64, HandlerError> {
+    Ok(n * n)
+}
+
+/// Calls `square` for 0..n at once and sums the answers.
+pub(crate) async fn fan_out(ctx: Context, n: u64) -> Result<u64, HandlerError> {
+    let calls = (0..n)
+        .map(|i| ctx.call::<u64>("testbed", "square", &i))
+        .collect();
+    let mut sum = 0;
+    for r in ctx.all(calls).await {
+        sum += r?;
+    }
+    Ok(sum)
+}
+
+/// Calls `slow`, and the first time crashes once the child exists (before it finishes).
+pub(crate) async fn call_then_crash(ctx: Context, input: RunOnly) -> Result<u64, HandlerError> {
+    let answer = ctx.call::<u64>(
+        "testbed",
+        "slow",
+        &serde_json::json!({"run": input.run, "millis": 1500}),
+    );
+    let child = lambda_handler_sdk::child_id(&ctx, answer.index());
+    let (client, table) = dynamo();
+    let mut exists = false;
+    for _ in 0..200 {
+        let out = client
+            .get_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(format!("inv#{child}")))
+            .key("sk", AttributeValue::S("meta".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| HandlerError::retryable(format!("{e:?}")))?;
+        if out.item.is_some() {
+            exists = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    if exists && first_time(&input.run, "call-crash").await? {
+        eprintln!("test-services: crashing on purpose while a call is in flight");
+        std::process::exit(20);
+    }
+    Ok(answer.await?)
+}
+
+/// Calls a service nobody registered and reports the error it gets.
+pub(crate) async fn call_unknown(
+    ctx: Context,
+    _: serde_json::Value,
+) -> Result<serde_json::Value, HandlerError> {
+    match ctx
+        .call::<serde_json::Value>("nosuchservice", "anything", &())
+        .await
+    {
+        Ok(v) => Err(TerminalError::new(format!("expected an error, got {v}")).into()),
+        Err(e) => Ok(serde_json::json!({"code": e.code(), "message": e.message()})),
+    }
+}

@@ -1,0 +1,116 @@
+//! Steps: counting, divergence, terminal and retryable failures, racing attempts.
+
+use crate::effects::*;
+use lambda_handler_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+pub(crate) struct StepsInput {
+    pub(crate) run: String,
+    pub(crate) steps: u32,
+    /// Exit the process (as a crash would) right after this step, the first time only.
+    #[serde(default)]
+    pub(crate) crash_after: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct StepsOutput {
+    pub(crate) results: Vec<u32>,
+}
+
+pub(crate) async fn steps(ctx: Context, input: StepsInput) -> Result<StepsOutput, HandlerError> {
+    let mut results = Vec::new();
+    for i in 1..=input.steps {
+        let name = format!("step-{i}");
+        let value: u32 = ctx
+            .run(&name, || async {
+                count_effect(&input.run, &name).await?;
+                Ok(i * 10)
+            })
+            .await?;
+        results.push(value);
+        if input.crash_after == Some(i) && first_time(&input.run, "crash").await? {
+            eprintln!("test-services: crashing on purpose after {name}");
+            std::process::exit(17);
+        }
+    }
+    Ok(StepsOutput { results })
+}
+
+/// Takes another first step on its retry than on its first attempt: non-deterministic code.
+pub(crate) async fn diverge(ctx: Context, input: RunOnly) -> Result<(), HandlerError> {
+    let first = first_time(&input.run, "diverge").await?;
+    let name = if first { "original" } else { "changed" };
+    ctx.run(name, || async { Ok(1u8) }).await?;
+    if first {
+        // The step is journaled once the handler awaits anything after it.
+        tokio::task::yield_now().await;
+        std::process::exit(18);
+    }
+    Ok(())
+}
+
+/// Records one step, then fails terminally with 409.
+pub(crate) async fn reject(ctx: Context, input: RunOnly) -> Result<(), HandlerError> {
+    ctx.run("check-stock", || async {
+        count_effect(&input.run, "check-stock").await?;
+        Ok(0u32)
+    })
+    .await?;
+    Err(TerminalError::new("out of stock").with_code(409).into())
+}
+
+/// A step that fails twice with a retryable error, then succeeds.
+pub(crate) async fn flaky(ctx: Context, input: RunOnly) -> Result<u64, HandlerError> {
+    let n: u64 = ctx
+        .run("flaky", || async {
+            let n = count_effect(&input.run, "flaky").await?;
+            if n < 3 {
+                return Err(HandlerError::retryable(format!("transient failure #{n}")));
+            }
+            Ok(n)
+        })
+        .retry_policy(
+            RetryPolicy::exponential(std::time::Duration::from_millis(50), 2.0).max_attempts(5),
+        )
+        .await?;
+    Ok(n)
+}
+
+/// A step that always fails retryably, with at most two attempts.
+pub(crate) async fn hopeless(ctx: Context, input: RunOnly) -> Result<(), HandlerError> {
+    ctx.run("hopeless", || async {
+        count_effect(&input.run, "hopeless").await?;
+        Err::<(), _>(HandlerError::retryable("the bank is down"))
+    })
+    .retry_policy(
+        RetryPolicy::exponential(std::time::Duration::from_millis(20), 2.0).max_attempts(2),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sleeps in-process (not durably) while holding its step open: lets tests race attempts.
+pub(crate) async fn slow(ctx: Context, input: SlowInput) -> Result<u64, HandlerError> {
+    let n: u64 = ctx
+        .run("slow", || async {
+            let n = count_effect(&input.run, "slow").await?;
+            tokio::time::sleep(std::time::Duration::from_millis(input.millis)).await;
+            Ok(n)
+        })
+        .await?;
+    Ok(n)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SlowInput {
+    pub(crate) run: String,
+    pub(crate) millis: u64,
+}
+
+/// `slow`, then a second step built on its result: racing attempts meet at the first step's
+/// write (it is journaled before the second step runs).
+pub(crate) async fn slow_then_step(ctx: Context, input: SlowInput) -> Result<u64, HandlerError> {
+    let n = slow(ctx.clone(), input).await?;
+    Ok(ctx.run("times ten", || async move { Ok(n * 10) }).await?)
+}
