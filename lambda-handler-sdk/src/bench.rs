@@ -100,7 +100,7 @@ impl Promises for ReplayOnly {
 
 struct NoDispatch;
 
-impl crate::runtime::outbox::Dispatcher for NoDispatch {
+impl crate::runtime::ops::Dispatcher for NoDispatch {
     fn dispatch<'a>(&'a self, _: &'a InvocationId, _: u32) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Err("a full replay dispatches nothing".into()) })
     }

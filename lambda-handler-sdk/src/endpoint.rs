@@ -312,7 +312,7 @@ impl Endpoint {
         &self,
         req: InvokeRequest,
         sink: Arc<dyn HandlerStore>,
-        dispatcher: Arc<dyn crate::runtime::outbox::Dispatcher>,
+        dispatcher: Arc<dyn crate::runtime::ops::Dispatcher>,
         s3: aws_sdk_s3::Client,
         deadline_ms: u64,
     ) -> HandlerResponse {
@@ -325,7 +325,7 @@ impl Endpoint {
         &self,
         mut req: InvokeRequest,
         sink: Arc<dyn HandlerStore>,
-        dispatcher: Arc<dyn crate::runtime::outbox::Dispatcher>,
+        dispatcher: Arc<dyn crate::runtime::ops::Dispatcher>,
         payloads: PayloadStore,
         deadline_ms: u64,
     ) -> HandlerResponse {

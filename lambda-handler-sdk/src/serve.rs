@@ -47,7 +47,7 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
                     };
                     let span = tracing::info_span!("invocation", id = %req.invocation_id, attempt = req.attempt);
                     let deadline_ms = event.context.deadline;
-                    let dispatcher: Arc<dyn crate::runtime::outbox::Dispatcher> = Arc::new(crate::runtime::outbox::LambdaDispatcher {
+                    let dispatcher: Arc<dyn crate::runtime::ops::Dispatcher> = Arc::new(crate::runtime::ops::LambdaDispatcher {
                         client: lambda,
                         orchestrator: req.orchestrator.clone(),
                     });

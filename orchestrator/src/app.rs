@@ -3,7 +3,8 @@
 
 use crate::config::Config;
 use crate::driver::LambdaCall;
-use crate::error::{ApiError, OrchestratorError};
+use crate::error::OrchestratorError;
+use crate::http::ApiError;
 use crate::http::FunctionUrlRequest;
 use crate::services::Services;
 use durable_protocol::ControlEvent;

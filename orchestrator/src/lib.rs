@@ -5,7 +5,6 @@
 //! * [`control`]: control events (register, drive, wake, resume, dispatch, sweep).
 //! * [`driver`]: pushing invocations with their journal to handler Lambdas, retries, hand-offs,
 //!   suspension, and joining existing invocations.
-//! * [`replies`]: the typed bodies it answers with.
 //! * [`services`]: the clients and stores, built once per process.
 //! * [`timers`]: durable timers as EventBridge Scheduler one-time schedules.
 //! * [`config`], [`error`]: settings and errors.
@@ -16,6 +15,5 @@ pub mod control;
 pub mod driver;
 pub mod error;
 pub mod http;
-pub mod replies;
 pub mod services;
 pub mod timers;

@@ -2,10 +2,14 @@
 //! shared by journal entries and promises.
 
 use crate::error::StoreError;
-use crate::keys;
 use aws_sdk_dynamodb::types::AttributeValue;
 use durable_protocol::{StepResult, TerminalFailure};
 use std::collections::HashMap;
+
+/// The partition key attribute of the table.
+pub const PK: &str = "pk";
+/// The sort key attribute of the table.
+pub const SK: &str = "sk";
 
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
@@ -36,8 +40,8 @@ pub fn n(value: impl ToString) -> AttributeValue {
 
 pub fn corrupt(item: &Item, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
-        pk: get_s(item, keys::PK).unwrap_or("?").to_owned(),
-        sk: get_s(item, keys::SK).unwrap_or("?").to_owned(),
+        pk: get_s(item, PK).unwrap_or("?").to_owned(),
+        sk: get_s(item, SK).unwrap_or("?").to_owned(),
         reason: reason.into(),
     }
 }

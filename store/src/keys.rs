@@ -16,8 +16,7 @@ use crate::attrs::{get_s, s, Item};
 use durable_protocol::keyed::ObjectRef;
 use durable_protocol::{InvocationId, ServiceName};
 
-pub const PK: &str = "pk";
-pub const SK: &str = "sk";
+pub use crate::attrs::{PK, SK};
 /// The sort key of an invocation's metadata item.
 pub const META_SK: &str = "meta";
 /// The sort key prefix of journal entries.

@@ -11,7 +11,7 @@ use crate::context::timers::DurableFuture;
 use crate::context::{CallContext, Context, DurableContext, Sealed};
 use crate::error::TerminalError;
 use crate::runtime::attempt::{Abort, BoxFuture, Invocation};
-use crate::runtime::journal::mismatch;
+use crate::runtime::divergence::mismatch;
 use crate::runtime::keyed::Keyed;
 use durable_protocol::keyed::{check_name, ObjectRef, PromiseCompletion, Waiter, MAX_VALUE_BYTES};
 use durable_protocol::{EntryKind, ObjectKey, StepResult, TerminalFailure};

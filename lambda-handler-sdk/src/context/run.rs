@@ -4,7 +4,7 @@ use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError, TerminalError};
 use crate::retry::RetryPolicy;
 use crate::runtime::attempt::{Abort, BoxFuture, Invocation};
-use crate::runtime::journal::mismatch;
+use crate::runtime::divergence::mismatch;
 use durable_protocol::{EntryKind, JournalEntry, StepResult, TerminalFailure};
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -74,9 +74,9 @@ pub(crate) struct Invocation {
     /// Signals waiters that `completions` changed.
     completed: Notify,
     /// Calls and sends waiting to be recorded and dispatched, in program order.
-    outbox: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::runtime::outbox::Op>>>,
+    outbox: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::runtime::ops::Op>>>,
     /// Starts children and resumes waiters.
-    pub(crate) dispatcher: std::sync::OnceLock<Arc<dyn crate::runtime::outbox::Dispatcher>>,
+    pub(crate) dispatcher: std::sync::OnceLock<Arc<dyn crate::runtime::ops::Dispatcher>>,
     /// The object or workflow of a keyed handler, and its state as this attempt sees it.
     pub(crate) keyed: std::sync::OnceLock<crate::runtime::keyed::Keyed>,
     /// The entry of the last new step, not written yet: it is written as soon as the handler
@@ -193,7 +193,7 @@ impl Invocation {
     /// Connects the outbox worker.
     pub(crate) fn set_outbox(
         &self,
-        tx: tokio::sync::mpsc::UnboundedSender<crate::runtime::outbox::Op>,
+        tx: tokio::sync::mpsc::UnboundedSender<crate::runtime::ops::Op>,
     ) {
         *self.outbox.lock().expect("outbox poisoned") = Some(tx);
     }
@@ -213,7 +213,7 @@ impl Invocation {
             .expect("outbox poisoned")
             .as_ref()
             .map(|tx| {
-                tx.send(crate::runtime::outbox::Op::Record { index, kind, done })
+                tx.send(crate::runtime::ops::Op::Record { index, kind, done })
                     .is_ok()
             })
             .unwrap_or(false);
@@ -237,7 +237,7 @@ impl Invocation {
             .lock()
             .expect("outbox poisoned")
             .as_ref()
-            .map(|tx| tx.send(crate::runtime::outbox::Op::Flush(done)).is_ok())
+            .map(|tx| tx.send(crate::runtime::ops::Op::Flush(done)).is_ok())
             .unwrap_or(false);
         if sent {
             let _ = rx.await;
@@ -445,7 +445,7 @@ impl Invocation {
                 })
             }
             Ok(Appended::AlreadyRecorded(recorded)) => Err(Abort::Fatal(
-                crate::runtime::journal::mismatch(entry.index, &recorded.kind, &entry.kind),
+                crate::runtime::divergence::mismatch(entry.index, &recorded.kind, &entry.kind),
             )),
             Err(e) => Err(Abort::Retry {
                 message: format!(

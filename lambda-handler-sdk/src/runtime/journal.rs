@@ -4,26 +4,11 @@
 
 use crate::error::TerminalError;
 use crate::runtime::attempt::{Abort, Invocation};
+use crate::runtime::divergence::mismatch;
 use durable_protocol::{EntryKind, JournalEntry, StepResult, TerminalFailure};
 use durable_store::Appended;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-
-/// The failure for replayed code that asks for `asked` where the journal recorded `recorded`.
-pub(crate) fn mismatch(index: u32, recorded: &EntryKind, asked: &EntryKind) -> TerminalFailure {
-    TerminalFailure::new(
-        TerminalFailure::NON_DETERMINISM,
-        format!(
-            "non-deterministic replay at journal entry {index}: the journal recorded {} {:?}, \
-             the code now asks for {} {:?}; handler code must take the same steps in the \
-             same order on every replay",
-            recorded.label(),
-            recorded.name(),
-            asked.label(),
-            asked.name()
-        ),
-    )
-}
 
 fn decode<T: DeserializeOwned>(
     index: u32,

@@ -4,12 +4,16 @@
 //! * [`attempt`]: the state of one attempt (replay cursor, completions, suspension tracking,
 //!   the signal that ends it early).
 //! * [`journal`]: recording entries, waiting for completions, divergence failures.
-//! * [`outbox`]: calls, sends and state changes recorded in program order and dispatched.
+//! * [`divergence`]: the failure of a replay that diverged from the journal.
+//! * [`ops`]: what the outbox carries, and the dispatcher that starts children.
+//! * [`outbox`]: the worker that records ops in program order and dispatches them.
 //! * [`idle`]: whether the handler future is parked (the suspension watcher's input).
 //! * [`keyed`]: a keyed attempt's object and state view.
 
 pub(crate) mod attempt;
+pub(crate) mod divergence;
 pub(crate) mod idle;
 pub(crate) mod journal;
 pub(crate) mod keyed;
+pub(crate) mod ops;
 pub(crate) mod outbox;

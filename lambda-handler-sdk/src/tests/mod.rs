@@ -65,7 +65,7 @@ struct MemoryDispatcher {
     resumed: Mutex<Vec<u32>>,
 }
 
-impl crate::runtime::outbox::Dispatcher for MemoryDispatcher {
+impl crate::runtime::ops::Dispatcher for MemoryDispatcher {
     fn dispatch<'a>(
         &'a self,
         _parent: &'a InvocationId,

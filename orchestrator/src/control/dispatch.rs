@@ -1,8 +1,8 @@
 //! `dispatch`: creating (once) and starting the child of a recorded call or send.
 
+use crate::control::reports as replies;
 use crate::driver::{LambdaCall, Push, Wait, LEASE_MARGIN};
 use crate::error::OrchestratorError;
-use crate::replies;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::{

@@ -1,9 +1,9 @@
 //! `drive`, `wake` and `resume`: continuing an invocation that was handed off, whose timer is
 //! due, or whose awaited entry completed.
 
+use crate::control::reports as replies;
 use crate::driver::{LambdaCall, Push, Wait, ANSWER_MARGIN, LEASE_MARGIN};
 use crate::error::OrchestratorError;
-use crate::replies;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::{ControlEvent, EntryKind, InvocationId, StepResult};

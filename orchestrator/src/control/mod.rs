@@ -4,10 +4,12 @@
 //! * [`drive`]: `drive`, `wake` and `resume`.
 //! * [`dispatch`]: starting the children of calls and sends.
 //! * [`sweep`]: re-driving invocations whose driver is gone.
+//! * [`reports`]: the typed answers of control events.
 
 pub mod dispatch;
 pub mod drive;
 pub mod register;
+pub mod reports;
 pub mod sweep;
 
 use crate::driver::LambdaCall;

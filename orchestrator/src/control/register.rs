@@ -1,8 +1,8 @@
 //! `register`: asking a handler Lambda what it serves and pinning its services to the version
 //! that answered.
 
+use crate::control::reports as replies;
 use crate::error::OrchestratorError;
-use crate::replies;
 use crate::services::Services;
 use aws_sdk_lambda::primitives::Blob;
 use durable_protocol::{

@@ -1,9 +1,9 @@
 //! The sweep: re-drives running invocations whose driver is gone, found through the minutes'
 //! partitions of dated invocations and the `leases` index.
 
+use crate::control::reports as replies;
 use crate::driver::LambdaCall;
 use crate::error::OrchestratorError;
-use crate::replies;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::{ControlEvent, InvocationId, MinuteRange};

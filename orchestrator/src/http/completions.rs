@@ -2,9 +2,10 @@
 //! telling the invocations that wait for them.
 
 use crate::driver::LambdaCall;
-use crate::error::{ApiError, OrchestratorError};
+use crate::error::OrchestratorError;
+use crate::http::replies;
+use crate::http::ApiError;
 use crate::http::FunctionUrlResponse;
-use crate::replies;
 use crate::services::Services;
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::{AwakeableId, ControlEvent, ObjectKey, ServiceName, StepResult};

@@ -1,7 +1,7 @@
 //! The HTTP surface: which route a request takes, and validation of everything the caller sent.
 //! Nothing here does I/O, so every bad request is refused before anything is written.
 
-use crate::error::ApiError;
+use crate::http::ApiError;
 use crate::http::FunctionUrlRequest;
 use durable_protocol::{
     AwakeableId, HandlerKind, HandlerName, IdempotencyKey, InvocationId, ObjectKey, ServiceKind,

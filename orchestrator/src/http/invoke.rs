@@ -2,11 +2,12 @@
 //! (`output`, `attach`, and a workflow's by its key).
 
 use crate::driver::{Driven, LambdaCall, Push, Wait, LEASE_MARGIN};
-use crate::error::{ApiError, OrchestratorError};
+use crate::error::OrchestratorError;
 use crate::http::ingress::resolve_target;
+use crate::http::replies;
+use crate::http::replies::join;
+use crate::http::ApiError;
 use crate::http::FunctionUrlResponse;
-use crate::replies;
-use crate::replies::join;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::{

@@ -4,12 +4,17 @@
 //! * [`ingress`]: routing and validation (no I/O).
 //! * [`invoke`]: invocations, and reads of their results.
 //! * [`completions`]: awakeables and workflow promises completed from outside.
+//! * [`replies`]: the typed bodies, and the answer for where an invocation got to.
+//! * [`api_error`]: errors answered to callers.
 
+pub mod api_error;
 pub mod completions;
 pub mod function_url;
 pub mod ingress;
 pub mod invoke;
+pub mod replies;
 
+pub use api_error::{ApiError, ErrorBody};
 pub use function_url::{FunctionUrlRequest, FunctionUrlResponse};
 
 use crate::driver::LambdaCall;

@@ -1,0 +1,84 @@
+//! What the outbox carries (one op per call, send or state change) and who starts children:
+//! the orchestrator, through `dispatch` and `resume` control events.
+
+use durable_protocol::{ControlEvent, EntryKind, InvocationId};
+use durable_store::traits::BoxFuture;
+use tokio::sync::oneshot;
+
+/// Starts child invocations: the orchestrator in production, a recorder in unit tests.
+pub(crate) trait Dispatcher: Send + Sync {
+    fn dispatch<'a>(
+        &'a self,
+        parent: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Tells the orchestrator that entry `index` of `invocation` was completed (e.g. a promise
+    /// it waits on was resolved here), so that it resumes it if it is suspended.
+    fn resume<'a>(
+        &'a self,
+        invocation: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+impl LambdaDispatcher {
+    async fn event(&self, event: ControlEvent) -> Result<(), String> {
+        let function = self
+            .orchestrator
+            .as_deref()
+            .ok_or("the push named no orchestrator to send events to")?;
+        self.client
+            .invoke()
+            .function_name(function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(
+                serde_json::to_vec(&event).expect("control events serialize"),
+            ))
+            .send()
+            .await
+            .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())?;
+        Ok(())
+    }
+}
+
+/// Sends `dispatch` and `resume` control events to the orchestrator function.
+pub(crate) struct LambdaDispatcher {
+    pub(crate) client: aws_sdk_lambda::Client,
+    pub(crate) orchestrator: Option<String>,
+}
+
+impl Dispatcher for LambdaDispatcher {
+    fn dispatch<'a>(
+        &'a self,
+        parent: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.event(ControlEvent::Dispatch {
+            invocation_id: parent.clone(),
+            entry: index,
+        }))
+    }
+
+    fn resume<'a>(
+        &'a self,
+        invocation: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.event(ControlEvent::Resume {
+            invocation_id: invocation.clone(),
+            entry: index,
+        }))
+    }
+}
+
+/// One call or send to record (in order) and dispatch.
+pub(crate) enum Op {
+    Record {
+        index: u32,
+        kind: EntryKind,
+        done: oneshot::Sender<()>,
+    },
+    /// Answered once every op before it is done.
+    Flush(oneshot::Sender<()>),
+}

@@ -1,0 +1,70 @@
+//! What control events answer: a typed report of what each did.
+
+use crate::error::OrchestratorError;
+use durable_protocol::{HandlerName, InvocationId, ServiceName};
+use serde::Serialize;
+
+/// What a control event did to one invocation.
+#[derive(Debug, Serialize)]
+pub struct InvocationReport<'a> {
+    pub invocation_id: &'a InvocationId,
+    pub status: &'a str,
+}
+
+/// What a `dispatch` did: the child's state, or why there is none.
+#[derive(Debug, Serialize)]
+pub struct DispatchReport<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<&'a InvocationId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
+}
+
+/// What a sweep did: the invocations it re-drove, and what each part looked at.
+#[derive(Debug, Serialize)]
+pub struct SweepReport {
+    pub redriven: Vec<InvocationId>,
+    pub minutes: MinutesReport,
+    pub leases: LeasesReport,
+}
+
+/// The minutes part of a sweep.
+#[derive(Debug, Serialize)]
+pub struct MinutesReport {
+    pub from: u32,
+    pub to: u32,
+    /// The last minute it finished looking at (`None`: out of time before the first).
+    pub swept_until: Option<u32>,
+    pub looked_at: usize,
+    pub promoted: usize,
+}
+
+/// The `leases` index part of a sweep.
+#[derive(Debug, Serialize)]
+pub struct LeasesReport {
+    pub looked_at: usize,
+    pub swept_until: u64,
+}
+
+/// What `register` recorded.
+#[derive(Debug, Serialize)]
+pub struct Registered {
+    pub registered: Vec<RegisteredService>,
+}
+
+/// One service pinned to a handler version.
+#[derive(Debug, Serialize)]
+pub struct RegisteredService {
+    pub service: ServiceName,
+    pub function_arn: String,
+    pub handlers: Vec<HandlerName>,
+}
+
+/// A control event's report as JSON.
+pub fn report(report: &impl Serialize) -> Result<serde_json::Value, OrchestratorError> {
+    serde_json::to_value(report).map_err(|e| OrchestratorError::Protocol(e.to_string()))
+}
