@@ -17,8 +17,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== unit tests" >&2
-cargo test --workspace --exclude localstack-tests
-cargo test -p localstack-tests --lib --bins
+cargo test --workspace --exclude durable-local
+cargo test -p durable-local --lib --bins
 
 echo "== CDK app (infra-cdk)" >&2
 scripts/test-cdk.sh
@@ -28,4 +28,4 @@ scripts/local-aws.sh up
 scripts/deploy-local.sh
 
 echo "== end-to-end tests against LocalStack" >&2
-cargo test -p localstack-tests --test '*'
+cargo test -p durable-local --test '*'

@@ -13,10 +13,10 @@ mod proxy;
 
 use clap::Parser;
 use cost::Usage;
+use durable_local::client::OrchestratorClient;
+use durable_local::deploy::clients::Clients;
+use durable_local::deploy::{self, Deployment, HandlerFunction};
 use durable_protocol::{AwakeableId, HandlerName, IdempotencyKey, InvocationId, ServiceName};
-use localstack_tests::aws::Clients;
-use localstack_tests::client::OrchestratorClient;
-use localstack_tests::deploy::{self, Deployment, HandlerFunction};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,6 +30,9 @@ struct CountingAlloc;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
 
+// The one unsafe code in the workspace: a global allocator must implement an unsafe trait; it only
+// counts and forwards to the system allocator.
+#[allow(unsafe_code)]
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
@@ -81,7 +84,7 @@ async fn main() -> Result<(), Error> {
          with each other, not with AWS. Counts are exact and carry over to AWS.\n",
         args.runs,
         today(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         machine()
     )?;
     let results = if args.replay_only {
@@ -105,8 +108,7 @@ fn today() -> String {
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|| "today".into())
+        .map_or_else(|| "today".into(), |s| s.trim().to_owned())
 }
 
 fn machine() -> String {
@@ -233,7 +235,7 @@ fn cpu_ms(function: &str) -> f64 {
         }
         if let Ok(stat) = std::fs::read_to_string(path.join("stat")) {
             // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
-            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
             let fields: Vec<&str> = rest.split_whitespace().collect();
             let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
             let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
@@ -392,7 +394,7 @@ struct Measured {
 }
 
 fn latencies(mut samples: Vec<f64>) -> (f64, f64) {
-    samples.sort_by(|a, b| a.total_cmp(b));
+    samples.sort_by(f64::total_cmp);
     (percentile(&samples, 50.0), percentile(&samples, 99.0))
 }
 
@@ -473,7 +475,7 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.proxy_port));
     proxy::serve(
         listen,
-        localstack_tests::aws::endpoint()
+        durable_local::deploy::clients::endpoint()
             .trim_end_matches('/')
             .to_owned(),
         counter.clone(),
@@ -500,14 +502,13 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
         &clients,
         PREFIX,
         &args.bin_dir,
-        &localstack_tests::deploy::Deployment::default_path()
-            .with_file_name("bench-deployment.json"),
+        &durable_local::deploy::Deployment::default_path().with_file_name("bench-deployment.json"),
         &functions,
         &extra_env,
         ORCHESTRATOR_TIMEOUT_SECS,
     )
     .await?;
-    let zip = localstack_tests::package::package(&args.bin_dir.join("bench-plain"))?;
+    let zip = durable_local::deploy::package::package(&args.bin_dir.join("bench-plain"))?;
     deploy::upsert_function(
         &clients,
         &format!("{PREFIX}-plain"),
@@ -731,9 +732,7 @@ fn write_scenario(
         let (ms, cpu) = plain.map_or((1.0, 0.0), |p| (p.ms, p.cpu_ms));
         cost::step_functions(t, tasks, ms, cpu)
     });
-    let sfn = sfn_cost
-        .map(money)
-        .unwrap_or_else(|| "n/a (256 KB payload limit)".into());
+    let sfn = sfn_cost.map_or_else(|| "n/a (256 KB payload limit)".into(), money);
     writeln!(
         summary,
         "| {} | {:.1} ms | {:.1} ms | {} | {:.2} + {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.2} | {:.1} ms | {} | {} |",
@@ -886,7 +885,7 @@ async fn replay_bench(report: &mut String) -> Result<f64, Error> {
             );
             times.push(t.as_secs_f64() * 1000.0);
         }
-        times.sort_by(|a, b| a.total_cmp(b));
+        times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         last_median = median;
         writeln!(

@@ -142,8 +142,7 @@ async fn forward(
         "{upstream}{}",
         req.uri()
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
+            .map_or("/", hyper::http::uri::PathAndQuery::as_str)
     );
     let method = req.method().clone();
     let mut headers = req.headers().clone();

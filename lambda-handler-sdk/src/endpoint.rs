@@ -245,8 +245,7 @@ impl Default for Endpoint {
         let in_process_wait = std::env::var("DURABLE_IN_PROCESS_WAIT_MS")
             .ok()
             .and_then(|v| v.trim().parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(Self::DEFAULT_IN_PROCESS_WAIT);
+            .map_or(Self::DEFAULT_IN_PROCESS_WAIT, Duration::from_millis);
         Self {
             services: BTreeMap::new(),
             in_process_wait,
@@ -451,7 +450,7 @@ impl Endpoint {
                 let message = match join_error.try_into_panic() {
                     Ok(panic) => panic
                         .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
+                        .map(std::string::ToString::to_string)
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "unknown panic payload".into()),
                     Err(e) => e.to_string(),

@@ -27,7 +27,7 @@ impl OrchestratorClient {
     pub fn new(url: &str) -> Result<Self> {
         let base = reqwest::Url::parse(url)
             .map_err(|e| ToolError::Message(format!("bad Function URL {url}: {e}")))?;
-        let gateway: SocketAddr = crate::aws::endpoint()
+        let gateway: SocketAddr = crate::deploy::clients::endpoint()
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .parse()

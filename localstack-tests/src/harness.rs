@@ -1,8 +1,8 @@
 //! What the end-to-end tests share: the deployed environment, and helpers to call it and look
 //! inside it.
 
-use crate::aws::Clients;
 use crate::client::{Answer, OrchestratorClient};
+use crate::deploy::clients::Clients;
 use crate::deploy::Deployment;
 use crate::inspect;
 use aws_sdk_dynamodb::types::AttributeValue;

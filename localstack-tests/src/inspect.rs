@@ -1,7 +1,7 @@
 //! Reading what the engine stored: an invocation's metadata and journal, and the test Lambda's
 //! side-effect counters.
 
-use crate::aws::Clients;
+use crate::deploy::clients::Clients;
 use crate::{Result, ToolError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use durable_protocol::{InvocationId, JournalEntry};
@@ -39,7 +39,7 @@ pub async fn invocation(clients: &Clients, table: &str, id: &str) -> Result<Stor
             .map(String::as_str)
         {
             Some(sk) if sk.starts_with(keys::JOURNAL_SK_PREFIX) => {
-                journal.push(entry_from_item(item).map_err(|e| ToolError::Message(e.to_string()))?)
+                journal.push(entry_from_item(item).map_err(|e| ToolError::Message(e.to_string()))?);
             }
             _ => {}
         }

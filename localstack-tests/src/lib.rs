@@ -1,13 +1,17 @@
-//! Local AWS tooling shared by the `durable-local` CLI and the end-to-end tests: AWS clients for
-//! the local environment, packaging of Lambda binaries, an idempotent deploy into LocalStack,
-//! an HTTP client for the orchestrator's Function URL and journal inspection.
+//! The local environment's tooling, three jobs in one crate:
+//!
+//! * the `durable-local` CLI (`src/bin/durable-local.rs`): deploy, invoke, inspect, demo;
+//! * [`deploy`]: AWS clients for the local environment, packaging of Lambda binaries and an
+//!   idempotent deploy into LocalStack (used by the CLI, the tests and the benchmark);
+//! * [`harness`]: the end-to-end test environment (`Env`) the tests in `tests/` run on.
+//!
+//! Both the CLI and the harness reach the orchestrator through [`client`] (its Function URL)
+//! and read what it stored through [`inspect`].
 
-pub mod aws;
 pub mod client;
 pub mod deploy;
 pub mod harness;
 pub mod inspect;
-pub mod package;
 
 /// Errors of the local tooling, with what to do about them where that is known.
 #[derive(Debug, thiserror::Error)]

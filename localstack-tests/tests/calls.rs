@@ -2,8 +2,8 @@
 //! environment: calls, one-way sends, delayed sends, error propagation, exactly-once children
 //! under crashes, and fan-out. Run through `scripts/test.sh`.
 
-use localstack_tests::harness::{run_id, Env};
-use localstack_tests::inspect::{self, lambda_invocations};
+use durable_local::harness::{run_id, Env};
+use durable_local::inspect::{self, lambda_invocations};
 use serde_json::json;
 use std::time::{Duration, Instant};
 

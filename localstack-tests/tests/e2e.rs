@@ -3,6 +3,8 @@
 //! `scripts/test.sh`, which brings the environment up and deploys first.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use durable_local::harness::{run_id, Env};
+use durable_local::inspect::{self, lambda_invocations};
 use durable_protocol::{
     EntryKind, HandlerName, HandlerRequest, IdempotencyKey, InvocationId, InvokeRequest,
     JournalEntry, ServiceName, StepResult, TerminalFailure,
@@ -10,8 +12,6 @@ use durable_protocol::{
 use durable_store::invocations::{Created, InvocationStore, NewInvocation, Outcome};
 use durable_store::Appended;
 use durable_store::JournalStore;
-use localstack_tests::harness::{run_id, Env};
-use localstack_tests::inspect::{self, lambda_invocations};
 use serde_json::json;
 use std::time::Duration;
 
@@ -648,10 +648,10 @@ async fn concurrent_appends_of_one_index_have_one_winner() {
     assert_eq!(stored.len(), 1);
     match (a, b) {
         (Appended::Written, Appended::AlreadyRecorded(r)) => {
-            assert_eq!((r.clone(), stored[0].clone()), (e1.clone(), e1))
+            assert_eq!((r.clone(), stored[0].clone()), (e1.clone(), e1));
         }
         (Appended::AlreadyRecorded(r), Appended::Written) => {
-            assert_eq!((r.clone(), stored[0].clone()), (e2.clone(), e2))
+            assert_eq!((r.clone(), stored[0].clone()), (e2.clone(), e2));
         }
         other => panic!("expected one winner: {other:?}"),
     }

@@ -4,9 +4,9 @@
 //! answer with the value their durable promise was resolved with. Run through `scripts/test.sh`.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use durable_local::client::Answer;
+use durable_local::harness::{run_id, Env};
 use futures::future::join_all;
-use localstack_tests::client::Answer;
-use localstack_tests::harness::{run_id, Env};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -488,7 +488,7 @@ async fn the_signup_example_waits_for_the_link() {
     let id = started.invocation_id.unwrap();
     wait_for_status(&env, &id, "suspended", Duration::from_secs(30)).await;
     // The secret is recorded in the run's journal (the e-mail would carry it).
-    let stored = localstack_tests::inspect::invocation(&env.clients, &env.deployment.table, &id)
+    let stored = durable_local::inspect::invocation(&env.clients, &env.deployment.table, &id)
         .await
         .unwrap();
     let secret = stored

@@ -3,8 +3,8 @@
 //! small, the maximum is enforced, and replay reads an S3-referenced step instead of re-running
 //! it. Run through `scripts/test.sh` (the local deploy sets a 12 MiB maximum).
 
-use localstack_tests::harness::{run_id, Env};
-use localstack_tests::inspect::{self, effect_count, lambda_invocations};
+use durable_local::harness::{run_id, Env};
+use durable_local::inspect::{self, effect_count, lambda_invocations};
 use serde_json::json;
 
 /// The same generator as the test Lambda's.

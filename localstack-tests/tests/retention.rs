@@ -4,6 +4,8 @@
 //! environment (`scripts/test.sh` deploys first).
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use durable_local::harness::{run_id, Env};
+use durable_local::inspect;
 use durable_protocol::clock::now_millis;
 use durable_protocol::{
     EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult,
@@ -13,8 +15,6 @@ use durable_store::keys;
 use durable_store::Appended;
 use durable_store::JournalStore;
 use durable_store::Writer;
-use localstack_tests::harness::{run_id, Env};
-use localstack_tests::inspect;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! combinators, attach and one-way sends. Run through `scripts/test.sh`.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use durable_local::harness::{run_id, Env};
+use durable_local::inspect::{self, lambda_invocations};
 use durable_protocol::{
     EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult,
 };
@@ -10,8 +12,6 @@ use durable_store::invocations::{Created, InvocationStore, NewInvocation, Status
 use durable_store::Appended;
 use durable_store::Completed;
 use durable_store::JournalStore;
-use localstack_tests::harness::{run_id, Env};
-use localstack_tests::inspect::{self, lambda_invocations};
 use serde_json::json;
 use std::time::{Duration, Instant};
 

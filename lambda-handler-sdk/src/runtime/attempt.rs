@@ -212,11 +212,10 @@ impl Invocation {
             .lock()
             .expect("outbox poisoned")
             .as_ref()
-            .map(|tx| {
+            .is_some_and(|tx| {
                 tx.send(crate::runtime::ops::Op::Record { index, kind, done })
                     .is_ok()
-            })
-            .unwrap_or(false);
+            });
         if !sent {
             self.op_done();
         }
@@ -237,8 +236,7 @@ impl Invocation {
             .lock()
             .expect("outbox poisoned")
             .as_ref()
-            .map(|tx| tx.send(crate::runtime::ops::Op::Flush(done)).is_ok())
-            .unwrap_or(false);
+            .is_some_and(|tx| tx.send(crate::runtime::ops::Op::Flush(done)).is_ok());
         if sent {
             let _ = rx.await;
         }

@@ -1,5 +1,5 @@
 //! Unit tests of replay and journaling logic against the store's in-memory journal, one module
-//! per feature. The end-to-end behaviour against DynamoDB is covered by `localstack-tests`.
+//! per feature. The end-to-end behaviour against DynamoDB is covered by the end-to-end tests in `localstack-tests/tests`.
 
 mod calls;
 mod deferred_steps;

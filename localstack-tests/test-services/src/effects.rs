@@ -48,7 +48,7 @@ pub(crate) async fn first_time(run: &str, marker: &str) -> Result<bool, HandlerE
         Ok(_) => Ok(true),
         Err(e)
             if e.as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                .is_some_and(aws_sdk_dynamodb::operation::put_item::PutItemError::is_conditional_check_failed_exception) =>
         {
             Ok(false)
         }
@@ -67,8 +67,7 @@ pub(crate) struct RunOnly {
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Stores a value under `test#<run>` / `<sk>` for the test to read.

@@ -201,7 +201,10 @@ impl Services {
         outcome: &Outcome,
         tail: Option<&JournalEntry>,
     ) -> Result<Option<bool>, OrchestratorError> {
-        if !inv.handler_kind.is_some_and(|k| k.writes_state()) {
+        if !inv
+            .handler_kind
+            .is_some_and(durable_protocol::HandlerKind::writes_state)
+        {
             return Ok(self
                 .invocations
                 .finish(inv, outcome, tail, self.config.retention)

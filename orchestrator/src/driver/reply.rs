@@ -60,9 +60,10 @@ fn classify_lambda_error(function_error: &str, payload: &[u8]) -> Reply {
         #[serde(rename = "errorMessage", default)]
         error_message: String,
     }
-    let detail = serde_json::from_slice::<LambdaErrorBody>(payload)
-        .map(|b| format!("{}: {}", b.error_type, b.error_message))
-        .unwrap_or_else(|_| String::from_utf8_lossy(payload).chars().take(500).collect());
+    let detail = serde_json::from_slice::<LambdaErrorBody>(payload).map_or_else(
+        |_| String::from_utf8_lossy(payload).chars().take(500).collect(),
+        |b| format!("{}: {}", b.error_type, b.error_message),
+    );
     Reply::Retry {
         message: format!("the handler Lambda failed ({function_error}): {detail}"),
         step: None,

@@ -129,7 +129,7 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
             };
             Ok(Route::Invoke {
                 service,
-                rest: rest.iter().map(|s| s.to_string()).collect(),
+                rest: rest.iter().map(std::string::ToString::to_string).collect(),
                 input,
                 idempotency_key,
             })
@@ -470,7 +470,11 @@ mod tests {
     #[test]
     fn targets_resolve_by_service_kind() {
         let svc = ServiceName::new("counter").unwrap();
-        let rest = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let rest = |r: &[&str]| {
+            r.iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>()
+        };
         let kinds = |h: &HandlerName| match h.as_str() {
             "add" => Some(HandlerKind::Exclusive),
             "get" => Some(HandlerKind::Shared),

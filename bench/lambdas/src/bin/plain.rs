@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             let n = event
                 .payload
                 .get("steps")
-                .and_then(|s| s.as_u64())
+                .and_then(serde_json::Value::as_u64)
                 .unwrap_or(1) as u32;
             let mut acc = 0u64;
             for i in 0..n {

@@ -1,10 +1,10 @@
 //! `durable-local`: deploy the engine into the local AWS environment, call it, look inside.
 
 use clap::{Parser, Subcommand};
-use localstack_tests::aws::Clients;
-use localstack_tests::client::OrchestratorClient;
-use localstack_tests::deploy::{deploy, repo_root, Deployment};
-use localstack_tests::inspect::{self, show};
+use durable_local::client::OrchestratorClient;
+use durable_local::deploy::clients::Clients;
+use durable_local::deploy::{deploy, repo_root, Deployment};
+use durable_local::inspect::{self, show};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -87,14 +87,17 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
+async fn run(cli: Cli) -> durable_local::Result<ExitCode> {
     let path = cli.deployment.unwrap_or_else(Deployment::default_path);
     let clients = Clients::local().await;
     match cli.command {
         Command::Deploy { prefix, bin_dir } => {
             let bin_dir = bin_dir.unwrap_or_else(|| repo_root().join("target/debug"));
             let d = deploy(&clients, &prefix, &bin_dir, &path).await?;
-            println!("deployed into {}:", localstack_tests::aws::endpoint());
+            println!(
+                "deployed into {}:",
+                durable_local::deploy::clients::endpoint()
+            );
             println!("  table         {}", d.table);
             println!("  bucket        {}", d.bucket);
             println!(
@@ -114,7 +117,7 @@ async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
             idempotency_key,
         } => {
             let input: serde_json::Value = serde_json::from_str(&input).map_err(|e| {
-                localstack_tests::ToolError::Message(format!("the input is not JSON: {e}"))
+                durable_local::ToolError::Message(format!("the input is not JSON: {e}"))
             })?;
             print_answer(
                 &orchestrator(&path)?
@@ -172,7 +175,7 @@ async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
             function_arn,
         } => {
             let answer =
-                localstack_tests::deploy::register(&clients, &orchestrator, &function_arn).await?;
+                durable_local::deploy::register(&clients, &orchestrator, &function_arn).await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&answer).unwrap_or_default()
@@ -214,11 +217,11 @@ async fn run(cli: Cli) -> localstack_tests::Result<ExitCode> {
 }
 
 /// A client of the recorded deployment's orchestrator.
-fn orchestrator(deployment: &std::path::Path) -> localstack_tests::Result<OrchestratorClient> {
+fn orchestrator(deployment: &std::path::Path) -> durable_local::Result<OrchestratorClient> {
     OrchestratorClient::new(&Deployment::load(deployment)?.orchestrator_url)
 }
 
-fn print_answer(answer: &localstack_tests::client::Answer) -> localstack_tests::Result<ExitCode> {
+fn print_answer(answer: &durable_local::client::Answer) -> durable_local::Result<ExitCode> {
     println!(
         "HTTP {} (invocation {})",
         answer.status,
@@ -244,7 +247,7 @@ async fn print_invocation(
     clients: &Clients,
     d: &Deployment,
     id: &str,
-) -> localstack_tests::Result<()> {
+) -> durable_local::Result<()> {
     let stored = inspect::invocation(clients, &d.table, id).await?;
     println!("invocation {id}");
     if let Some(meta) = &stored.meta {
@@ -281,7 +284,7 @@ async fn print_invocation(
             durable_protocol::EntryKind::Awakeable { .. } => {
                 let awk = durable_protocol::AwakeableId {
                     invocation: durable_protocol::InvocationId::parse(id)
-                        .map_err(|e| localstack_tests::ToolError::Message(e.to_string()))?,
+                        .map_err(|e| durable_local::ToolError::Message(e.to_string()))?,
                     index: entry.index,
                 };
                 format!("awakeable {awk}")

@@ -2,8 +2,11 @@
 //! (TTL on), the payload bucket, the orchestrator (with a Function URL), the handler Lambdas
 //! (a published version behind the alias `live`) and their registration with the orchestrator.
 
-use crate::aws::Clients;
-use crate::package::package;
+pub mod clients;
+pub mod package;
+
+use crate::deploy::clients::Clients;
+use crate::deploy::package::package;
 use crate::{Result, ToolError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -101,8 +104,7 @@ impl Deployment {
     /// Where deployments are recorded: `$LOCAL_AWS_DIR/deployment.json` or `.local-aws/` in the repo.
     pub fn default_path() -> PathBuf {
         let dir = std::env::var_os("LOCAL_AWS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join(".local-aws"));
+            .map_or_else(|| repo_root().join(".local-aws"), PathBuf::from);
         dir.join("deployment.json")
     }
 
