@@ -5,7 +5,7 @@ use crate::context::keyed::{
 };
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
-use crate::runtime::attempt::{Abort, BoxFuture, HandlerStore, Invocation, Limits};
+use crate::runtime::attempt::{Abort, Attempt, BoxFuture, HandlerStore, Limits};
 use durable_protocol::{
     DiscoveryResponse, HandlerDescriptor, HandlerKind, HandlerName, HandlerResponse, InvokeRequest,
     ServiceDescriptor, ServiceKind, ServiceName, TerminalFailure, PROTOCOL_VERSION,
@@ -361,7 +361,7 @@ impl Endpoint {
             Ok(input) => req.input = input,
             Err(e) => return retry(format!("could not read the input: {e}")),
         }
-        let inv = Arc::new(Invocation::new(
+        let inv = Arc::new(Attempt::new(
             req.invocation_id,
             durable_store::Writer {
                 epoch: req.epoch,
@@ -404,8 +404,8 @@ impl Endpoint {
         };
         let tracked = crate::runtime::idle::Tracked::new(
             handler(ctx, req.input),
-            inv.idleness.clone(),
-            inv.changed.clone(),
+            inv.progress.idleness.clone(),
+            inv.progress.changed.clone(),
             on_park,
         );
         let mut task = tokio::spawn(tracked);
@@ -469,7 +469,7 @@ impl Endpoint {
 /// Completes an answer: an outcome takes the deferred step entry along (the orchestrator
 /// records both in one write) and a large output goes to S3; any other answer writes the
 /// deferred entry first, so that the next attempt replays it.
-async fn settle(inv: &Invocation, response: HandlerResponse) -> HandlerResponse {
+async fn settle(inv: &Attempt, response: HandlerResponse) -> HandlerResponse {
     match response {
         HandlerResponse::Completed { output, .. } => {
             // Outputs over the threshold go to S3 (Lambda answers at most 6 MB).

@@ -1,7 +1,6 @@
 //! The orchestrator's entry point for every event: HTTP requests from the Function URL go to
 //! [`crate::http`], control events to [`crate::control`]. Nothing else happens here.
 
-use crate::config::Config;
 use crate::driver::LambdaCall;
 use crate::error::OrchestratorError;
 use crate::http::ApiError;
@@ -15,17 +14,9 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the orchestrator from its settings and AWS clients.
-    pub fn new(
-        config: Config,
-        dynamo: aws_sdk_dynamodb::Client,
-        lambda: aws_sdk_lambda::Client,
-        scheduler: aws_sdk_scheduler::Client,
-        s3: aws_sdk_s3::Client,
-    ) -> Self {
-        Self {
-            services: Services::new(config, dynamo, lambda, scheduler, s3),
-        }
+    /// The orchestrator over its services (see [`Services::new`]).
+    pub fn new(services: Services) -> Self {
+        Self { services }
     }
 
     /// Handles one Lambda event.

@@ -3,6 +3,7 @@
 use durable_orchestrator::app::App;
 use durable_orchestrator::config::Config;
 use durable_orchestrator::driver::LambdaCall;
+use durable_orchestrator::services::Services;
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
     let config = Config::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let app = Arc::new(App::new(
+    let app = Arc::new(App::new(Services::new(
         config,
         aws_sdk_dynamodb::Client::new(&aws),
         aws_sdk_lambda::Client::new(&aws),
@@ -29,7 +30,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
                 .build(),
         ),
-    ));
+    )));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = app.clone();
         async move {

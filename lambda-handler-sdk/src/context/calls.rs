@@ -5,7 +5,7 @@
 use crate::context::timers::DurableFuture;
 use crate::context::{Context, Sealed};
 use crate::error::TerminalError;
-use crate::runtime::attempt::{BoxFuture, Invocation};
+use crate::runtime::attempt::{Attempt, BoxFuture};
 use durable_protocol::clock::now_millis;
 use durable_protocol::{EntryKind, HandlerName, InvocationId, ServiceName, Target};
 use serde::de::DeserializeOwned;
@@ -32,7 +32,7 @@ fn json_input(input: &impl Serialize) -> Result<serde_json::Value, TerminalError
 }
 
 async fn await_call<O: DeserializeOwned>(
-    inv: Arc<Invocation>,
+    inv: Arc<Attempt>,
     index: u32,
     recorded: oneshot::Receiver<()>,
 ) -> Result<O, TerminalError> {

@@ -10,7 +10,7 @@
 use crate::context::timers::DurableFuture;
 use crate::context::{CallContext, Context, DurableContext, Sealed};
 use crate::error::TerminalError;
-use crate::runtime::attempt::{Abort, BoxFuture, Invocation};
+use crate::runtime::attempt::{Abort, Attempt, BoxFuture};
 use crate::runtime::divergence::mismatch;
 use crate::runtime::keyed::Keyed;
 use durable_protocol::keyed::{check_name, ObjectRef, PromiseCompletion, Waiter, MAX_VALUE_BYTES};
@@ -20,7 +20,7 @@ use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
 
-fn keyed(inv: &Invocation) -> &Keyed {
+fn keyed(inv: &Attempt) -> &Keyed {
     inv.keyed
         .get()
         .expect("keyed contexts are only built for keyed invocations")
@@ -28,14 +28,6 @@ fn keyed(inv: &Invocation) -> &Keyed {
 
 fn invalid(message: String) -> TerminalError {
     TerminalError::new(message).with_code(400)
-}
-
-fn retry(message: String) -> Abort {
-    Abort::Retry {
-        message,
-        step: None,
-        retry_after: None,
-    }
 }
 
 /// Decodes a stored JSON value as `T`; a value that does not decode is the caller's error.
@@ -54,7 +46,7 @@ fn decode_value<T: DeserializeOwned>(
 /// The current value of `name` as this attempt sees it (its own changes first), reading the
 /// store when the pushed state did not hold it. Not journaled: under the object's lock nobody
 /// else changes the state, so every replay reads the same.
-async fn current(inv: &Invocation, name: &str) -> Option<serde_json::Value> {
+async fn current(inv: &Attempt, name: &str) -> Option<serde_json::Value> {
     let keyed = keyed(inv);
     {
         let view = keyed.view.lock().expect("state poisoned");
@@ -79,14 +71,14 @@ async fn current(inv: &Invocation, name: &str) -> Option<serde_json::Value> {
             .or_insert(value)
             .clone(),
         Err(e) => {
-            inv.abort(retry(format!("could not read state {name:?}: {e}")))
+            inv.abort(Abort::retry(format!("could not read state {name:?}: {e}")))
                 .await
         }
     }
 }
 
 /// Every state key as this attempt sees it.
-async fn current_keys(inv: &Invocation) -> Vec<String> {
+async fn current_keys(inv: &Attempt) -> Vec<String> {
     let keyed = keyed(inv);
     let stored = {
         let complete = keyed.view.lock().expect("state poisoned").complete;
@@ -98,7 +90,7 @@ async fn current_keys(inv: &Invocation) -> Vec<String> {
                 Ok(names) => names,
                 Err(e) => {
                     return inv
-                        .abort(retry(format!("could not list the state keys: {e}")))
+                        .abort(Abort::retry(format!("could not list the state keys: {e}")))
                         .await
                 }
             }
@@ -119,7 +111,7 @@ async fn current_keys(inv: &Invocation) -> Vec<String> {
 }
 
 /// Records an entry (or checks the recorded one on replay) and returns what holds.
-async fn record_read(inv: &Invocation, index: u32, entry: EntryKind) -> EntryKind {
+async fn record_read(inv: &Attempt, index: u32, entry: EntryKind) -> EntryKind {
     crate::runtime::journal::record(inv, index, entry)
         .await
         .kind
@@ -127,7 +119,7 @@ async fn record_read(inv: &Invocation, index: u32, entry: EntryKind) -> EntryKin
 
 /// `get` of a shared handler: the value is recorded, so a replay (perhaps after the state
 /// changed) sees what the first attempt saw.
-async fn shared_get(inv: &Invocation, name: &str) -> Option<serde_json::Value> {
+async fn shared_get(inv: &Attempt, name: &str) -> Option<serde_json::Value> {
     let index = inv.allocate_index();
     let value = match inv.recorded(index) {
         Some(_) => None, // replay: the recorded value wins below
@@ -148,7 +140,7 @@ async fn shared_get(inv: &Invocation, name: &str) -> Option<serde_json::Value> {
     }
 }
 
-async fn shared_keys(inv: &Invocation) -> Vec<String> {
+async fn shared_keys(inv: &Attempt) -> Vec<String> {
     let index = inv.allocate_index();
     let keys = match inv.recorded(index) {
         Some(_) => Vec::new(),
@@ -161,7 +153,7 @@ async fn shared_keys(inv: &Invocation) -> Vec<String> {
 }
 
 /// Journals a state change (in program order, like a send) and applies it to this attempt's view.
-fn change(inv: &Invocation, entry: EntryKind) {
+fn change(inv: &Attempt, entry: EntryKind) {
     let index = inv.allocate_index();
     {
         let mut view = keyed(inv).view.lock().expect("state poisoned");
@@ -186,7 +178,7 @@ fn checked_name(name: &str) -> Result<(), TerminalError> {
     check_name("state key", name).map_err(invalid)
 }
 
-fn set_value(inv: &Invocation, name: &str, value: &impl Serialize) -> Result<(), TerminalError> {
+fn set_value(inv: &Attempt, name: &str, value: &impl Serialize) -> Result<(), TerminalError> {
     checked_name(name)?;
     let value = serde_json::to_value(value).map_err(|e| {
         TerminalError::new(format!("state {name:?} does not serialize to JSON: {e}"))
@@ -374,7 +366,7 @@ keyed_context!(
 /// Waits for a promise: records the wait, then registers with the promise (or finds its
 /// result); the orchestrator completes the entry and resumes the invocation when it resolves.
 async fn await_promise<T: DeserializeOwned>(
-    inv: Arc<Invocation>,
+    inv: Arc<Attempt>,
     index: u32,
     name: String,
 ) -> Result<T, TerminalError> {
@@ -401,7 +393,9 @@ async fn await_promise<T: DeserializeOwned>(
                 };
                 if let Err(e) = written {
                     return inv
-                        .abort(retry(format!("could not record promise {name:?}: {e}")))
+                        .abort(Abort::retry(format!(
+                            "could not record promise {name:?}: {e}"
+                        )))
                         .await;
                 }
                 inv.learn_completion(index, result);
@@ -409,7 +403,9 @@ async fn await_promise<T: DeserializeOwned>(
             Ok(None) => {}
             Err(e) => {
                 return inv
-                    .abort(retry(format!("could not wait for promise {name:?}: {e}")))
+                    .abort(Abort::retry(format!(
+                        "could not wait for promise {name:?}: {e}"
+                    )))
                     .await
             }
         }
@@ -418,7 +414,7 @@ async fn await_promise<T: DeserializeOwned>(
 }
 
 async fn peek_promise<T: DeserializeOwned>(
-    inv: &Invocation,
+    inv: &Attempt,
     name: &str,
 ) -> Result<Option<T>, TerminalError> {
     check_name("promise name", name).map_err(invalid)?;
@@ -431,7 +427,9 @@ async fn peek_promise<T: DeserializeOwned>(
                 Ok(r) => r,
                 Err(e) => {
                     return inv
-                        .abort(retry(format!("could not read promise {name:?}: {e}")))
+                        .abort(Abort::retry(format!(
+                            "could not read promise {name:?}: {e}"
+                        )))
                         .await
                 }
             }
@@ -464,7 +462,7 @@ async fn peek_promise<T: DeserializeOwned>(
 /// Completes a promise once: the outcome is recorded, so a replay does not complete it again;
 /// a completer that died before recording finds its own completion and carries on.
 async fn complete_promise(
-    inv: &Invocation,
+    inv: &Attempt,
     name: &str,
     result: StepResult,
 ) -> Result<(), TerminalError> {
@@ -518,7 +516,9 @@ async fn complete_promise(
         }
         Err(e) => {
             return inv
-                .abort(retry(format!("could not complete promise {name:?}: {e}")))
+                .abort(Abort::retry(format!(
+                    "could not complete promise {name:?}: {e}"
+                )))
                 .await
         }
     };
@@ -545,7 +545,7 @@ async fn complete_promise(
         };
         if let Err(e) = told {
             return inv
-                .abort(retry(format!(
+                .abort(Abort::retry(format!(
                     "could not resume {} waiting for promise {name:?}: {e}",
                     waiter.invocation
                 )))

@@ -14,18 +14,18 @@ pub use calls::CallContext;
 pub use keyed::{KeyedContext, PromiseContext, ReadState, WriteState};
 pub use timers::DurableContext;
 
-use crate::runtime::attempt::Invocation;
+use crate::runtime::attempt::Attempt;
 use std::sync::Arc;
 
 /// The context of a handler of a plain service: steps, timers, awakeables, calls and sends
 /// (see [`DurableContext`] and [`CallContext`]). Cheap to clone.
 #[derive(Clone)]
 pub struct Context {
-    pub(crate) inner: Arc<Invocation>,
+    pub(crate) inner: Arc<Attempt>,
 }
 
 impl Context {
-    pub(crate) fn new(inner: Arc<Invocation>) -> Self {
+    pub(crate) fn new(inner: Arc<Attempt>) -> Self {
         Self { inner }
     }
 }

@@ -3,7 +3,7 @@
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError, TerminalError};
 use crate::retry::RetryPolicy;
-use crate::runtime::attempt::{Abort, BoxFuture, Invocation};
+use crate::runtime::attempt::{Abort, Attempt, BoxFuture};
 use crate::runtime::divergence::mismatch;
 use durable_protocol::{EntryKind, JournalEntry, StepResult, TerminalFailure};
 use serde::de::DeserializeOwned;
@@ -79,7 +79,7 @@ fn asked_run(name: &str) -> EntryKind {
 }
 
 async fn decode<T: DeserializeOwned>(
-    inv: &Invocation,
+    inv: &Attempt,
     index: u32,
     name: &str,
     result: StepResult,
@@ -104,7 +104,7 @@ async fn decode<T: DeserializeOwned>(
 }
 
 async fn run_step<T, F, Fut>(
-    inv: Arc<Invocation>,
+    inv: Arc<Attempt>,
     index: u32,
     name: &str,
     closure: F,
@@ -176,13 +176,7 @@ where
             }
             Err(e) => {
                 let message = format!("could not store the result of step {name:?}: {e}");
-                return inv
-                    .abort(Abort::Retry {
-                        message,
-                        step: None,
-                        retry_after: None,
-                    })
-                    .await;
+                return inv.abort(Abort::retry(message)).await;
             }
         },
         failure => (failure.clone(), failure),

@@ -7,7 +7,7 @@ use crate::context::run::Run;
 use crate::context::{Context, Sealed};
 use crate::error::HandlerError;
 use crate::error::TerminalError;
-use crate::runtime::attempt::{Abort, BoxFuture, Invocation, DEADLINE_MARGIN};
+use crate::runtime::attempt::{Abort, Attempt, BoxFuture, DEADLINE_MARGIN};
 use crate::runtime::journal::{await_entry, record};
 use durable_protocol::clock::now_millis;
 use durable_protocol::InvocationId;
@@ -67,7 +67,7 @@ pub enum Either<A, B> {
 }
 
 async fn sleep_until(
-    inv: Arc<Invocation>,
+    inv: Arc<Attempt>,
     index: u32,
     requested_wake_at: u64,
 ) -> Result<(), TerminalError> {
@@ -109,13 +109,7 @@ async fn sleep_until(
             }
             Err(e) => {
                 let message = format!("could not record that timer {index} fired: {e}");
-                return inv
-                    .abort(Abort::Retry {
-                        message,
-                        step: None,
-                        retry_after: None,
-                    })
-                    .await;
+                return inv.abort(Abort::retry(message)).await;
             }
         }
         inv.learn_completion(index, fired);
@@ -145,7 +139,7 @@ enum SelectState<R> {
 /// Races candidates; the winner is recorded in a select entry so that replay picks the same
 /// one even when several have completed by then.
 struct SelectFuture<R> {
-    inv: Arc<Invocation>,
+    inv: Arc<Attempt>,
     index: u32,
     candidates: Vec<(u32, BoxFuture<'static, R>)>,
     state: SelectState<R>,

@@ -1,37 +1,19 @@
 //! The state of one attempt of one invocation: the replayed journal, the next entry index, where
 //! new entries go, and the signal that ends the attempt early (retry, fatal divergence).
 
-use durable_protocol::{
-    InvocationId, JournalEntry, StepFailures, StepResult, TerminalFailure, Timer,
-};
+use durable_protocol::{InvocationId, JournalEntry, StepFailures, StepResult, Timer};
 use durable_store::Appended;
 use durable_store::StoreError;
 use durable_store::Writer;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+
+pub(crate) use crate::runtime::abort::{Abort, AbortSignal};
+use crate::runtime::progress::{BusyGuard, Progress};
+use crate::runtime::replay::Replay;
 
 pub(crate) use durable_store::traits::{BoxFuture, HandlerStore};
-
-/// Why an attempt stopped before the handler returned.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Abort {
-    /// Retry the invocation later; the journal is kept.
-    Retry {
-        message: String,
-        step: Option<u32>,
-        retry_after: Option<Duration>,
-    },
-    /// The attempt cannot go on (e.g. replay diverged from the journal): fail the invocation.
-    Fatal(TerminalFailure),
-    /// Everything the handler waits for is incomplete: end the attempt until one completes.
-    Suspend {
-        waiting_on: Vec<u32>,
-        timers: Vec<Timer>,
-    },
-}
 
 /// Settings of one attempt that come from the endpoint and the Lambda call.
 #[derive(Debug, Clone, Copy)]
@@ -46,33 +28,21 @@ pub(crate) struct Limits {
 pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Shared by every clone of a handler's `Context`.
-pub(crate) struct Invocation {
+pub(crate) struct Attempt {
     pub(crate) id: InvocationId,
     /// This attempt's epoch and the TTL of the entries it appends.
     pub(crate) writer: Writer,
-    recorded: HashMap<u32, JournalEntry>,
-    step_failures: Option<StepFailures>,
-    next_index: AtomicU32,
+    /// What earlier attempts recorded, and the next index to hand out.
+    replay: Replay,
     pub(crate) sink: Arc<dyn HandlerStore>,
-    abort: watch::Sender<Option<Abort>>,
+    abort: AbortSignal,
     pub(crate) limits: Limits,
     /// Large values in S3.
     pub(crate) payloads: durable_store::PayloadStore,
     /// Whether this attempt flagged the invocation as having payloads.
     flagged: std::sync::atomic::AtomicBool,
-    /// Completions known to this attempt (from the push, a re-check, or written here).
-    completions: Mutex<HashMap<u32, StepResult>>,
-    /// Entries the handler is blocked on that only the outside can complete (timer wake time
-    /// for sleeps).
-    awaiting: Mutex<BTreeMap<u32, Option<u64>>>,
-    /// Operations making progress in-process (running steps, in-process sleeps).
-    busy: AtomicUsize,
-    /// Signals the suspension watcher that `awaiting`, `busy` or the handler's idleness changed.
-    pub(crate) changed: Arc<Notify>,
-    /// Whether the handler future is parked (set by `idle::Tracked`).
-    pub(crate) idleness: Arc<crate::runtime::idle::Idleness>,
-    /// Signals waiters that `completions` changed.
-    completed: Notify,
+    /// What the handler waits on, what makes progress in-process, what completed.
+    pub(crate) progress: Progress,
     /// Calls and sends waiting to be recorded and dispatched, in program order.
     outbox: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::runtime::ops::Op>>>,
     /// Starts children and resumes waiters.
@@ -86,32 +56,7 @@ pub(crate) struct Invocation {
     deferred: Arc<tokio::sync::Mutex<Option<JournalEntry>>>,
 }
 
-/// Counts an operation as making progress in-process while it lives. Every await on in-process
-/// work (I/O included) must hold one: a handler parked on it is not blocked on the outside.
-pub(crate) struct BusyGuard<'a>(&'a Invocation);
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::SeqCst);
-        self.0.changed.notify_one();
-    }
-}
-
-/// Removes an entry from `awaiting` when its waiter goes away (done, or dropped by a select).
-struct AwaitGuard<'a>(&'a Invocation, u32);
-
-impl Drop for AwaitGuard<'_> {
-    fn drop(&mut self) {
-        self.0
-            .awaiting
-            .lock()
-            .expect("awaiting poisoned")
-            .remove(&self.1);
-        self.0.changed.notify_one();
-    }
-}
-
-impl Invocation {
+impl Attempt {
     pub(crate) fn new(
         id: InvocationId,
         writer: Writer,
@@ -125,22 +70,14 @@ impl Invocation {
             .iter()
             .filter_map(|e| e.completion.clone().map(|c| (e.index, c)))
             .collect();
-        let recorded = journal.into_iter().map(|e| (e.index, e)).collect();
         Self {
             id,
             writer,
-            recorded,
-            step_failures,
-            next_index: AtomicU32::new(0),
+            replay: Replay::new(journal, step_failures),
             sink,
-            abort: watch::channel(None).0,
+            abort: AbortSignal::new(),
             limits,
-            completions: Mutex::new(completions),
-            awaiting: Mutex::new(BTreeMap::new()),
-            busy: AtomicUsize::new(0),
-            changed: Arc::new(Notify::new()),
-            idleness: crate::runtime::idle::Idleness::new(),
-            completed: Notify::new(),
+            progress: Progress::new(completions),
             outbox: Mutex::new(None),
             dispatcher: std::sync::OnceLock::new(),
             keyed: std::sync::OnceLock::new(),
@@ -180,12 +117,7 @@ impl Invocation {
             Ok(v) => v,
             Err(e) => {
                 let message = format!("could not read a large value: {e}");
-                self.abort(Abort::Retry {
-                    message,
-                    step: None,
-                    retry_after: None,
-                })
-                .await
+                self.abort(Abort::retry(message)).await
             }
         }
     }
@@ -206,7 +138,7 @@ impl Invocation {
         kind: durable_protocol::EntryKind,
     ) -> tokio::sync::oneshot::Receiver<()> {
         let (done, rx) = tokio::sync::oneshot::channel();
-        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.progress.op_started();
         let sent = self
             .outbox
             .lock()
@@ -224,8 +156,27 @@ impl Invocation {
 
     /// One queued op finished.
     pub(crate) fn op_done(&self) {
-        self.busy.fetch_sub(1, Ordering::SeqCst);
-        self.changed.notify_one();
+        self.progress.op_done();
+    }
+
+    /// Marks an in-process operation until the guard drops.
+    pub(crate) fn busy(&self) -> BusyGuard<'_> {
+        self.progress.busy()
+    }
+
+    /// The completion of entry `index`, if known.
+    pub(crate) fn completion(&self, index: u32) -> Option<StepResult> {
+        self.progress.completion(index)
+    }
+
+    /// Records a completion learnt in this attempt and wakes its waiters.
+    pub(crate) fn learn_completion(&self, index: u32, result: StepResult) {
+        self.progress.learn_completion(index, result);
+    }
+
+    /// Waits until entry `index` is completed from outside.
+    pub(crate) async fn await_completion(&self, index: u32, timer: Option<u64>) -> StepResult {
+        self.progress.await_completion(index, timer).await
     }
 
     /// Resolves once every op queued so far was recorded and dispatched.
@@ -242,74 +193,25 @@ impl Invocation {
         }
     }
 
-    /// Marks an in-process operation until the guard drops.
-    pub(crate) fn busy(&self) -> BusyGuard<'_> {
-        self.busy.fetch_add(1, Ordering::SeqCst);
-        BusyGuard(self)
-    }
-
-    /// The completion of entry `index`, if known.
-    pub(crate) fn completion(&self, index: u32) -> Option<StepResult> {
-        self.completions
-            .lock()
-            .expect("completions poisoned")
-            .get(&index)
-            .cloned()
-    }
-
-    /// Records a completion learnt in this attempt and wakes its waiters.
-    pub(crate) fn learn_completion(&self, index: u32, result: StepResult) {
-        self.completions
-            .lock()
-            .expect("completions poisoned")
-            .entry(index)
-            .or_insert(result);
-        self.completed.notify_waiters();
-    }
-
-    /// Waits until entry `index` is completed from outside; while only such waits are left,
-    /// the watcher re-checks the journal and then suspends the attempt.
-    pub(crate) async fn await_completion(&self, index: u32, timer: Option<u64>) -> StepResult {
-        let _guard = AwaitGuard(self, index);
-        loop {
-            let notified = self.completed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(result) = self.completion(index) {
-                return result;
-            }
-            self.awaiting
-                .lock()
-                .expect("awaiting poisoned")
-                .insert(index, timer);
-            self.changed.notify_one();
-            notified.await;
-        }
-    }
-
     /// Runs beside the handler: when the handler only waits on outside completions, re-checks
     /// the journal once (a completion may have arrived since the push) and suspends if nothing
     /// arrived. Never returns while the attempt is alive.
     pub(crate) async fn watch_for_suspension(&self) {
         loop {
-            self.changed.notified().await;
+            self.progress.changed.notified().await;
             // Let the handler's other branches run before judging it blocked.
             for _ in 0..8 {
                 tokio::task::yield_now().await;
             }
-            let snapshot = self.blocked_on();
+            let snapshot = self.progress.blocked_on();
             let Some(waiting) = snapshot else { continue };
             let journal = match self.sink.load(&self.id).await {
                 Ok(journal) => journal,
                 Err(e) => {
                     return self
-                        .abort(Abort::Retry {
-                            message: format!(
-                                "could not re-check the journal before suspending: {e}"
-                            ),
-                            step: None,
-                            retry_after: None,
-                        })
+                        .abort(Abort::retry(format!(
+                            "could not re-check the journal before suspending: {e}"
+                        )))
                         .await
                 }
             };
@@ -320,7 +222,7 @@ impl Invocation {
                     arrived = true;
                 }
             }
-            if arrived || self.blocked_on().as_ref() != Some(&waiting) {
+            if arrived || self.progress.blocked_on().as_ref() != Some(&waiting) {
                 continue;
             }
             let timers = waiting
@@ -341,32 +243,19 @@ impl Invocation {
         }
     }
 
-    /// What the handler is blocked on, if it is blocked only on outside completions.
-    fn blocked_on(&self) -> Option<BTreeMap<u32, Option<u64>>> {
-        if self.busy.load(Ordering::SeqCst) > 0 || !self.idleness.is_idle() {
-            return None;
-        }
-        let awaiting = self.awaiting.lock().expect("awaiting poisoned");
-        (!awaiting.is_empty()).then(|| awaiting.clone())
-    }
-
-    /// Takes the next journal index. Called when an operation is created, in program order,
-    /// so that replay assigns the same indexes.
+    /// Takes the next journal index (see [`Replay::allocate_index`]).
     pub(crate) fn allocate_index(&self) -> u32 {
-        self.next_index.fetch_add(1, Ordering::SeqCst)
+        self.replay.allocate_index()
     }
 
     /// The entry recorded at `index` by an earlier attempt, if any.
     pub(crate) fn recorded(&self, index: u32) -> Option<&JournalEntry> {
-        self.recorded.get(&index)
+        self.replay.recorded(index)
     }
 
     /// Failed attempts so far of the step at `index`.
     pub(crate) fn previous_failures(&self, index: u32) -> u32 {
-        match self.step_failures {
-            Some(f) if f.index == index => f.count,
-            _ => 0,
-        }
+        self.replay.previous_failures(index)
     }
 
     /// Records `entry`, after the deferred step entry if there is one (the journal is written
@@ -460,36 +349,17 @@ impl Invocation {
     /// Ends the attempt (the first reason wins) and never returns: the operation that asked
     /// stays pending while the endpoint answers the orchestrator.
     pub(crate) async fn abort<T>(&self, reason: Abort) -> T {
-        self.abort.send_if_modified(|current| {
-            if current.is_none() {
-                *current = Some(reason);
-                true
-            } else {
-                false
-            }
-        });
+        self.abort.raise(reason);
         std::future::pending().await
     }
 
     /// Resolves once the attempt was aborted.
     pub(crate) async fn aborted(&self) -> Abort {
-        let mut rx = self.abort.subscribe();
-        let reason = rx
-            .wait_for(Option::is_some)
-            .await
-            .map(|r| r.clone())
-            .ok()
-            .flatten();
-        reason.unwrap_or_else(|| {
-            Abort::Fatal(TerminalFailure::new(
-                TerminalFailure::INTERNAL,
-                "abort channel closed",
-            ))
-        })
+        self.abort.raised().await
     }
 
     /// The abort reason, if the attempt was aborted.
     pub(crate) fn abort_reason(&self) -> Option<Abort> {
-        self.abort.borrow().clone()
+        self.abort.reason()
     }
 }

@@ -3,7 +3,7 @@
 //! divergent replay gets.
 
 use crate::error::TerminalError;
-use crate::runtime::attempt::{Abort, Invocation};
+use crate::runtime::attempt::{Abort, Attempt};
 use crate::runtime::divergence::mismatch;
 use durable_protocol::{EntryKind, JournalEntry, StepResult, TerminalFailure};
 use durable_store::Appended;
@@ -29,7 +29,7 @@ fn decode<T: DeserializeOwned>(
 }
 
 /// Writes `kind` at `index` unless replay recorded it already; returns the entry that holds.
-pub(crate) async fn record(inv: &Invocation, index: u32, kind: EntryKind) -> JournalEntry {
+pub(crate) async fn record(inv: &Attempt, index: u32, kind: EntryKind) -> JournalEntry {
     if let Some(recorded) = inv.recorded(index) {
         if !recorded.kind.same_command(&kind) {
             return inv
@@ -70,7 +70,7 @@ pub(crate) async fn record(inv: &Invocation, index: u32, kind: EntryKind) -> Jou
 /// The result of an entry completed from outside (awakeable, call): known already or waited
 /// for, fetched from S3 if large, decoded (a result that does not decode is a divergence).
 pub(crate) async fn await_entry<T: DeserializeOwned>(
-    inv: Arc<Invocation>,
+    inv: Arc<Attempt>,
     index: u32,
 ) -> Result<T, TerminalError> {
     let result = match inv.completion(index) {

@@ -3,6 +3,9 @@
 //!
 //! * [`attempt`]: the state of one attempt (replay cursor, completions, suspension tracking,
 //!   the signal that ends it early).
+//! * [`abort`]: why an attempt ends early, and the signal that carries it.
+//! * [`progress`]: suspension tracking (what the handler waits on, what makes progress).
+//! * [`replay`]: the replay cursor (recorded entries, step failures, next index).
 //! * [`journal`]: recording entries, waiting for completions, divergence failures.
 //! * [`divergence`]: the failure of a replay that diverged from the journal.
 //! * [`ops`]: what the outbox carries, and the dispatcher that starts children.
@@ -10,6 +13,7 @@
 //! * [`idle`]: whether the handler future is parked (the suspension watcher's input).
 //! * [`keyed`]: a keyed attempt's object and state view.
 
+pub(crate) mod abort;
 pub(crate) mod attempt;
 pub(crate) mod divergence;
 pub(crate) mod idle;
@@ -17,3 +21,5 @@ pub(crate) mod journal;
 pub(crate) mod keyed;
 pub(crate) mod ops;
 pub(crate) mod outbox;
+pub(crate) mod progress;
+pub(crate) mod replay;

@@ -1,7 +1,7 @@
 //! The outbox worker of an attempt: it records calls, sends and state changes in program order
 //! and then tells the orchestrator to start each child (an async `dispatch`).
 
-use crate::runtime::attempt::{Abort, Invocation};
+use crate::runtime::attempt::{Abort, Attempt};
 use crate::runtime::divergence::mismatch;
 use crate::runtime::ops::{Dispatcher, Op};
 use durable_protocol::{EntryKind, JournalEntry, TerminalFailure};
@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 /// Records and dispatches ops one after the other, in the order they were created.
 pub(crate) async fn outbox_worker(
-    inv: Arc<Invocation>,
+    inv: Arc<Attempt>,
     dispatcher: Arc<dyn Dispatcher>,
     mut ops: mpsc::UnboundedReceiver<Op>,
 ) {
@@ -49,13 +49,7 @@ pub(crate) async fn outbox_worker(
                         "could not record {} at journal entry {index}: {e}",
                         kind.label()
                     );
-                    return inv
-                        .abort(Abort::Retry {
-                            message,
-                            step: None,
-                            retry_after: None,
-                        })
-                        .await;
+                    return inv.abort(Abort::retry(message)).await;
                 }
             },
         };
@@ -64,13 +58,7 @@ pub(crate) async fn outbox_worker(
         if !dispatched && kind.child().is_some() {
             if let Err(e) = dispatcher.dispatch(&inv.id, index).await {
                 let message = format!("could not dispatch {} {}: {e}", kind.label(), kind.name());
-                return inv
-                    .abort(Abort::Retry {
-                        message,
-                        step: None,
-                        retry_after: None,
-                    })
-                    .await;
+                return inv.abort(Abort::retry(message)).await;
             }
         }
         let _ = done.send(());
@@ -81,11 +69,7 @@ pub(crate) async fn outbox_worker(
 /// Moves a large call or send input to S3 (the entry keeps a reference). On replay the entry is
 /// recorded already (and compared by target only), so nothing is stored again. A too-large input
 /// ends the invocation: it is a bug in the handler, not something a retry fixes.
-async fn offload_input(
-    inv: &Invocation,
-    index: u32,
-    mut kind: EntryKind,
-) -> Result<EntryKind, Abort> {
+async fn offload_input(inv: &Attempt, index: u32, mut kind: EntryKind) -> Result<EntryKind, Abort> {
     let (EntryKind::Call { target, input, .. } | EntryKind::Send { target, input, .. }) = &mut kind
     else {
         return Ok(kind);
@@ -107,13 +91,7 @@ async fn offload_input(
                 ),
             )))
         }
-        Err(e) => {
-            return Err(Abort::Retry {
-                message: format!("could not store a call input: {e}"),
-                step: None,
-                retry_after: None,
-            })
-        }
+        Err(e) => return Err(Abort::retry(format!("could not store a call input: {e}"))),
     };
     Ok(kind)
 }
