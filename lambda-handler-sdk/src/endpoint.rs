@@ -5,7 +5,7 @@ use crate::context::keyed::{
 };
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
-use crate::runtime::attempt::{Abort, Attempt, BoxFuture, HandlerStore, Limits};
+use crate::runtime::attempt::{Abort, Attempt, BoxFuture, HandlerStore, Limits, Payloads};
 use durable_protocol::{
     DiscoveryResponse, HandlerDescriptor, HandlerKind, HandlerName, HandlerResponse, InvokeRequest,
     ServiceDescriptor, ServiceKind, ServiceName, TerminalFailure, PROTOCOL_VERSION,
@@ -315,17 +315,18 @@ impl Endpoint {
         s3: aws_sdk_s3::Client,
         deadline_ms: u64,
     ) -> HandlerResponse {
-        let payloads = PayloadStore::new(s3, req.bucket.clone(), req.limits);
+        let payloads = Arc::new(PayloadStore::new(s3, req.bucket.clone(), req.limits));
         self.run_invocation(req, sink, dispatcher, payloads, deadline_ms)
             .await
     }
 
-    async fn run_invocation(
+    /// [`Endpoint::execute`] with its large values in `payloads`.
+    pub(crate) async fn run_invocation(
         &self,
         mut req: InvokeRequest,
         sink: Arc<dyn HandlerStore>,
         dispatcher: Arc<dyn crate::runtime::ops::Dispatcher>,
-        payloads: PayloadStore,
+        payloads: Arc<dyn Payloads>,
         deadline_ms: u64,
     ) -> HandlerResponse {
         let Some((handler, handler_kind)) = self

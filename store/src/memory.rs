@@ -3,9 +3,11 @@
 //! invocation's journal and one object's state and promises; it counts what was done to it so
 //! that tests can assert on writes.
 
-use crate::traits::{BoxFuture, Journal, Promises, State};
+use crate::traits::{BoxFuture, Journal, Payloads, Promises, State};
+use crate::PayloadError;
 use crate::{Appended, Completed, StoreError, Writer};
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
+use durable_protocol::payload::{as_ref, Limits, PayloadRef, REF_KEY};
 use durable_protocol::{EntryTag, InvocationId, JournalEntry, StepResult};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -224,6 +226,84 @@ impl Promises for MemoryStore {
     }
 }
 
+/// Large values in memory, with the same limits and references as the S3 store: a value over
+/// the offload threshold is kept here and replaced by a reference.
+#[derive(Debug, Default)]
+pub struct MemoryPayloads {
+    /// The thresholds in force.
+    pub limits: Limits,
+    /// Stored values by key.
+    pub objects: Mutex<BTreeMap<String, serde_json::Value>>,
+}
+
+impl MemoryPayloads {
+    fn put(
+        &self,
+        key: String,
+        value: serde_json::Value,
+    ) -> Result<serde_json::Value, PayloadError> {
+        if as_ref(&value).is_some() {
+            return Ok(value);
+        }
+        let size = value.to_string().len();
+        if size > self.limits.max_value_bytes {
+            return Err(PayloadError::TooLarge {
+                size,
+                max: self.limits.max_value_bytes,
+            });
+        }
+        if size <= self.limits.offload_bytes {
+            return Ok(value);
+        }
+        self.objects
+            .lock()
+            .expect("objects poisoned")
+            .insert(key.clone(), value);
+        Ok(
+            serde_json::json!({ REF_KEY: PayloadRef { key, size: size as u64, sha256: String::new() } }),
+        )
+    }
+}
+
+impl Payloads for MemoryPayloads {
+    fn offload<'a>(
+        &'a self,
+        scope: &'a InvocationId,
+        slot: &'a str,
+        value: serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PayloadError>> {
+        Box::pin(async move { self.put(format!("payloads/{scope}/{slot}"), value) })
+    }
+
+    fn offload_output<'a>(
+        &'a self,
+        scope: &'a InvocationId,
+        value: serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PayloadError>> {
+        Box::pin(async move { self.put(format!("outputs/{scope}/output"), value) })
+    }
+
+    fn resolve(
+        &self,
+        value: serde_json::Value,
+    ) -> BoxFuture<'_, Result<serde_json::Value, PayloadError>> {
+        Box::pin(async move {
+            let Some(r) = as_ref(&value) else {
+                return Ok(value);
+            };
+            self.objects
+                .lock()
+                .expect("objects poisoned")
+                .get(&r.key)
+                .cloned()
+                .ok_or(PayloadError::Corrupt {
+                    key: r.key,
+                    reason: "no such payload".into(),
+                })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +355,31 @@ mod tests {
             Completed::AlreadyCompleted(fired)
         );
         assert_eq!(store.writes.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn large_values_go_behind_references_and_come_back() {
+        let payloads = MemoryPayloads {
+            limits: Limits {
+                offload_bytes: 8,
+                max_value_bytes: 64,
+            },
+            ..MemoryPayloads::default()
+        };
+        let id = InvocationId::random();
+        let small = serde_json::json!(1);
+        assert_eq!(
+            block_on(payloads.offload(&id, "j0", small.clone())).unwrap(),
+            small
+        );
+        let large = serde_json::json!("a longer value");
+        let stored = block_on(payloads.offload(&id, "j1", large.clone())).unwrap();
+        assert!(as_ref(&stored).is_some(), "{stored}");
+        assert_eq!(block_on(payloads.resolve(stored)).unwrap(), large);
+        let huge = serde_json::json!("x".repeat(100));
+        assert!(matches!(
+            block_on(payloads.offload_output(&id, huge)),
+            Err(PayloadError::TooLarge { size: 102, max: 64 })
+        ));
     }
 }

@@ -1,8 +1,10 @@
 //! The small storage traits that logic above the store is written against: a handler attempt's
-//! journal, an object's state and a workflow's promises. [`Table`] implements them on DynamoDB;
+//! journal, an object's state, a workflow's promises and large values. [`Table`] implements them on DynamoDB;
 //! `memory::MemoryStore` (feature `test-util`) implements them in memory for unit tests.
 
-use crate::{Appended, Completed, JournalStore, KeyedStore, StoreError, Writer};
+use crate::{
+    Appended, Completed, JournalStore, KeyedStore, PayloadError, PayloadStore, StoreError, Writer,
+};
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::{EntryTag, InvocationId, JournalEntry, StepResult};
 use std::future::Future;
@@ -81,6 +83,57 @@ pub trait Promises: Send + Sync {
         result: &'a StepResult,
         by: &'a str,
     ) -> BoxFuture<'a, Result<PromiseCompletion, StoreError>>;
+}
+
+/// Large values kept outside the journal, behind references (see `durable_protocol::payload`).
+pub trait Payloads: Send + Sync {
+    /// `value` as it should be recorded: itself when small, else a reference to where it was
+    /// stored (under `payloads/<scope>/<slot>/`, removed when the invocation finishes).
+    fn offload<'a>(
+        &'a self,
+        scope: &'a InvocationId,
+        slot: &'a str,
+        value: serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PayloadError>>;
+
+    /// Like [`Payloads::offload`], for an invocation's output (kept for the retention period).
+    fn offload_output<'a>(
+        &'a self,
+        scope: &'a InvocationId,
+        value: serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PayloadError>>;
+
+    /// The value behind `value` if it is a reference, else `value`.
+    fn resolve(
+        &self,
+        value: serde_json::Value,
+    ) -> BoxFuture<'_, Result<serde_json::Value, PayloadError>>;
+}
+
+impl Payloads for PayloadStore {
+    fn offload<'a>(
+        &'a self,
+        scope: &'a InvocationId,
+        slot: &'a str,
+        value: serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PayloadError>> {
+        Box::pin(PayloadStore::offload(self, scope, slot, value))
+    }
+
+    fn offload_output<'a>(
+        &'a self,
+        scope: &'a InvocationId,
+        value: serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PayloadError>> {
+        Box::pin(PayloadStore::offload_output(self, scope, value))
+    }
+
+    fn resolve(
+        &self,
+        value: serde_json::Value,
+    ) -> BoxFuture<'_, Result<serde_json::Value, PayloadError>> {
+        Box::pin(PayloadStore::resolve(self, value))
+    }
 }
 
 /// Everything a handler attempt touches in storage.

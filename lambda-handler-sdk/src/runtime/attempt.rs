@@ -13,7 +13,7 @@ pub(crate) use crate::runtime::abort::{Abort, AbortSignal};
 use crate::runtime::progress::{BusyGuard, Progress};
 use crate::runtime::replay::Replay;
 
-pub(crate) use durable_store::traits::{BoxFuture, HandlerStore};
+pub(crate) use durable_store::traits::{BoxFuture, HandlerStore, Payloads};
 
 /// Settings of one attempt that come from the endpoint and the Lambda call.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,7 @@ pub(crate) struct Attempt {
     abort: AbortSignal,
     pub(crate) limits: Limits,
     /// Large values in S3.
-    pub(crate) payloads: durable_store::PayloadStore,
+    pub(crate) payloads: Arc<dyn Payloads>,
     /// Whether this attempt flagged the invocation as having payloads.
     flagged: std::sync::atomic::AtomicBool,
     /// What the handler waits on, what makes progress in-process, what completed.
@@ -64,7 +64,7 @@ impl Attempt {
         step_failures: Option<StepFailures>,
         sink: Arc<dyn HandlerStore>,
         limits: Limits,
-        payloads: durable_store::PayloadStore,
+        payloads: Arc<dyn Payloads>,
     ) -> Self {
         let completions = journal
             .iter()

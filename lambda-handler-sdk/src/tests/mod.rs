@@ -14,7 +14,7 @@ use durable_protocol::{
     EntryKind, HandlerName, HandlerResponse, InvocationId, InvokeRequest, JournalEntry,
     ServiceName, StepFailures, StepResult, TerminalFailure,
 };
-use durable_store::memory::MemoryStore;
+use durable_store::memory::{MemoryPayloads, MemoryStore};
 use durable_store::traits::BoxFuture;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -44,15 +44,6 @@ fn settle(journal: &MemoryStore, response: HandlerResponse) -> HandlerResponse {
         journal.record_tail(entry);
     }
     response
-}
-
-/// An S3 client that is never called: unit tests use no bucket and small values.
-fn offline_s3() -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .build(),
-    )
 }
 
 /// Far in the future: unit tests never run short of Lambda time.
@@ -92,11 +83,11 @@ impl crate::runtime::ops::Dispatcher for MemoryDispatcher {
 impl Endpoint {
     async fn run(&self, req: InvokeRequest, journal: Arc<MemoryJournal>) -> HandlerResponse {
         let response = self
-            .execute(
+            .run_invocation(
                 req,
                 journal.clone(),
                 Arc::new(MemoryDispatcher::default()),
-                offline_s3(),
+                Arc::new(MemoryPayloads::default()),
                 NO_DEADLINE,
             )
             .await;
@@ -110,7 +101,13 @@ impl Endpoint {
         dispatcher: Arc<MemoryDispatcher>,
     ) -> HandlerResponse {
         let response = self
-            .execute(req, journal.clone(), dispatcher, offline_s3(), NO_DEADLINE)
+            .run_invocation(
+                req,
+                journal.clone(),
+                dispatcher,
+                Arc::new(MemoryPayloads::default()),
+                NO_DEADLINE,
+            )
             .await;
         settle(&journal, response)
     }
