@@ -83,14 +83,7 @@ pub trait CallContext: Sealed {
         handler: &str,
         input: &impl Serialize,
     ) -> Result<InvocationId, TerminalError> {
-        let index = self.context().inner.allocate_index();
-        send_target(
-            self.context(),
-            index,
-            target(service, Some(key), handler),
-            input,
-            None,
-        )
+        send_at(self.context(), service, Some(key), handler, input, None)
     }
 
     /// Like [`CallContext::object_send`], started after `delay`: an exclusive handler joins its
@@ -103,13 +96,14 @@ pub trait CallContext: Sealed {
         handler: &str,
         input: &impl Serialize,
     ) -> Result<InvocationId, TerminalError> {
-        let index = self.context().inner.allocate_index();
-        send_target(
+        let due = now_millis() + delay.as_millis() as u64;
+        send_at(
             self.context(),
-            index,
-            target(service, Some(key), handler),
+            service,
+            Some(key),
+            handler,
             input,
-            Some(now_millis() + delay.as_millis() as u64),
+            Some(due),
         )
     }
 
@@ -121,7 +115,7 @@ pub trait CallContext: Sealed {
         handler: &str,
         input: &impl Serialize,
     ) -> Result<InvocationId, TerminalError> {
-        send_at(self.context(), service, handler, input, None)
+        send_at(self.context(), service, None, handler, input, None)
     }
 
     /// Like [`CallContext::send`], but the child starts after `delay` (an EventBridge Scheduler
@@ -133,13 +127,8 @@ pub trait CallContext: Sealed {
         handler: &str,
         input: &impl Serialize,
     ) -> Result<InvocationId, TerminalError> {
-        send_at(
-            self.context(),
-            service,
-            handler,
-            input,
-            Some(now_millis() + delay.as_millis() as u64),
-        )
+        let due = now_millis() + delay.as_millis() as u64;
+        send_at(self.context(), service, None, handler, input, Some(due))
     }
 }
 
@@ -168,15 +157,17 @@ fn call_target<O: DeserializeOwned + Send + 'static>(
     DurableFuture::new(index, inner)
 }
 
+/// Takes the send's journal index now, in program order, and queues it.
 fn send_at(
     ctx: &Context,
     service: &str,
+    key: Option<&str>,
     handler: &str,
     input: &impl Serialize,
     due_at_ms: Option<u64>,
 ) -> Result<InvocationId, TerminalError> {
     let index = ctx.inner.allocate_index();
-    send_target(ctx, index, target(service, None, handler), input, due_at_ms)
+    send_target(ctx, index, target(service, key, handler), input, due_at_ms)
 }
 
 fn send_target(

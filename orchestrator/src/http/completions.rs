@@ -48,11 +48,7 @@ impl Services {
         match completion {
             PromiseCompletion::Completed { waiters } => {
                 self.notify_waiters(&waiters, result).await?;
-                let status = if matches!(result, StepResult::Value(_)) {
-                    "resolved"
-                } else {
-                    "rejected"
-                };
+                let status = completion_status(result);
                 Ok(FunctionUrlResponse::json(
                     200,
                     &replies::PromiseCompleted {
@@ -158,11 +154,7 @@ impl Services {
         } else {
             self.resume(&id.invocation, id.index, call).await?;
         }
-        let status = if matches!(result, StepResult::Value(_)) {
-            "resolved"
-        } else {
-            "rejected"
-        };
+        let status = completion_status(result);
         Ok(FunctionUrlResponse::json(
             200,
             &replies::AwakeableCompleted {
@@ -170,5 +162,14 @@ impl Services {
                 status,
             },
         ))
+    }
+}
+
+/// How a completion is reported: `resolved` for a value, `rejected` for a failure.
+fn completion_status(result: &StepResult) -> &'static str {
+    if matches!(result, StepResult::Value(_)) {
+        "resolved"
+    } else {
+        "rejected"
     }
 }
