@@ -91,16 +91,15 @@ impl Services {
         &self,
         mut inv: Invocation,
         call: &LambdaCall,
-        push: Push,
+        mut push: Push,
     ) -> Result<Driven, OrchestratorError> {
         let deadline_ms = call.deadline_ms;
-        let mut pushed = false;
         loop {
             if now_millis() + self.config.min_push_time.as_millis() as u64 > deadline_ms {
                 self.hand_off(&inv).await?;
                 return Ok(Driven::Running);
             }
-            let journal = if push == Push::First && !pushed {
+            let journal = if push == Push::First {
                 Vec::new()
             } else if inv.journal_kept {
                 // Entries the first attempt wrote with a TTL lose it now.
@@ -108,7 +107,7 @@ impl Services {
             } else {
                 self.journal.load(&inv.id).await?
             };
-            pushed = true;
+            push = Push::Next;
             let reply = self.push(&inv, journal, call).await?;
             let (outcome, tail) = match reply {
                 Reply::Finished { outcome, tail } => (outcome, tail),

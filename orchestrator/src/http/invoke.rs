@@ -14,6 +14,7 @@ use durable_protocol::{
     ControlEvent, HandlerKind, IdempotencyKey, InvocationId, ObjectKey, ServiceKind, ServiceName,
 };
 use durable_store::invocations::{Created, Invocation, NewInvocation};
+use durable_store::registry::Registration;
 use durable_store::PayloadError;
 
 /// The validated parts of an invocation request.
@@ -36,17 +37,7 @@ impl Services {
             input,
             idempotency_key,
         } = req;
-        let reg = self
-            .registry
-            .lookup(&service)
-            .await
-            .map_err(OrchestratorError::from)?
-            .ok_or_else(|| {
-                ApiError::not_found(
-                    "unknown_service",
-                    format!("no service named {service} is registered"),
-                )
-            })?;
+        let reg = self.registration(&service).await?;
         let target = resolve_target(&service, reg.kind, &rest, |h| reg.kind_of(h))?;
         let (key, handler, handler_kind, send) =
             (target.key, target.handler, target.handler_kind, target.send);
@@ -181,12 +172,9 @@ impl Services {
         }
     }
 
-    pub(crate) async fn workflow_registration(
-        &self,
-        service: &ServiceName,
-    ) -> Result<durable_store::registry::Registration, ApiError> {
-        let reg = self
-            .registry
+    /// The registration of `service`, or `404 unknown_service`.
+    async fn registration(&self, service: &ServiceName) -> Result<Registration, ApiError> {
+        self.registry
             .lookup(service)
             .await
             .map_err(OrchestratorError::from)?
@@ -195,7 +183,14 @@ impl Services {
                     "unknown_service",
                     format!("no service named {service} is registered"),
                 )
-            })?;
+            })
+    }
+
+    pub(crate) async fn workflow_registration(
+        &self,
+        service: &ServiceName,
+    ) -> Result<Registration, ApiError> {
+        let reg = self.registration(service).await?;
         if reg.kind != ServiceKind::Workflow {
             return Err(ApiError::bad_request(
                 "not_a_workflow",
