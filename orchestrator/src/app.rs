@@ -27,7 +27,9 @@ impl App {
     ) -> Result<serde_json::Value, OrchestratorError> {
         if event.get("requestContext").is_some() {
             let response = match serde_json::from_value::<FunctionUrlRequest>(event) {
-                Ok(req) => self.services.http(req, call).await,
+                // Boxed: the entry points' futures nest deeply, and a box keeps the type (and
+                // the Lambda runtime's future) small.
+                Ok(req) => Box::pin(self.services.http(req, call)).await,
                 Err(e) => ApiError::bad_request(
                     "invalid_request",
                     format!("not a Function URL request: {e}"),
@@ -42,6 +44,6 @@ impl App {
                 "unknown event (neither HTTP nor a control event): {e}"
             ))
         })?;
-        self.services.control(control, call).await
+        Box::pin(self.services.control(control, call)).await
     }
 }
