@@ -25,7 +25,8 @@ scripts/test-cdk.sh
 
 echo "== local AWS environment" >&2
 scripts/local-aws.sh up
-scripts/deploy-local.sh
+# The shared deployment gets no sweep schedule: its tests send sweeps and check what each did.
+scripts/deploy-local.sh --no-sweep-schedule
 
 echo "== end-to-end tests against LocalStack" >&2
 cargo test -p durable-local --test '*'

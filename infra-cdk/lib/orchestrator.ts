@@ -156,7 +156,8 @@ export class DurableOrchestrator extends Construct {
     );
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
-        actions: ['scheduler:CreateSchedule'],
+        // Timers, delayed starts and deferred retries; unfired timers are deleted when their invocation finishes.
+        actions: ['scheduler:CreateSchedule', 'scheduler:DeleteSchedule'],
         resources: [stack.formatArn({ service: 'scheduler', resource: 'schedule', resourceName: `${groupName}/*` })],
       }),
     );

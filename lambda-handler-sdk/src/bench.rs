@@ -50,6 +50,7 @@ impl Journal for ReplayOnly {
         _: u32,
         _: durable_protocol::EntryTag,
         _: &'a StepResult,
+        _: durable_store::Completer,
     ) -> BoxFuture<'a, Result<Completed, StoreError>> {
         Box::pin(async { unexpected("complete") })
     }

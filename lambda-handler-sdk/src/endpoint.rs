@@ -463,7 +463,17 @@ impl Endpoint {
                 }
             }
         };
-        settle(&inv, response).await
+        let response = settle(&inv, response).await;
+        match &response {
+            HandlerResponse::Suspended { .. } => {
+                durable_protocol::crash_point!("sdk.answer.suspended");
+            }
+            HandlerResponse::Completed { .. } => {
+                durable_protocol::crash_point!("sdk.answer.completed");
+            }
+            _ => {}
+        }
+        response
     }
 }
 

@@ -34,6 +34,16 @@ impl Env {
         }
     }
 
+    /// A deployment other than the recorded one (e.g. one a test made for itself).
+    pub async fn for_deployment(deployment: Deployment) -> Env {
+        let client = OrchestratorClient::new(&deployment.orchestrator_url).expect("client");
+        Env {
+            clients: Clients::local().await,
+            deployment,
+            client,
+        }
+    }
+
     /// The full name of a deployed function (`testbed`, `checkout`, ...).
     pub fn function(&self, suffix: &str) -> String {
         format!("{}-{suffix}", self.deployment.prefix)

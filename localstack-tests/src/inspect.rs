@@ -121,6 +121,32 @@ pub async fn effect_count(clients: &Clients, table: &str, run: &str, step: &str)
         .unwrap_or(0))
 }
 
+/// How many side-effect counters of the test Lambda in `table` are over `limit`: steps whose
+/// closure ran more often than that (a scan: for tests on a table of their own).
+pub async fn effects_over(clients: &Clients, table: &str, limit: u64) -> Result<usize> {
+    let mut over = 0;
+    let mut start = None;
+    loop {
+        let out = clients
+            .dynamo
+            .scan()
+            .table_name(table)
+            .filter_expression("begins_with(sk, :e) AND #c > :limit")
+            .expression_attribute_names("#c", "count")
+            .expression_attribute_values(":e", AttributeValue::S("effect#".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| ToolError::aws("Scan", e))?;
+        over += out.items().len();
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(over),
+        }
+    }
+}
+
 /// A readable attribute value (strings plain, numbers as digits, the rest debug-printed).
 pub fn show(value: &AttributeValue) -> String {
     match value {

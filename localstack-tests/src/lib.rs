@@ -3,12 +3,15 @@
 //! * the `durable-local` CLI (`src/bin/durable-local.rs`): deploy, invoke, inspect, demo;
 //! * [`deploy`]: AWS clients for the local environment, packaging of Lambda binaries and an
 //!   idempotent deploy into LocalStack (used by the CLI, the tests and the benchmark);
-//! * [`harness`]: the end-to-end test environment (`Env`) the tests in `tests/` run on.
+//! * [`harness`]: the end-to-end test environment (`Env`) the tests in `tests/` run on;
+//! * [`crash`]: the crash deployment (armed crash points, short timeouts, a sweep every
+//!   second) that the crash-point and random-kill tests run on.
 //!
 //! Both the CLI and the harness reach the orchestrator through [`client`] (its Function URL)
 //! and read what it stored through [`inspect`].
 
 pub mod client;
+pub mod crash;
 pub mod deploy;
 pub mod harness;
 pub mod inspect;

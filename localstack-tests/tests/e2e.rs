@@ -698,3 +698,122 @@ async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
     assert_eq!(output.body, json!({"results": [10, 20]}));
     assert_eq!(env.effects(&run, "step-1").await, 1);
 }
+
+/// An attempt that runs past what the orchestrator call has left (the first attempt is killed
+/// by the handler's 30 s timeout, the second would end after the orchestrator's 60 s): the push
+/// is bounded by the call's deadline, so the HTTP caller gets `202` with the invocation id (not
+/// the gateway's 502), a fresh call takes the invocation on, and it finishes.
+#[tokio::test]
+async fn an_attempt_past_the_calls_deadline_answers_202_with_the_id() {
+    let env = Env::load().await;
+    let run = run_id();
+    let started = std::time::Instant::now();
+    let answer = env
+        .invoke_testbed(
+            "overrun",
+            json!({"run": run, "millis": [35_000, 29_000, 0]}),
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.raw);
+    let id = answer.invocation_id.expect("x-invocation-id");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "answered within the orchestrator's timeout"
+    );
+    let output = env.output(&id, Duration::from_secs(90)).await;
+    assert_eq!(output.status, 200, "{}", output.raw);
+    // The third attempt recorded the step (the second was still running when it started).
+    assert!(
+        output.body.as_u64().is_some_and(|n| n >= 3),
+        "{}",
+        output.raw
+    );
+}
+
+/// A backoff longer than what the orchestrator call has left waits on a schedule, not in a
+/// Lambda and not skipped: the second retry (30 s, capped) is a `drive` schedule `<id>-r<n>`,
+/// and the invocation finishes after it.
+#[tokio::test]
+async fn a_backoff_longer_than_the_call_becomes_a_schedule() {
+    let env = Env::load().await;
+    let run = run_id();
+    let id = env.send("testbed", "backoff", json!({"run": run})).await;
+    let started = std::time::Instant::now();
+    let mut scheduled = false;
+    while started.elapsed() < Duration::from_secs(55) && !scheduled {
+        let names =
+            durable_local::crash::schedules_of(&env.clients, &env.deployment.orchestrator_function)
+                .await;
+        scheduled = names.iter().any(|n| n.starts_with(&format!("{id}-r")));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(scheduled, "no retry schedule for {id}");
+    assert!(
+        env.effects(&run, "backoff").await == 2,
+        "the third attempt waits for its schedule"
+    );
+    let output = env.output(&id, Duration::from_secs(60)).await;
+    assert_eq!(output.status, 200, "{}", output.raw);
+    assert_eq!(output.body, json!(3));
+    assert!(
+        started.elapsed() >= Duration::from_secs(50),
+        "both backoffs were waited: {:?}",
+        started.elapsed()
+    );
+}
+
+/// The local schedule pump fires `rate()` schedules as EventBridge Scheduler does (the sweep's
+/// `rate(1 minute)` schedule depends on it): a schedule that sends the test Lambda a marked
+/// `discover` every minute fires within about a minute and a half.
+#[tokio::test]
+async fn the_local_pump_fires_rate_schedules() {
+    use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
+    let env = Env::load().await;
+    let run = run_id();
+    let name = format!("rate-{}", &run[..16]);
+    let arn = env.deployment.handlers["testbed"].clone();
+    let input = json!({"type": "discover", "marker": run}).to_string();
+    env.clients
+        .scheduler
+        .create_schedule()
+        .name(&name)
+        .schedule_expression("rate(1 minute)")
+        .flexible_time_window(
+            FlexibleTimeWindow::builder()
+                .mode(FlexibleTimeWindowMode::Off)
+                .build()
+                .unwrap(),
+        )
+        .target(
+            Target::builder()
+                .arn(arn)
+                .role_arn("arn:aws:iam::000000000000:role/durable-local-scheduler")
+                .input(input)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create schedule");
+    let started = std::time::Instant::now();
+    let mut fired = 0;
+    while started.elapsed() < Duration::from_secs(100) && fired == 0 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        fired = lambda_invocations(&env.function("testbed"), &run)
+            .unwrap()
+            .len();
+    }
+    let _ = env
+        .clients
+        .scheduler
+        .delete_schedule()
+        .name(&name)
+        .send()
+        .await;
+    assert!(fired >= 1, "the rate schedule never fired");
+    assert!(
+        started.elapsed() >= Duration::from_secs(50),
+        "fired after its period, not at once: {:?}",
+        started.elapsed()
+    );
+}

@@ -12,6 +12,7 @@ use durable_protocol::{
 };
 use durable_store::invocations::{Created, Invocation, InvocationStore, NewInvocation, Outcome};
 use durable_store::keys;
+use durable_store::sweep::Leased;
 use durable_store::Appended;
 use durable_store::JournalStore;
 use durable_store::Writer;
@@ -503,5 +504,10 @@ async fn the_sweep_of_a_minute_redrives_stranded_dated_invocations_and_indexes_r
         "its driver's lease is left alone"
     );
     let (found, _) = store.leases_page(lease - 1, lease, None).await.unwrap();
-    assert!(found.iter().any(|(id, _)| id == &running_id), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|l| matches!(l, Leased::Invocation { id, .. } if id == &running_id)),
+        "{found:?}"
+    );
 }

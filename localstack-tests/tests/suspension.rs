@@ -10,8 +10,8 @@ use durable_protocol::{
 };
 use durable_store::invocations::{Created, InvocationStore, NewInvocation, Status, Suspension};
 use durable_store::Appended;
-use durable_store::Completed;
 use durable_store::JournalStore;
+use durable_store::{Completed, Completer};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -360,7 +360,13 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
     );
     assert_eq!(
         journal
-            .complete(&id, 0, durable_protocol::EntryTag::Awakeable, &value)
+            .complete(
+                &id,
+                0,
+                durable_protocol::EntryTag::Awakeable,
+                &value,
+                Completer::Other
+            )
             .await
             .unwrap(),
         Completed::Written
@@ -394,7 +400,13 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
     );
     assert_eq!(
         journal
-            .complete(&id, 0, durable_protocol::EntryTag::Awakeable, &value)
+            .complete(
+                &id,
+                0,
+                durable_protocol::EntryTag::Awakeable,
+                &value,
+                Completer::Other
+            )
             .await
             .unwrap(),
         Completed::Written
@@ -405,7 +417,8 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
                 &id,
                 0,
                 durable_protocol::EntryTag::Awakeable,
-                &StepResult::Value(json!("no"))
+                &StepResult::Value(json!("no")),
+                Completer::Other,
             )
             .await
             .unwrap(),
@@ -430,7 +443,13 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
     assert_eq!((resumed.status, resumed.epoch), (Status::Running, 2));
     assert_eq!(
         journal
-            .complete(&id, 7, durable_protocol::EntryTag::Awakeable, &value)
+            .complete(
+                &id,
+                7,
+                durable_protocol::EntryTag::Awakeable,
+                &value,
+                Completer::Other
+            )
             .await
             .unwrap(),
         Completed::NoSuchEntry

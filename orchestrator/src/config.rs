@@ -30,6 +30,11 @@ pub struct Config {
     /// Time an attempt needs at least; with less left the orchestrator hands the invocation to
     /// a fresh orchestrator call instead (`DURABLE_MIN_PUSH_MS`, default 5 000).
     pub min_push_time: Duration,
+    /// Time an orchestrator call keeps after a push for recording the outcome and handing the
+    /// invocation (or its object's lock) on (`DURABLE_FINISH_RESERVE_MS`, default 3 000): a
+    /// push that has not answered by the call's deadline minus this is left running and the
+    /// invocation is handed to a fresh call, so the call never dies mid-decision.
+    pub finish_reserve: Duration,
     /// This function's name, for handing work to a fresh call of itself (`AWS_LAMBDA_FUNCTION_NAME`).
     pub self_function: Option<String>,
     /// The role EventBridge Scheduler assumes to invoke the orchestrator when a timer is due
@@ -63,6 +68,7 @@ impl Config {
             journal_grace: Duration::from_secs(number("DURABLE_JOURNAL_GRACE_SECS", 86_400)?),
             registry_cache: Duration::from_millis(number("DURABLE_REGISTRY_CACHE_MS", 5_000)?),
             min_push_time: Duration::from_millis(number("DURABLE_MIN_PUSH_MS", 5_000)?),
+            finish_reserve: Duration::from_millis(number("DURABLE_FINISH_RESERVE_MS", 3_000)?),
             sweep_grace: Duration::from_millis(number("DURABLE_SWEEP_GRACE_MS", 30_000)?),
             self_function: std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok(),
             scheduler_role_arn: std::env::var("DURABLE_SCHEDULER_ROLE_ARN")

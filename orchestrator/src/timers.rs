@@ -5,11 +5,12 @@
 use crate::config::Config;
 use crate::error::OrchestratorError;
 use aws_sdk_scheduler::operation::create_schedule::CreateScheduleError;
+use aws_sdk_scheduler::operation::delete_schedule::DeleteScheduleError;
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target,
 };
 use durable_protocol::ControlEvent;
-use durable_protocol::{InvocationId, Timer};
+use durable_protocol::{EntryKind, InvocationId, JournalEntry, Timer};
 use std::sync::Arc;
 
 /// Creates the schedules of durable timers.
@@ -84,6 +85,59 @@ impl Timers {
         };
         self.schedule_event(&format!("{child}-start"), due_at_ms, &event, target_arn)
             .await
+    }
+
+    /// Schedules the retry of `id`'s attempt `attempt` (its backoff is longer than the
+    /// orchestrator call had left): a `drive` at `due_ms`, when its lease has ended.
+    pub async fn schedule_retry(
+        &self,
+        id: &InvocationId,
+        attempt: u32,
+        due_ms: u64,
+        target_arn: &str,
+    ) -> Result<(), OrchestratorError> {
+        let event = ControlEvent::Drive {
+            invocation_id: id.clone(),
+        };
+        // Rounded up to the second, so that it never fires before the lease ends.
+        let fire_at = due_ms.div_ceil(1000) * 1000;
+        self.schedule_event(&format!("{id}-r{attempt}"), fire_at, &event, target_arn)
+            .await
+    }
+
+    /// Deletes the schedules of `id`'s timers that never fired (a finished invocation's
+    /// timers that lost a select): they would wake it later for nothing. Best effort: a
+    /// schedule left behind fires once and changes nothing.
+    pub async fn delete_unfired(&self, id: &InvocationId, journal: &[JournalEntry]) {
+        for entry in journal {
+            if matches!(entry.kind, EntryKind::Sleep { .. }) && entry.completion.is_none() {
+                self.delete(&schedule_name(id, entry.index)).await;
+            }
+        }
+    }
+
+    /// Deletes schedule `name`; one that is gone already (it fired) is fine.
+    async fn delete(&self, name: &str) {
+        let result = self
+            .client
+            .delete_schedule()
+            .name(name)
+            .group_name(&self.config.schedule_group)
+            .send()
+            .await;
+        match result {
+            Ok(_) => tracing::debug!(schedule = name, "deleted an unfired timer's schedule"),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(DeleteScheduleError::ResourceNotFoundException(_))
+                ) => {}
+            Err(e) => tracing::warn!(
+                schedule = name,
+                error = %aws_sdk_scheduler::error::DisplayErrorContext(&e),
+                "could not delete an unfired timer's schedule"
+            ),
+        }
     }
 
     /// A one-time schedule `name` that sends `event` to `target_arn` at `fire_at_ms`;

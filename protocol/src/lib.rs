@@ -9,9 +9,11 @@
 //! * [`keyed`]: virtual objects and workflows: object references, promise waiters, limits.
 //! * [`payload`]: references to large values kept outside the journal, and the offload limits.
 //! * [`clock`]: wall-clock milliseconds, as both sides record them.
+//! * [`crash`]: crash points that tests arm to kill a process at a chosen place.
 
 pub mod clock;
 pub mod control;
+pub mod crash;
 pub mod envelope;
 pub mod ids;
 pub mod journal;

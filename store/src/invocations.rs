@@ -32,11 +32,16 @@ pub use durable_protocol::Status;
 /// The attribute (and its only value) that puts running invocations in the sparse `leases`
 /// index: the sweep finds expired leases there without scanning the table.
 pub const LEASE_SHARD: &str = "lease_shard";
-pub(crate) const LEASE_SHARD_VALUE: &str = "L";
-/// The index of running invocations by `lease_until`.
+pub const LEASE_SHARD_VALUE: &str = "L";
+/// The attribute the `leases` index sorts by (ms since the Unix epoch).
+pub const LEASE_UNTIL: &str = "lease_until";
+/// The index of running invocations by `lease_until` (and of completions made by others,
+/// stamped with when they were made).
 pub const LEASE_INDEX: &str = "leases";
 /// The flag set when an invocation leaves its first attempt: its journal is kept from then on.
 const JOURNAL_KEPT: &str = "journal_kept";
+/// The flag of a finished invocation whose clean-up is not known to be done.
+const CLEANUP: &str = "cleanup";
 /// The flag of a running invocation that nobody drives, with no attempt running, that anybody
 /// may take over at once whatever its lease says (handed off between pushes, granted its
 /// object's lock, a one-way send).
@@ -82,6 +87,11 @@ pub struct Invocation {
     pub journal_kept: bool,
     /// Nobody drives it: it may be taken over now, whatever `lease_until` says.
     pub released: bool,
+    /// Finished, but what follows the finish (its kept journal's TTL, its unfired timers'
+    /// schedules, its payloads) is not known to be done: the sweep does it if its driver died.
+    pub cleanup_pending: bool,
+    /// Some of its values were offloaded to S3 (`payloads/<id>/`).
+    pub has_payloads: bool,
 }
 
 impl Invocation {
@@ -205,6 +215,16 @@ impl Invocation {
             handler_kind,
             released: item
                 .get(RELEASED)
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false),
+            cleanup_pending: item
+                .get(CLEANUP)
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false),
+            has_payloads: item
+                .get("has_payloads")
                 .and_then(|v| v.as_bool().ok())
                 .copied()
                 .unwrap_or(false),
@@ -569,6 +589,18 @@ impl InvocationStore {
         Ok(applied)
     }
 
+    /// Records that a finished invocation's clean-up is done.
+    pub async fn cleaned(&self, id: &InvocationId) -> Result<(), StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::meta_key_item(id)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("REMOVE cleanup");
+        apply(update).await.map(|_| ())
+    }
+
     /// Records the outcome if `inv.epoch` is still current: `Some(has_payloads)` if it did,
     /// `None` if another driver owns it.
     pub async fn finish(
@@ -650,6 +682,12 @@ impl FinishUpdate {
         let mut expression = format!(
             "{set}, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no)"
         );
+        if inv.journal_kept {
+            // Its journal needs a TTL and its timers may have schedules: done after the
+            // finish, and by the sweep if the finishing call dies first.
+            expression.push_str(", cleanup = :yes");
+            values.push((":yes", AttributeValue::Bool(true)));
+        }
         if let Some(entry) = tail {
             expression.push_str(", tail = :tail");
             values.push((":tail", tail_value(entry)));

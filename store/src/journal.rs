@@ -4,6 +4,7 @@
 use crate::attrs::{corrupt, get_n, get_s, n, put_result, read_result, s, Item};
 use crate::conditional::apply_update;
 use crate::error::StoreError;
+use crate::invocations::{LEASE_SHARD, LEASE_SHARD_VALUE, LEASE_UNTIL};
 use crate::keys;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
@@ -94,6 +95,11 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
     }
     if entry.dispatched {
         item.insert("dispatched".into(), AttributeValue::Bool(true));
+    } else if entry.kind.child().is_some() {
+        // A call or send enters the `leases` index when it is recorded: if its `dispatch`
+        // event is lost, the sweep meets it undispatched and dispatches it.
+        item.insert(LEASE_SHARD.into(), s(LEASE_SHARD_VALUE));
+        item.insert(LEASE_UNTIL.into(), n(now_millis()));
     }
     if let Some(c) = &entry.completion {
         put_result(&mut item, COMPLETION, c);
@@ -218,6 +224,18 @@ pub enum Completed {
     WrongKind(EntryTag),
 }
 
+/// Who writes a completion: it decides whether the sweep must be able to find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completer {
+    /// The invocation's own attempt or driver (an in-process timer, a timer found due at
+    /// suspension): it goes on with the completion itself.
+    Own,
+    /// Anybody else (a timer's schedule, a finished child, an awakeable or promise
+    /// resolution), who then resumes the waiter: the completed entry enters the `leases`
+    /// index, so that the sweep resumes the waiter if the completer dies before it does.
+    Other,
+}
+
 /// The outcome of a conditional append.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Appended {
@@ -302,16 +320,23 @@ impl JournalStore {
     }
 
     /// Writes `result` as the completion of entry `index` (a `kind` entry) unless it has one:
-    /// the first completion wins; a second one learns what the first was.
+    /// the first completion wins; a second one learns what the first was. A completion by
+    /// [`Completer::Other`] also puts the entry in the `leases` index, stamped now, in the
+    /// same write: if the completer dies before it resumes the waiter, the sweep does.
     pub async fn complete(
         &self,
         id: &InvocationId,
         index: u32,
         kind: EntryTag,
         result: &StepResult,
+        by: Completer,
     ) -> Result<Completed, StoreError> {
         let mut values = Item::new();
         put_result(&mut values, COMPLETION, result);
+        if by == Completer::Other {
+            values.insert(LEASE_SHARD.to_owned(), s(LEASE_SHARD_VALUE));
+            values.insert(LEASE_UNTIL.to_owned(), n(now_millis()));
+        }
         let mut update = self
             .client
             .update_item()
@@ -362,15 +387,56 @@ impl JournalStore {
         }
     }
 
+    /// Journal entries by key (eventually consistent, in batches of 100): what the sweep needs
+    /// to know of the entries it meets in the `leases` index. Missing ones are left out.
+    pub async fn entries_many(
+        &self,
+        wanted: &[(InvocationId, u32)],
+    ) -> Result<Vec<(InvocationId, JournalEntry)>, StoreError> {
+        let keys = wanted
+            .iter()
+            .map(|(id, index)| {
+                Item::from([
+                    (keys::PK.to_owned(), s(keys::invocation_pk(id))),
+                    (keys::SK.to_owned(), s(keys::journal_sk(*index))),
+                ])
+            })
+            .collect();
+        crate::batch::batch_get(&self.client, &self.table, keys)
+            .await?
+            .iter()
+            .filter_map(|item| Some((keys::entry_of_item(item)?.0, item)))
+            .map(|(id, item)| Ok((id, entry_from_item(item)?)))
+            .collect()
+    }
+
+    /// Stamps a completed entry with now in the `leases` index again: ahead of the sweep's
+    /// cursor, so that a later sweep meets it once more if the `resume` sent now is lost too.
+    pub async fn restamp(&self, id: &InvocationId, index: u32) -> Result<(), StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::invocation_pk(id)))
+            .key(keys::SK, s(keys::journal_sk(index)))
+            .condition_expression("attribute_exists(sk)")
+            .update_expression("SET #shard = :shard, #lease = :now")
+            .expression_attribute_names("#shard", LEASE_SHARD)
+            .expression_attribute_names("#lease", LEASE_UNTIL)
+            .expression_attribute_values(":shard", s(LEASE_SHARD_VALUE))
+            .expression_attribute_values(":now", n(now_millis()));
+        apply_update(update).await.map(|_| ())
+    }
+
     /// Gives every journal entry of `id` the TTL `expires_at` (epoch seconds), after the
     /// invocation finished: DynamoDB removes them then, for free, and until then the journal can
     /// still be inspected (and read by a late `dispatch`). Re-puts the items, 25 per request:
-    /// the same write cost as deleting them.
+    /// the same write cost as deleting them. Answers the entries.
     pub async fn expire_all(
         &self,
         id: &InvocationId,
         expires_at: u64,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Vec<JournalEntry>, StoreError> {
         use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
         let items = self.journal_items(id).await?;
         for chunk in items.chunks(25) {
@@ -404,7 +470,7 @@ impl JournalStore {
                 }
             }
         }
-        Ok(items.len())
+        items.iter().map(entry_from_item).collect()
     }
 
     /// Takes the TTL off entry `index` of `id`: it is kept until the invocation finishes (an

@@ -149,6 +149,47 @@ impl KeyedStore {
         Ok(names)
     }
 
+    /// Gives every promise of a workflow whose `run` finished the TTL `expires_at` (epoch
+    /// seconds): nobody waits for them any more, and they go with the run's own items.
+    pub async fn expire_promises(
+        &self,
+        object: &ObjectRef,
+        expires_at: u64,
+    ) -> Result<usize, StoreError> {
+        let mut start = None;
+        let mut count = 0;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", s(keys::object_ref_pk(object)))
+                .expression_attribute_values(":p", s(keys::PROMISE_SK_PREFIX))
+                .projection_expression("pk, sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("Query", e))?;
+            for item in out.items() {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(item.clone()))
+                    .update_expression("SET expires_at = :exp")
+                    .expression_attribute_values(":exp", crate::attrs::n(expires_at))
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::dynamo("UpdateItem", e))?;
+                count += 1;
+            }
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+
     /// The result of a promise, if it has one.
     pub async fn peek(
         &self,

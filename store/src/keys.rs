@@ -70,6 +70,16 @@ pub fn id_of_meta(item: &Item) -> Option<InvocationId> {
     InvocationId::parse(id).ok()
 }
 
+/// The invocation and index of a journal entry item, from its key.
+pub fn entry_of_item(item: &Item) -> Option<(InvocationId, u32)> {
+    let id = get_s(item, PK)?.strip_prefix("inv#")?;
+    let index = get_s(item, SK)?
+        .strip_prefix(JOURNAL_SK_PREFIX)?
+        .parse()
+        .ok()?;
+    Some((InvocationId::parse(id).ok()?, index))
+}
+
 /// Sort key of journal entry `index`: zero-padded so that keys sort in index order.
 pub fn journal_sk(index: u32) -> String {
     format!("{JOURNAL_SK_PREFIX}{index:010}")
@@ -112,4 +122,23 @@ pub fn service_pk(name: &ServiceName) -> String {
 /// The partition key of an object's (or workflow's) items.
 pub fn object_ref_pk(object: &ObjectRef) -> String {
     object_pk(&object.service, &object.key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_and_meta_keys_are_told_apart() {
+        let id = InvocationId::parse(&format!("inv_{}", "a".repeat(32))).unwrap();
+        let entry = Item::from([
+            (PK.to_owned(), s(invocation_pk(&id))),
+            (SK.to_owned(), s(journal_sk(7))),
+        ]);
+        assert_eq!(entry_of_item(&entry), Some((id.clone(), 7)));
+        assert_eq!(id_of_meta(&entry), None);
+        let meta = meta_key_item(&id);
+        assert_eq!(entry_of_item(&meta), None);
+        assert_eq!(id_of_meta(&meta), Some(id));
+    }
 }

@@ -3,6 +3,7 @@
 //! * [`keys`]: the key scheme of the one table, and nothing else builds keys.
 //! * [`attrs`]: typed reads and writes of attribute values, the result codec.
 //! * [`conditional`]: conditional writes and the parsing of their refusals.
+//! * [`batch`]: batch reads of many items by key.
 //! * [`journal`]: journal entries as items, the conditional append, completions, TTLs.
 //! * [`invocations`]: invocation metadata and its conditional lifecycle transitions.
 //! * [`sweep`]: the sweep's cursors, the pages it walks and its conditional marks.
@@ -14,6 +15,7 @@
 //! * [`traits`]: the small storage traits that logic above the store is written against.
 
 pub mod attrs;
+pub mod batch;
 pub mod conditional;
 pub mod error;
 pub mod invocations;
@@ -31,6 +33,6 @@ pub mod memory;
 
 pub use attrs::Item;
 pub use error::StoreError;
-pub use journal::{Appended, Completed, JournalStore, Writer};
+pub use journal::{Appended, Completed, Completer, JournalStore, Writer};
 pub use keyed::KeyedStore;
 pub use payloads::{PayloadError, PayloadStore};

@@ -5,7 +5,7 @@
 
 use crate::traits::{BoxFuture, Journal, Payloads, Promises, State};
 use crate::PayloadError;
-use crate::{Appended, Completed, StoreError, Writer};
+use crate::{Appended, Completed, Completer, StoreError, Writer};
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::payload::{as_ref, Limits, PayloadRef, REF_KEY};
 use durable_protocol::{EntryTag, InvocationId, JournalEntry, StepResult};
@@ -110,6 +110,7 @@ impl Journal for MemoryStore {
         index: u32,
         kind: EntryTag,
         result: &'a StepResult,
+        _by: Completer,
     ) -> BoxFuture<'a, Result<Completed, StoreError>> {
         Box::pin(async move {
             if let Some(delay) = self.completion_delay {
@@ -343,15 +344,16 @@ mod tests {
         );
         let fired = StepResult::Value(serde_json::Value::Null);
         assert_eq!(
-            block_on(store.complete(&id, 0, EntryTag::Awakeable, &fired)).unwrap(),
+            block_on(store.complete(&id, 0, EntryTag::Awakeable, &fired, Completer::Other))
+                .unwrap(),
             Completed::WrongKind(EntryTag::Sleep)
         );
         assert_eq!(
-            block_on(store.complete(&id, 0, EntryTag::Sleep, &fired)).unwrap(),
+            block_on(store.complete(&id, 0, EntryTag::Sleep, &fired, Completer::Other)).unwrap(),
             Completed::Written
         );
         assert_eq!(
-            block_on(store.complete(&id, 0, EntryTag::Sleep, &fired)).unwrap(),
+            block_on(store.complete(&id, 0, EntryTag::Sleep, &fired, Completer::Other)).unwrap(),
             Completed::AlreadyCompleted(fired)
         );
         assert_eq!(store.writes.load(Ordering::SeqCst), 2);

@@ -88,6 +88,13 @@ impl Objects {
     ) -> Result<Arrival, StoreError> {
         let mut meta = InvocationStore::new_item(new, Status::Queued);
         meta.insert("due_at".into(), n(due_ms));
+        // In the `leases` index from its arrival: if the pump after this write never runs (the
+        // arriving call died), the sweep pumps the object once this lease has passed.
+        meta.insert(LEASE_SHARD.into(), s(crate::invocations::LEASE_SHARD_VALUE));
+        meta.insert(
+            "lease_until".into(),
+            n(due_ms.max(now_millis()) + crate::invocations::LEASE_AHEAD.as_millis() as u64),
+        );
         let queued = InvocationStore::decode(&meta)?;
         let put_meta = Put::builder()
             .table_name(&self.table)
@@ -105,7 +112,7 @@ impl Objects {
         let bump = Update::builder()
             .table_name(&self.table)
             .set_key(Some(self.key(keys::object_ref_pk(object), keys::LOCK_SK)))
-            .update_expression("ADD arrivals :one")
+            .update_expression("ADD arrivals :one REMOVE expires_at")
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(build_err)?;
@@ -235,7 +242,7 @@ impl Objects {
             .table_name(&self.table)
             .set_key(Some(self.key(keys::object_ref_pk(object), keys::LOCK_SK)))
             .condition_expression("attribute_not_exists(holder)")
-            .update_expression("SET holder = :next, granted_at = :now")
+            .update_expression("SET holder = :next, granted_at = :now REMOVE expires_at")
             .expression_attribute_values(":next", s(next.as_str()))
             .expression_attribute_values(":now", n(now_millis()))
             .build()
@@ -409,15 +416,25 @@ impl Objects {
                         let grant = self.grant_items(&object, &sk, &id)?;
                         next = Some((id.clone(), grant));
                         lock.condition_expression("holder = :me")
-                            .update_expression("SET holder = :next, granted_at = :now")
+                            .update_expression(
+                                "SET holder = :next, granted_at = :now REMOVE expires_at",
+                            )
                             .expression_attribute_values(":next", s(id.as_str()))
                     }
                     None => lock
                         .condition_expression(
                             "holder = :me AND (arrivals = :seen OR attribute_not_exists(arrivals))",
                         )
-                        .update_expression("REMOVE holder SET released_at = :now")
-                        .expression_attribute_values(":seen", n(arrivals)),
+                        // An idle lock item expires with the retention; an arrival or a
+                        // grant takes the TTL off again.
+                        .update_expression(
+                            "REMOVE holder SET released_at = :now, expires_at = :exp",
+                        )
+                        .expression_attribute_values(":seen", n(arrivals))
+                        .expression_attribute_values(
+                            ":exp",
+                            n(now_millis() / 1000 + retention.as_secs()),
+                        ),
                 };
                 items.push(
                     TransactWriteItem::builder()

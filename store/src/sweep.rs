@@ -24,6 +24,32 @@ pub struct SweepCursors {
     pub minutes_until: Option<u32>,
 }
 
+/// What the `leases` index holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leased {
+    /// An invocation that runs (or ran: finishing leaves it there), by when its lease ends.
+    Invocation { id: InvocationId, lease_until: u64 },
+    /// A journal entry, by when it was stamped: a call or send when it was recorded (the sweep
+    /// dispatches it if its `dispatch` was lost), an entry completed by someone other than its
+    /// invocation when it was completed (the sweep resumes the invocation if it is still
+    /// suspended on it).
+    Entry {
+        id: InvocationId,
+        index: u32,
+        stamped_at: u64,
+    },
+}
+
+impl Leased {
+    /// Where it sorts in the index (ms since the Unix epoch).
+    pub fn at(&self) -> u64 {
+        match self {
+            Leased::Invocation { lease_until, .. } => *lease_until,
+            Leased::Entry { stamped_at, .. } => *stamped_at,
+        }
+    }
+}
+
 impl InvocationStore {
     /// Where the sweep left off in the `leases` index and in the minutes' partitions.
     pub async fn sweep_cursors(&self) -> Result<SweepCursors, StoreError> {
@@ -124,13 +150,13 @@ impl InvocationStore {
     }
 
     /// One page of the `leases` index between `after` (exclusive) and `upto` (inclusive), in
-    /// lease order: (invocation, lease) pairs, and where the next page starts.
+    /// lease order: invocations and completions, and where the next page starts.
     pub async fn leases_page(
         &self,
         after: u64,
         upto: u64,
         start: Option<Item>,
-    ) -> Result<(Vec<(InvocationId, u64)>, Option<Item>), StoreError> {
+    ) -> Result<(Vec<Leased>, Option<Item>), StoreError> {
         let out = self
             .client
             .query()
@@ -148,7 +174,21 @@ impl InvocationStore {
         let found = out
             .items()
             .iter()
-            .filter_map(|i| Some((keys::id_of_meta(i)?, get_n(i, "lease_until")?)))
+            .filter_map(|i| {
+                let at = get_n(i, "lease_until")?;
+                if let Some(id) = keys::id_of_meta(i) {
+                    return Some(Leased::Invocation {
+                        id,
+                        lease_until: at,
+                    });
+                }
+                let (id, index) = keys::entry_of_item(i)?;
+                Some(Leased::Entry {
+                    id,
+                    index,
+                    stamped_at: at,
+                })
+            })
             .collect();
         Ok((found, out.last_evaluated_key.filter(|k| !k.is_empty())))
     }
@@ -157,42 +197,12 @@ impl InvocationStore {
     /// reads): the sweep only needs to tell finished ones from running ones, and a
     /// finished invocation never runs again.
     pub async fn get_many(&self, ids: &[InvocationId]) -> Result<Vec<Invocation>, StoreError> {
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
-        let mut found = Vec::new();
-        for chunk in ids.chunks(100) {
-            let mut keys_left: Vec<Item> = chunk.iter().map(keys::meta_key_item).collect();
-            // Unprocessed keys (throttling) are asked for again, a few times.
-            for _ in 0..5 {
-                if keys_left.is_empty() {
-                    break;
-                }
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(keys_left))
-                    .build()
-                    .map_err(|e| StoreError::Dynamo {
-                        operation: "BatchGetItem",
-                        source: e.into(),
-                    })?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::dynamo("BatchGetItem", e))?;
-                if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.table)) {
-                    for item in &items {
-                        found.push(Invocation::from_item(item)?);
-                    }
-                }
-                keys_left = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-            }
-        }
-        Ok(found)
+        let keys = ids.iter().map(keys::meta_key_item).collect();
+        crate::batch::batch_get(&self.client, &self.table, keys)
+            .await?
+            .iter()
+            .map(Invocation::from_item)
+            .collect()
     }
 
     /// Moves the lease of a running invocation that nobody drives to now: still expired (the

@@ -3,7 +3,8 @@
 //! `memory::MemoryStore` (feature `test-util`) implements them in memory for unit tests.
 
 use crate::{
-    Appended, Completed, JournalStore, KeyedStore, PayloadError, PayloadStore, StoreError, Writer,
+    Appended, Completed, Completer, JournalStore, KeyedStore, PayloadError, PayloadStore,
+    StoreError, Writer,
 };
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::{EntryTag, InvocationId, JournalEntry, StepResult};
@@ -32,13 +33,15 @@ pub trait Journal: Send + Sync {
     /// Marks the invocation as having values in S3 (to be deleted when it finishes).
     fn flag_payloads<'a>(&'a self, id: &'a InvocationId) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Writes a completion onto a `kind` entry unless it has one.
+    /// Writes a completion onto a `kind` entry unless it has one; `by` says whether the
+    /// sweep must be able to find it (see [`Completer`]).
     fn complete<'a>(
         &'a self,
         id: &'a InvocationId,
         index: u32,
         kind: EntryTag,
         result: &'a StepResult,
+        by: Completer,
     ) -> BoxFuture<'a, Result<Completed, StoreError>>;
 }
 
@@ -187,8 +190,9 @@ impl Journal for Table {
         index: u32,
         kind: EntryTag,
         result: &'a StepResult,
+        by: Completer,
     ) -> BoxFuture<'a, Result<Completed, StoreError>> {
-        Box::pin(self.journal.complete(id, index, kind, result))
+        Box::pin(self.journal.complete(id, index, kind, result, by))
     }
 }
 

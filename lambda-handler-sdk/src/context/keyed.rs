@@ -388,7 +388,13 @@ async fn await_promise<T: DeserializeOwned>(
                 let written = {
                     let _busy = inv.busy();
                     inv.sink
-                        .complete(&inv.id, index, durable_protocol::EntryTag::Promise, &result)
+                        .complete(
+                            &inv.id,
+                            index,
+                            durable_protocol::EntryTag::Promise,
+                            &result,
+                            durable_store::Completer::Own,
+                        )
                         .await
                 };
                 if let Err(e) = written {
@@ -533,6 +539,7 @@ async fn complete_promise(
                     waiter.index,
                     durable_protocol::EntryTag::Promise,
                     &kept,
+                    durable_store::Completer::Other,
                 )
                 .await
             {

@@ -96,7 +96,13 @@ async fn sleep_until(
         let fired = StepResult::Value(serde_json::Value::Null);
         match inv
             .sink
-            .complete(&inv.id, index, durable_protocol::EntryTag::Sleep, &fired)
+            .complete(
+                &inv.id,
+                index,
+                durable_protocol::EntryTag::Sleep,
+                &fired,
+                durable_store::Completer::Own,
+            )
             .await
         {
             Ok(Completed::Written | Completed::AlreadyCompleted(_)) => {}

@@ -264,7 +264,10 @@ impl Attempt {
         if let Err(reason) = self.flush_deferred().await {
             return self.abort(reason).await;
         }
-        self.sink.append(&self.id, entry, self.writer).await
+        durable_protocol::crash_point!("sdk.journal.append.before");
+        let appended = self.sink.append(&self.id, entry, self.writer).await;
+        durable_protocol::crash_point!("sdk.journal.append.after");
+        appended
     }
 
     /// Keeps a new step's entry to be written later (see `deferred`); a step deferred before
@@ -313,7 +316,10 @@ impl Attempt {
     /// (retryable; the next one replays the recorded result).
     async fn write_deferred(&self, entry: &JournalEntry) -> Result<(), Abort> {
         let _busy = self.busy();
-        match self.sink.append(&self.id, entry, self.writer).await {
+        durable_protocol::crash_point!("sdk.journal.deferred.before");
+        let appended = self.sink.append(&self.id, entry, self.writer).await;
+        durable_protocol::crash_point!("sdk.journal.deferred.after");
+        match appended {
             Ok(Appended::Written) => Ok(()),
             Ok(Appended::AlreadyRecorded(recorded)) if recorded.kind == entry.kind => Ok(()),
             Ok(Appended::AlreadyRecorded(recorded)) if recorded.kind.same_command(&entry.kind) => {

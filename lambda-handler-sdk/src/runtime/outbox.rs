@@ -56,6 +56,7 @@ pub(crate) async fn outbox_worker(
         // Not yet dispatched (or not known to be): dispatching again is harmless, the child is
         // created with a conditional put. State changes are only recorded.
         if !dispatched && kind.child().is_some() {
+            durable_protocol::crash_point!("sdk.outbox.recorded");
             if let Err(e) = dispatcher.dispatch(&inv.id, index).await {
                 let message = format!("could not dispatch {} {}: {e}", kind.label(), kind.name());
                 return inv.abort(Abort::retry(message)).await;

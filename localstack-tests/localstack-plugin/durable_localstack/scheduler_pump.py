@@ -4,7 +4,10 @@ Every second the pump looks at every account's and region's schedules. An ENABLE
 with an `at(...)` expression that is due and a Lambda target is fired as AWS would: the target
 function is invoked asynchronously (InvocationType=Event) through LocalStack's own Lambda API
 with the target's `Input`, and the schedule is deleted if its ActionAfterCompletion is DELETE
-(otherwise it stays, and is never fired again). Rate and cron schedules are left alone.
+(otherwise it stays, and is never fired again). An ENABLED `rate(N minute|minutes|hour|hours|
+day|days)` schedule with a Lambda target is fired every N units, counted from when the pump
+first saw it (EventBridge Scheduler starts a rate schedule when it is created); cron schedules
+are left alone.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ from localstack.runtime import hooks
 LOG = logging.getLogger(__name__)
 
 AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
+RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+UNIT_S = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
 INTERVAL_S = 1.0
 
 _fired: set[str] = set()
+# When each rate schedule (by ARN and version) fires next (monotonic seconds).
+_next_rate: dict[str, float] = {}
 _started = threading.Event()
 
 
@@ -51,6 +58,21 @@ def _fire(account_id: str, region: str, group_name: str, schedule) -> None:
     LOG.info("scheduler pump: fired %s -> %s", schedule.arn, arn)
 
 
+def _rate_due(schedule) -> bool:
+    """Whether a rate schedule is due now; the first look only starts its clock."""
+    match = RATE.match(schedule.schedule_expression or "")
+    if not match or schedule.state != "ENABLED":
+        return False
+    period = int(match.group(1)) * UNIT_S[match.group(2)]
+    key = f"{schedule.arn}|{schedule.schedule_expression}|{schedule.last_modified_date}"
+    now = time.monotonic()
+    due = _next_rate.setdefault(key, now + period)
+    if now < due:
+        return False
+    _next_rate[key] = now + period
+    return True
+
+
 def pump_once() -> int:
     """Fires every due schedule once; returns how many fired."""
     from moto.scheduler.models import scheduler_backends
@@ -61,6 +83,13 @@ def pump_once() -> int:
         for region, backend in list(regions.items()):
             for group in list(backend.schedule_groups.values()):
                 for schedule in list(group.schedules.values()):
+                    if _rate_due(schedule):
+                        try:
+                            _fire(account_id, region, group.name, schedule)
+                            fired += 1
+                        except Exception:  # the next period fires again
+                            LOG.exception("scheduler pump: firing %s failed", schedule.arn)
+                        continue
                     key = f"{schedule.arn}|{schedule.schedule_expression}|{schedule.last_modified_date}"
                     if key in _fired or not _due(schedule, now):
                         continue

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use durable_local::client::OrchestratorClient;
 use durable_local::deploy::clients::Clients;
-use durable_local::deploy::{deploy, repo_root, Deployment};
+use durable_local::deploy::{deploy, repo_root, Deployment, SweepSchedule};
 use durable_local::inspect::{self, show};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +31,10 @@ enum Command {
         /// Folder with the built binaries (orchestrator, checkout, test-services).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// Create no sweep schedule (and delete one left from before): whoever uses this
+        /// deployment sends `sweep` events itself, like the end-to-end tests do.
+        #[arg(long)]
+        no_sweep_schedule: bool,
     },
     /// Call a handler through the orchestrator's Function URL and print the answer.
     Invoke {
@@ -91,9 +95,18 @@ async fn run(cli: Cli) -> durable_local::Result<ExitCode> {
     let path = cli.deployment.unwrap_or_else(Deployment::default_path);
     let clients = Clients::local().await;
     match cli.command {
-        Command::Deploy { prefix, bin_dir } => {
+        Command::Deploy {
+            prefix,
+            bin_dir,
+            no_sweep_schedule,
+        } => {
             let bin_dir = bin_dir.unwrap_or_else(|| repo_root().join("target/debug"));
-            let d = deploy(&clients, &prefix, &bin_dir, &path).await?;
+            let sweep = if no_sweep_schedule {
+                SweepSchedule::None
+            } else {
+                SweepSchedule::EveryMinute
+            };
+            let d = deploy(&clients, &prefix, &bin_dir, &path, sweep).await?;
             println!(
                 "deployed into {}:",
                 durable_local::deploy::clients::endpoint()

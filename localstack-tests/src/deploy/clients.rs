@@ -28,6 +28,7 @@ pub struct Clients {
     pub dynamo: aws_sdk_dynamodb::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub s3: aws_sdk_s3::Client,
+    pub scheduler: aws_sdk_scheduler::Client,
 }
 
 impl Clients {
@@ -40,6 +41,7 @@ impl Clients {
         Self {
             dynamo: aws_sdk_dynamodb::Client::new(&config),
             lambda: aws_sdk_lambda::Client::new(&config),
+            scheduler: aws_sdk_scheduler::Client::new(&config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
         }
     }

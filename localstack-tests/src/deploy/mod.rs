@@ -143,14 +143,17 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Deploys everything under names starting with `prefix`, using binaries from `bin_dir`.
+/// Deploys everything under names starting with `prefix`, using binaries from `bin_dir`, with
+/// the sweep's `rate(1 minute)` schedule (as the CDK construct creates it) unless `sweep` is
+/// [`SweepSchedule::None`].
 pub async fn deploy(
     clients: &Clients,
     prefix: &str,
     bin_dir: &Path,
     out: &Path,
+    sweep: SweepSchedule,
 ) -> Result<Deployment> {
-    deploy_with(
+    let deployment = deploy_with(
         clients,
         prefix,
         bin_dir,
@@ -159,7 +162,73 @@ pub async fn deploy(
         &BTreeMap::new(),
         ORCHESTRATOR_TIMEOUT_SECS,
     )
-    .await
+    .await?;
+    ensure_sweep_schedule(clients, &deployment, sweep).await?;
+    Ok(deployment)
+}
+
+/// Whether a deployment's orchestrator gets the sweep schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepSchedule {
+    /// `rate(1 minute)`, fired by the local environment's schedule pump: local runs recover
+    /// by themselves, as on AWS.
+    EveryMinute,
+    /// None (and an existing one is deleted): the caller sends sweeps itself, e.g. tests that
+    /// check what each sweep did.
+    None,
+}
+
+/// The name of a deployment's sweep schedule.
+pub fn sweep_schedule_name(prefix: &str) -> String {
+    format!("{prefix}-sweep")
+}
+
+/// Creates (or deletes) the sweep schedule of `deployment`.
+pub async fn ensure_sweep_schedule(
+    clients: &Clients,
+    deployment: &Deployment,
+    sweep: SweepSchedule,
+) -> Result<()> {
+    use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
+    let name = sweep_schedule_name(&deployment.prefix);
+    // Replaced every time, so that a changed orchestrator ARN is picked up.
+    let _ = clients.scheduler.delete_schedule().name(&name).send().await;
+    if sweep == SweepSchedule::None {
+        return Ok(());
+    }
+    let arn = clients
+        .lambda
+        .get_function()
+        .function_name(&deployment.orchestrator_function)
+        .send()
+        .await
+        .map_err(|e| ToolError::aws("GetFunction", e))?
+        .configuration
+        .and_then(|c| c.function_arn)
+        .ok_or_else(|| ToolError::Message("the orchestrator has no ARN".into()))?;
+    let input =
+        serde_json::to_string(&ControlEvent::Sweep { minutes: None }).expect("an event serializes");
+    let target = Target::builder()
+        .arn(arn)
+        .role_arn(LOCAL_SCHEDULER_ROLE)
+        .input(input)
+        .build()
+        .map_err(|e| ToolError::Message(e.to_string()))?;
+    let window = FlexibleTimeWindow::builder()
+        .mode(FlexibleTimeWindowMode::Off)
+        .build()
+        .map_err(|e| ToolError::Message(e.to_string()))?;
+    clients
+        .scheduler
+        .create_schedule()
+        .name(&name)
+        .schedule_expression("rate(1 minute)")
+        .flexible_time_window(window)
+        .target(target)
+        .send()
+        .await
+        .map_err(|e| ToolError::aws("CreateSchedule", e))?;
+    Ok(())
 }
 
 /// The orchestrator's timeout in the local deployment (the CDK construct's default).

@@ -36,6 +36,8 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("hopeless", hopeless)
                     .handler("slow", slow)
                     .handler("slow_then_step", slow_then_step)
+                    .handler("overrun", overrun)
+                    .handler("backoff", backoff)
                     .handler("nap", nap)
                     .handler("timers", timers)
                     .handler("approval", approval)

@@ -114,3 +114,48 @@ pub(crate) async fn slow_then_step(ctx: Context, input: SlowInput) -> Result<u64
     let n = slow(ctx.clone(), input).await?;
     Ok(ctx.run("times ten", || async move { Ok(n * 10) }).await?)
 }
+
+#[derive(Deserialize)]
+pub(crate) struct OverrunInput {
+    pub(crate) run: String,
+    /// How long attempt n (from 1) keeps its step open; later attempts take the last value.
+    pub(crate) millis: Vec<u64>,
+}
+
+/// One step that stays open longer on early attempts: with the right lengths an attempt is
+/// killed by the handler's timeout and the next runs past what the orchestrator call has left.
+pub(crate) async fn overrun(ctx: Context, input: OverrunInput) -> Result<u64, HandlerError> {
+    let n: u64 = ctx
+        .run("overrun", || async {
+            let n = count_effect(&input.run, "overrun").await?;
+            let index = usize::try_from(n).unwrap_or(usize::MAX).saturating_sub(1);
+            let millis = input
+                .millis
+                .get(index)
+                .or(input.millis.last())
+                .copied()
+                .unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+            Ok(n)
+        })
+        .await?;
+    Ok(n)
+}
+
+/// A step that fails twice with a retryable error and a long backoff (25 s, then 50 s capped by
+/// the orchestrator's maximum), then succeeds: the second backoff outlasts the orchestrator call.
+pub(crate) async fn backoff(ctx: Context, input: RunOnly) -> Result<u64, HandlerError> {
+    let n: u64 = ctx
+        .run("backoff", || async {
+            let n = count_effect(&input.run, "backoff").await?;
+            if n < 3 {
+                return Err(HandlerError::retryable(format!("transient failure #{n}")));
+            }
+            Ok(n)
+        })
+        .retry_policy(
+            RetryPolicy::exponential(std::time::Duration::from_secs(25), 2.0).max_attempts(5),
+        )
+        .await?;
+    Ok(n)
+}

@@ -5,6 +5,7 @@ use crate::driver::{LambdaCall, Push, Wait, LEASE_MARGIN};
 use crate::error::OrchestratorError;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
+use durable_protocol::crash_point;
 use durable_protocol::{
     ControlEvent, EntryKind, HandlerKind, InvocationId, ServiceKind, StepResult, TerminalFailure,
 };
@@ -31,6 +32,7 @@ impl Services {
                 status: Some("unknown entry"),
             });
         };
+        crash_point!("dispatch.loaded");
         // Earlier calls and sends not started yet go first; their own dispatch drives them.
         for earlier in journal.iter().filter(|e| e.index < index && !e.dispatched) {
             if let Some(child) = self.create_child(parent, earlier, 0, call).await? {
@@ -43,6 +45,7 @@ impl Services {
         let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
         match self.create_child(parent, &entry, lease, call).await? {
             Some(child) => {
+                crash_point!("dispatch.child.marked");
                 let driven = self.drive(child, call, Push::First).await?;
                 Ok(replies::report(&replies::DispatchReport {
                     invocation_id: Some(parent),
@@ -164,8 +167,10 @@ impl Services {
                         entry.index,
                         durable_protocol::EntryTag::Call,
                         &StepResult::Failure(failure),
+                        durable_store::Completer::Other,
                     )
                     .await?;
+                crash_point!("dispatch.refused.completed");
                 self.send_event(&ControlEvent::Resume {
                     invocation_id: parent.clone(),
                     entry: entry.index,
@@ -206,6 +211,7 @@ impl Services {
             return Ok(None);
         }
         let created = self.invocations.create(&new).await?;
+        crash_point!("dispatch.child.created");
         if let Some(due) = due {
             // Scheduled (again, harmlessly, if it existed) before the entry counts as dispatched.
             self.timers

@@ -6,6 +6,7 @@ use crate::driver::{LambdaCall, Push, Wait, ANSWER_MARGIN, LEASE_MARGIN};
 use crate::error::OrchestratorError;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
+use durable_protocol::crash_point;
 use durable_protocol::{ControlEvent, EntryKind, InvocationId, StepResult};
 use durable_store::invocations::Status;
 use std::time::Duration;
@@ -58,6 +59,10 @@ impl Services {
                 })?),
             };
         }
+        if inv.outcome.is_some() {
+            // A re-delivered event for a child whose driver died before telling its caller.
+            self.notify_caller_if_untold(&inv).await?;
+        }
         let driven = self.attach(inv, call, Wait::No).await?;
         replies::report(&replies::InvocationReport {
             invocation_id: id,
@@ -102,8 +107,10 @@ impl Services {
                 index,
                 durable_protocol::EntryTag::Sleep,
                 &StepResult::Value(serde_json::Value::Null),
+                durable_store::Completer::Other,
             )
             .await?;
+        crash_point!("wake.completed");
         self.resume(id, index, call).await
     }
 
@@ -128,6 +135,7 @@ impl Services {
                 status: inv.status.as_str(),
             });
         }
+        crash_point!("resume.resumed");
         let driven = self.drive(inv, call, Push::Next).await?;
         replies::report(&replies::InvocationReport {
             invocation_id: id,

@@ -28,6 +28,16 @@ pub struct DispatchReport<'a> {
 #[derive(Debug, Serialize)]
 pub struct SweepReport {
     pub redriven: Vec<InvocationId>,
+    /// Suspended invocations resumed for a completion whose completer died before telling them.
+    pub resumed: Vec<InvocationId>,
+    /// Queued exclusive invocations whose object's free lock was granted (to the first due).
+    pub pumped: Vec<InvocationId>,
+    /// Invocations whose lost `dispatch` of a call or send was sent again.
+    pub dispatched: Vec<InvocationId>,
+    /// Finished invocations cleaned up here (their driver died before it did).
+    pub cleaned: Vec<InvocationId>,
+    /// Callers told the result of a child whose driver died before telling them.
+    pub callers_notified: Vec<InvocationId>,
     pub minutes: MinutesReport,
     pub leases: LeasesReport,
 }

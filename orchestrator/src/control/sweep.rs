@@ -6,8 +6,10 @@ use crate::driver::LambdaCall;
 use crate::error::OrchestratorError;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
+use durable_protocol::crash_point;
 use durable_protocol::{ControlEvent, InvocationId, MinuteRange};
 use durable_store::invocations::{Invocation, Status};
+use durable_store::sweep::Leased;
 use std::time::Duration;
 
 /// How long before its own deadline a sweep stops walking the `leases` index.
@@ -33,8 +35,8 @@ impl Services {
         let (mut redriven, minutes) = self
             .sweep_minutes(call, minutes, cursors.minutes_until)
             .await?;
-        let (more, leases) = self.sweep_leases(call, cursors.swept_until).await?;
-        redriven.extend(more);
+        let (followed, leases) = self.sweep_leases(call, cursors.swept_until).await?;
+        redriven.extend(followed.redriven);
         if !redriven.is_empty() {
             tracing::info!(
                 count = redriven.len(),
@@ -43,6 +45,11 @@ impl Services {
         }
         replies::report(&replies::SweepReport {
             redriven,
+            resumed: followed.resumed,
+            pumped: followed.pumped,
+            dispatched: followed.dispatched,
+            cleaned: followed.cleaned,
+            callers_notified: followed.callers_notified,
             minutes,
             leases,
         })
@@ -82,6 +89,12 @@ impl Services {
                 loop {
                     let (found, next) = self.invocations.minute_page(minute, shard, page).await?;
                     seen += found.len();
+                    for inv in found
+                        .iter()
+                        .filter(|i| i.cleanup_pending && i.outcome.is_some())
+                    {
+                        self.clean_up(inv, inv.has_payloads).await;
+                    }
                     for inv in found.iter().filter(|i| i.status == Status::Running) {
                         let Some(now) = self.invocations.promote(&inv.id).await? else {
                             continue;
@@ -131,6 +144,7 @@ impl Services {
         {
             return Ok(false);
         }
+        crash_point!("sweep.stranded.marked");
         self.send_event(&ControlEvent::Drive {
             invocation_id: inv.id.clone(),
         })
@@ -139,14 +153,19 @@ impl Services {
     }
 
     /// The second part of a sweep: the `leases` index, from its cursor up to the grace before
-    /// now.
+    /// now. Besides leases it holds recorded calls and sends, completions made by others (an
+    /// awakeable resolution, a timer, a child's result), queued exclusive invocations and
+    /// finished children of calls: an undispatched call or send is dispatched, a waiter still
+    /// suspended on a completed entry is resumed, an idle object with a queue is pumped, and a
+    /// caller whose entry a finished child never completed is told, so that nothing waits for
+    /// a message its sender died before sending.
     pub(crate) async fn sweep_leases(
         &self,
         call: &LambdaCall,
         cursor: u64,
-    ) -> Result<(Vec<InvocationId>, replies::LeasesReport), OrchestratorError> {
+    ) -> Result<(Followed, replies::LeasesReport), OrchestratorError> {
         let upto = now_millis().saturating_sub(self.config.sweep_grace.as_millis() as u64);
-        let mut redriven = Vec::new();
+        let mut followed = Followed::default();
         let mut seen = 0usize;
         let mut reached = cursor;
         let mut page = None;
@@ -154,15 +173,80 @@ impl Services {
         while !done {
             let (leases, next) = self.invocations.leases_page(cursor, upto, page).await?;
             seen += leases.len();
-            let ids: Vec<InvocationId> = leases.iter().map(|(id, _)| id.clone()).collect();
-            for inv in self.invocations.get_many(&ids).await? {
-                if self.redrive_if_stranded(&inv, upto).await? {
-                    redriven.push(inv.id);
+            let mut ids: Vec<InvocationId> = leases
+                .iter()
+                .map(|l| match l {
+                    Leased::Invocation { id, .. } | Leased::Entry { id, .. } => id.clone(),
+                })
+                .collect();
+            ids.sort();
+            ids.dedup();
+            let found = self.invocations.get_many(&ids).await?;
+            let wanted: Vec<(InvocationId, u32)> = leases
+                .iter()
+                .filter_map(|l| match l {
+                    Leased::Entry { id, index, .. } => Some((id.clone(), *index)),
+                    Leased::Invocation { .. } => None,
+                })
+                .collect();
+            let entries = self.journal.entries_many(&wanted).await?;
+            for leased in &leases {
+                match leased {
+                    Leased::Invocation { id, .. } => {
+                        let Some(inv) = found.iter().find(|i| &i.id == id) else {
+                            continue;
+                        };
+                        if self.redrive_if_stranded(inv, upto).await? {
+                            followed.redriven.push(inv.id.clone());
+                        } else if self.pump_if_idle(inv, upto).await? {
+                            followed.pumped.push(inv.id.clone());
+                        } else if self.notify_caller_if_untold(inv).await? {
+                            followed.callers_notified.push(inv.id.clone());
+                        } else if inv.cleanup_pending && inv.outcome.is_some() {
+                            // Its driver died between the finish and the clean-up.
+                            self.clean_up(inv, inv.has_payloads).await;
+                            followed.cleaned.push(inv.id.clone());
+                        }
+                    }
+                    Leased::Entry { id, index, .. } => {
+                        let Some((_, entry)) =
+                            entries.iter().find(|(i, e)| i == id && e.index == *index)
+                        else {
+                            continue;
+                        };
+                        let waits = entry.completion.is_some()
+                            && found.iter().any(|i| {
+                                &i.id == id
+                                    && i.status == Status::Suspended
+                                    && i.waiting_on.contains(index)
+                            });
+                        if waits {
+                            // Stamped again first: a later sweep meets it once more if this
+                            // event is lost too.
+                            self.journal.restamp(id, *index).await?;
+                            crash_point!("sweep.resume.before");
+                            self.send_event(&ControlEvent::Resume {
+                                invocation_id: id.clone(),
+                                entry: *index,
+                            })
+                            .await?;
+                            followed.resumed.push(id.clone());
+                        } else if entry.kind.child().is_some() && !entry.dispatched {
+                            self.journal.restamp(id, *index).await?;
+                            crash_point!("sweep.dispatch.before");
+                            self.send_event(&ControlEvent::Dispatch {
+                                invocation_id: id.clone(),
+                                entry: *index,
+                            })
+                            .await?;
+                            followed.dispatched.push(id.clone());
+                        }
+                    }
                 }
             }
             // Pages come in lease order.
-            if let Some((_, lease)) = leases.last() {
-                reached = *lease;
+            if let Some(last) = leases.last() {
+                reached = last.at();
             }
             done = next.is_none();
             page = next;
@@ -181,11 +265,67 @@ impl Services {
             self.invocations.advance_sweep_cursor(advanced).await?;
         }
         Ok((
-            redriven,
+            followed,
             replies::LeasesReport {
                 looked_at: seen,
                 swept_until: advanced,
             },
         ))
     }
+
+    /// A queued exclusive invocation whose arrival lease passed: its object is pumped in case
+    /// the arriving call died before it did (a free lock and a full inbox would wait for the
+    /// next arrival otherwise). Whoever is granted the lock is started. `true` if one was.
+    async fn pump_if_idle(&self, inv: &Invocation, upto: u64) -> Result<bool, OrchestratorError> {
+        if inv.status != Status::Queued || inv.lease_until > upto {
+            return Ok(false);
+        }
+        let Some(object) = inv.object() else {
+            return Ok(false);
+        };
+        let Some(granted) = self.objects.pump(&object).await? else {
+            return Ok(false);
+        };
+        crash_point!("sweep.pumped");
+        self.send_event(&ControlEvent::Drive {
+            invocation_id: granted,
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// A finished child of a call whose caller's entry has no completion yet (its driver died
+    /// between finishing it and telling the caller): tells the caller now. `true` if it did.
+    pub(crate) async fn notify_caller_if_untold(
+        &self,
+        inv: &Invocation,
+    ) -> Result<bool, OrchestratorError> {
+        let (Some(outcome), Some(caller)) = (&inv.outcome, &inv.caller) else {
+            return Ok(false);
+        };
+        let told = self
+            .journal
+            .entry(&caller.invocation, caller.entry)
+            .await?
+            .is_none_or(|e| e.completion.is_some());
+        if told {
+            return Ok(false);
+        }
+        self.notify_caller(inv, outcome).await?;
+        Ok(true)
+    }
+}
+
+/// What the `leases` part of a sweep followed up.
+#[derive(Debug, Default)]
+pub(crate) struct Followed {
+    pub redriven: Vec<InvocationId>,
+    /// Queued invocations whose object was pumped (someone was granted its lock).
+    pub pumped: Vec<InvocationId>,
+    /// Invocations with a call or send whose `dispatch` was lost, dispatched again.
+    pub dispatched: Vec<InvocationId>,
+    /// Finished invocations whose clean-up (journal TTL, unfired schedules) was done here.
+    pub cleaned: Vec<InvocationId>,
+    pub resumed: Vec<InvocationId>,
+    pub callers_notified: Vec<InvocationId>,
 }

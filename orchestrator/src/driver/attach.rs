@@ -5,6 +5,7 @@ use crate::driver::{Driven, LambdaCall, Push, Wait, ANSWER_MARGIN, LEASE_MARGIN}
 use crate::error::OrchestratorError;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
+use durable_protocol::crash_point;
 use durable_protocol::keyed::ObjectRef;
 use durable_protocol::ControlEvent;
 use durable_store::invocations::{Created, Invocation, NewInvocation, Status};
@@ -28,6 +29,7 @@ impl Services {
             if inv.status == Status::Running && (inv.released || inv.lease_until < now_millis()) {
                 let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
                 if self.invocations.take_over(&mut inv, lease).await? {
+                    crash_point!("attach.taken_over");
                     tracing::info!(id = %inv.id, epoch = inv.epoch, "took over an invocation whose driver is gone");
                     let driven = self.drive(inv.clone(), call, Push::Next).await?;
                     if wait == Wait::No || matches!(driven, Driven::Finished(_)) {
@@ -76,9 +78,11 @@ impl Services {
             Arrival::Existing(inv) => return Ok((Created::Existing(*inv), false)),
             Arrival::Queued(inv) => *inv,
         };
+        crash_point!("arrive.queued");
         let Some(granted) = self.objects.pump(&object).await? else {
             return Ok((Created::New(inv), false));
         };
+        crash_point!("arrive.granted");
         if granted == new.id {
             // As the grant left it: running and released.
             inv.status = Status::Running;

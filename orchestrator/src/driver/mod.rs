@@ -14,13 +14,14 @@ use crate::services::Services;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use durable_protocol::clock::now_millis;
+use durable_protocol::crash_point;
 use durable_protocol::ControlEvent;
 use durable_protocol::{
     HandlerRequest, InvocationId, InvokeRequest, JournalEntry, StepResult, TerminalFailure, Timer,
 };
 use durable_store::invocations::Suspension;
 use durable_store::invocations::{Invocation, Outcome, Status};
-use durable_store::PayloadError;
+use durable_store::{Completer, PayloadError};
 use std::time::Duration;
 
 /// How long past this call's own deadline a lease lasts: after that, another call may take over.
@@ -108,9 +109,16 @@ impl Services {
                 self.journal.load(&inv.id).await?
             };
             push = Push::Next;
+            crash_point!("driver.push.before");
             let reply = self.push(&inv, journal, call).await?;
+            crash_point!("driver.push.after");
             let (outcome, tail) = match reply {
                 Reply::Finished { outcome, tail } => (outcome, tail),
+                Reply::Overran => {
+                    tracing::warn!(id = %inv.id, "the attempt did not answer in the time this call has; handing it on");
+                    self.hand_off(&inv).await?;
+                    return Ok(Driven::Running);
+                }
                 Reply::Suspend { waiting_on, timers } => {
                     if self.fire_due_timers(&inv.id, &timers).await? {
                         continue;
@@ -123,12 +131,16 @@ impl Services {
                     }
                     // Schedules first: if this call dies before suspending, the lease expires,
                     // the next driver re-pushes and re-creating a schedule is a no-op.
+                    crash_point!("driver.suspend.schedules.before");
                     for timer in &timers {
                         self.timers
                             .schedule(&inv.id, *timer, &call.function_arn)
                             .await?;
                     }
-                    match self.invocations.suspend(&inv, &waiting_on).await? {
+                    crash_point!("driver.suspend.before");
+                    let suspension = self.invocations.suspend(&inv, &waiting_on).await?;
+                    crash_point!("driver.suspend.after");
+                    match suspension {
                         Suspension::Suspended => {
                             tracing::info!(id = %inv.id, ?waiting_on, timers = timers.len(), "suspended");
                             return Ok(Driven::Suspended);
@@ -155,13 +167,21 @@ impl Services {
                     } else {
                         let failures = next_step_failures(inv.step_failures, step);
                         let delay = retry_delay(&self.config, inv.attempt, retry_after);
-                        let lease = deadline_ms + LEASE_MARGIN.as_millis() as u64;
                         let out_of_time = now_millis()
                             + (delay + self.config.min_push_time).as_millis() as u64
                             > deadline_ms;
+                        // A backoff longer than this call has left waits on a schedule,
+                        // not in a Lambda: the lease runs until the retry is due.
+                        let deferred = out_of_time && self.config.scheduler_role_arn.is_some();
+                        let lease = if deferred {
+                            now_millis() + delay.as_millis() as u64
+                        } else {
+                            deadline_ms + LEASE_MARGIN.as_millis() as u64
+                        };
                         if !out_of_time {
                             tokio::time::sleep(delay).await;
                         }
+                        crash_point!("driver.retry.before");
                         if !self
                             .invocations
                             .next_attempt(&mut inv, lease, failures, &message)
@@ -169,12 +189,28 @@ impl Services {
                         {
                             return Ok(Driven::Running); // another driver owns it now
                         }
+                        crash_point!("driver.retry.after");
+                        if deferred {
+                            // Fires once the lease written has ended, so the drive takes over.
+                            self.timers
+                                .schedule_retry(
+                                    &inv.id,
+                                    inv.attempt,
+                                    inv.lease_until + 1000,
+                                    &call.function_arn,
+                                )
+                                .await?;
+                            tracing::info!(id = %inv.id, attempt = inv.attempt, delay_ms = delay.as_millis() as u64, "retry scheduled");
+                            return Ok(Driven::Running);
+                        }
                         continue;
                     }
                 }
             };
             let outcome = self.store_output(&inv.id, outcome).await?;
+            crash_point!("driver.finish.before");
             if let Some(has_payloads) = self.finish(&inv, &outcome, tail.as_ref()).await? {
+                crash_point!("driver.finish.after");
                 self.notify_caller(&inv, &outcome).await?;
                 self.clean_up(&inv, has_payloads).await;
                 return Ok(Driven::Finished(outcome));
@@ -218,7 +254,22 @@ impl Services {
         else {
             return Ok(None);
         };
+        if inv.handler_kind == Some(durable_protocol::HandlerKind::Workflow) {
+            if let Some(object) = inv.object() {
+                // Its promises expire with the run (best effort: the outcome is recorded).
+                let expires_at = now_millis() / 1000 + self.config.retention.as_secs();
+                if let Err(e) = self
+                    .objects
+                    .keyed
+                    .expire_promises(&object, expires_at)
+                    .await
+                {
+                    tracing::warn!(id = %inv.id, error = %e, "could not set the TTL of a finished workflow's promises");
+                }
+            }
+        }
         if let Some(next) = finished.next {
+            crash_point!("driver.finish.handover.before");
             self.send_event(&ControlEvent::Drive {
                 invocation_id: next,
             })
@@ -243,6 +294,7 @@ impl Services {
                     timer.index,
                     durable_protocol::EntryTag::Sleep,
                     &StepResult::Value(serde_json::Value::Null),
+                    Completer::Own,
                 )
                 .await?;
             fired = true;
@@ -298,13 +350,21 @@ impl Services {
             payload = serde_json::to_vec(&request)
                 .map_err(|e| OrchestratorError::Protocol(e.to_string()))?;
         }
-        let result = self
+        // The answer must come while this call still has time to record it and hand on.
+        let budget = Duration::from_millis(
+            call.deadline_ms
+                .saturating_sub(now_millis())
+                .saturating_sub(self.config.finish_reserve.as_millis() as u64),
+        );
+        let invoke = self
             .lambda
             .invoke()
             .function_name(&inv.function_arn)
             .payload(Blob::new(payload))
-            .send()
-            .await;
+            .send();
+        let Ok(result) = tokio::time::timeout(budget, invoke).await else {
+            return Ok(Reply::Overran);
+        };
         match result {
             Ok(out) => {
                 let body = out.payload.map(Blob::into_inner).unwrap_or_default();
@@ -336,6 +396,7 @@ impl Services {
         if !self.invocations.release(inv).await? {
             return Ok(());
         }
+        crash_point!("driver.handoff.released");
         if self.config.self_function.is_none() {
             tracing::warn!(id = %inv.id, "out of time and no AWS_LAMBDA_FUNCTION_NAME to hand off to; the lease sweep will resume it");
             return Ok(());
@@ -379,12 +440,23 @@ impl Services {
     /// After an invocation finished: a kept journal gets its TTL (the retention period, like
     /// the metadata item; a journal written in one attempt has it already) and its payloads in
     /// S3 are deleted (not its output). Failures are logged: the outcome is recorded already.
-    async fn clean_up(&self, inv: &Invocation, has_payloads: bool) {
+    pub(crate) async fn clean_up(&self, inv: &Invocation, has_payloads: bool) {
         let id = &inv.id;
         if inv.journal_kept {
             let expires_at = now_millis() / 1000 + self.config.retention.as_secs();
-            if let Err(e) = self.journal.expire_all(id, expires_at).await {
-                tracing::warn!(%id, error = %e, "could not set the TTL of a finished invocation's journal");
+            match self.journal.expire_all(id, expires_at).await {
+                // Only an invocation that suspended has schedules: those of timers that never
+                // fired (they lost a select) would fire later for nothing.
+                Ok(journal) => {
+                    self.timers.delete_unfired(id, &journal).await;
+                    crash_point!("driver.cleanup.before_done");
+                    if let Err(e) = self.invocations.cleaned(id).await {
+                        tracing::warn!(%id, error = %e, "could not record a finished invocation's clean-up");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "could not set the TTL of a finished invocation's journal");
+                }
             }
         }
         if has_payloads {
@@ -424,14 +496,17 @@ impl Services {
             }
             Outcome::Failed(f) => StepResult::Failure(f.clone()),
         };
+        crash_point!("driver.notify.complete.before");
         self.journal
             .complete(
                 &caller.invocation,
                 caller.entry,
                 durable_protocol::EntryTag::Call,
                 &result,
+                Completer::Other,
             )
             .await?;
+        crash_point!("driver.notify.resume.before");
         self.send_event(&ControlEvent::Resume {
             invocation_id: caller.invocation.clone(),
             entry: caller.entry,

@@ -25,6 +25,9 @@ pub enum Reply {
         waiting_on: Vec<u32>,
         timers: Vec<Timer>,
     },
+    /// The attempt did not answer within what this orchestrator call could wait: it may still
+    /// be running, and a fresh call takes the invocation on.
+    Overran,
 }
 
 /// The step-failure count to carry into the next attempt.
@@ -125,6 +128,7 @@ mod tests {
             journal_grace: Duration::from_secs(3600),
             registry_cache: Duration::ZERO,
             min_push_time: Duration::from_secs(1),
+            finish_reserve: Duration::from_secs(1),
             sweep_grace: Duration::from_secs(30),
             self_function: None,
             scheduler_role_arn: None,

@@ -7,9 +7,10 @@ use crate::http::replies;
 use crate::http::ApiError;
 use crate::http::FunctionUrlResponse;
 use crate::services::Services;
+use durable_protocol::crash_point;
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::{AwakeableId, ControlEvent, ObjectKey, ServiceName, StepResult};
-use durable_store::Completed;
+use durable_store::{Completed, Completer};
 
 impl Services {
     /// `POST /{workflow}/{key}/promises/{name}/resolve|reject`: completes a durable promise
@@ -45,6 +46,7 @@ impl Services {
             .complete(&object, name, result, "ingress")
             .await
             .map_err(OrchestratorError::from)?;
+        crash_point!("promise.completed");
         match completion {
             PromiseCompletion::Completed { waiters } => {
                 self.notify_waiters(&waiters, result).await?;
@@ -86,8 +88,10 @@ impl Services {
                     waiter.index,
                     durable_protocol::EntryTag::Promise,
                     result,
+                    Completer::Other,
                 )
                 .await?;
+            crash_point!("promise.waiter.completed");
             self.send_event(&ControlEvent::Resume {
                 invocation_id: waiter.invocation.clone(),
                 entry: waiter.index,
@@ -125,17 +129,24 @@ impl Services {
                 id.index,
                 durable_protocol::EntryTag::Awakeable,
                 &stored,
+                Completer::Other,
             )
             .await
             .map_err(OrchestratorError::from)?;
         match completed {
             Completed::Written => {}
             Completed::AlreadyCompleted(_) => {
+                // A retry of a resolution whose first try may have died before the resume.
+                self.send_event(&ControlEvent::Resume {
+                    invocation_id: id.invocation.clone(),
+                    entry: id.index,
+                })
+                .await?;
                 return Err(ApiError::new(
                     409,
                     "already_completed",
                     format!("awakeable {id} was already completed"),
-                ))
+                ));
             }
             Completed::NoSuchEntry | Completed::WrongKind(_) => {
                 return Err(ApiError::not_found(
@@ -144,6 +155,7 @@ impl Services {
                 ))
             }
         }
+        crash_point!("awakeable.completed");
         // Resume in a fresh call so that this request answers at once.
         if self.config.self_function.is_some() {
             self.send_event(&ControlEvent::Resume {

@@ -10,6 +10,7 @@ use crate::http::ApiError;
 use crate::http::FunctionUrlResponse;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
+use durable_protocol::crash_point;
 use durable_protocol::{
     ControlEvent, HandlerKind, IdempotencyKey, InvocationId, ObjectKey, ServiceKind, ServiceName,
 };
@@ -94,6 +95,7 @@ impl Services {
             let owned = matches!(created, Created::New(_));
             (created, owned)
         };
+        crash_point!("ingress.created");
         if matches!(created, Created::New(_))
             && durable_protocol::payload::as_ref(&new.input).is_some()
         {
@@ -108,6 +110,7 @@ impl Services {
                 Created::Existing(inv) => inv.status.as_str(),
             };
             if owned {
+                crash_point!("ingress.send.before");
                 self.send_event(&ControlEvent::Drive {
                     invocation_id: id.clone(),
                 })
@@ -140,6 +143,7 @@ impl Services {
                     .await?
             }
         };
+        crash_point!("ingress.answer.before");
         Ok(self.answer(&id, driven).await)
     }
 

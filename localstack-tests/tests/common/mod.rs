@@ -1,0 +1,339 @@
+//! What the crash tests share: the scenarios and their invariants, run against the crash
+//! deployment with a client that retries as a user would when a request dies with the process
+//! serving it.
+
+#![allow(dead_code)]
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use durable_local::crash::{finished_output, schedules_of, until_answered};
+use durable_local::harness::{run_id, Env};
+use durable_local::inspect;
+use reqwest::Method;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// How long a scenario may take to finish after a crash before it counts as stuck.
+pub const RECOVERY: Duration = Duration::from_secs(90);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scenario {
+    Steps,
+    Sleep,
+    Call,
+    Send,
+    DelayedSend,
+    Awakeable,
+    Object,
+    Workflow,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 8] = [
+        Scenario::Steps,
+        Scenario::Sleep,
+        Scenario::Call,
+        Scenario::Send,
+        Scenario::DelayedSend,
+        Scenario::Awakeable,
+        Scenario::Object,
+        Scenario::Workflow,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Steps => "3 steps",
+            Scenario::Sleep => "sleep",
+            Scenario::Call => "call",
+            Scenario::Send => "send",
+            Scenario::DelayedSend => "delayed send",
+            Scenario::Awakeable => "awakeable",
+            Scenario::Object => "object",
+            Scenario::Workflow => "workflow",
+        }
+    }
+
+    /// Runs the scenario once and checks its invariants; `Err` says what did not hold.
+    pub async fn run(self, env: &Env) -> Result<(), String> {
+        let run = run_id();
+        match self {
+            Scenario::Steps => {
+                let out =
+                    invoke(env, "/testbed/steps", json!({"run": run, "steps": 3}), &run).await?;
+                expect(&out, &json!({"results": [10, 20, 30]}))?;
+                for step in ["step-1", "step-2", "step-3"] {
+                    effects_at_most_twice(env, &run, step).await?;
+                }
+            }
+            Scenario::Sleep => {
+                let out = invoke(env, "/testbed/nap", json!({"millis": 1500}), &run).await?;
+                let elapsed = out["elapsed_ms"]
+                    .as_u64()
+                    .ok_or(format!("no elapsed_ms in {out}"))?;
+                if elapsed < 1500 {
+                    return Err(format!("woke after {elapsed} ms, before the timer"));
+                }
+            }
+            Scenario::Call => {
+                let out = invoke(env, "/testbed/chain", json!({"depth": 1}), &run).await?;
+                expect(&out, &json!(1))?;
+            }
+            Scenario::Send | Scenario::DelayedSend => {
+                let delay = if self == Scenario::Send { 0 } else { 1500 };
+                let out = invoke(
+                    env,
+                    "/testbed/sends",
+                    json!({"run": run, "n": 1, "delay_ms": delay}),
+                    &run,
+                )
+                .await?;
+                let child = out[0].as_str().ok_or(format!("no child id in {out}"))?;
+                finished_output(&env.client, child, RECOVERY).await?;
+                effects_at_most_twice(env, &run, "record-0").await?;
+            }
+            Scenario::Awakeable => {
+                let id = send(
+                    env,
+                    "/testbed/approval/send",
+                    json!({"run": run, "timeout_ms": 120_000}),
+                    &run,
+                )
+                .await?;
+                let awakeable = published(env, &run, "awakeable").await?;
+                let path = format!("/awakeables/{awakeable}/resolve");
+                let answer = until_answered(
+                    &env.client,
+                    Method::POST,
+                    &path,
+                    Some("\"yes\""),
+                    JSON,
+                    RECOVERY,
+                )
+                .await?;
+                if answer.status != 200 && answer.status != 409 {
+                    return Err(format!(
+                        "resolve answered {}: {}",
+                        answer.status, answer.raw
+                    ));
+                }
+                let out = finished_output(&env.client, &id, RECOVERY).await?;
+                expect(&out, &json!({"approved": "yes"}))?;
+            }
+            Scenario::Object => {
+                // Two updates race for the key: one holds the lock, the other waits in the inbox.
+                let path = format!("/counter/{run}/add");
+                let (key_a, key_b) = (format!("{run}-a"), format!("{run}-b"));
+                let (a, b) = tokio::join!(
+                    invoke(env, &path, json!(1), &key_a),
+                    invoke(env, &path, json!(1), &key_b),
+                );
+                let mut news = [a?["new"].as_i64(), b?["new"].as_i64()];
+                news.sort_unstable();
+                if news != [Some(1), Some(2)] {
+                    return Err(format!("the two updates answered new counts {news:?}"));
+                }
+                let get = until_answered(
+                    &env.client,
+                    Method::POST,
+                    &format!("/counter/{run}/get"),
+                    Some("null"),
+                    JSON,
+                    RECOVERY,
+                )
+                .await?;
+                expect(&get.body, &json!(2))?;
+                lock_free(env, &format!("obj#counter#{run}")).await?;
+            }
+            Scenario::Workflow => {
+                let id = send(
+                    env,
+                    &format!("/onboarding/{run}/run/send"),
+                    json!(run),
+                    &run,
+                )
+                .await?;
+                published(env, &run, "signup").await?;
+                let path = format!("/onboarding/{run}/promises/confirmed/resolve");
+                let answer = until_answered(
+                    &env.client,
+                    Method::POST,
+                    &path,
+                    Some("\"link-1\""),
+                    JSON,
+                    RECOVERY,
+                )
+                .await?;
+                if answer.status != 200 && answer.status != 409 {
+                    return Err(format!(
+                        "resolve answered {}: {}",
+                        answer.status, answer.raw
+                    ));
+                }
+                let out = finished_output(&env.client, &id, RECOVERY).await?;
+                expect(&out, &json!({"confirmed_with": "link-1"}))?;
+                effects_at_most_twice(env, &run, "send e-mail").await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+
+/// `POST path` with an idempotency key, retried while the process serving it dies; then the
+/// output, once the invocation finished.
+pub async fn invoke(
+    env: &Env,
+    path: &str,
+    input: serde_json::Value,
+    key: &str,
+) -> Result<serde_json::Value, String> {
+    let body = input.to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("idempotency-key", key),
+    ];
+    let answer = until_answered(
+        &env.client,
+        Method::POST,
+        path,
+        Some(&body),
+        &headers,
+        RECOVERY,
+    )
+    .await?;
+    match answer.status {
+        200 => Ok(answer.body),
+        202 => {
+            let id = answer
+                .invocation_id
+                .ok_or(format!("202 without x-invocation-id: {}", answer.raw))?;
+            finished_output(&env.client, &id, RECOVERY).await
+        }
+        s => Err(format!("{path} answered {s}: {}", answer.raw)),
+    }
+}
+
+/// `POST path` (a `/send`) with an idempotency key: the invocation id.
+async fn send(
+    env: &Env,
+    path: &str,
+    input: serde_json::Value,
+    key: &str,
+) -> Result<String, String> {
+    let body = input.to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("idempotency-key", key),
+    ];
+    let answer = until_answered(
+        &env.client,
+        Method::POST,
+        path,
+        Some(&body),
+        &headers,
+        RECOVERY,
+    )
+    .await?;
+    if answer.status != 202 {
+        return Err(format!("{path} answered {}: {}", answer.status, answer.raw));
+    }
+    answer
+        .invocation_id
+        .ok_or(format!("202 without x-invocation-id: {}", answer.raw))
+}
+
+fn expect(got: &serde_json::Value, want: &serde_json::Value) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("answered {got}, expected {want}"))
+    }
+}
+
+/// A step's closure ran at least once and at most twice (once per crash, at least once).
+async fn effects_at_most_twice(env: &Env, run: &str, step: &str) -> Result<(), String> {
+    let n = inspect::effect_count(&env.clients, &env.deployment.table, run, step)
+        .await
+        .map_err(|e| e.to_string())?;
+    if (1..=2).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("step {step} ran its closure {n} times"))
+    }
+}
+
+/// What the test Lambda published under `test#<run>`/`sk`, once there.
+async fn published(env: &Env, run: &str, sk: &str) -> Result<String, String> {
+    let started = Instant::now();
+    while started.elapsed() < RECOVERY {
+        let out = env
+            .clients
+            .dynamo
+            .get_item()
+            .table_name(&env.deployment.table)
+            .key("pk", AttributeValue::S(format!("test#{run}")))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(v) = out
+            .item
+            .and_then(|i| i.get("value").and_then(|v| v.as_s().ok().cloned()))
+        {
+            return Ok(v);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!(
+        "nothing published under {sk} after {RECOVERY:?} (stuck)"
+    ))
+}
+
+/// Nobody holds the object's lock and nothing waits in its inbox.
+async fn lock_free(env: &Env, pk: &str) -> Result<(), String> {
+    let out = env
+        .clients
+        .dynamo
+        .query()
+        .table_name(&env.deployment.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    for item in out.items() {
+        let sk = item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .map_or("", String::as_str);
+        if sk == "lock" && item.contains_key("holder") {
+            return Err(format!(
+                "{pk}: the lock is still held by {:?}",
+                item["holder"]
+            ));
+        }
+        if sk.starts_with("q#") {
+            return Err(format!("{pk}: {sk} is left in the inbox"));
+        }
+    }
+    Ok(())
+}
+
+/// No schedule targets the crash orchestrator any more (timers fired or deleted) within 30 s:
+/// the schedule pump fires due ones every second, and the clean-up of an invocation whose
+/// finishing call died is done by the sweep once that call's lease (at most 15 s) has passed.
+pub async fn no_schedules_left(env: &Env) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let left = schedules_of(&env.clients, &env.deployment.orchestrator_function).await;
+        if left.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(format!("schedules left: {left:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
