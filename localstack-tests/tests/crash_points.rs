@@ -79,11 +79,12 @@ async fn every_crash_point_recovers() {
             table.insert((point, scenario), cell);
         }
     }
-    println!(
-        "\ncrash point x scenario ({matrix} matrix, {:.0?} in all)",
-        started.elapsed()
+    let mut report = format!(
+        "crash point x scenario ({matrix} matrix, {:.0?} in all)\n{:<34} {:<13} result\n",
+        started.elapsed(),
+        "crash point",
+        "scenario"
     );
-    println!("{:<34} {:<13} result", "crash point", "scenario");
     let mut failed = Vec::new();
     let (mut recovered, mut unreached) = (0, 0);
     for ((point, scenario), cell) in &table {
@@ -101,12 +102,15 @@ async fn every_crash_point_recovers() {
                 format!("STUCK/WRONG: {e}")
             }
         };
-        println!("{point:<34} {:<13} {shown}", scenario.name());
+        report.push_str(&format!("{point:<34} {:<13} {shown}\n", scenario.name()));
     }
-    println!(
-        "{} cases: {recovered} recovered, {unreached} not reached, {} stuck or wrong",
+    report.push_str(&format!(
+        "{} cases: {recovered} recovered, {unreached} not reached, {} stuck or wrong\n",
         table.len(),
         failed.len()
-    );
+    ));
+    // Printed, and kept beside the crash points for whoever ran the suite without output.
+    println!("\n{report}");
+    let _ = std::fs::write(crash.dir.join("table.txt"), &report);
     assert!(failed.is_empty(), "not recovered:\n{}", failed.join("\n"));
 }

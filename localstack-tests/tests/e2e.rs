@@ -701,10 +701,11 @@ async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
 
 /// An attempt that runs past what the orchestrator call has left (the first attempt is killed
 /// by the handler's 30 s timeout, the second would end after the orchestrator's 60 s): the push
-/// is bounded by the call's deadline, so the HTTP caller gets `202` with the invocation id (not
-/// the gateway's 502), a fresh call takes the invocation on, and it finishes.
+/// is bounded by the call's deadline, so the HTTP caller gets an answer with the invocation id
+/// before the orchestrator's timeout (not the gateway's 502): `202`, or `200` when the fresh call
+/// that takes the invocation on finishes it while this one still waits.
 #[tokio::test]
-async fn an_attempt_past_the_calls_deadline_answers_202_with_the_id() {
+async fn an_attempt_past_the_calls_deadline_answers_with_the_id_in_time() {
     let env = Env::load().await;
     let run = run_id();
     let started = std::time::Instant::now();
@@ -714,7 +715,12 @@ async fn an_attempt_past_the_calls_deadline_answers_202_with_the_id() {
             json!({"run": run, "millis": [35_000, 29_000, 0]}),
         )
         .await;
-    assert_eq!(answer.status, 202, "{}", answer.raw);
+    assert!(
+        answer.status == 202 || answer.status == 200,
+        "{} {}",
+        answer.status,
+        answer.raw
+    );
     let id = answer.invocation_id.expect("x-invocation-id");
     assert!(
         started.elapsed() < Duration::from_secs(60),

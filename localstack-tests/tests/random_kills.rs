@@ -4,11 +4,11 @@
 //! the right output, object counts must be exact, and no lock, inbox item or schedule may be
 //! left. It reports invocations, kills, recovered, stuck and steps whose closure ran again.
 //!
-//! `DURABLE_KILL_INVOCATIONS` (default 200) and `DURABLE_KILL_SECS` (default 45) size it.
+//! `DURABLE_KILL_INVOCATIONS` (default 150) and `DURABLE_KILL_SECS` (default 40) size it.
 
 mod common;
 
-use common::{invoke, no_schedules_left, Scenario};
+use common::{invoke, no_schedules_left, set_recovery, Scenario};
 use durable_local::crash::{CrashEnv, CRASH_PREFIX};
 use durable_local::harness::run_id;
 use serde_json::json;
@@ -46,8 +46,12 @@ fn setting(name: &str, default: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn random_kills_under_load_leave_nothing_stuck() {
-    let invocations = setting("DURABLE_KILL_INVOCATIONS", 200) as usize;
-    let kill_for = Duration::from_secs(setting("DURABLE_KILL_SECS", 45));
+    let invocations = setting("DURABLE_KILL_INVOCATIONS", 150) as usize;
+    let kill_for = Duration::from_secs(setting("DURABLE_KILL_SECS", 40));
+    // Under fire the local Lambda service itself slows down (a killed process holds its
+    // invocation until the function's timeout): "stuck" is what has not finished five minutes
+    // after the kills stopped.
+    set_recovery(kill_for + Duration::from_secs(300));
     let crash = Arc::new(CrashEnv::deploy().await);
     // Three object keys that many updates race for; their counts must come out exact.
     let keys: Vec<String> = (0..3).map(|_| run_id()).collect();
@@ -57,7 +61,7 @@ async fn random_kills_under_load_leave_nothing_stuck() {
     let killer = tokio::spawn(async move {
         let mut kills = 0usize;
         while started.elapsed() < kill_for {
-            tokio::time::sleep(Duration::from_millis(300 + below(700) as u64)).await;
+            tokio::time::sleep(Duration::from_millis(500 + below(1000) as u64)).await;
             let pids = lambda_pids();
             if pids.is_empty() {
                 continue;
@@ -130,7 +134,7 @@ async fn random_kills_under_load_leave_nothing_stuck() {
     let duplicated = durable_local::inspect::effects_over(&env.clients, &env.deployment.table, 1)
         .await
         .unwrap_or_default();
-    println!(
+    let report = format!(
         "random kills: {invocations} invocations (+ object updates), {kills} processes killed in \
          {kill_for:?}; {} recovered, {} stuck or wrong; {} steps ran their closure more than \
          once (at-least-once, recorded once); {:.0?} in all",
@@ -139,5 +143,7 @@ async fn random_kills_under_load_leave_nothing_stuck() {
         duplicated,
         started.elapsed()
     );
+    println!("{report}");
+    let _ = std::fs::write(crash.dir.join("kills.txt"), &report);
     assert!(stuck.is_empty(), "not recovered:\n{}", stuck.join("\n"));
 }

@@ -116,6 +116,13 @@ impl Timers {
         }
     }
 
+    /// Deletes the schedules of `timers` of `id` (best effort, as above).
+    pub async fn delete_timers(&self, id: &InvocationId, timers: &[Timer]) {
+        for timer in timers {
+            self.delete(&schedule_name(id, timer.index)).await;
+        }
+    }
+
     /// Deletes schedule `name`; one that is gone already (it fired) is fine.
     async fn delete(&self, name: &str) {
         let result = self

@@ -154,7 +154,9 @@ pub(crate) async fn backoff(ctx: Context, input: RunOnly) -> Result<u64, Handler
             Ok(n)
         })
         .retry_policy(
-            RetryPolicy::exponential(std::time::Duration::from_secs(25), 2.0).max_attempts(5),
+            RetryPolicy::exponential(std::time::Duration::from_secs(25), 2.0)
+                .max_interval(std::time::Duration::from_secs(60))
+                .max_attempts(5),
         )
         .await?;
     Ok(n)

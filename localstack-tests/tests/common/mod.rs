@@ -10,10 +10,22 @@ use durable_local::harness::{run_id, Env};
 use durable_local::inspect;
 use reqwest::Method;
 use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long a scenario may take to finish after a crash before it counts as stuck.
-pub const RECOVERY: Duration = Duration::from_secs(90);
+/// How long (s) a scenario may take to finish after a crash before it counts as stuck.
+static RECOVERY_SECS: AtomicU64 = AtomicU64::new(90);
+
+/// Sets how long a scenario may take before it counts as stuck (a test under heavier fire
+/// allows more).
+pub fn set_recovery(limit: Duration) {
+    RECOVERY_SECS.store(limit.as_secs(), Ordering::Relaxed);
+}
+
+/// How long a scenario may take to finish before it counts as stuck.
+fn recovery() -> Duration {
+    Duration::from_secs(RECOVERY_SECS.load(Ordering::Relaxed))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scenario {
@@ -87,7 +99,7 @@ impl Scenario {
                 )
                 .await?;
                 let child = out[0].as_str().ok_or(format!("no child id in {out}"))?;
-                finished_output(&env.client, child, RECOVERY).await?;
+                finished_output(&env.client, child, recovery()).await?;
                 effects_at_most_twice(env, &run, "record-0").await?;
             }
             Scenario::Awakeable => {
@@ -106,7 +118,7 @@ impl Scenario {
                     &path,
                     Some("\"yes\""),
                     JSON,
-                    RECOVERY,
+                    recovery(),
                 )
                 .await?;
                 if answer.status != 200 && answer.status != 409 {
@@ -115,7 +127,7 @@ impl Scenario {
                         answer.status, answer.raw
                     ));
                 }
-                let out = finished_output(&env.client, &id, RECOVERY).await?;
+                let out = finished_output(&env.client, &id, recovery()).await?;
                 expect(&out, &json!({"approved": "yes"}))?;
             }
             Scenario::Object => {
@@ -137,7 +149,7 @@ impl Scenario {
                     &format!("/counter/{run}/get"),
                     Some("null"),
                     JSON,
-                    RECOVERY,
+                    recovery(),
                 )
                 .await?;
                 expect(&get.body, &json!(2))?;
@@ -159,7 +171,7 @@ impl Scenario {
                     &path,
                     Some("\"link-1\""),
                     JSON,
-                    RECOVERY,
+                    recovery(),
                 )
                 .await?;
                 if answer.status != 200 && answer.status != 409 {
@@ -168,7 +180,7 @@ impl Scenario {
                         answer.status, answer.raw
                     ));
                 }
-                let out = finished_output(&env.client, &id, RECOVERY).await?;
+                let out = finished_output(&env.client, &id, recovery()).await?;
                 expect(&out, &json!({"confirmed_with": "link-1"}))?;
                 effects_at_most_twice(env, &run, "send e-mail").await?;
             }
@@ -198,7 +210,7 @@ pub async fn invoke(
         path,
         Some(&body),
         &headers,
-        RECOVERY,
+        recovery(),
     )
     .await?;
     match answer.status {
@@ -207,7 +219,7 @@ pub async fn invoke(
             let id = answer
                 .invocation_id
                 .ok_or(format!("202 without x-invocation-id: {}", answer.raw))?;
-            finished_output(&env.client, &id, RECOVERY).await
+            finished_output(&env.client, &id, recovery()).await
         }
         s => Err(format!("{path} answered {s}: {}", answer.raw)),
     }
@@ -231,7 +243,7 @@ async fn send(
         path,
         Some(&body),
         &headers,
-        RECOVERY,
+        recovery(),
     )
     .await?;
     if answer.status != 202 {
@@ -265,7 +277,8 @@ async fn effects_at_most_twice(env: &Env, run: &str, step: &str) -> Result<(), S
 /// What the test Lambda published under `test#<run>`/`sk`, once there.
 async fn published(env: &Env, run: &str, sk: &str) -> Result<String, String> {
     let started = Instant::now();
-    while started.elapsed() < RECOVERY {
+    let limit = recovery();
+    while started.elapsed() < limit {
         let out = env
             .clients
             .dynamo
@@ -286,7 +299,7 @@ async fn published(env: &Env, run: &str, sk: &str) -> Result<String, String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(format!(
-        "nothing published under {sk} after {RECOVERY:?} (stuck)"
+        "nothing published under {sk} after {limit:?} (stuck)"
     ))
 }
 

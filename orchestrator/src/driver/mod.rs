@@ -146,7 +146,16 @@ impl Services {
                             return Ok(Driven::Suspended);
                         }
                         Suspension::CompletionArrived => continue,
-                        Suspension::LostOwnership => return Ok(Driven::Running),
+                        Suspension::LostOwnership => {
+                            // Another driver finished it meanwhile (this attempt overran or
+                            // lost its lease): the schedules made here would fire for nothing.
+                            if let Some(now) = self.invocations.get(&inv.id).await? {
+                                if now.outcome.is_some() {
+                                    self.timers.delete_timers(&inv.id, &timers).await;
+                                }
+                            }
+                            return Ok(Driven::Running);
+                        }
                     }
                 }
                 Reply::Retry {
