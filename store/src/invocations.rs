@@ -29,15 +29,7 @@ use std::time::Duration;
 
 pub use durable_protocol::Status;
 
-/// The attribute (and its only value) that puts running invocations in the sparse `leases`
-/// index: the sweep finds expired leases there without scanning the table.
-pub const LEASE_SHARD: &str = "lease_shard";
-pub const LEASE_SHARD_VALUE: &str = "L";
-/// The attribute the `leases` index sorts by (ms since the Unix epoch).
-pub const LEASE_UNTIL: &str = "lease_until";
-/// The index of running invocations by `lease_until` (and of completions made by others,
-/// stamped with when they were made).
-pub const LEASE_INDEX: &str = "leases";
+pub use crate::keys::{LEASE_INDEX, LEASE_SHARD, LEASE_SHARD_VALUE, LEASE_UNTIL};
 /// The flag set when an invocation leaves its first attempt: its journal is kept from then on.
 const JOURNAL_KEPT: &str = "journal_kept";
 /// The flag of a finished invocation whose clean-up is not known to be done.

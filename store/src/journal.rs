@@ -4,8 +4,8 @@
 use crate::attrs::{corrupt, get_n, get_s, n, put_result, read_result, s, Item};
 use crate::conditional::apply_update;
 use crate::error::StoreError;
-use crate::invocations::{LEASE_SHARD, LEASE_SHARD_VALUE, LEASE_UNTIL};
 use crate::keys;
+use crate::keys::{LEASE_SHARD, LEASE_SHARD_VALUE, LEASE_UNTIL};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use durable_protocol::clock::now_millis;

@@ -35,6 +35,16 @@ pub fn invocation_pk(id: &InvocationId) -> String {
     format!("inv#{id}")
 }
 
+/// The attribute (and its only value) that puts an item in the sparse `leases` index: running
+/// invocations, queued ones, recorded calls and sends, completions made by others. The sweep
+/// finds them there without scanning the table.
+pub const LEASE_SHARD: &str = "lease_shard";
+pub const LEASE_SHARD_VALUE: &str = "L";
+/// The attribute the `leases` index sorts by (ms since the Unix epoch).
+pub const LEASE_UNTIL: &str = "lease_until";
+/// The sparse index of items the sweep must look at, by `lease_until`.
+pub const LEASE_INDEX: &str = "leases";
+
 /// The partition key prefix of the minutes' partitions of dated metadata items.
 pub const RUN_PK_PREFIX: &str = "run#";
 
