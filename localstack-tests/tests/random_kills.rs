@@ -1,15 +1,15 @@
 //! Random kills under load: a mixed workload of a few hundred invocations runs against the
 //! crash deployment while random Lambda processes of it (the orchestrator's and the handler's)
 //! are killed with SIGKILL for a bounded time; then every invocation must have finished with
-//! the right output, object counts must be exact, and no lock, inbox item or schedule may be
-//! left. It reports invocations, kills, recovered, stuck and steps whose closure ran again.
+//! the right output, object counts must be exact, and no lock or inbox item may be left, nor a
+//! schedule of an unfinished invocation. It reports invocations, kills, recovered, stuck and steps whose closure ran again.
 //!
 //! `DURABLE_KILL_INVOCATIONS` (default 150) and `DURABLE_KILL_SECS` (default 40) size it.
 
 mod common;
 
 use common::{invoke, no_schedules_left, set_recovery, Scenario};
-use durable_local::crash::{CrashEnv, CRASH_PREFIX};
+use durable_local::crash::{schedules_of, CrashEnv, CRASH_PREFIX};
 use durable_local::harness::run_id;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,8 +128,27 @@ async fn random_kills_under_load_leave_nothing_stuck() {
             other => stuck.push(format!("counter {key}: {other:?}, expected {want}")),
         }
     }
-    if let Err(e) = no_schedules_left(env).await {
-        stuck.push(e);
+    // A schedule may outlive its invocation when a driver that had lost it to another one
+    // created a timer and was killed before it could see the invocation finished: it fires
+    // once, completes nothing that waits, and is gone. Only a schedule of an invocation that
+    // has not finished would mean something is stuck.
+    let mut orphans = 0;
+    if no_schedules_left(env).await.is_err() {
+        for name in schedules_of(&env.clients, &env.deployment.orchestrator_function).await {
+            let id = name.rsplit_once('-').map_or(name.as_str(), |(id, _)| id);
+            let stored =
+                durable_local::inspect::invocation(&env.clients, &env.deployment.table, id)
+                    .await
+                    .ok()
+                    .and_then(|s| s.meta)
+                    .and_then(|m| m.get("status").and_then(|v| v.as_s().ok()).cloned());
+            match stored.as_deref() {
+                Some("completed" | "failed") => orphans += 1,
+                other => stuck.push(format!(
+                    "schedule {name} of an unfinished invocation ({other:?})"
+                )),
+            }
+        }
     }
     let duplicated = durable_local::inspect::effects_over(&env.clients, &env.deployment.table, 1)
         .await
@@ -137,7 +156,8 @@ async fn random_kills_under_load_leave_nothing_stuck() {
     let report = format!(
         "random kills: {invocations} invocations (+ object updates), {kills} processes killed in \
          {kill_for:?}; {} recovered, {} stuck or wrong; {} steps ran their closure more than \
-         once (at-least-once, recorded once); {:.0?} in all",
+         once (at-least-once, recorded once); {orphans} timer schedules outlived their finished \
+         invocation (each fires once for nothing); {:.0?} in all",
         invocations - stuck.len().min(invocations),
         stuck.len(),
         duplicated,
