@@ -1,8 +1,9 @@
 //! Random kills under load: a mixed workload of a few hundred invocations runs against the
 //! crash deployment while random Lambda processes of it (the orchestrator's and the handler's)
 //! are killed with SIGKILL for a bounded time; then every invocation must have finished with
-//! the right output, object counts must be exact, and no lock or inbox item may be left, nor a
-//! schedule of an unfinished invocation. It reports invocations, kills, recovered, stuck and steps whose closure ran again.
+//! the right output, object counts must be exact, and no schedule of an unfinished invocation
+//! may be left. It reports invocations, kills, recovered, stuck, steps whose closure ran again
+//! and timer schedules that outlived their finished invocation.
 //!
 //! `DURABLE_KILL_INVOCATIONS` (default 150) and `DURABLE_KILL_SECS` (default 40) size it.
 
