@@ -341,8 +341,7 @@ impl JournalStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(id)))
-            .key(keys::SK, s(keys::journal_sk(index)))
+            .set_key(Some(keys::entry_key_item(id, index)))
             .condition_expression(
                 "attribute_exists(sk) AND kind = :kind AND attribute_not_exists(completion_value) \
                  AND attribute_not_exists(completion_failure_code)",
@@ -395,12 +394,7 @@ impl JournalStore {
     ) -> Result<Vec<(InvocationId, JournalEntry)>, StoreError> {
         let keys = wanted
             .iter()
-            .map(|(id, index)| {
-                Item::from([
-                    (keys::PK.to_owned(), s(keys::invocation_pk(id))),
-                    (keys::SK.to_owned(), s(keys::journal_sk(*index))),
-                ])
-            })
+            .map(|(id, index)| keys::entry_key_item(id, *index))
             .collect();
         crate::batch::batch_get(&self.client, &self.table, keys)
             .await?
@@ -417,8 +411,7 @@ impl JournalStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(id)))
-            .key(keys::SK, s(keys::journal_sk(index)))
+            .set_key(Some(keys::entry_key_item(id, index)))
             .condition_expression("attribute_exists(sk)")
             .update_expression("SET #shard = :shard, #lease = :now")
             .expression_attribute_names("#shard", LEASE_SHARD)
@@ -480,8 +473,7 @@ impl JournalStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(id)))
-            .key(keys::SK, s(keys::journal_sk(index)))
+            .set_key(Some(keys::entry_key_item(id, index)))
             .condition_expression("attribute_exists(sk)")
             .update_expression("REMOVE expires_at");
         apply_update(update).await.map(|_| ())
@@ -526,8 +518,7 @@ impl JournalStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(id)))
-            .key(keys::SK, s(keys::journal_sk(index)))
+            .set_key(Some(keys::entry_key_item(id, index)))
             .condition_expression("attribute_exists(sk)")
             .update_expression("SET dispatched = :t")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
@@ -559,8 +550,7 @@ impl JournalStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::invocation_pk(id)))
-            .key(keys::SK, s(keys::journal_sk(index)))
+            .set_key(Some(keys::entry_key_item(id, index)))
             .consistent_read(true)
             .send()
             .await

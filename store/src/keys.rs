@@ -90,6 +90,14 @@ pub fn entry_of_item(item: &Item) -> Option<(InvocationId, u32)> {
     Some((InvocationId::parse(id).ok()?, index))
 }
 
+/// The key of journal entry `index` of `id`, as the attributes of a key.
+pub fn entry_key_item(id: &InvocationId, index: u32) -> Item {
+    Item::from([
+        (PK.to_owned(), s(invocation_pk(id))),
+        (SK.to_owned(), s(journal_sk(index))),
+    ])
+}
+
 /// Sort key of journal entry `index`: zero-padded so that keys sort in index order.
 pub fn journal_sk(index: u32) -> String {
     format!("{JOURNAL_SK_PREFIX}{index:010}")
@@ -141,10 +149,7 @@ mod tests {
     #[test]
     fn entry_and_meta_keys_are_told_apart() {
         let id = InvocationId::parse(&format!("inv_{}", "a".repeat(32))).unwrap();
-        let entry = Item::from([
-            (PK.to_owned(), s(invocation_pk(&id))),
-            (SK.to_owned(), s(journal_sk(7))),
-        ]);
+        let entry = entry_key_item(&id, 7);
         assert_eq!(entry_of_item(&entry), Some((id.clone(), 7)));
         assert_eq!(id_of_meta(&entry), None);
         let meta = meta_key_item(&id);

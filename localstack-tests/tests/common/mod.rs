@@ -112,21 +112,7 @@ impl Scenario {
                 .await?;
                 let awakeable = published(env, &run, "awakeable").await?;
                 let path = format!("/awakeables/{awakeable}/resolve");
-                let answer = until_answered(
-                    &env.client,
-                    Method::POST,
-                    &path,
-                    Some("\"yes\""),
-                    JSON,
-                    recovery(),
-                )
-                .await?;
-                if answer.status != 200 && answer.status != 409 {
-                    return Err(format!(
-                        "resolve answered {}: {}",
-                        answer.status, answer.raw
-                    ));
-                }
+                resolve(env, &path, "\"yes\"").await?;
                 let out = finished_output(&env.client, &id, recovery()).await?;
                 expect(&out, &json!({"approved": "yes"}))?;
             }
@@ -165,21 +151,7 @@ impl Scenario {
                 .await?;
                 published(env, &run, "signup").await?;
                 let path = format!("/onboarding/{run}/promises/confirmed/resolve");
-                let answer = until_answered(
-                    &env.client,
-                    Method::POST,
-                    &path,
-                    Some("\"link-1\""),
-                    JSON,
-                    recovery(),
-                )
-                .await?;
-                if answer.status != 200 && answer.status != 409 {
-                    return Err(format!(
-                        "resolve answered {}: {}",
-                        answer.status, answer.raw
-                    ));
-                }
+                resolve(env, &path, "\"link-1\"").await?;
                 let out = finished_output(&env.client, &id, recovery()).await?;
                 expect(&out, &json!({"confirmed_with": "link-1"}))?;
                 effects_at_most_twice(env, &run, "send e-mail").await?;
@@ -223,6 +195,27 @@ pub async fn invoke(
         }
         s => Err(format!("{path} answered {s}: {}", answer.raw)),
     }
+}
+
+/// `POST path` resolving an awakeable or a promise with `body`, retried while the process
+/// serving it dies: `409` (a retry after a resolution that did land) counts as done.
+async fn resolve(env: &Env, path: &str, body: &str) -> Result<(), String> {
+    let answer = until_answered(
+        &env.client,
+        Method::POST,
+        path,
+        Some(body),
+        JSON,
+        recovery(),
+    )
+    .await?;
+    if answer.status != 200 && answer.status != 409 {
+        return Err(format!(
+            "resolve answered {}: {}",
+            answer.status, answer.raw
+        ));
+    }
+    Ok(())
 }
 
 /// `POST path` (a `/send`) with an idempotency key: the invocation id.
