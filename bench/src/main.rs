@@ -16,7 +16,8 @@ use cost::Usage;
 use durable_local::client::OrchestratorClient;
 use durable_local::deploy::clients::Clients;
 use durable_local::deploy::{self, Deployment, HandlerFunction};
-use durable_protocol::{AwakeableId, HandlerName, IdempotencyKey, InvocationId, ServiceName};
+use durable_local::inspect;
+use durable_protocol::{HandlerName, IdempotencyKey, InvocationId, ServiceName};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -350,10 +351,7 @@ async fn run_once(
                 )
                 .await?;
             wait_status(clients, &deployment.table, &id, &["suspended"]).await?;
-            let awakeable = AwakeableId {
-                invocation: id.clone(),
-                index: 0,
-            };
+            let awakeable = inspect::awakeable_id(clients, &deployment.table, &id, 0).await?;
             let started = Instant::now();
             let answer = client
                 .post_json(&format!("/awakeables/{awakeable}/resolve"), "\"ok\"", &[])

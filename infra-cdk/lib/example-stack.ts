@@ -11,17 +11,18 @@ export class DurableExampleStack extends Stack {
   constructor(scope: Construct, id: string, props?: StackProps) {
     super(scope, id, props);
     this.orchestrator = new DurableOrchestrator(this, 'Durable');
-    const examples: [string, string][] = [
-      ['Checkout', 'checkout'],
-      ['Approvals', 'approvals'],
-      ['Trips', 'trips'],
-      ['Fanout', 'fanout'],
+    const examples: [string, string, string[]][] = [
+      ['Checkout', 'checkout', ['checkout']],
+      ['Approvals', 'approvals', ['approvals']],
+      ['Trips', 'trips', ['trips', 'flights', 'hotels', 'payments']],
+      ['Fanout', 'fanout', ['batch', 'words']],
     ];
     this.services = examples.map(
-      ([id, name]) =>
+      ([id, name, services]) =>
         new DurableService(this, id, {
           orchestrator: this.orchestrator,
           code: { manifest: `examples/${name}/Cargo.toml`, binary: name },
+          services,
         }),
     );
     new CfnOutput(this, 'IngressUrl', { value: this.orchestrator.url.url, description: 'POST /{service}/{handler} (SigV4, service lambda)' });

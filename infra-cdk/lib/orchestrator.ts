@@ -6,6 +6,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { Construct } from 'constructs';
 import { rustFunction } from './code';
+import { acknowledge, BASIC_EXECUTION_ROLE, nagArn, nagArnOf } from './nag';
 
 /** Settings of the orchestrator. */
 export interface DurableOrchestratorProps {
@@ -30,6 +31,10 @@ export class DurableOrchestrator extends Construct {
   readonly table: dynamodb.Table;
   readonly bucket: s3.Bucket;
   readonly function: lambda.Function;
+  /** The Function URL's door: the only alias that serves HTTP. */
+  readonly urlAlias: lambda.Alias;
+  /** The administrative door: `register` (and future admin events) only come through it. */
+  readonly adminAlias: lambda.Alias;
   readonly url: lambda.FunctionUrl;
   readonly scheduleGroup: scheduler.CfnScheduleGroup;
   readonly schedulerRole: iam.Role;
@@ -91,8 +96,9 @@ export class DurableOrchestrator extends Construct {
         conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
       }),
     });
+    // The unqualified function only (its control door): never the url or admin aliases.
     this.schedulerRole.addToPolicy(
-      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [functionArn, `${functionArn}:*`] }),
+      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [functionArn] }),
     );
 
     this.function = rustFunction(
@@ -169,7 +175,11 @@ export class DurableOrchestrator extends Construct {
       new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [functionArn] }),
     );
 
-    this.url = this.function.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
+    // The doors (see docs/ARCHITECTURE.md, "Isolation"): the orchestrator tells them apart by
+    // the qualifier it was invoked through, and IAM grants each one to its senders only.
+    this.urlAlias = new lambda.Alias(this, 'UrlDoor', { aliasName: 'url', version: this.function.currentVersion });
+    this.adminAlias = new lambda.Alias(this, 'AdminDoor', { aliasName: 'admin', version: this.function.currentVersion });
+    this.url = this.urlAlias.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
 
     // Every minute, re-drive invocations whose driver died (expired leases).
     const sweep = new scheduler.CfnSchedule(this, 'Sweep', {
@@ -180,10 +190,29 @@ export class DurableOrchestrator extends Construct {
     });
     sweep.addDependency(this.scheduleGroup);
     sweep.node.addDependency(this.function);
+
+    // cdk-nag (AwsSolutions): each finding that is a choice, and why.
+    acknowledge(this.bucket, 'AwsSolutions-S1',
+      'Payloads are transient (deleted when their invocation finishes; outputs expire with the retention) and only ' +
+        'the engine\'s roles reach them; enable CloudTrail S3 data events for an audit trail instead of access logs.');
+    acknowledge(this.function, BASIC_EXECUTION_ROLE,
+      'The AWS managed basic execution role grants CloudWatch Logs writes only, which every Lambda needs.');
+    const bucketArn = nagArnOf(this.bucket.node.defaultChild as s3.CfnBucket);
+    for (const prefix of ['payloads', 'outputs']) {
+      acknowledge(this.function, `AwsSolutions-IAM5[Resource::${bucketArn}/${prefix}/*]`,
+        `The orchestrator reads, writes and deletes every invocation's ${prefix} (object names are content hashes under the invocation).`);
+    }
+    acknowledge(this.function, `AwsSolutions-IAM5[Resource::${nagArn(stack, 'scheduler', `schedule/${groupName}/*`)}]`,
+      'Timer schedules are named per invocation and entry at run time, inside the engine\'s own schedule group.');
   }
 
   /** Lets `grantee` call the ingress (a signed request to the Function URL). */
   grantInvokeUrl(grantee: iam.IGrantable): iam.Grant {
-    return this.function.grantInvokeUrl(grantee);
+    return this.urlAlias.grantInvokeUrl(grantee);
+  }
+
+  /** Lets `grantee` (a deployer or operator role) send administrative events such as `register`. */
+  grantAdmin(grantee: iam.IGrantable): iam.Grant {
+    return this.adminAlias.grantInvoke(grantee);
   }
 }

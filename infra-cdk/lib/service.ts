@@ -5,12 +5,20 @@ import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { RustCode, rustFunction } from './code';
 import { DurableOrchestrator } from './orchestrator';
+import { acknowledge, BASIC_EXECUTION_ROLE, nagArn, nagArnOf } from './nag';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 
 /** A handler Lambda to deploy. */
 export interface DurableServiceProps {
   readonly orchestrator: DurableOrchestrator;
   /** The crate and binary of the handler Lambda. */
   readonly code: RustCode;
+  /**
+   * The services this Lambda serves (as its endpoint names them). Its IAM policy is scoped to
+   * exactly these services' items and objects, and registration refuses a Lambda that serves
+   * any other.
+   */
+  readonly services: string[];
   /** @default 30 s */
   readonly timeout?: Duration;
   /** @default 256 */
@@ -21,8 +29,9 @@ export interface DurableServiceProps {
 /**
  * A handler Lambda served through the orchestrator: published as a version behind the alias
  * `live` (each invocation stays on the version it started on), allowed exactly what the SDK
- * does (journal items of invocations, its payloads, dispatch events), invocable by the
- * orchestrator only, and registered with the orchestrator at deploy time.
+ * does for its own services (their invocations' items, objects and payloads; dispatch events),
+ * invocable by the orchestrator only, and registered through the orchestrator's admin door at
+ * deploy time.
  */
 export class DurableService extends Construct {
   readonly function: lambda.Function;
@@ -50,22 +59,32 @@ export class DurableService extends Construct {
     });
     this.alias = new lambda.Alias(this, 'Live', { aliasName: 'live', version: this.function.currentVersion });
 
-    // The SDK appends journal entries, completes in-process timers and flags payloads: items
-    // of invocations only (DynamoDB `LeadingKeys`), never the registry or anything else.
+    if (props.services.length === 0) {
+      throw new Error(`${id}: a DurableService serves at least one service`);
+    }
+    for (const name of props.services) {
+      if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name)) {
+        throw new Error(`${id}: ${JSON.stringify(name)} is not a service name`);
+      }
+    }
+    const keys = (prefix: string) => props.services.map((name) => `${prefix}#${name}#*`);
+    // Every item a handler may touch leads with its service (`inv#<service>#…`, see
+    // docs/ARCHITECTURE.md), so `LeadingKeys` grants exactly this Lambda's services. The SDK
+    // appends journal entries, completes in-process timers and flags payloads there.
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
         resources: [orchestrator.table.tableArn],
-        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['inv#*'] } },
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': keys('inv') } },
       }),
     );
-    // The metadata item of a dated invocation lives in its minute's partition (`run#...`):
-    // the SDK only flags its payloads there.
+    // The metadata item of a dated invocation lives in its service's minute partition
+    // (`run#<service>#…`): the SDK only flags its payloads there.
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['dynamodb:UpdateItem'],
         resources: [orchestrator.table.tableArn],
-        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['run#*'] } },
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': keys('run') } },
       }),
     );
     // Objects and workflows: read state (written only by the orchestrator, which applies it when
@@ -74,16 +93,20 @@ export class DurableService extends Construct {
       new iam.PolicyStatement({
         actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
         resources: [orchestrator.table.tableArn],
-        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['obj#*'] } },
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': keys('obj') } },
       }),
     );
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject'],
-        resources: [orchestrator.bucket.arnForObjects('payloads/*'), orchestrator.bucket.arnForObjects('outputs/*')],
+        resources: props.services.flatMap((name) => [
+          orchestrator.bucket.arnForObjects(`payloads/${name}/*`),
+          orchestrator.bucket.arnForObjects(`outputs/${name}/*`),
+        ]),
       }),
     );
-    // Calls and sends: `dispatch` events to the orchestrator.
+    // Calls, sends and promise resumptions: `dispatch`/`resume` events to the orchestrator's
+    // control door (the unqualified function; each event carries a proof for its invocation).
     this.function.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [orchestrator.functionArnByName] }),
     );
@@ -101,16 +124,36 @@ export class DurableService extends Construct {
         service: 'Lambda',
         action: 'invoke',
         parameters: {
-          FunctionName: orchestrator.function.functionArn,
-          Payload: Stack.of(this).toJsonString({ type: 'register', function_arn: this.alias.functionArn }),
+          FunctionName: orchestrator.adminAlias.functionArn,
+          Payload: Stack.of(this).toJsonString({
+            type: 'register',
+            function_arn: this.alias.functionArn,
+            services: props.services,
+          }),
         },
         physicalResourceId: cr.PhysicalResourceId.of(this.function.currentVersion.version),
       },
       policy: cr.AwsCustomResourcePolicy.fromStatements([
-        new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [orchestrator.function.functionArn] }),
+        new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [orchestrator.adminAlias.functionArn] }),
       ]),
       installLatestAwsSdk: false,
     });
     register.node.addDependency(this.alias);
+
+    // cdk-nag (AwsSolutions): each finding that is a choice, and why.
+    acknowledge(this.function, BASIC_EXECUTION_ROLE,
+      'The AWS managed basic execution role grants CloudWatch Logs writes only, which every Lambda needs.');
+    // The registration's provider function (one per stack) gets the same managed role.
+    acknowledge(stack, BASIC_EXECUTION_ROLE,
+      'The AWS managed basic execution role grants CloudWatch Logs writes only, which every Lambda needs.');
+    const bucketArn = nagArnOf(orchestrator.bucket.node.defaultChild as s3.CfnBucket);
+    for (const name of props.services) {
+      for (const prefix of ['payloads', 'outputs']) {
+        acknowledge(this.function, `AwsSolutions-IAM5[Resource::${bucketArn}/${prefix}/${name}/*]`,
+          `The handler reads and writes its own service's (${name}) ${prefix}; object names are content hashes under the invocation.`);
+      }
+    }
+    acknowledge(orchestrator.function, `AwsSolutions-IAM5[Resource::${nagArn(stack, 'lambda', `function:${functionName}:*`)}]`,
+      'The orchestrator invokes the exact version each invocation was pinned to at registration.');
   }
 }

@@ -90,8 +90,11 @@ test('functions are arm64 on provided.al2023, handlers behind a live alias', () 
   for (const f of Object.values(functions)) {
     assert.deepEqual((f as any).Properties.Architectures, ['arm64']);
   }
-  template.resourceCountIs('AWS::Lambda::Alias', 4);
+  // Four handlers' `live`, and the orchestrator's two doors.
+  template.resourceCountIs('AWS::Lambda::Alias', 6);
   template.hasResourceProperties('AWS::Lambda::Alias', { Name: 'live' });
+  template.hasResourceProperties('AWS::Lambda::Alias', { Name: 'url' });
+  template.hasResourceProperties('AWS::Lambda::Alias', { Name: 'admin' });
 });
 
 test('timers get their own schedule group and a scheduler role that can only wake the orchestrator', () => {
@@ -151,23 +154,35 @@ test('the orchestrator may invoke only itself and the registered handler functio
   assert.equal(invokes.length, 5, 'itself and four services, nothing else');
 });
 
-test('handlers may touch only invocation, dated metadata and object items of the table (LeadingKeys)', () => {
+test('handlers may touch only their own services\' invocation, dated metadata and object items (LeadingKeys)', () => {
   template.hasResourceProperties('AWS::IAM::Policy', {
     PolicyDocument: {
       Statement: Match.arrayWith([
         Match.objectLike({
           Action: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
-          Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['inv#*'] } },
+          Condition: {
+            'ForAllValues:StringLike': {
+              'dynamodb:LeadingKeys': ['inv#trips#*', 'inv#flights#*', 'inv#hotels#*', 'inv#payments#*'],
+            },
+          },
         }),
         // Dated invocations' metadata items: only their payload flag is set by handlers.
         Match.objectLike({
           Action: 'dynamodb:UpdateItem',
-          Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['run#*'] } },
+          Condition: {
+            'ForAllValues:StringLike': {
+              'dynamodb:LeadingKeys': ['run#trips#*', 'run#flights#*', 'run#hotels#*', 'run#payments#*'],
+            },
+          },
         }),
         // Object state is read, never written, by handlers: no PutItem or DeleteItem there.
         Match.objectLike({
           Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
-          Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['obj#*'] } },
+          Condition: {
+            'ForAllValues:StringLike': {
+              'dynamodb:LeadingKeys': ['obj#trips#*', 'obj#flights#*', 'obj#hotels#*', 'obj#payments#*'],
+            },
+          },
         }),
       ]),
     },
@@ -181,5 +196,7 @@ test('each handler is registered with the orchestrator at deploy time', () => {
     const create = JSON.stringify((r as any).Properties.Update ?? (r as any).Properties.Create);
     assert.match(create, /type.{0,12}register/, 'a register event');
     assert.match(create, /function_arn.{0,20}Ref.{0,6}[A-Za-z]+Live/, 'naming the live alias');
+    assert.match(create, /services.{0,12}\[/, 'with the services it may serve');
+    assert.match(create, /FunctionName.{0,30}AdminDoor/, 'through the admin door');
   }
 });

@@ -134,9 +134,10 @@ pub fn replay_request(n: u32) -> InvokeRequest {
             )
         })
         .collect();
+    let service = ServiceName::new("bench").expect("valid");
     InvokeRequest::new(
-        InvocationId::derived(&["bench", &n.to_string()]),
-        ServiceName::new("bench").expect("valid"),
+        InvocationId::derived(&service, &[&n.to_string()]),
+        durable_protocol::auth::SigningKey::random().service_key(&service),
         HandlerName::new("steps").expect("valid"),
         serde_json::json!(n),
         "bench",

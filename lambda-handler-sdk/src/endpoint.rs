@@ -362,8 +362,9 @@ impl Endpoint {
             Ok(input) => req.input = input,
             Err(e) => return retry(format!("could not read the input: {e}")),
         }
+        let key = req.service_key.invocation_key(&req.invocation_id);
         let inv = Arc::new(Attempt::new(
-            req.invocation_id,
+            (req.invocation_id, key),
             durable_store::Writer {
                 epoch: req.epoch,
                 expires_at: req.journal_expires_at,

@@ -137,10 +137,19 @@ pub mod prelude {
     };
 }
 
-/// The invocation id of the child that entry `index` of this invocation (a call or send)
-/// creates: the same on every retry.
-pub fn child_id(ctx: &Context, index: u32) -> durable_protocol::InvocationId {
-    durable_protocol::InvocationId::child(ctx.invocation_id(), index)
+/// The invocation id of the child (in `service`) that entry `index` of this invocation (a
+/// call or send) creates: the same on every retry. `None` if `service` is not a valid name.
+pub fn child_id(
+    ctx: &Context,
+    index: u32,
+    service: &str,
+) -> Option<durable_protocol::InvocationId> {
+    let service = durable_protocol::ServiceName::new(service).ok()?;
+    Some(durable_protocol::InvocationId::child(
+        ctx.invocation_id(),
+        index,
+        &service,
+    ))
 }
 
 pub use durable_protocol::InvocationId;

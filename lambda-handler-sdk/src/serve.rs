@@ -50,6 +50,7 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
                     let dispatcher: Arc<dyn crate::runtime::ops::Dispatcher> = Arc::new(crate::runtime::ops::LambdaDispatcher {
                         client: lambda,
                         orchestrator: req.orchestrator.clone(),
+                        key: req.service_key.clone(),
                     });
                     let response =
                         tracing::Instrument::instrument(endpoint.execute(req, store, dispatcher, s3, deadline_ms), span).await;

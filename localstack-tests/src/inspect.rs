@@ -184,3 +184,24 @@ pub fn lambda_invocations(function: &str, needle: &str) -> Result<Vec<LambdaInvo
         .filter(|i| i.function == function && i.payload_head.contains(needle))
         .collect())
 }
+
+/// The id of awakeable `index` of invocation `id`, made the way its handler makes it: with the
+/// orchestrator's signing key, which an operator with access to the table can read (a handler
+/// cannot). For tools and tests that find an awakeable in the journal rather than being told.
+pub async fn awakeable_id(
+    clients: &Clients,
+    table: &str,
+    id: &InvocationId,
+    index: u32,
+) -> Result<durable_protocol::AwakeableId> {
+    let signing = durable_store::signing::load_or_create(&clients.dynamo, table)
+        .await
+        .map_err(|e| ToolError::Message(format!("reading the signing key: {e}")))?;
+    Ok(durable_protocol::AwakeableId {
+        invocation: id.clone(),
+        index,
+        tag: signing
+            .invocation_key(id)
+            .tag(durable_protocol::auth::Purpose::Awakeable, index),
+    })
+}

@@ -252,7 +252,7 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     );
     let unknown = env
         .client
-        .output(InvocationId::random().as_str())
+        .output(InvocationId::random(&ServiceName::new("testbed").unwrap()).as_str())
         .await
         .unwrap();
     assert_eq!(
@@ -431,12 +431,13 @@ async fn non_deterministic_replay_is_reported_not_papered_over() {
 async fn racing_attempts_record_one_result_and_the_loser_retries_on_it() {
     let env = Env::load().await;
     let run = run_id();
-    let id = InvocationId::random();
+    let id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let push = |epoch: u64, journal: Vec<JournalEntry>| {
         HandlerRequest::Invoke(
             InvokeRequest::new(
                 id.clone(),
-                ServiceName::new("testbed").unwrap(),
+                durable_protocol::auth::SigningKey::random()
+                    .service_key(&ServiceName::new("testbed").unwrap()),
                 HandlerName::new("slow_then_step").unwrap(),
                 json!({"run": run, "millis": 500}),
                 env.deployment.table.clone(),
@@ -566,7 +567,7 @@ async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
 async fn a_stale_driver_cannot_finish_an_invocation() {
     let env = Env::load().await;
     let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
-    let id = InvocationId::random();
+    let id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let Created::New(mut stale) = store
         .create(&NewInvocation {
             id: id.clone(),
@@ -631,7 +632,7 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
 async fn concurrent_appends_of_one_index_have_one_winner() {
     let env = Env::load().await;
     let journal = JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table);
-    let id = InvocationId::random();
+    let id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let entry = |v: i32| {
         JournalEntry::new(
             0,
@@ -664,7 +665,7 @@ async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
     let env = Env::load().await;
     let run = run_id();
     let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
-    let id = InvocationId::random();
+    let id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let created = store
         .create(&NewInvocation {
             id: id.clone(),
@@ -750,7 +751,10 @@ async fn a_backoff_longer_than_the_call_becomes_a_schedule() {
         let names =
             durable_local::crash::schedules_of(&env.clients, &env.deployment.orchestrator_function)
                 .await;
-        scheduled = names.iter().any(|n| n.starts_with(&format!("{id}-r")));
+        let local = InvocationId::parse(&id)
+            .map(|i| i.local().to_owned())
+            .unwrap_or_default();
+        scheduled = names.iter().any(|n| n.starts_with(&format!("{local}-r")));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(scheduled, "no retry schedule for {id}");

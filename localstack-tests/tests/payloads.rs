@@ -146,10 +146,12 @@ async fn the_journal_keeps_a_small_reference_and_expires_with_the_invocation() {
             .iter()
             .find(|e| matches!(e.kind, durable_protocol::EntryKind::Awakeable { .. }))
         {
-            awakeable = Some(durable_protocol::AwakeableId {
-                invocation: durable_protocol::InvocationId::parse(&id).unwrap(),
-                index: e.index,
-            });
+            let invocation = durable_protocol::InvocationId::parse(&id).unwrap();
+            awakeable = Some(
+                inspect::awakeable_id(&env.clients, &env.deployment.table, &invocation, e.index)
+                    .await
+                    .unwrap(),
+            );
             let durable_protocol::EntryKind::Run { result, .. } = &stored.journal[0].kind else {
                 panic!("a step first")
             };

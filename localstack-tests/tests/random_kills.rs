@@ -136,13 +136,24 @@ async fn random_kills_under_load_leave_nothing_stuck() {
     let mut orphans = 0;
     if no_schedules_left(env).await.is_err() {
         for name in schedules_of(&env.clients, &env.deployment.orchestrator_function).await {
-            let id = name.rsplit_once('-').map_or(name.as_str(), |(id, _)| id);
-            let stored =
-                durable_local::inspect::invocation(&env.clients, &env.deployment.table, id)
-                    .await
-                    .ok()
-                    .and_then(|s| s.meta)
-                    .and_then(|m| m.get("status").and_then(|v| v.as_s().ok()).cloned());
+            // A schedule is named after the id's local part; the service is whichever has it.
+            let local = name
+                .rsplit_once('-')
+                .map_or(name.as_str(), |(local, _)| local);
+            let mut stored = None;
+            for service in env.deployment.services.keys() {
+                let id = format!("inv_{service}.{local}");
+                let status =
+                    durable_local::inspect::invocation(&env.clients, &env.deployment.table, &id)
+                        .await
+                        .ok()
+                        .and_then(|s| s.meta)
+                        .and_then(|m| m.get("status").and_then(|v| v.as_s().ok()).cloned());
+                if status.is_some() {
+                    stored = status;
+                    break;
+                }
+            }
             match stored.as_deref() {
                 Some("completed" | "failed") => orphans += 1,
                 other => stuck.push(format!(

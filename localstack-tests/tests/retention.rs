@@ -40,12 +40,17 @@ fn now_secs() -> u64 {
 
 /// The metadata item and the journal items of an invocation, as stored.
 async fn items(env: &Env, id: &str) -> (Item, Vec<Item>) {
-    let journal = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|i| i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) != Some("meta"))
-        .collect();
+    let parsed = InvocationId::parse(id).expect("an invocation id");
+    let journal = inspect::query_all(
+        &env.clients,
+        &env.deployment.table,
+        &keys::invocation_pk(&parsed),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|i| i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) != Some("meta"))
+    .collect();
     (env.meta(id).await, journal)
 }
 
@@ -161,11 +166,10 @@ async fn a_suspended_invocation_keeps_its_journal_until_it_finishes() {
     let call =
         tokio::spawn(async move { client.invoke("testbed", "approval", &input, None).await });
     let awakeable = env.published(&run, "awakeable").await;
-    let id = awakeable
-        .strip_prefix("awk_")
-        .and_then(|rest| rest.split('_').next())
-        .map(|hex| format!("inv_{hex}"))
-        .expect("an awakeable id names its invocation");
+    let id = durable_protocol::AwakeableId::parse(&awakeable)
+        .expect("an awakeable id")
+        .invocation
+        .to_string();
     let mut suspended = None;
     for _ in 0..200 {
         let (meta, journal) = items(&env, &id).await;
@@ -219,7 +223,7 @@ async fn a_suspended_invocation_keeps_its_journal_until_it_finishes() {
 async fn a_writer_that_keeps_its_journal_takes_the_ttl_off_an_entry_it_adopts() {
     let env = Env::load().await;
     let journal = JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table);
-    let id = InvocationId::random();
+    let id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let step = |index| {
         JournalEntry::new(
             index,
@@ -250,9 +254,13 @@ async fn a_writer_that_keeps_its_journal_takes_the_ttl_off_an_entry_it_adopts() 
         Appended::AlreadyRecorded(step(1))
     );
     let (_, items) = {
-        let all = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
-            .await
-            .unwrap();
+        let all = inspect::query_all(
+            &env.clients,
+            &env.deployment.table,
+            &keys::invocation_pk(&id),
+        )
+        .await
+        .unwrap();
         ((), all)
     };
     let ttls: Vec<Option<u64>> = items.iter().map(ttl).collect();
@@ -264,9 +272,13 @@ async fn a_writer_that_keeps_its_journal_takes_the_ttl_off_an_entry_it_adopts() 
         journal.load_kept(&id).await.unwrap(),
         vec![step(0), step(1)]
     );
-    let all = inspect::query_all(&env.clients, &env.deployment.table, &format!("inv#{id}"))
-        .await
-        .unwrap();
+    let all = inspect::query_all(
+        &env.clients,
+        &env.deployment.table,
+        &keys::invocation_pk(&id),
+    )
+    .await
+    .unwrap();
     assert!(all.iter().all(|i| ttl(i).is_none()));
 }
 
@@ -281,7 +293,7 @@ async fn released_and_stranded_invocations_are_taken_over_at_once() {
     let store = InvocationStore::new(env.clients.dynamo.clone(), &env.deployment.table);
     let later = || now_millis() + 60_000;
     // Leased for an hour by a driver that hands it off.
-    let id = InvocationId::random();
+    let id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let leased = new_invocation(&env, &id, json!({}), now_millis() + 3_600_000);
     let inv = created(&store, &leased).await;
     let mut rival = inv.clone();
@@ -305,7 +317,7 @@ async fn released_and_stranded_invocations_are_taken_over_at_once() {
     );
 
     // A one-way send: released from the start, never pushed.
-    let id = InvocationId::random();
+    let id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let send = NewInvocation {
         released: true,
         ..new_invocation(&env, &id, json!({}), 0)
@@ -324,7 +336,7 @@ async fn released_and_stranded_invocations_are_taken_over_at_once() {
     assert!(!store.get(&id).await.unwrap().unwrap().journal_kept);
 
     // Stranded: its lease ended long ago.
-    let id = InvocationId::random();
+    let id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let stranded = new_invocation(&env, &id, json!({}), now_millis() - 60_000);
     let inv = created(&store, &stranded).await;
     let marked_at = now_millis();
@@ -359,7 +371,7 @@ async fn the_sweep_skips_finished_invocations_and_moves_its_cursor() {
         0 => now_millis() - 31_000,
         cursor => cursor + 1,
     };
-    let finished_id = InvocationId::random();
+    let finished_id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let finished = created(
         &store,
         &new_invocation(&env, &finished_id, json!({}), lease),
@@ -382,7 +394,7 @@ async fn the_sweep_skips_finished_invocations_and_moves_its_cursor() {
         meta.contains_key("lease_shard"),
         "finishing leaves the index alone"
     );
-    let stranded_id = InvocationId::random();
+    let stranded_id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     created(
         &store,
         &new_invocation(&env, &stranded_id, json!({"run": run, "steps": 1}), lease),
@@ -433,7 +445,10 @@ async fn a_dated_run_finished_in_its_minute_never_enters_the_leases_index() {
     let id = InvocationId::parse(answer.invocation_id.as_deref().unwrap()).unwrap();
     let (minute, shard) = id.bucket().expect("a plain service's invocation is dated");
     let meta = env.meta(id.as_str()).await;
-    assert_eq!(meta["pk"].as_s().unwrap(), &keys::run_pk(minute, shard));
+    assert_eq!(
+        meta["pk"].as_s().unwrap(),
+        &keys::run_pk("testbed", minute, shard)
+    );
     assert_eq!(meta["sk"].as_s().unwrap(), id.as_str());
     assert!(!meta.contains_key("lease_shard"), "{meta:?}");
 
@@ -468,7 +483,7 @@ async fn the_sweep_of_a_minute_redrives_stranded_dated_invocations_and_indexes_r
     // Made three minutes ago; the sweep below names that minute (other tests' sweeps may
     // have passed it already).
     let made = now_millis() - 180_000;
-    let stranded_id = InvocationId::dated(made);
+    let stranded_id = InvocationId::dated(&ServiceName::new("testbed").unwrap(), made);
     let stranded = new_invocation(
         &env,
         &stranded_id,
@@ -476,7 +491,7 @@ async fn the_sweep_of_a_minute_redrives_stranded_dated_invocations_and_indexes_r
         made + 20_000,
     );
     created(&store, &stranded).await;
-    let running_id = InvocationId::dated(made);
+    let running_id = InvocationId::dated(&ServiceName::new("testbed").unwrap(), made);
     let lease = now_millis() + 600_000;
     let running = new_invocation(&env, &running_id, json!({"run": run, "steps": 1}), lease);
     created(&store, &running).await;

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use durable_local::harness::{run_id, Env};
 use durable_local::inspect::{self, lambda_invocations};
 use durable_protocol::{
-    EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult,
+    AwakeableId, EntryKind, HandlerName, InvocationId, JournalEntry, ServiceName, StepResult,
 };
 use durable_store::invocations::{Created, InvocationStore, NewInvocation, Status, Suspension};
 use durable_store::Appended;
@@ -277,21 +277,26 @@ async fn awakeable_or_timeout_returns_the_timeout_when_nobody_resolves() {
 #[tokio::test]
 async fn unknown_and_malformed_awakeables_are_refused() {
     let env = Env::load().await;
-    let unknown = format!("awk_{}_0", &InvocationId::random().as_str()[4..]);
-    let answer = env.complete_awakeable(&unknown, "resolve", "1").await;
-    assert_eq!(
-        (answer.status, answer.body["code"].as_str()),
-        (404, Some("unknown_awakeable")),
-        "{}",
-        answer.raw
-    );
-    let answer = env.complete_awakeable("awk_bogus", "resolve", "1").await;
-    assert_eq!(
-        (answer.status, answer.body["code"].as_str()),
-        (400, Some("invalid_awakeable_id")),
-        "{}",
-        answer.raw
-    );
+    let invocation = InvocationId::random(&ServiceName::new("testbed").unwrap());
+    // Well formed, naming nothing (and with a tag nobody made).
+    let unknown = AwakeableId {
+        tag: durable_protocol::auth::SigningKey::random()
+            .invocation_key(&invocation)
+            .tag(durable_protocol::auth::Purpose::Awakeable, 0),
+        invocation,
+        index: 0,
+    }
+    .to_string();
+    // Malformed ids get the same answer: a guess learns nothing from it.
+    for id in [unknown.as_str(), "awk_bogus"] {
+        let answer = env.complete_awakeable(id, "resolve", "1").await;
+        assert_eq!(
+            (answer.status, answer.body["code"].as_str()),
+            (404, Some("unknown_awakeable")),
+            "{}",
+            answer.raw
+        );
+    }
     let answer = env
         .complete_awakeable(&unknown, "reject", r#"{"nope":1}"#)
         .await;
@@ -350,7 +355,7 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
     let value = StepResult::Value(json!("yes"));
 
     // The completion arrived first: suspending fails, the driver pushes again.
-    let id = InvocationId::random();
+    let id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let Created::New(inv) = store.create(&new(&id)).await.unwrap() else {
         panic!()
     };
@@ -381,7 +386,7 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
     );
 
     // The suspension came first: the completion finds it suspended and resumes it, once.
-    let id = InvocationId::random();
+    let id = InvocationId::random(&ServiceName::new("testbed").unwrap());
     let Created::New(inv) = store.create(&new(&id)).await.unwrap() else {
         panic!()
     };

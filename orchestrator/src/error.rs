@@ -14,4 +14,8 @@ pub enum OrchestratorError {
     },
     #[error("{0}")]
     Protocol(String),
+    /// An event that came through the wrong door, or whose proof does not hold: logged and
+    /// answered with this error, with nothing written.
+    #[error("refused: {0}")]
+    Refused(String),
 }

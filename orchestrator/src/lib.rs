@@ -6,14 +6,18 @@
 //! * [`driver`]: pushing invocations with their journal to handler Lambdas, retries, hand-offs,
 //!   suspension, and joining existing invocations.
 //! * [`services`]: the clients and stores, built once per process.
+//! * [`doors`]: which door (qualifier) an event came through, and what each door accepts.
+//! * [`signer`]: proofs on the events the orchestrator sends, checks of those it receives.
 //! * [`timers`]: durable timers as EventBridge Scheduler one-time schedules.
 //! * [`config`], [`error`]: settings and errors.
 
 pub mod app;
 pub mod config;
 pub mod control;
+pub mod doors;
 pub mod driver;
 pub mod error;
 pub mod http;
 pub mod services;
+pub mod signer;
 pub mod timers;

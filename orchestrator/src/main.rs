@@ -4,6 +4,7 @@ use durable_orchestrator::app::App;
 use durable_orchestrator::config::Config;
 use durable_orchestrator::driver::LambdaCall;
 use durable_orchestrator::services::Services;
+use durable_orchestrator::signer::Signer;
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 
@@ -19,9 +20,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
     let config = Config::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    // One read per process: the key that proves events and awakeable ids.
+    let signing = durable_store::signing::load_or_create(&dynamo, &config.table).await?;
     let app = Arc::new(App::new(Services::new(
         config,
-        aws_sdk_dynamodb::Client::new(&aws),
+        dynamo,
         aws_sdk_lambda::Client::new(&aws),
         aws_sdk_scheduler::Client::new(&aws),
         // Path-style S3 addressing where an endpoint is overridden (LocalStack).
@@ -30,14 +34,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
                 .build(),
         ),
+        Signer::new(signing),
     )));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = app.clone();
         async move {
-            let call = LambdaCall {
-                deadline_ms: event.context.deadline,
-                function_arn: event.context.invoked_function_arn,
-            };
+            let call = LambdaCall::new(event.context.deadline, &event.context.invoked_function_arn);
             app.handle(event.payload, &call)
                 .await
                 .map_err(lambda_runtime::Error::from)

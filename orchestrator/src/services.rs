@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::error::OrchestratorError;
+use crate::signer::Signer;
 use crate::timers::Timers;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
@@ -31,6 +32,8 @@ pub struct Services {
     pub payloads: PayloadStore,
     /// Virtual objects' locks, inboxes and state.
     pub objects: Objects,
+    /// Proves the events this function sends and checks those it receives.
+    pub signing: Signer,
 }
 
 impl Services {
@@ -41,6 +44,7 @@ impl Services {
         lambda: aws_sdk_lambda::Client,
         scheduler: aws_sdk_scheduler::Client,
         s3: aws_sdk_s3::Client,
+        signing: Signer,
     ) -> Self {
         let config = Arc::new(config);
         let table = config.table.clone();
@@ -53,7 +57,9 @@ impl Services {
             timers: Timers {
                 client: scheduler,
                 config: config.clone(),
+                signing: signing.clone(),
             },
+            signing,
             config,
             lambda,
         }

@@ -17,11 +17,14 @@ use std::sync::Arc;
 pub struct Timers {
     pub(crate) client: aws_sdk_scheduler::Client,
     pub(crate) config: Arc<Config>,
+    pub(crate) signing: crate::signer::Signer,
 }
 
-/// The schedule's name: unique per timer, at most 64 characters (`inv_<32 hex>-<index>`).
+/// The schedule's name: unique per timer, at most 64 characters (`<the id's local part, 32
+/// characters>-<index>`; the local part is unique per service, and random or hashed with the
+/// service, so in practice across services).
 pub fn schedule_name(id: &InvocationId, index: u32) -> String {
-    format!("{id}-{index}")
+    format!("{}-{index}", id.local())
 }
 
 /// `at(yyyy-mm-ddThh:mm:ss)` in UTC for a time in ms since the Unix epoch (rounded down to the
@@ -65,10 +68,7 @@ impl Timers {
         let fire_at = timer
             .wake_at_ms
             .saturating_sub(self.config.timer_lead.as_millis() as u64);
-        let event = ControlEvent::Wake {
-            invocation_id: id.clone(),
-            entry: timer.index,
-        };
+        let event = self.signing.wake(id.clone(), timer.index);
         self.schedule_event(&schedule_name(id, timer.index), fire_at, &event, target_arn)
             .await
     }
@@ -80,11 +80,14 @@ impl Timers {
         due_at_ms: u64,
         target_arn: &str,
     ) -> Result<(), OrchestratorError> {
-        let event = ControlEvent::Drive {
-            invocation_id: child.clone(),
-        };
-        self.schedule_event(&format!("{child}-start"), due_at_ms, &event, target_arn)
-            .await
+        let event = self.signing.drive(child.clone());
+        self.schedule_event(
+            &format!("{}-start", child.local()),
+            due_at_ms,
+            &event,
+            target_arn,
+        )
+        .await
     }
 
     /// Schedules the retry of `id`'s attempt `attempt` (its backoff is longer than the
@@ -96,13 +99,16 @@ impl Timers {
         due_ms: u64,
         target_arn: &str,
     ) -> Result<(), OrchestratorError> {
-        let event = ControlEvent::Drive {
-            invocation_id: id.clone(),
-        };
+        let event = self.signing.drive(id.clone());
         // Rounded up to the second, so that it never fires before the lease ends.
         let fire_at = due_ms.div_ceil(1000) * 1000;
-        self.schedule_event(&format!("{id}-r{attempt}"), fire_at, &event, target_arn)
-            .await
+        self.schedule_event(
+            &format!("{}-r{attempt}", id.local()),
+            fire_at,
+            &event,
+            target_arn,
+        )
+        .await
     }
 
     /// Deletes the schedules of `id`'s timers that never fired (a finished invocation's
@@ -221,7 +227,7 @@ mod tests {
 
     #[test]
     fn schedule_names_fit_the_limit() {
-        let id = InvocationId::random();
+        let id = InvocationId::random(&durable_protocol::ServiceName::new("svc").unwrap());
         let name = schedule_name(&id, u32::MAX);
         assert!(name.len() <= 64, "{name}");
         assert!(name

@@ -3,26 +3,41 @@
 //! sends `dispatch` and `resume`, and the deployer sends `register`. Every sender serializes these
 //! types and the orchestrator parses them, so a renamed field cannot break one side silently.
 
+use crate::auth::{InvocationKey, Purpose, SigningKey, Tag};
 use crate::ids::InvocationId;
 use serde::{Deserialize, Serialize};
 
-/// An event for the orchestrator that is not an HTTP request.
+/// An event for the orchestrator that is not an HTTP request. Every event that names an
+/// invocation carries a `proof`: a tag made with that invocation's key (see [`crate::auth`]),
+/// so a handler can only make the orchestrator act on its own invocations. `register` is
+/// accepted only through the orchestrator's `admin` qualifier.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ControlEvent {
-    /// Register (or re-register) the services a handler Lambda serves.
-    Register { function_arn: String },
+    /// Register (or re-register) the services a handler Lambda serves. `services`, when given,
+    /// are the only services it may serve: the ones its IAM policy was scoped to (the CDK
+    /// construct sends them), so a Lambda cannot take over a service it was not granted.
+    Register {
+        function_arn: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        services: Option<Vec<crate::ids::ServiceName>>,
+    },
     /// Drive an invocation whose driver gave it up or died.
-    Drive { invocation_id: InvocationId },
+    Drive {
+        invocation_id: InvocationId,
+        proof: Tag,
+    },
     /// A timer is due (sent by EventBridge Scheduler).
     Wake {
         invocation_id: InvocationId,
         entry: u32,
+        proof: Tag,
     },
     /// An entry was completed (e.g. an awakeable resolved): resume the invocation if it waits.
     Resume {
         invocation_id: InvocationId,
         entry: u32,
+        proof: Tag,
     },
     /// Re-drive running invocations whose lease expired (sent every minute by a schedule).
     /// `minutes` looks at those minutes' dated invocations again (an operator after an
@@ -35,7 +50,84 @@ pub enum ControlEvent {
     Dispatch {
         invocation_id: InvocationId,
         entry: u32,
+        proof: Tag,
     },
+}
+
+impl ControlEvent {
+    /// A `dispatch` of entry `entry`, proven with the invocation's key.
+    pub fn dispatch(invocation_id: InvocationId, entry: u32, key: &InvocationKey) -> Self {
+        let proof = key.tag(Purpose::Dispatch, entry);
+        ControlEvent::Dispatch {
+            invocation_id,
+            entry,
+            proof,
+        }
+    }
+
+    /// A `resume` for entry `entry`, proven with the invocation's key.
+    pub fn resume(invocation_id: InvocationId, entry: u32, key: &InvocationKey) -> Self {
+        let proof = key.tag(Purpose::Resume, entry);
+        ControlEvent::Resume {
+            invocation_id,
+            entry,
+            proof,
+        }
+    }
+
+    /// A `wake` for timer entry `entry`, proven with the invocation's key.
+    pub fn wake(invocation_id: InvocationId, entry: u32, key: &InvocationKey) -> Self {
+        let proof = key.tag(Purpose::Wake, entry);
+        ControlEvent::Wake {
+            invocation_id,
+            entry,
+            proof,
+        }
+    }
+
+    /// A `drive`, proven with the invocation's key.
+    pub fn drive(invocation_id: InvocationId, key: &InvocationKey) -> Self {
+        let proof = key.tag(Purpose::Drive, 0);
+        ControlEvent::Drive {
+            invocation_id,
+            proof,
+        }
+    }
+
+    /// The invocation, purpose and index this event's proof must be a tag of (`None` for
+    /// events that name no invocation).
+    pub fn proven(&self) -> Option<(&InvocationId, Purpose, u32, &Tag)> {
+        match self {
+            ControlEvent::Drive {
+                invocation_id,
+                proof,
+            } => Some((invocation_id, Purpose::Drive, 0, proof)),
+            ControlEvent::Wake {
+                invocation_id,
+                entry,
+                proof,
+            } => Some((invocation_id, Purpose::Wake, *entry, proof)),
+            ControlEvent::Resume {
+                invocation_id,
+                entry,
+                proof,
+            } => Some((invocation_id, Purpose::Resume, *entry, proof)),
+            ControlEvent::Dispatch {
+                invocation_id,
+                entry,
+                proof,
+            } => Some((invocation_id, Purpose::Dispatch, *entry, proof)),
+            ControlEvent::Register { .. } | ControlEvent::Sweep { .. } => None,
+        }
+    }
+
+    /// Whether the event's proof verifies under `key` (events without one are not proven here).
+    pub fn proof_holds(&self, key: &SigningKey) -> bool {
+        match self.proven() {
+            Some((id, purpose, index, proof)) => key.verify(id, purpose, index, proof),
+            None => true,
+        }
+    }
 }
 
 /// Minutes since the Unix epoch, both included.
@@ -51,14 +143,27 @@ mod tests {
 
     #[test]
     fn events_serialize_as_their_senders_write_them() {
-        let id = InvocationId::random();
+        let id = InvocationId::random(&crate::ServiceName::new("svc").unwrap());
+        let signing = SigningKey::random();
+        let key = signing.invocation_key(&id);
+        let event = ControlEvent::dispatch(id.clone(), 3, &key);
+        let proof = key.tag(Purpose::Dispatch, 3).to_string();
         assert_eq!(
-            serde_json::to_value(ControlEvent::Dispatch {
+            serde_json::to_value(&event).unwrap(),
+            serde_json::json!({"type": "dispatch", "invocation_id": id.as_str(), "entry": 3, "proof": proof})
+        );
+        assert!(event.proof_holds(&signing));
+        assert!(!event.proof_holds(&SigningKey::random()));
+        let forged = ControlEvent::resume(id.clone(), 3, &SigningKey::random().invocation_key(&id));
+        assert!(!forged.proof_holds(&signing));
+        assert!(
+            !ControlEvent::Resume {
                 invocation_id: id.clone(),
-                entry: 3
-            })
-            .unwrap(),
-            serde_json::json!({"type": "dispatch", "invocation_id": id.as_str(), "entry": 3})
+                entry: 3,
+                proof: key.tag(Purpose::Dispatch, 3)
+            }
+            .proof_holds(&signing),
+            "a dispatch proof is no resume proof"
         );
         assert_eq!(
             serde_json::to_value(ControlEvent::Sweep { minutes: None }).unwrap(),
@@ -94,7 +199,8 @@ mod tests {
         assert_eq!(
             e,
             ControlEvent::Register {
-                function_arn: "arn:x".into()
+                function_arn: "arn:x".into(),
+                services: None,
             }
         );
     }

@@ -31,6 +31,9 @@ pub struct InvokeRequest {
     pub service: ServiceName,
     pub handler: HandlerName,
     pub input: serde_json::Value,
+    /// The key of the invocation's service: tags the awakeable ids it hands out and proves the
+    /// control events it sends (see [`crate::auth`]).
+    pub service_key: crate::auth::ServiceKey,
     /// Every recorded entry, in index order (steps run concurrently may leave gaps).
     pub journal: Vec<JournalEntry>,
     /// Consecutive failed attempts of the step the previous attempts stopped at, if any:
@@ -73,18 +76,19 @@ impl InvokeRequest {
     /// syntax (`InvokeRequest { epoch: 4, ..InvokeRequest::new(..) }`) or the `with_` methods.
     pub fn new(
         invocation_id: InvocationId,
-        service: ServiceName,
+        service_key: crate::auth::ServiceKey,
         handler: HandlerName,
         input: serde_json::Value,
         table: impl Into<String>,
     ) -> Self {
         Self {
+            service: invocation_id.service(),
             invocation_id,
             epoch: 1,
             attempt: 1,
-            service,
             handler,
             input,
+            service_key,
             journal: Vec::new(),
             step_failures: None,
             table: table.into(),
@@ -286,9 +290,11 @@ mod tests {
 
     #[test]
     fn invoke_request_leads_with_the_invocation_id() {
+        let id = InvocationId::random(&ServiceName::new("s").unwrap());
+        let key = crate::auth::SigningKey::random().service_key(&id.service());
         let req = HandlerRequest::Invoke(InvokeRequest::new(
-            InvocationId::random(),
-            ServiceName::new("s").unwrap(),
+            id,
+            key,
             HandlerName::new("h").unwrap(),
             serde_json::json!({}),
             "t",

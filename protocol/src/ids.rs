@@ -25,6 +25,8 @@ pub enum IdError {
         value: String,
         allowed: &'static str,
     },
+    #[error("{what} {value:?} reads as a path (only dots)")]
+    PathLike { what: &'static str, value: String },
 }
 
 const NAME_MAX: usize = 64;
@@ -196,6 +198,13 @@ impl ObjectKey {
             });
         }
         let ok = |c: char| c.is_ascii_alphanumeric() || "-_.~@+=:,".contains(c);
+        // `.`, `..` (and longer runs of dots) read as paths: refused everywhere a key is used.
+        if value.chars().all(|c| c == '.') {
+            return Err(IdError::PathLike {
+                what: "object key",
+                value,
+            });
+        }
         if !value.chars().all(ok) {
             return Err(IdError::InvalidKey {
                 what: "object key",
@@ -231,10 +240,12 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// The id of one invocation: `inv_` followed by 32 lowercase hex digits (derived and older
-/// ids), or by `t`, the minute it was made in (8 hex digits), a shard (1 hex digit) and 22
-/// random hex digits (a dated id: its metadata item lives in that minute's and shard's
-/// partition, see `store::keys::meta_key`).
+/// The id of one invocation: `inv_<service>.<local part>`. The service it runs in is part of
+/// the id, so every key built from it (`inv#<service>#...`, `payloads/<service>/...`) can be
+/// granted per service. The local part is 32 lowercase hex digits (derived ids), or `t`, the
+/// minute it was made in (8 hex digits), a shard (1 hex digit) and 22 random hex digits (a
+/// dated id: its metadata item lives in that minute's and shard's partition, see
+/// `store::keys::meta_key`). Users treat ids as opaque.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct InvocationId(String);
@@ -244,33 +255,60 @@ impl InvocationId {
     const HEX_LEN: usize = 32;
     /// The mark of a dated id, where derived ids have their first hex digit.
     const DATED: char = 't';
-    /// How many partitions share one minute's dated metadata items.
+    /// Between the service and the local part (never in a service name).
+    const SEPARATOR: char = '.';
+    /// How many partitions share one minute's dated metadata items (per service).
     pub const SHARDS: u8 = 8;
 
+    fn from_parts(service: &ServiceName, local: &str) -> Self {
+        Self(format!(
+            "{}{service}{}{local}",
+            Self::PREFIX,
+            Self::SEPARATOR
+        ))
+    }
+
     /// A fresh random id.
-    pub fn random() -> Self {
-        Self(format!("{}{}", Self::PREFIX, uuid::Uuid::new_v4().simple()))
+    pub fn random(service: &ServiceName) -> Self {
+        Self::from_parts(service, &uuid::Uuid::new_v4().simple().to_string())
     }
 
     /// A fresh random id that carries the minute `now_ms` falls in: the lease sweep finds its
     /// metadata item by that minute, so a new invocation needs no `leases` index entry.
-    pub fn dated(now_ms: u64) -> Self {
+    pub fn dated(service: &ServiceName, now_ms: u64) -> Self {
         let minute = (now_ms / 60_000) as u32;
         let uuid = uuid::Uuid::new_v4();
         let shard = uuid.as_bytes()[15] % Self::SHARDS;
         let random = uuid.simple().to_string();
-        Self(format!(
-            "{}{}{minute:08x}{shard:x}{}",
-            Self::PREFIX,
+        let local = format!(
+            "{}{minute:08x}{shard:x}{}",
             Self::DATED,
             &random[..Self::HEX_LEN - 10]
-        ))
+        );
+        Self::from_parts(service, &local)
+    }
+
+    /// The service this invocation runs in (validated when the id was made or parsed).
+    pub fn service(&self) -> ServiceName {
+        ServiceName(self.service_str().to_owned())
+    }
+
+    /// The service part of the id, as text.
+    pub fn service_str(&self) -> &str {
+        let rest = &self.0[Self::PREFIX.len()..];
+        &rest[..rest.len() - Self::HEX_LEN - 1]
+    }
+
+    /// The local part: 32 characters, unique within the service (and, random or hashed with
+    /// the service, in practice across services too). Schedule names use it.
+    pub fn local(&self) -> &str {
+        &self.0[self.0.len() - Self::HEX_LEN..]
     }
 
     /// The minute (since the Unix epoch) and shard of a dated id; `None` for other ids. The
     /// shard is written in the id, so more shards later leave existing ids where they are.
     pub fn bucket(&self) -> Option<(u32, u8)> {
-        let rest = self.0[Self::PREFIX.len()..].strip_prefix(Self::DATED)?;
+        let rest = self.local().strip_prefix(Self::DATED)?;
         let minute = u32::from_str_radix(&rest[..8], 16).ok()?;
         let shard = u8::from_str_radix(&rest[8..9], 16).ok()?;
         Some((minute, shard))
@@ -283,7 +321,7 @@ impl InvocationId {
         handler: &HandlerName,
         key: &IdempotencyKey,
     ) -> Self {
-        Self::derived(&["idem", service.as_str(), handler.as_str(), key.as_str()])
+        Self::derived(service, &["idem", handler.as_str(), key.as_str()])
     }
 
     /// The id of an idempotent request to a keyed handler (the object key is part of the target).
@@ -293,25 +331,28 @@ impl InvocationId {
         handler: &HandlerName,
         idempotency_key: &IdempotencyKey,
     ) -> Self {
-        Self::derived(&[
-            "idem-keyed",
-            service.as_str(),
-            key.as_str(),
-            handler.as_str(),
-            idempotency_key.as_str(),
-        ])
+        Self::derived(
+            service,
+            &[
+                "idem-keyed",
+                key.as_str(),
+                handler.as_str(),
+                idempotency_key.as_str(),
+            ],
+        )
     }
 
     /// The id of a workflow's `run`: one per (workflow, key), so submitting it twice finds the
     /// first submission.
     pub fn for_workflow(service: &ServiceName, key: &ObjectKey) -> Self {
-        Self::derived(&["workflow", service.as_str(), key.as_str()])
+        Self::derived(service, &["workflow", key.as_str()])
     }
 
-    /// A deterministic id derived from parts (hashed with separators, so parts cannot run together).
-    pub fn derived(parts: &[&str]) -> Self {
+    /// A deterministic id of `service` derived from parts (hashed with the service and with
+    /// separators, so parts cannot run together).
+    pub fn derived(service: &ServiceName, parts: &[&str]) -> Self {
         let mut hasher = Sha256::new();
-        for part in parts {
+        for part in std::iter::once(service.as_str()).chain(parts.iter().copied()) {
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part.as_bytes());
         }
@@ -320,29 +361,31 @@ impl InvocationId {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Self(format!("{}{hex}", Self::PREFIX))
+        Self::from_parts(service, &hex)
     }
 
-    /// The id of the child invocation created by entry `index` of `parent`: retries of the
-    /// parent always name the same child, so creating it is idempotent.
-    pub fn child(parent: &InvocationId, index: u32) -> Self {
-        Self::derived(&["child", parent.as_str(), &index.to_string()])
+    /// The id of the child invocation (in service `service`) created by entry `index` of
+    /// `parent`: retries of the parent always name the same child, so creating it is
+    /// idempotent.
+    pub fn child(parent: &InvocationId, index: u32, service: &ServiceName) -> Self {
+        Self::derived(service, &["child", parent.as_str(), &index.to_string()])
     }
 
     /// Parses an id given by a user, e.g. in a URL.
     pub fn parse(value: &str) -> Result<Self, IdError> {
+        let bad = || IdError::MalformedInvocationId(value.chars().take(80).collect());
+        let rest = value.strip_prefix(Self::PREFIX).ok_or_else(bad)?;
+        let (service, local) = rest.rsplit_once(Self::SEPARATOR).ok_or_else(bad)?;
+        ServiceName::validate(service).map_err(|_| bad())?;
         let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
-        let ok = value.len() == Self::PREFIX.len() + Self::HEX_LEN
-            && value.starts_with(Self::PREFIX)
-            && value[Self::PREFIX.len()..]
+        let ok = local.len() == Self::HEX_LEN
+            && local
                 .char_indices()
                 .all(|(i, c)| hex(c) || (i == 0 && c == Self::DATED));
         if ok {
             Ok(Self(value.to_owned()))
         } else {
-            Err(IdError::MalformedInvocationId(
-                value.chars().take(80).collect(),
-            ))
+            Err(bad())
         }
     }
 
@@ -371,67 +414,43 @@ impl fmt::Display for InvocationId {
     }
 }
 
-/// The id of an awakeable: which invocation and which journal entry it completes.
-/// Written `awk_<32 hex of the invocation id>_<entry index>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AwakeableId {
-    pub invocation: InvocationId,
-    pub index: u32,
-}
-
-impl AwakeableId {
-    /// Parses an id given by a user, e.g. in a URL.
-    pub fn parse(value: &str) -> Result<Self, IdError> {
-        let bad = || IdError::MalformedAwakeableId(value.chars().take(80).collect());
-        let rest = value.strip_prefix("awk_").ok_or_else(bad)?;
-        let (hex, index) = rest.split_once('_').ok_or_else(bad)?;
-        let invocation = InvocationId::parse(&format!("inv_{hex}")).map_err(|_| bad())?;
-        if index.is_empty() || index.len() > 10 || !index.chars().all(|c| c.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let index = index.parse().map_err(|_| bad())?;
-        Ok(Self { invocation, index })
-    }
-}
-
-impl fmt::Display for AwakeableId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hex = &self.invocation.as_str()[InvocationId::PREFIX.len()..];
-        write!(f, "awk_{hex}_{}", self.index)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn svc() -> ServiceName {
+        ServiceName::new("svc").unwrap()
+    }
+
     #[test]
     fn dated_ids_carry_their_minute_and_parse_back() {
         let now = 1_764_000_000_123u64;
-        let id = InvocationId::dated(now);
-        assert_eq!(id.as_str().len(), 36);
-        assert!(id.as_str().starts_with("inv_t"), "{id}");
+        let id = InvocationId::dated(&svc(), now);
+        assert_eq!(id.as_str().len(), 40);
+        assert!(id.as_str().starts_with("inv_svc.t"), "{id}");
+        assert_eq!(id.service(), svc());
+        assert_eq!(id.local().len(), 32);
         let (minute, shard) = id.bucket().expect("dated");
         assert_eq!(u64::from(minute), now / 60_000);
         assert!(shard < InvocationId::SHARDS);
         assert_eq!(InvocationId::parse(id.as_str()).unwrap(), id);
-        assert_ne!(InvocationId::dated(now), id, "random beyond the minute");
-        assert_eq!(InvocationId::random().bucket(), None);
-        assert_eq!(InvocationId::derived(&["x"]).bucket(), None);
+        assert_ne!(
+            InvocationId::dated(&svc(), now),
+            id,
+            "random beyond the minute"
+        );
+        assert_eq!(InvocationId::random(&svc()).bucket(), None);
+        assert_eq!(InvocationId::derived(&svc(), &["x"]).bucket(), None);
         for bad in [
-            "inv_tt0000000000000000000000000000",
-            "inv_0t000000000000000000000000000000",
+            "inv_svc.tt0000000000000000000000000000",
+            "inv_svc.0t000000000000000000000000000000",
+            "inv_t0000000000000000000000000000000",
+            "inv_9svc.00000000000000000000000000000000",
+            "inv_invocations.00000000000000000000000000000000",
+            "inv_a.b.00000000000000000000000000000000",
         ] {
             assert!(InvocationId::parse(bad).is_err(), "{bad}");
         }
-        let awakeable = AwakeableId {
-            invocation: id.clone(),
-            index: 3,
-        };
-        assert_eq!(
-            AwakeableId::parse(&awakeable.to_string()).unwrap(),
-            awakeable
-        );
     }
 
     #[test]
@@ -477,11 +496,21 @@ mod tests {
         assert_eq!(a, InvocationId::for_idempotency_key(&s, &h, &k1));
         assert_ne!(a, InvocationId::for_idempotency_key(&s, &h, &k2));
         assert_eq!(InvocationId::parse(a.as_str()), Ok(a.clone()));
+        assert_eq!(a.service(), s);
         // parts are length-prefixed: ("ab","c") and ("a","bc") differ
         assert_ne!(
-            InvocationId::derived(&["ab", "c"]),
-            InvocationId::derived(&["a", "bc"])
+            InvocationId::derived(&s, &["ab", "c"]),
+            InvocationId::derived(&s, &["a", "bc"])
         );
+        let other = ServiceName::new("other").unwrap();
+        assert_ne!(
+            InvocationId::derived(&s, &["x"]).local(),
+            InvocationId::derived(&other, &["x"]).local(),
+            "the service is hashed in"
+        );
+        let child = InvocationId::child(&a, 3, &other);
+        assert_eq!(child.service(), other);
+        assert_eq!(child, InvocationId::child(&a, 3, &other));
     }
 
     #[test]
@@ -490,6 +519,9 @@ mod tests {
         assert!(ObjectKey::new("cart-1_x.y~z+1=2:3,4").is_ok());
         assert!(ObjectKey::new("").is_err());
         assert!(ObjectKey::new("a/b").is_err());
+        assert!(ObjectKey::new(".").is_err());
+        assert!(ObjectKey::new("..").is_err());
+        assert!(ObjectKey::new("a..b").is_ok());
         assert!(ObjectKey::new("a b").is_err());
         assert!(ObjectKey::new("a#b").is_err());
         assert!(ObjectKey::new("x".repeat(257)).is_err());
@@ -507,7 +539,7 @@ mod tests {
 
     #[test]
     fn invocation_ids_parse_strictly() {
-        let id = InvocationId::random();
+        let id = InvocationId::random(&svc());
         assert_eq!(InvocationId::parse(id.as_str()).unwrap(), id);
         assert!(InvocationId::parse("inv_123").is_err());
         assert!(InvocationId::parse(&id.as_str().to_uppercase()).is_err());
@@ -515,27 +547,6 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<InvocationId>(&json).unwrap(), id);
         assert!(serde_json::from_str::<InvocationId>("\"nope\"").is_err());
-    }
-
-    #[test]
-    fn awakeable_ids_round_trip() {
-        let id = AwakeableId {
-            invocation: InvocationId::random(),
-            index: 7,
-        };
-        let text = id.to_string();
-        assert!(text.starts_with("awk_") && text.ends_with("_7"), "{text}");
-        assert_eq!(AwakeableId::parse(&text).unwrap(), id);
-        for bad in [
-            "",
-            "awk_",
-            "awk_zz_1",
-            &text.replace("_7", "_"),
-            &text.replace("_7", "_x"),
-            &text.replace("awk_", "inv_"),
-        ] {
-            assert!(AwakeableId::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

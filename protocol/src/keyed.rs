@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn waiters_round_trip() {
         let w = Waiter {
-            invocation: InvocationId::random(),
+            invocation: InvocationId::random(&crate::ServiceName::new("s").unwrap()),
             index: 7,
         };
         assert_eq!(Waiter::decode(&w.encode()), Some(w));

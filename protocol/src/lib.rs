@@ -1,6 +1,7 @@
 //! The contract shared by the orchestrator and the handler SDK. It holds no storage code and no
 //! AWS dependency: both sides serialize and parse the same types from here.
 //!
+//! * [`auth`]: the keys and tags that make awakeable ids and control events unforgeable.
 //! * [`ids`]: typed identifiers (invocations, services, handlers, keys) and their validation.
 //! * [`journal`]: the journal entry model that replay is built on.
 //! * [`envelope`]: what the orchestrator pushes to a handler Lambda and what it answers.
@@ -11,6 +12,7 @@
 //! * [`clock`]: wall-clock milliseconds, as both sides record them.
 //! * [`crash`]: crash points that tests arm to kill a process at a chosen place.
 
+pub mod auth;
 pub mod clock;
 pub mod control;
 pub mod crash;
@@ -21,14 +23,13 @@ pub mod keyed;
 pub mod payload;
 pub mod status;
 
+pub use auth::AwakeableId;
 pub use control::{ControlEvent, MinuteRange};
 pub use envelope::{
     DiscoveryResponse, EagerState, HandlerDescriptor, HandlerKind, HandlerRequest, HandlerResponse,
     InvokeRequest, ServiceDescriptor, ServiceKind, StepFailures, Timer, PROTOCOL_VERSION,
 };
-pub use ids::{
-    AwakeableId, HandlerName, IdError, IdempotencyKey, InvocationId, ObjectKey, ServiceName,
-};
+pub use ids::{HandlerName, IdError, IdempotencyKey, InvocationId, ObjectKey, ServiceName};
 pub use journal::{
     EntryKind, EntryTag, JournalEntry, StateDelta, StepResult, Target, TerminalFailure,
 };

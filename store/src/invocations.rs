@@ -716,7 +716,7 @@ mod tests {
 
     #[test]
     fn metadata_items_decode() {
-        let id = InvocationId::random();
+        let id = InvocationId::random(&durable_protocol::ServiceName::new("svc").unwrap());
         let mut item = Item::new();
         item.insert("pk".into(), s(keys::invocation_pk(&id)));
         item.insert("sk".into(), s("meta"));

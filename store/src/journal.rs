@@ -600,13 +600,16 @@ mod tests {
 
     #[test]
     fn metadata_items_are_found_by_their_ids() {
-        let dated = InvocationId::dated(1_764_000_000_000);
+        let dated = InvocationId::dated(
+            &durable_protocol::ServiceName::new("svc").unwrap(),
+            1_764_000_000_000,
+        );
         let (minute, shard) = dated.bucket().unwrap();
         let (pk, sk) = keys::meta_key(&dated);
-        assert_eq!(pk, keys::run_pk(minute, shard));
+        assert_eq!(pk, keys::run_pk("svc", minute, shard));
         assert_eq!(sk, dated.as_str());
         assert_eq!(keys::id_of_meta(&keys::meta_key_item(&dated)), Some(dated));
-        let plain = InvocationId::random();
+        let plain = InvocationId::random(&durable_protocol::ServiceName::new("svc").unwrap());
         assert_eq!(
             keys::meta_key(&plain),
             (keys::invocation_pk(&plain), keys::META_SK.to_owned())
@@ -635,7 +638,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_through_items() {
-        let id = InvocationId::random();
+        let id = InvocationId::random(&durable_protocol::ServiceName::new("svc").unwrap());
         for result in [
             StepResult::Value(serde_json::json!({"a": [1, 2, "three"]})),
             StepResult::Failure(TerminalFailure::new(409, "out of stock")),
@@ -648,7 +651,7 @@ mod tests {
                 },
             );
             let item = entry_to_item(&id, &entry, 3);
-            assert_eq!(get_s(&item, "pk"), Some(format!("inv#{id}").as_str()));
+            assert_eq!(get_s(&item, "pk"), Some(keys::invocation_pk(&id).as_str()));
             assert_eq!(get_n::<u64>(&item, "epoch"), Some(3));
             assert_eq!(entry_from_item(&item).unwrap(), entry);
         }
@@ -718,7 +721,11 @@ mod tests {
             EntryKind::Call {
                 target: target.clone(),
                 input: serde_json::json!({"n": 1}),
-                child: InvocationId::child(&id, 4),
+                child: InvocationId::child(
+                    &id,
+                    4,
+                    &durable_protocol::ServiceName::new("svc").unwrap(),
+                ),
             },
         );
         call.dispatched = true;
@@ -732,7 +739,11 @@ mod tests {
             EntryKind::Send {
                 target,
                 input: serde_json::json!(null),
-                child: InvocationId::child(&id, 5),
+                child: InvocationId::child(
+                    &id,
+                    5,
+                    &durable_protocol::ServiceName::new("svc").unwrap(),
+                ),
                 due_at_ms: Some(99),
             },
         );

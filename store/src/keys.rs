@@ -1,16 +1,22 @@
 //! The key scheme of the one table (`pk`/`sk`): every item's key is built here and nowhere else.
 //!
+//! Everything a handler may touch leads with its service (`inv#<service>#`, `run#<service>#`,
+//! `obj#<service>#`), so IAM can grant each handler Lambda its own services' partitions
+//! (`dynamodb:LeadingKeys`); what only the orchestrator touches does not (`svc`, `sweep`,
+//! `sys`). An invocation id carries its service (`inv_<service>.<local>`).
+//!
 //! | item | pk | sk |
 //! |---|---|---|
-//! | invocation | `inv#<id>` | `meta` |
-//! | invocation with a dated id | `run#<minute, 8 hex>#<shard>` | `<id>` |
-//! | journal entry | `inv#<id>` | `j#<index, 10 digits>` |
-//! | service registry | `svc#<name>` | `live` |
+//! | invocation | `inv#<service>#<local>` | `meta` |
+//! | invocation with a dated id | `run#<service>#<minute, 8 hex>#<shard>` | `<id>` |
+//! | journal entry | `inv#<service>#<local>` | `j#<index, 10 digits>` |
+//! | service registry | `svc` | `<name>` |
 //! | object lock | `obj#<service>#<key>` | `lock` |
 //! | object inbox | `obj#<service>#<key>` | `q#<due ms, 15 digits>#<invocation id>` |
 //! | object state | `obj#<service>#<key>` | `s#<name>` |
 //! | workflow promise | `obj#<service>#<key>` | `p#<name>` |
 //! | sweep cursors | `sweep` | `cursor` |
+//! | the orchestrator's signing key | `sys` | `signing-key` |
 
 use crate::attrs::{get_s, s, Item};
 use durable_protocol::keyed::ObjectRef;
@@ -21,8 +27,6 @@ pub use crate::attrs::{PK, SK};
 pub const META_SK: &str = "meta";
 /// The sort key prefix of journal entries.
 pub const JOURNAL_SK_PREFIX: &str = "j#";
-/// The sort key of a service's live registration.
-pub const LIVE_SK: &str = "live";
 /// The TTL attribute of the table (epoch seconds).
 pub const EXPIRES_AT: &str = "expires_at";
 /// The attribute of a finished invocation's metadata item that holds its last step's
@@ -32,7 +36,16 @@ pub const TAIL: &str = "tail";
 /// Partition key of everything that belongs to one invocation (its journal, and the
 /// metadata item of an id that is not dated).
 pub fn invocation_pk(id: &InvocationId) -> String {
-    format!("inv#{id}")
+    format!("{INVOCATION_PK_PREFIX}{}#{}", id.service_str(), id.local())
+}
+
+/// The partition key prefix of invocations' partitions (then the service, `#`, the local part).
+pub const INVOCATION_PK_PREFIX: &str = "inv#";
+
+/// The invocation a partition key of [`invocation_pk`] belongs to.
+fn id_of_invocation_pk(pk: &str) -> Option<InvocationId> {
+    let (service, local) = pk.strip_prefix(INVOCATION_PK_PREFIX)?.split_once('#')?;
+    InvocationId::parse(&format!("inv_{service}.{local}")).ok()
 }
 
 /// The attribute (and its only value) that puts an item in the sparse `leases` index: running
@@ -48,16 +61,19 @@ pub const LEASE_INDEX: &str = "leases";
 /// The partition key prefix of the minutes' partitions of dated metadata items.
 pub const RUN_PK_PREFIX: &str = "run#";
 
-/// The partition of one minute's (and shard's) dated metadata items: the lease sweep
+/// The partition of one service's, minute's and shard's dated metadata items: the lease sweep
 /// queries it once the minute is over, instead of finding new invocations in an index.
-pub fn run_pk(minute: u32, shard: u8) -> String {
-    format!("{RUN_PK_PREFIX}{minute:08x}#{shard}")
+pub fn run_pk(service: &str, minute: u32, shard: u8) -> String {
+    format!("{RUN_PK_PREFIX}{service}#{minute:08x}#{shard}")
 }
 
 /// The key (pk, sk) of an invocation's metadata item.
 pub fn meta_key(id: &InvocationId) -> (String, String) {
     match id.bucket() {
-        Some((minute, shard)) => (run_pk(minute, shard), id.as_str().to_owned()),
+        Some((minute, shard)) => (
+            run_pk(id.service_str(), minute, shard),
+            id.as_str().to_owned(),
+        ),
         None => (invocation_pk(id), META_SK.to_owned()),
     }
 }
@@ -71,23 +87,26 @@ pub fn meta_key_item(id: &InvocationId) -> Item {
 /// The invocation a metadata item belongs to, from its key.
 pub fn id_of_meta(item: &Item) -> Option<InvocationId> {
     let pk = get_s(item, PK)?;
-    let id = match pk.strip_prefix("inv#") {
-        Some(id) if get_s(item, SK) == Some(META_SK) => id,
-        Some(_) => return None,
-        None if pk.starts_with(RUN_PK_PREFIX) => get_s(item, SK)?,
-        None => return None,
-    };
-    InvocationId::parse(id).ok()
+    if pk.starts_with(INVOCATION_PK_PREFIX) {
+        return match get_s(item, SK) == Some(META_SK) {
+            true => id_of_invocation_pk(pk),
+            false => None,
+        };
+    }
+    if pk.starts_with(RUN_PK_PREFIX) {
+        return InvocationId::parse(get_s(item, SK)?).ok();
+    }
+    None
 }
 
 /// The invocation and index of a journal entry item, from its key.
 pub fn entry_of_item(item: &Item) -> Option<(InvocationId, u32)> {
-    let id = get_s(item, PK)?.strip_prefix("inv#")?;
+    let id = id_of_invocation_pk(get_s(item, PK)?)?;
     let index = get_s(item, SK)?
         .strip_prefix(JOURNAL_SK_PREFIX)?
         .parse()
         .ok()?;
-    Some((InvocationId::parse(id).ok()?, index))
+    Some((id, index))
 }
 
 /// The key of journal entry `index` of `id`, as the attributes of a key.
@@ -132,9 +151,30 @@ pub fn promise_sk(name: &str) -> String {
     format!("{PROMISE_SK_PREFIX}{name}")
 }
 
-/// Partition key of a service's registry items.
-pub fn service_pk(name: &ServiceName) -> String {
-    format!("svc#{name}")
+/// The partition of the service registry: one item per service (sort key: its name), so the
+/// sweep lists the services with one query.
+pub const REGISTRY_PK: &str = "svc";
+
+/// The key of a service's registration.
+pub fn service_key_item(name: &ServiceName) -> Item {
+    Item::from([
+        (PK.to_owned(), s(REGISTRY_PK.to_owned())),
+        (SK.to_owned(), s(name.as_str().to_owned())),
+    ])
+}
+
+/// The key of the orchestrator's signing key (see `durable_protocol::auth`).
+pub fn signing_key_item() -> Item {
+    Item::from([
+        (PK.to_owned(), s("sys".to_owned())),
+        (SK.to_owned(), s("signing-key".to_owned())),
+    ])
+}
+
+/// The S3 key prefix of `id`'s payloads (or, with `outputs`, its output), ending in `/`:
+/// service first, so IAM grants a handler its services' prefixes.
+pub fn payload_prefix(root: &str, id: &InvocationId) -> String {
+    format!("{root}/{}/{}/", id.service_str(), id.local())
 }
 
 /// The partition key of an object's (or workflow's) items.
@@ -148,7 +188,13 @@ mod tests {
 
     #[test]
     fn entry_and_meta_keys_are_told_apart() {
-        let id = InvocationId::parse(&format!("inv_{}", "a".repeat(32))).unwrap();
+        let id = InvocationId::parse(&format!("inv_svc.{}", "a".repeat(32))).unwrap();
+        assert_eq!(invocation_pk(&id), format!("inv#svc#{}", "a".repeat(32)));
+        let dated = InvocationId::dated(&ServiceName::new("svc").unwrap(), 1_764_000_000_000);
+        let (pk, sk) = meta_key(&dated);
+        assert!(pk.starts_with("run#svc#"), "{pk}");
+        let item = Item::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))]);
+        assert_eq!(id_of_meta(&item), Some(dated));
         let entry = entry_key_item(&id, 7);
         assert_eq!(entry_of_item(&entry), Some((id.clone(), 7)));
         assert_eq!(id_of_meta(&entry), None);

@@ -11,6 +11,7 @@
 //!   invocation (outcome, state, lock hand-over).
 //! * [`keyed`]: object state and workflow promises.
 //! * [`registry`]: which handler Lambda version serves which service.
+//! * [`signing`]: the orchestrator's signing key (see `durable_protocol::auth`).
 //! * [`payloads`]: large values in S3 behind small references.
 //! * [`traits`]: the small storage traits that logic above the store is written against.
 
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod objects;
 pub mod payloads;
 pub mod registry;
+pub mod signing;
 pub mod sweep;
 pub mod traits;
 

@@ -273,7 +273,12 @@ impl Payloads for MemoryPayloads {
         slot: &'a str,
         value: serde_json::Value,
     ) -> BoxFuture<'a, Result<serde_json::Value, PayloadError>> {
-        Box::pin(async move { self.put(format!("payloads/{scope}/{slot}"), value) })
+        Box::pin(async move {
+            self.put(
+                format!("{}{slot}", crate::keys::payload_prefix("payloads", scope)),
+                value,
+            )
+        })
     }
 
     fn offload_output<'a>(
@@ -281,7 +286,12 @@ impl Payloads for MemoryPayloads {
         scope: &'a InvocationId,
         value: serde_json::Value,
     ) -> BoxFuture<'a, Result<serde_json::Value, PayloadError>> {
-        Box::pin(async move { self.put(format!("outputs/{scope}/output"), value) })
+        Box::pin(async move {
+            self.put(
+                format!("{}output", crate::keys::payload_prefix("outputs", scope)),
+                value,
+            )
+        })
     }
 
     fn resolve(
@@ -320,7 +330,7 @@ mod tests {
     #[test]
     fn the_first_writer_of_an_index_wins_and_completions_happen_once() {
         let store = MemoryStore::default();
-        let id = InvocationId::random();
+        let id = InvocationId::random(&durable_protocol::ServiceName::new("svc").unwrap());
         let sleep = JournalEntry::new(
             0,
             EntryKind::Sleep {
@@ -368,7 +378,7 @@ mod tests {
             },
             ..MemoryPayloads::default()
         };
-        let id = InvocationId::random();
+        let id = InvocationId::random(&durable_protocol::ServiceName::new("svc").unwrap());
         let small = serde_json::json!(1);
         assert_eq!(
             block_on(payloads.offload(&id, "j0", small.clone())).unwrap(),

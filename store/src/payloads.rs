@@ -1,6 +1,7 @@
 //! Large values in S3: offloading a value behind a reference, resolving references, presigned
 //! downloads and the clean-up of an invocation's payloads.
 
+use crate::keys;
 use aws_sdk_s3::primitives::ByteStream;
 use durable_protocol::payload::{as_ref, Limits, PayloadRef, REF_KEY};
 use durable_protocol::InvocationId;
@@ -104,7 +105,7 @@ impl PayloadStore {
             .as_deref()
             .ok_or(PayloadError::NoBucket { size: text.len() })?;
         let sha256 = hex(&Sha256::digest(text.as_bytes()));
-        let key = format!("{prefix}/{scope}/{slot}/{sha256}");
+        let key = format!("{}{slot}/{sha256}", keys::payload_prefix(prefix, scope));
         let size = text.len() as u64;
         let result = self
             .s3
@@ -222,7 +223,7 @@ impl PayloadStore {
         let Some(bucket) = self.bucket.as_deref() else {
             return Ok(0);
         };
-        let prefix = format!("payloads/{scope}/");
+        let prefix = keys::payload_prefix("payloads", scope);
         let err = |operation, e: String| PayloadError::S3 {
             operation,
             key: prefix.clone(),

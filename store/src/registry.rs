@@ -37,8 +37,7 @@ impl Registration {
 
     fn to_item(&self) -> Item {
         let mut item = Item::new();
-        item.insert(keys::PK.into(), s(keys::service_pk(&self.service)));
-        item.insert(keys::SK.into(), s(keys::LIVE_SK));
+        item.extend(keys::service_key_item(&self.service));
         item.insert("kind".into(), s(self.kind.as_str()));
         item.insert("function_arn".into(), s(self.function_arn.clone()));
         item.insert(
@@ -63,11 +62,10 @@ impl Registration {
     fn from_item(item: &Item) -> Result<Self, StoreError> {
         let corrupt = |reason: &str| StoreError::Corrupt {
             pk: get_s(item, keys::PK).unwrap_or("?").into(),
-            sk: keys::LIVE_SK.into(),
+            sk: get_s(item, keys::SK).unwrap_or("?").into(),
             reason: reason.into(),
         };
-        let service = get_s(item, keys::PK)
-            .and_then(|pk| pk.strip_prefix("svc#"))
+        let service = get_s(item, keys::SK)
             .and_then(|name| ServiceName::new(name).ok())
             .ok_or_else(|| corrupt("bad service key"))?;
         let kind = get_s(item, "kind")
@@ -164,12 +162,43 @@ impl Registry {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(keys::PK, s(keys::service_pk(service)))
-            .key(keys::SK, s(keys::LIVE_SK))
+            .set_key(Some(keys::service_key_item(service)))
             .send()
             .await
             .map_err(|e| StoreError::dynamo("GetItem", e))?;
         out.item.as_ref().map(Registration::from_item).transpose()
+    }
+
+    /// The names of every registered service (one query of the registry's partition): the
+    /// sweep walks each service's minute partitions.
+    pub async fn services(&self) -> Result<Vec<ServiceName>, StoreError> {
+        let mut names = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_names("#sk", keys::SK)
+                .expression_attribute_values(":pk", s(keys::REGISTRY_PK))
+                .projection_expression("#sk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("Query", e))?;
+            names.extend(
+                out.items()
+                    .iter()
+                    .filter_map(|i| get_s(i, keys::SK))
+                    .filter_map(|n| ServiceName::new(n).ok()),
+            );
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(names),
+            }
+        }
     }
 
     /// Makes `reg` the live registration of its service (new invocations use it; running ones

@@ -9,7 +9,7 @@ use crate::invocations::{Invocation, InvocationStore, LEASE_INDEX, LEASE_SHARD_V
 use crate::keys;
 use crate::{Item, StoreError};
 use durable_protocol::clock::now_millis;
-use durable_protocol::{InvocationId, Status};
+use durable_protocol::{InvocationId, ServiceName, Status};
 
 /// The item that holds how far the sweep has looked through the `leases` index.
 const SWEEP_PK: &str = "sweep";
@@ -96,10 +96,11 @@ impl InvocationStore {
         apply(update).await.map(|_| ())
     }
 
-    /// One page of the metadata items of the dated invocations made in `minute` (one shard),
-    /// eventually consistent: the sweep only acts on what it then writes conditionally.
+    /// One page of the metadata items of `service`'s dated invocations made in `minute` (one
+    /// shard), eventually consistent: the sweep only acts on what it then writes conditionally.
     pub async fn minute_page(
         &self,
+        service: &ServiceName,
         minute: u32,
         shard: u8,
         start: Option<Item>,
@@ -109,7 +110,7 @@ impl InvocationStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(keys::run_pk(minute, shard)))
+            .expression_attribute_values(":pk", s(keys::run_pk(service.as_str(), minute, shard)))
             .set_exclusive_start_key(start)
             .send()
             .await

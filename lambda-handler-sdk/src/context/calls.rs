@@ -142,7 +142,7 @@ fn call_target<O: DeserializeOwned + Send + 'static>(
     let inner: BoxFuture<'static, Result<O, TerminalError>> = match prepared {
         Err(e) => Box::pin(async move { Err(e) }),
         Ok((target, input)) => {
-            let child = InvocationId::child(&ctx.inner.id, index);
+            let child = InvocationId::child(&ctx.inner.id, index, &target.service);
             let recorded = ctx.inner.enqueue(
                 index,
                 EntryKind::Call {
@@ -179,7 +179,7 @@ fn send_target(
 ) -> Result<InvocationId, TerminalError> {
     let target = target?;
     let input = json_input(input)?;
-    let child = InvocationId::child(&ctx.inner.id, index);
+    let child = InvocationId::child(&ctx.inner.id, index, &target.service);
     // Replay keeps the first due time.
     let due_at_ms = match ctx.inner.recorded(index).map(|e| &e.kind) {
         Some(EntryKind::Send { due_at_ms, .. }) => *due_at_ms,

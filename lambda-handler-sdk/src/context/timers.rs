@@ -9,6 +9,7 @@ use crate::error::HandlerError;
 use crate::error::TerminalError;
 use crate::runtime::attempt::{Abort, Attempt, BoxFuture, DEADLINE_MARGIN};
 use crate::runtime::journal::{await_entry, record};
+use durable_protocol::auth::Purpose;
 use durable_protocol::clock::now_millis;
 use durable_protocol::InvocationId;
 use durable_protocol::{AwakeableId, EntryKind, StepResult, TerminalFailure};
@@ -300,6 +301,7 @@ pub trait DurableContext: Sealed {
             let id = AwakeableId {
                 invocation: ctx.inner.id.clone(),
                 index,
+                tag: ctx.inner.key.tag(Purpose::Awakeable, index),
             };
             Ok((
                 id.to_string(),

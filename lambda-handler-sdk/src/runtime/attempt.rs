@@ -30,6 +30,8 @@ pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 /// Shared by every clone of a handler's `Context`.
 pub(crate) struct Attempt {
     pub(crate) id: InvocationId,
+    /// This invocation's key: tags the awakeable ids it hands out.
+    pub(crate) key: durable_protocol::auth::InvocationKey,
     /// This attempt's epoch and the TTL of the entries it appends.
     pub(crate) writer: Writer,
     /// What earlier attempts recorded, and the next index to hand out.
@@ -57,8 +59,9 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
+    /// An attempt of invocation `id`, whose handles are tagged with `key`.
     pub(crate) fn new(
-        id: InvocationId,
+        (id, key): (InvocationId, durable_protocol::auth::InvocationKey),
         writer: Writer,
         journal: Vec<JournalEntry>,
         step_failures: Option<StepFailures>,
@@ -72,6 +75,7 @@ impl Attempt {
             .collect();
         Self {
             id,
+            key,
             writer,
             replay: Replay::new(journal, step_failures),
             sink,

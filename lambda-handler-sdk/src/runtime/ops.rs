@@ -1,6 +1,7 @@
 //! What the outbox carries (one op per call, send or state change) and who starts children:
 //! the orchestrator, through `dispatch` and `resume` control events.
 
+use durable_protocol::auth::ServiceKey;
 use durable_protocol::{ControlEvent, EntryKind, InvocationId};
 use durable_store::traits::BoxFuture;
 use tokio::sync::oneshot;
@@ -42,10 +43,12 @@ impl LambdaDispatcher {
     }
 }
 
-/// Sends `dispatch` and `resume` control events to the orchestrator function.
+/// Sends `dispatch` and `resume` control events to the orchestrator function, proven with
+/// the keys of the invocations they name (all of this push's service).
 pub(crate) struct LambdaDispatcher {
     pub(crate) client: aws_sdk_lambda::Client,
     pub(crate) orchestrator: Option<String>,
+    pub(crate) key: ServiceKey,
 }
 
 impl Dispatcher for LambdaDispatcher {
@@ -54,10 +57,8 @@ impl Dispatcher for LambdaDispatcher {
         parent: &'a InvocationId,
         index: u32,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(self.event(ControlEvent::Dispatch {
-            invocation_id: parent.clone(),
-            entry: index,
-        }))
+        let key = self.key.invocation_key(parent);
+        Box::pin(self.event(ControlEvent::dispatch(parent.clone(), index, &key)))
     }
 
     fn resume<'a>(
@@ -65,10 +66,8 @@ impl Dispatcher for LambdaDispatcher {
         invocation: &'a InvocationId,
         index: u32,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(self.event(ControlEvent::Resume {
-            invocation_id: invocation.clone(),
-            entry: index,
-        }))
+        let key = self.key.invocation_key(invocation);
+        Box::pin(self.event(ControlEvent::resume(invocation.clone(), index, &key)))
     }
 }
 

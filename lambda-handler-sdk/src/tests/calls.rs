@@ -23,9 +23,9 @@ async fn calls_and_sends_are_recorded_and_dispatched_in_program_order() {
     assert!(
         matches!(&entries[4].kind, EntryKind::Send { target, .. } if target.display() == "audit/log")
     );
-    let parent = InvocationId::derived(&["test", "fan_out"]);
+    let parent = InvocationId::derived(&ServiceName::new("svc").unwrap(), &["test", "fan_out"]);
     assert!(
-        matches!(&entries[2].kind, EntryKind::Call { child, input, .. } if *child == InvocationId::child(&parent, 2) && *input == json!(2))
+        matches!(&entries[2].kind, EntryKind::Call { child, input, .. } if *child == InvocationId::child(&parent, 2, &ServiceName::new("math").unwrap()) && *input == json!(2))
     );
 
     // Replayed with the children done and the dispatches acknowledged: no new dispatch.
@@ -75,7 +75,7 @@ async fn calls_and_sends_are_recorded_and_dispatched_in_program_order() {
 #[tokio::test]
 async fn a_callees_terminal_error_reaches_the_caller() {
     let mut entries = Vec::new();
-    let parent = InvocationId::derived(&["test", "fan_out"]);
+    let parent = InvocationId::derived(&ServiceName::new("svc").unwrap(), &["test", "fan_out"]);
     let target = durable_protocol::Target {
         key: None,
         service: ServiceName::new("math").unwrap(),
@@ -86,7 +86,7 @@ async fn a_callees_terminal_error_reaches_the_caller() {
         EntryKind::Call {
             target,
             input: json!(0),
-            child: InvocationId::child(&parent, 0),
+            child: InvocationId::child(&parent, 0, &ServiceName::new("math").unwrap()),
         },
     );
     call.dispatched = true;

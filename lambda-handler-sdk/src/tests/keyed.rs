@@ -59,7 +59,10 @@ fn keyed_request(
         key: Some(ObjectKey::new("k").unwrap()),
         handler_kind: Some(HandlerKind::Exclusive),
         state,
-        invocation_id: InvocationId::derived(&["keyed", service, handler]),
+        invocation_id: InvocationId::derived(
+            &ServiceName::new(service).unwrap(),
+            &["keyed", handler],
+        ),
         ..request(handler, input, vec![])
     }
 }
@@ -243,7 +246,7 @@ async fn a_resolved_promise_completes_the_waiting_run() {
     let third = Arc::new(MemoryJournal::default());
     *third.promises.lock().unwrap() = std::mem::take(&mut *other.promises.lock().unwrap());
     let mut again = confirm.clone();
-    again.invocation_id = InvocationId::random();
+    again.invocation_id = InvocationId::random(&confirm.service);
     let resp = endpoint()
         .run_with(again, third.clone(), dispatcher.clone())
         .await;

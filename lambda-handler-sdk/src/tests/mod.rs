@@ -172,7 +172,10 @@ async fn fan_out(ctx: Context, n: u32) -> Result<u32, HandlerError> {
         .map(|i| ctx.call::<u32>("math", "square", &i))
         .collect();
     let id = ctx.send("audit", "log", &"fanned out")?;
-    assert_eq!(id, InvocationId::child(ctx.invocation_id(), n));
+    assert_eq!(
+        id,
+        InvocationId::child(ctx.invocation_id(), n, &ServiceName::new("audit").unwrap())
+    );
     let mut sum = 0;
     for r in ctx.all(calls).await {
         sum += r?;
@@ -196,9 +199,10 @@ fn endpoint() -> Endpoint {
 }
 
 fn request(handler: &str, input: serde_json::Value, journal: Vec<JournalEntry>) -> InvokeRequest {
+    let svc = ServiceName::new("svc").unwrap();
     InvokeRequest::new(
-        InvocationId::derived(&["test", handler]),
-        ServiceName::new("svc").unwrap(),
+        InvocationId::derived(&svc, &["test", handler]),
+        durable_protocol::auth::SigningKey::random().service_key(&svc),
         HandlerName::new(handler).unwrap(),
         input,
         "t",

@@ -295,11 +295,10 @@ async fn print_invocation(
                 format!("sleep until {wake_at_ms} ms")
             }
             durable_protocol::EntryKind::Awakeable { .. } => {
-                let awk = durable_protocol::AwakeableId {
-                    invocation: durable_protocol::InvocationId::parse(id)
-                        .map_err(|e| durable_local::ToolError::Message(e.to_string()))?,
-                    index: entry.index,
-                };
+                let invocation = durable_protocol::InvocationId::parse(id)
+                    .map_err(|e| durable_local::ToolError::Message(e.to_string()))?;
+                let awk =
+                    inspect::awakeable_id(clients, &d.table, &invocation, entry.index).await?;
                 format!("awakeable {awk}")
             }
             durable_protocol::EntryKind::Select { of, winner } => {

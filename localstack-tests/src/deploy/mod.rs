@@ -275,6 +275,7 @@ pub async fn deploy_with(
         orchestrator_timeout_secs,
     )
     .await?;
+    ensure_doors(clients, &orchestrator_function).await?;
     let orchestrator_url = ensure_function_url(clients, &orchestrator_function).await?;
 
     let mut handlers = BTreeMap::new();
@@ -572,11 +573,45 @@ async fn publish_behind_alias(clients: &Clients, name: &str) -> Result<String> {
     arn.ok_or_else(|| ToolError::Message(format!("alias of {name} has no ARN")))
 }
 
+/// The orchestrator's doors: the aliases `url` (the Function URL's) and `admin` (`register`),
+/// both on `$LATEST` here, so that redeploying the code needs no new version. On AWS the CDK
+/// construct points them at the published version and grants each to its senders only.
+async fn ensure_doors(clients: &Clients, name: &str) -> Result<()> {
+    for alias in [URL_ALIAS, ADMIN_ALIAS] {
+        let exists = clients
+            .lambda
+            .get_alias()
+            .function_name(name)
+            .name(alias)
+            .send()
+            .await
+            .is_ok();
+        if !exists {
+            clients
+                .lambda
+                .create_alias()
+                .function_name(name)
+                .name(alias)
+                .function_version("$LATEST")
+                .send()
+                .await
+                .map_err(|e| ToolError::aws("CreateAlias", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The orchestrator's alias that serves HTTP (its Function URL is attached to it).
+pub const URL_ALIAS: &str = "url";
+/// The orchestrator's alias that accepts `register`.
+pub const ADMIN_ALIAS: &str = "admin";
+
 async fn ensure_function_url(clients: &Clients, name: &str) -> Result<String> {
     if let Ok(existing) = clients
         .lambda
         .get_function_url_config()
         .function_name(name)
+        .qualifier(URL_ALIAS)
         .send()
         .await
     {
@@ -588,6 +623,7 @@ async fn ensure_function_url(clients: &Clients, name: &str) -> Result<String> {
         .lambda
         .create_function_url_config()
         .function_name(name)
+        .qualifier(URL_ALIAS)
         .auth_type(FunctionUrlAuthType::None)
         .send()
         .await
@@ -603,8 +639,10 @@ pub async fn register(
 ) -> Result<serde_json::Value> {
     let event = ControlEvent::Register {
         function_arn: alias_arn.to_owned(),
+        services: None,
     };
-    control(clients, orchestrator, &event).await
+    let admin = format!("{}:{ADMIN_ALIAS}", unqualified_name(orchestrator));
+    control(clients, &admin, &event).await
 }
 
 /// Sends the orchestrator a `sweep` (its schedule does every minute on AWS); returns its
@@ -630,6 +668,15 @@ pub async fn sweep_minutes(
         minutes: Some(MinuteRange { from, to }),
     };
     control(clients, orchestrator, &event).await
+}
+
+/// A function name or ARN without its qualifier.
+fn unqualified_name(function: &str) -> String {
+    if function.starts_with("arn:") {
+        function.split(':').take(7).collect::<Vec<_>>().join(":")
+    } else {
+        function.split(':').next().unwrap_or(function).to_owned()
+    }
 }
 
 /// Sends the orchestrator a control event synchronously; returns its JSON answer.

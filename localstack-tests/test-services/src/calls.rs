@@ -105,14 +105,18 @@ pub(crate) async fn call_then_crash(ctx: Context, input: RunOnly) -> Result<u64,
         "slow",
         &serde_json::json!({"run": input.run, "millis": 1500}),
     );
-    let child = lambda_handler_sdk::child_id(&ctx, answer.index());
+    let child = lambda_handler_sdk::child_id(&ctx, answer.index(), "testbed")
+        .ok_or_else(|| HandlerError::retryable("testbed is a valid service name"))?;
     let (client, table) = dynamo();
     let mut exists = false;
     for _ in 0..200 {
         let out = client
             .get_item()
             .table_name(table)
-            .key("pk", AttributeValue::S(format!("inv#{child}")))
+            .key(
+                "pk",
+                AttributeValue::S(format!("inv#{}#{}", child.service_str(), child.local())),
+            )
             .key("sk", AttributeValue::S("meta".into()))
             .consistent_read(true)
             .send()

@@ -7,7 +7,7 @@ use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
 use durable_protocol::{
-    ControlEvent, EntryKind, HandlerKind, InvocationId, ServiceKind, StepResult, TerminalFailure,
+    EntryKind, HandlerKind, InvocationId, ServiceKind, StepResult, TerminalFailure,
 };
 use durable_store::invocations::{Created, Invocation, NewInvocation};
 
@@ -36,10 +36,7 @@ impl Services {
         // Earlier calls and sends not started yet go first; their own dispatch drives them.
         for earlier in journal.iter().filter(|e| e.index < index && !e.dispatched) {
             if let Some(child) = self.create_child(parent, earlier, 0, call).await? {
-                self.send_event(&ControlEvent::Drive {
-                    invocation_id: child.id,
-                })
-                .await?;
+                self.send_event(&self.signing.drive(child.id)).await?;
             }
         }
         let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
@@ -127,7 +124,18 @@ impl Services {
             .lookup(&target.service)
             .await?
             .filter(|r| r.has_handler(&target.handler));
+        // The child's id is the one its caller's entry must name: made from the caller and
+        // the entry, in the target's service. Anything else would let a handler choose which
+        // partition the orchestrator writes a child into.
+        let expected = InvocationId::child(parent, entry.index, &target.service);
         let refused = match &registration {
+            _ if *child != expected => Some(TerminalFailure::new(
+                TerminalFailure::BAD_REQUEST,
+                format!(
+                    "entry {} of {parent} names child {child}, not {expected}",
+                    entry.index
+                ),
+            )),
             None => Some(TerminalFailure::new(
                 404,
                 format!("no handler {} is registered", target.display()),
@@ -171,11 +179,8 @@ impl Services {
                     )
                     .await?;
                 crash_point!("dispatch.refused.completed");
-                self.send_event(&ControlEvent::Resume {
-                    invocation_id: parent.clone(),
-                    entry: entry.index,
-                })
-                .await?;
+                self.send_event(&self.signing.resume(parent.clone(), entry.index))
+                    .await?;
             }
             return Ok(None);
         }

@@ -7,7 +7,7 @@ use crate::error::OrchestratorError;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
-use durable_protocol::{ControlEvent, EntryKind, InvocationId, StepResult};
+use durable_protocol::{EntryKind, InvocationId, StepResult};
 use durable_store::invocations::Status;
 use std::time::Duration;
 
@@ -44,10 +44,7 @@ impl Services {
                     })?)
                 }
                 Some(granted) => {
-                    self.send_event(&ControlEvent::Drive {
-                        invocation_id: granted,
-                    })
-                    .await?;
+                    self.send_event(&self.signing.drive(granted)).await?;
                     Ok(replies::report(&replies::InvocationReport {
                         invocation_id: id,
                         status: "queued",

@@ -18,26 +18,33 @@ use crate::services::Services;
 use durable_protocol::ControlEvent;
 
 impl Services {
-    /// Handles one control event; answers a JSON report of what it did.
+    /// Handles one control event (its door and proof already checked by `app`); answers a JSON
+    /// report of what it did.
     pub async fn control(
         &self,
         control: ControlEvent,
         call: &LambdaCall,
     ) -> Result<serde_json::Value, OrchestratorError> {
         match control {
-            ControlEvent::Register { function_arn } => self.register(&function_arn).await,
-            ControlEvent::Drive { invocation_id } => self.redrive(&invocation_id, call).await,
+            ControlEvent::Register {
+                function_arn,
+                services,
+            } => self.register(&function_arn, services.as_deref()).await,
+            ControlEvent::Drive { invocation_id, .. } => self.redrive(&invocation_id, call).await,
             ControlEvent::Wake {
                 invocation_id,
                 entry,
+                ..
             } => self.wake(&invocation_id, entry, call).await,
             ControlEvent::Resume {
                 invocation_id,
                 entry,
+                ..
             } => self.resume(&invocation_id, entry, call).await,
             ControlEvent::Dispatch {
                 invocation_id,
                 entry,
+                ..
             } => self.dispatch_entry(&invocation_id, entry, call).await,
             ControlEvent::Sweep { minutes } => self.sweep(call, minutes).await,
         }

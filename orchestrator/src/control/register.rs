@@ -6,15 +6,18 @@ use crate::error::OrchestratorError;
 use crate::services::Services;
 use aws_sdk_lambda::primitives::Blob;
 use durable_protocol::{
-    DiscoveryResponse, HandlerKind, HandlerRequest, ServiceKind, PROTOCOL_VERSION,
+    DiscoveryResponse, HandlerKind, HandlerRequest, ServiceKind, ServiceName, PROTOCOL_VERSION,
 };
 use durable_store::registry::{pin_version, Registration};
 
 impl Services {
     /// Asks a handler Lambda what it serves and records it, pinned to the version that answered.
+    /// With `allowed`, a Lambda that serves any other service is refused and nothing is
+    /// recorded.
     pub(crate) async fn register(
         &self,
         function_arn: &str,
+        allowed: Option<&[ServiceName]>,
     ) -> Result<serde_json::Value, OrchestratorError> {
         let lambda_err = |e: String| OrchestratorError::Lambda {
             operation: "Invoke",
@@ -57,6 +60,30 @@ impl Services {
             check_kinds(service).map_err(|e| {
                 OrchestratorError::Protocol(format!("{function_arn} serves {}: {e}", service.name))
             })?;
+        }
+        if let Some(allowed) = allowed {
+            let extra: Vec<&str> = discovery
+                .services
+                .iter()
+                .filter(|s| !allowed.contains(&s.name))
+                .map(|s| s.name.as_str())
+                .collect();
+            if !extra.is_empty() {
+                tracing::warn!(
+                    function_arn,
+                    ?extra,
+                    "refused a registration beyond its services"
+                );
+                return Err(OrchestratorError::Refused(format!(
+                    "{function_arn} serves {} but may serve only {}",
+                    extra.join(", "),
+                    allowed
+                        .iter()
+                        .map(ServiceName::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
         }
         let pinned = pin_version(function_arn, out.executed_version.as_deref());
         let mut registered = Vec::new();

@@ -7,7 +7,7 @@ use crate::error::OrchestratorError;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
-use durable_protocol::{ControlEvent, InvocationId, MinuteRange};
+use durable_protocol::{InvocationId, MinuteRange};
 use durable_store::invocations::{Invocation, Status};
 use durable_store::sweep::Leased;
 use std::time::Duration;
@@ -83,11 +83,18 @@ impl Services {
         let mut redriven = Vec::new();
         let (mut seen, mut promoted) = (0usize, 0usize);
         let mut reached = None;
+        let services = self.registry.services().await?;
         'minutes: for minute in from..=to {
-            for shard in 0..InvocationId::SHARDS {
+            for (service, shard) in services
+                .iter()
+                .flat_map(|svc| (0..InvocationId::SHARDS).map(move |shard| (svc, shard)))
+            {
                 let mut page = None;
                 loop {
-                    let (found, next) = self.invocations.minute_page(minute, shard, page).await?;
+                    let (found, next) = self
+                        .invocations
+                        .minute_page(service, minute, shard, page)
+                        .await?;
                     seen += found.len();
                     for inv in found
                         .iter()
@@ -145,10 +152,7 @@ impl Services {
             return Ok(false);
         }
         crash_point!("sweep.stranded.marked");
-        self.send_event(&ControlEvent::Drive {
-            invocation_id: inv.id.clone(),
-        })
-        .await?;
+        self.send_event(&self.signing.drive(inv.id.clone())).await?;
         Ok(true)
     }
 
@@ -225,20 +229,14 @@ impl Services {
                             // event is lost too.
                             self.journal.restamp(id, *index).await?;
                             crash_point!("sweep.resume.before");
-                            self.send_event(&ControlEvent::Resume {
-                                invocation_id: id.clone(),
-                                entry: *index,
-                            })
-                            .await?;
+                            self.send_event(&self.signing.resume(id.clone(), *index))
+                                .await?;
                             followed.resumed.push(id.clone());
                         } else if entry.kind.child().is_some() && !entry.dispatched {
                             self.journal.restamp(id, *index).await?;
                             crash_point!("sweep.dispatch.before");
-                            self.send_event(&ControlEvent::Dispatch {
-                                invocation_id: id.clone(),
-                                entry: *index,
-                            })
-                            .await?;
+                            self.send_event(&self.signing.dispatch(id.clone(), *index))
+                                .await?;
                             followed.dispatched.push(id.clone());
                         }
                     }
@@ -287,10 +285,7 @@ impl Services {
             return Ok(false);
         };
         crash_point!("sweep.pumped");
-        self.send_event(&ControlEvent::Drive {
-            invocation_id: granted,
-        })
-        .await?;
+        self.send_event(&self.signing.drive(granted)).await?;
         Ok(true)
     }
 

@@ -7,7 +7,6 @@ use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
 use durable_protocol::keyed::ObjectRef;
-use durable_protocol::ControlEvent;
 use durable_store::invocations::{Created, Invocation, NewInvocation, Status};
 use durable_store::objects::Arrival;
 use std::time::Duration;
@@ -93,10 +92,7 @@ impl Services {
                 return Ok((Created::New(inv), owned));
             }
         }
-        self.send_event(&ControlEvent::Drive {
-            invocation_id: granted,
-        })
-        .await?;
+        self.send_event(&self.signing.drive(granted)).await?;
         Ok((Created::New(inv), false))
     }
 }

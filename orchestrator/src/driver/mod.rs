@@ -15,7 +15,6 @@ use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
-use durable_protocol::ControlEvent;
 use durable_protocol::{
     HandlerRequest, InvocationId, InvokeRequest, JournalEntry, StepResult, TerminalFailure, Timer,
 };
@@ -80,8 +79,22 @@ const MAX_PUSH_BYTES: usize = 5_500_000;
 pub struct LambdaCall {
     /// This call's deadline (ms since the Unix epoch).
     pub deadline_ms: u64,
-    /// The ARN this function was invoked by: the target of its timers.
+    /// This function's ARN without a qualifier (its control door): the target of its timers
+    /// and of the handlers' events.
     pub function_arn: String,
+    /// The door this call's event came through.
+    pub door: crate::doors::Door,
+}
+
+impl LambdaCall {
+    /// The call of an event invoked through `invoked_arn`, due by `deadline_ms`.
+    pub fn new(deadline_ms: u64, invoked_arn: &str) -> Self {
+        Self {
+            deadline_ms,
+            function_arn: crate::doors::unqualified(invoked_arn),
+            door: crate::doors::Door::of(invoked_arn),
+        }
+    }
 }
 
 impl Services {
@@ -279,10 +292,7 @@ impl Services {
         }
         if let Some(next) = finished.next {
             crash_point!("driver.finish.handover.before");
-            self.send_event(&ControlEvent::Drive {
-                invocation_id: next,
-            })
-            .await?;
+            self.send_event(&self.signing.drive(next)).await?;
         }
         Ok(Some(finished.has_payloads))
     }
@@ -340,7 +350,7 @@ impl Services {
             },
             ..InvokeRequest::new(
                 inv.id.clone(),
-                inv.service.clone(),
+                self.signing.service_key(&inv.service),
                 inv.handler.clone(),
                 inv.input.clone(),
                 self.journal.table(),
@@ -410,10 +420,7 @@ impl Services {
             tracing::warn!(id = %inv.id, "out of time and no AWS_LAMBDA_FUNCTION_NAME to hand off to; the lease sweep will resume it");
             return Ok(());
         }
-        self.send_event(&ControlEvent::Drive {
-            invocation_id: inv.id.clone(),
-        })
-        .await?;
+        self.send_event(&self.signing.drive(inv.id.clone())).await?;
         tracing::info!(id = %inv.id, "handed off to a fresh orchestrator call");
         Ok(())
     }
@@ -516,10 +523,7 @@ impl Services {
             )
             .await?;
         crash_point!("driver.notify.resume.before");
-        self.send_event(&ControlEvent::Resume {
-            invocation_id: caller.invocation.clone(),
-            entry: caller.entry,
-        })
-        .await
+        self.send_event(&self.signing.resume(caller.invocation.clone(), caller.entry))
+            .await
     }
 }

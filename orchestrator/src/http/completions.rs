@@ -7,9 +7,10 @@ use crate::http::replies;
 use crate::http::ApiError;
 use crate::http::FunctionUrlResponse;
 use crate::services::Services;
+use durable_protocol::auth::Purpose;
 use durable_protocol::crash_point;
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
-use durable_protocol::{AwakeableId, ControlEvent, ObjectKey, ServiceName, StepResult};
+use durable_protocol::{AwakeableId, InvocationId, ObjectKey, ServiceName, StepResult};
 use durable_store::{Completed, Completer};
 
 impl Services {
@@ -23,6 +24,21 @@ impl Services {
         result: &StepResult,
     ) -> Result<FunctionUrlResponse, ApiError> {
         self.workflow_registration(service).await?;
+        // Promises belong to a submitted workflow: a key that never ran has none, and a
+        // completion must not leave items nobody will ever clean up.
+        let run = InvocationId::for_workflow(service, key);
+        if self
+            .invocations
+            .get(&run)
+            .await
+            .map_err(OrchestratorError::from)?
+            .is_none()
+        {
+            return Err(ApiError::not_found(
+                "unknown_workflow",
+                format!("workflow {service}/{key} was never submitted"),
+            ));
+        }
         if let StepResult::Value(v) = result {
             let size = v.to_string().len();
             if size > durable_protocol::keyed::MAX_VALUE_BYTES {
@@ -92,11 +108,8 @@ impl Services {
                 )
                 .await?;
             crash_point!("promise.waiter.completed");
-            self.send_event(&ControlEvent::Resume {
-                invocation_id: waiter.invocation.clone(),
-                entry: waiter.index,
-            })
-            .await?;
+            self.send_event(&self.signing.resume(waiter.invocation.clone(), waiter.index))
+                .await?;
         }
         Ok(())
     }
@@ -107,6 +120,14 @@ impl Services {
         result: &StepResult,
         call: &LambdaCall,
     ) -> Result<FunctionUrlResponse, ApiError> {
+        // Checked before anything is read or written: a forged id answers like an unknown one.
+        let tag_holds = self
+            .signing
+            .verify(&id.invocation, Purpose::Awakeable, id.index, &id.tag);
+        if !tag_holds {
+            tracing::warn!(invocation = %id.invocation, entry = id.index, "refused an awakeable id whose tag does not hold");
+            return Err(unknown_awakeable(id));
+        }
         let stored = match result {
             StepResult::Value(v) => StepResult::Value(
                 self.offload(&id.invocation, &format!("c{}", id.index), v.clone())
@@ -137,32 +158,21 @@ impl Services {
             Completed::Written => {}
             Completed::AlreadyCompleted(_) => {
                 // A retry of a resolution whose first try may have died before the resume.
-                self.send_event(&ControlEvent::Resume {
-                    invocation_id: id.invocation.clone(),
-                    entry: id.index,
-                })
-                .await?;
+                self.send_event(&self.signing.resume(id.invocation.clone(), id.index))
+                    .await?;
                 return Err(ApiError::new(
                     409,
                     "already_completed",
                     format!("awakeable {id} was already completed"),
                 ));
             }
-            Completed::NoSuchEntry | Completed::WrongKind(_) => {
-                return Err(ApiError::not_found(
-                    "unknown_awakeable",
-                    format!("no awakeable {id}"),
-                ))
-            }
+            Completed::NoSuchEntry | Completed::WrongKind(_) => return Err(unknown_awakeable(id)),
         }
         crash_point!("awakeable.completed");
         // Resume in a fresh call so that this request answers at once.
         if self.config.self_function.is_some() {
-            self.send_event(&ControlEvent::Resume {
-                invocation_id: id.invocation.clone(),
-                entry: id.index,
-            })
-            .await?;
+            self.send_event(&self.signing.resume(id.invocation.clone(), id.index))
+                .await?;
         } else {
             self.resume(&id.invocation, id.index, call).await?;
         }
@@ -175,6 +185,12 @@ impl Services {
             },
         ))
     }
+}
+
+/// The answer to an awakeable id that names nothing (or whose tag does not hold: the same
+/// answer, so that a guess tells nothing).
+fn unknown_awakeable(id: &AwakeableId) -> ApiError {
+    ApiError::not_found("unknown_awakeable", format!("no awakeable {id}"))
 }
 
 /// How a completion is reported: `resolved` for a value, `rejected` for a failure.

@@ -65,11 +65,15 @@ fn method_not_allowed(method: &str, allowed: &str, path: &str) -> ApiError {
 pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
     let method = req.request_context.http.method.to_ascii_uppercase();
     let path = req.raw_path.as_str();
-    let segments: Vec<&str> = path
+    // Split on the raw path, then decode each segment exactly once: an escaped `/` stays in
+    // its segment, and `%2541` is `%41`, not `A`.
+    let decoded = path
         .trim_start_matches('/')
         .trim_end_matches('/')
         .split('/')
-        .collect();
+        .map(percent_decode)
+        .collect::<Result<Vec<String>, ApiError>>()?;
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["invocations", id, action @ ("output" | "attach")] => {
             if method != "GET" {
@@ -87,8 +91,10 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
             if method != "POST" {
                 return Err(method_not_allowed(&method, "POST", path));
             }
-            let id = AwakeableId::parse(id)
-                .map_err(|e| ApiError::bad_request("invalid_awakeable_id", e.to_string()))?;
+            // Malformed and forged ids get the same answer as unknown ones.
+            let id = AwakeableId::parse(id).map_err(|_| {
+                ApiError::not_found("unknown_awakeable", format!("no awakeable {id}"))
+            })?;
             let result = completion(req, action)?;
             Ok(Route::CompleteAwakeable { id, result })
         }
@@ -103,7 +109,7 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
             if method != "POST" {
                 return Err(method_not_allowed(&method, "POST", path));
             }
-            let name = percent_decode(name);
+            let name = (*name).to_owned();
             durable_protocol::keyed::check_name("promise name", &name)
                 .map_err(|e| ApiError::bad_request("invalid_promise_name", e))?;
             Ok(Route::CompletePromise {
@@ -221,28 +227,39 @@ fn service_name(segment: &str) -> Result<ServiceName, ApiError> {
 }
 
 fn object_key(segment: &str) -> Result<ObjectKey, ApiError> {
-    ObjectKey::new(percent_decode(segment))
-        .map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))
+    ObjectKey::new(segment).map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))
 }
 
-/// Decodes `%XX` escapes of a path segment (keys like `ada@example.com` may arrive escaped).
-fn percent_decode(segment: &str) -> String {
+/// Decodes the `%XX` escapes of one raw path segment (keys like `ada@example.com` may arrive
+/// escaped). A `%` not followed by two hex digits, or escapes that are not UTF-8, are `400`.
+fn percent_decode(segment: &str) -> Result<String, ApiError> {
+    let invalid = |why: &str| {
+        ApiError::bad_request(
+            "invalid_path",
+            format!(
+                "path segment {:?} {why}",
+                segment.chars().take(80).collect::<String>()
+            ),
+        )
+    };
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] != b'%' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
         }
-        out.push(bytes[i]);
-        i += 1;
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .ok_or_else(|| invalid("has a '%' that is not followed by two hex digits"))?;
+        let hex = std::str::from_utf8(hex).expect("hex digits are ASCII");
+        out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+        i += 3;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).map_err(|_| invalid("decodes to invalid UTF-8"))
 }
 
 /// The result a resolve or reject body completes an awakeable or promise with.
@@ -312,7 +329,7 @@ mod tests {
         }
     }
 
-    fn err(r: Result<Route, ApiError>) -> (u16, &'static str) {
+    fn err<T: std::fmt::Debug>(r: Result<T, ApiError>) -> (u16, &'static str) {
         let e = r.unwrap_err();
         (e.status, e.code)
     }
@@ -347,12 +364,15 @@ mod tests {
             route(&req("POST", "/svc/h/send", Some("1"))).unwrap(),
             Route::Invoke { rest, .. } if rest == ["h", "send"]
         ));
-        let id = InvocationId::random();
+        let id = InvocationId::random(&ServiceName::new("svc").unwrap());
         assert_eq!(
             route(&req("GET", &format!("/invocations/{id}/attach"), None)).unwrap(),
             Route::Attach { id: id.clone() }
         );
         let awk = AwakeableId {
+            tag: durable_protocol::auth::SigningKey::random()
+                .invocation_key(&id)
+                .tag(durable_protocol::auth::Purpose::Awakeable, 3),
             invocation: id,
             index: 3,
         };
@@ -398,7 +418,8 @@ mod tests {
                 "/awakeables/awk_nope_1/resolve",
                 Some("1")
             ))),
-            (400, "invalid_awakeable_id")
+            (404, "unknown_awakeable"),
+            "a malformed id is answered like an unknown one"
         );
         assert_eq!(
             err(route(&req(
@@ -419,8 +440,40 @@ mod tests {
     }
 
     #[test]
+    fn path_segments_are_decoded_exactly_once_and_strictly() {
+        let workflow = |key: &str| {
+            route(&req("GET", &format!("/wf/{key}/output"), None)).map(|r| match r {
+                Route::WorkflowOutput { key, .. } => key.to_string(),
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(workflow("ada%40example.com").unwrap(), "ada@example.com");
+        assert_eq!(
+            err(workflow("a%2541")),
+            (400, "invalid_key"),
+            "%25 decodes to '%', which is not decoded again"
+        );
+        assert_eq!(
+            err(workflow("a%2Fb")),
+            (400, "invalid_key"),
+            "an escaped '/' stays in its segment"
+        );
+        for bad in ["%c3%28", "%ff%28", "%zz", "%4", "a%"] {
+            assert_eq!(err(workflow(bad)), (400, "invalid_path"), "{bad}");
+        }
+        for dots in [".", "..", "%2e%2e", "..."] {
+            assert_eq!(err(workflow(dots)), (400, "invalid_key"), "{dots}");
+        }
+        assert_eq!(
+            err(workflow("%c3%a9t%c3%a9")),
+            (400, "invalid_key"),
+            "valid UTF-8, not a key"
+        );
+    }
+
+    #[test]
     fn output_route_parses() {
-        let id = InvocationId::random();
+        let id = InvocationId::random(&ServiceName::new("svc").unwrap());
         let r = req("GET", &format!("/invocations/{id}/output"), None);
         assert_eq!(route(&r).unwrap(), Route::Output { id });
         assert_eq!(
@@ -439,7 +492,7 @@ mod tests {
             err(route(&req("PUT", "/checkout/run", Some("{}")))),
             (405, "method_not_allowed")
         );
-        let id = InvocationId::random();
+        let id = InvocationId::random(&ServiceName::new("svc").unwrap());
         assert_eq!(
             err(route(&req(
                 "POST",
@@ -505,7 +558,7 @@ mod tests {
         let t = resolve_target(
             &svc,
             ServiceKind::Object,
-            &rest(&["ada%40x.io", "add"]),
+            &rest(&["ada@x.io", "add"]),
             kinds,
         )
         .unwrap();

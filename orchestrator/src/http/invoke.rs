@@ -12,7 +12,7 @@ use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
 use durable_protocol::{
-    ControlEvent, HandlerKind, IdempotencyKey, InvocationId, ObjectKey, ServiceKind, ServiceName,
+    HandlerKind, IdempotencyKey, InvocationId, ObjectKey, ServiceKind, ServiceName,
 };
 use durable_store::invocations::{Created, Invocation, NewInvocation};
 use durable_store::registry::Registration;
@@ -62,9 +62,9 @@ impl Services {
             (None, _, Some(idem)) => InvocationId::for_idempotency_key(&service, &handler, idem),
             // A plain service's invocation is dated: the sweep finds it by its minute, with no
             // `leases` index entry until it outlives that minute.
-            (None, _, None) => InvocationId::dated(now_millis()),
+            (None, _, None) => InvocationId::dated(&service, now_millis()),
             // Keyed ones wait in their object's inbox and use the index when they run.
-            (Some(_), _, None) => InvocationId::random(),
+            (Some(_), _, None) => InvocationId::random(&service),
         };
         let input = self.offload(&id, "input", input).await?;
         let new = NewInvocation {
@@ -111,10 +111,7 @@ impl Services {
             };
             if owned {
                 crash_point!("ingress.send.before");
-                self.send_event(&ControlEvent::Drive {
-                    invocation_id: id.clone(),
-                })
-                .await?;
+                self.send_event(&self.signing.drive(id.clone())).await?;
             }
             return Ok(FunctionUrlResponse::json(
                 202,

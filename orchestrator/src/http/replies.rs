@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn responses_carry_status_code_and_id() {
-        let id = InvocationId::random();
+        let id = InvocationId::random(&durable_protocol::ServiceName::new("svc").unwrap());
         let ok = respond(&id, Driven::Finished(Outcome::Completed(json!({"a": 1}))));
         assert_eq!(ok.status_code, 200);
         assert_eq!(ok.body, r#"{"a":1}"#);
