@@ -21,6 +21,8 @@ export interface RustFunctionSettings {
   readonly environment?: Record<string, string>;
   readonly functionName?: string;
   readonly description?: string;
+  /** Encrypts the environment with this key instead of an AWS-owned one. */
+  readonly environmentEncryption?: import('aws-cdk-lib/aws-kms').IKey;
 }
 
 /**
@@ -37,6 +39,7 @@ export function rustFunction(scope: Construct, id: string, code: RustCode, setti
     environment: settings.environment,
     functionName: settings.functionName,
     description: settings.description,
+    environmentEncryption: settings.environmentEncryption,
   };
   if (prebuilt) {
     return new lambda.Function(scope, id, {

@@ -1,6 +1,7 @@
 import { Duration, RemovalPolicy, Stack, ArnFormat } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
@@ -20,6 +21,11 @@ export interface DurableOrchestratorProps {
   readonly timeout?: Duration;
   /** @default 128 */
   readonly memorySize?: number;
+  /**
+   * A customer-managed key that encrypts the table, the bucket (with an S3 bucket key) and the
+   * orchestrator's environment; the engine's roles are granted its use. @default AWS-owned keys
+   */
+  readonly kmsKey?: kms.IKey;
 }
 
 /**
@@ -38,6 +44,8 @@ export class DurableOrchestrator extends Construct {
   readonly url: lambda.FunctionUrl;
   readonly scheduleGroup: scheduler.CfnScheduleGroup;
   readonly schedulerRole: iam.Role;
+  /** The customer-managed key of the table and bucket, if one was given. */
+  readonly kmsKey?: kms.IKey;
   /**
    * The orchestrator's ARN built from its fixed name: policies that name it this way do not
    * depend on the function resource, so handler and orchestrator policies can name each other.
@@ -56,6 +64,9 @@ export class DurableOrchestrator extends Construct {
       timeToLiveAttribute: 'expires_at',
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       removalPolicy: RemovalPolicy.RETAIN,
+      ...(props.kmsKey
+        ? { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: props.kmsKey }
+        : {}),
     });
     // Running invocations by lease expiry (sparse, keys only): what the sweep reads.
     this.table.addGlobalSecondaryIndex({
@@ -66,7 +77,9 @@ export class DurableOrchestrator extends Construct {
     });
 
     this.bucket = new s3.Bucket(this, 'Payloads', {
-      encryption: s3.BucketEncryption.S3_MANAGED,
+      ...(props.kmsKey
+        ? { encryption: s3.BucketEncryption.KMS, encryptionKey: props.kmsKey, bucketKeyEnabled: true }
+        : { encryption: s3.BucketEncryption.S3_MANAGED }),
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
       removalPolicy: RemovalPolicy.RETAIN,
@@ -112,6 +125,7 @@ export class DurableOrchestrator extends Construct {
         // cheapest setting per invocation (see BENCHMARKS.md); more memory buys CPU, which
         // shortens its few ms of CPU work per request.
         memorySize: props.memorySize ?? 128,
+        environmentEncryption: props.kmsKey,
         timeout: props.timeout ?? Duration.seconds(60),
         environment: {
           DURABLE_TABLE: this.table.tableName,
@@ -125,6 +139,8 @@ export class DurableOrchestrator extends Construct {
       },
     );
 
+    this.kmsKey = props.kmsKey;
+    props.kmsKey?.grantEncryptDecrypt(this.function);
     // Exactly what the orchestrator does, and nothing more.
     this.function.addToRolePolicy(
       new iam.PolicyStatement({

@@ -105,6 +105,7 @@ export class DurableService extends Construct {
         ]),
       }),
     );
+    orchestrator.kmsKey?.grantEncryptDecrypt(this.function);
     // Calls, sends and promise resumptions: `dispatch`/`resume` events to the orchestrator's
     // control door (the unqualified function; each event carries a proof for its invocation).
     this.function.addToRolePolicy(

@@ -130,6 +130,32 @@ test('the Function URL is on the url door, and registration names the services e
   assert.ok(bodies.some((b) => /services.{0,12}\[.{0,8}payments.{0,8}\]/.test(b)), bodies.join('\n'));
 });
 
+test('a kmsKey encrypts the table, the bucket (with a bucket key) and the orchestrator\'s environment', () => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { DurableOrchestrator, DurableService } = require('../lib');
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const kms = require('aws-cdk-lib/aws-kms');
+  const app = new App();
+  const stack = new Stack(app, 'Kms', { env: { account: '123456789012', region: 'eu-west-1' } });
+  const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
+  const durable = new DurableOrchestrator(stack, 'Durable', { kmsKey: key });
+  new DurableService(stack, 'Payments', { orchestrator: durable, code: { manifest: 'x/Cargo.toml', binary: 'payments' }, services: ['payments'] });
+  const t = Template.fromStack(stack);
+  const keyRef = { 'Fn::GetAtt': [Object.keys(t.findResources('AWS::KMS::Key'))[0], 'Arn'] };
+  t.hasResourceProperties('AWS::DynamoDB::Table', { SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: keyRef } });
+  t.hasResourceProperties('AWS::S3::Bucket', {
+    BucketEncryption: { ServerSideEncryptionConfiguration: [{ BucketKeyEnabled: true, ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: keyRef } }] },
+  });
+  t.hasResourceProperties('AWS::Lambda::Function', { FunctionName: 'Kms-orchestrator', KmsKeyArn: keyRef });
+  const resources = t.toJSON().Resources;
+  const decrypt = { action: 'kms:Decrypt', resource: new Resolver(resources).arn(Object.keys(t.findResources('AWS::KMS::Key'))[0]) };
+  const roles = Object.keys(resources).filter((id) => resources[id].Type === 'AWS::IAM::Role');
+  for (const name of ['DurableFunctionServiceRole', 'PaymentsFunctionServiceRole']) {
+    const role = roles.find((id) => id.includes(name))!;
+    assert.ok(allows(statementsOf(resources, role), decrypt), `${name} may use the key`);
+  }
+});
+
 test('cdk-nag (AwsSolutions) finds nothing unsuppressed in the example stack', () => {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const { DurableExampleStack } = require('../lib/example-stack');

@@ -77,6 +77,8 @@ export class Resolver {
         return `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${id}`;
       case 'AWS::S3::Bucket':
         return `arn:aws:s3:::${id}`;
+      case 'AWS::KMS::Key':
+        return `arn:aws:kms:${REGION}:${ACCOUNT}:key/${id}`;
       case 'AWS::IAM::Role':
         return `arn:aws:iam::${ACCOUNT}:role/${id}`;
       case 'AWS::Lambda::Function':
