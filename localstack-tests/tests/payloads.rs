@@ -278,3 +278,34 @@ async fn a_value_over_the_maximum_is_refused_with_413() {
         answer.raw
     );
 }
+
+/// A large input of a call to another service is kept in S3 under the caller's prefix, which
+/// the callee's IAM grant does not cover: the orchestrator copies it under the child's own
+/// prefix before the child runs, so the callee reads only what it may.
+#[tokio::test]
+async fn a_large_call_input_to_another_service_is_copied_under_the_callees_prefix() {
+    let env = Env::load().await;
+    let key = run_id();
+    let answer = env
+        .invoke_testbed("call_big", json!({"key": key, "bytes": 300_000}))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(
+        answer.body,
+        json!(300_011),
+        "the callee read the whole input"
+    );
+    let parent =
+        durable_protocol::InvocationId::parse(answer.invocation_id.as_deref().unwrap()).unwrap();
+    let counter = durable_protocol::ServiceName::new("counter").unwrap();
+    let child = durable_protocol::InvocationId::child(&parent, 0, &counter);
+    let meta = env.meta(child.as_str()).await;
+    let input: serde_json::Value = serde_json::from_str(meta["input"].as_s().unwrap()).unwrap();
+    let reference = durable_protocol::payload::as_ref(&input).expect("the input is kept in S3");
+    assert!(
+        reference.key.starts_with("payloads/counter/"),
+        "{} is the callee's",
+        reference.key
+    );
+    assert!(durable_store::keys::owns_payload(&child, &reference.key));
+}

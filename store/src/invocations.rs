@@ -294,6 +294,10 @@ impl InvocationStore {
         item.insert("epoch".into(), n(1));
         item.insert("attempt".into(), n(1));
         item.insert("input".into(), s(new.input.to_string()));
+        // An input kept in S3 is under this invocation's prefix: deleted when it finishes.
+        if durable_protocol::payload::as_ref(&new.input).is_some() {
+            item.insert("has_payloads".into(), AttributeValue::Bool(true));
+        }
         if status == Status::Running {
             let lease = if new.released {
                 item.insert(RELEASED.into(), AttributeValue::Bool(true));

@@ -171,6 +171,20 @@ pub fn signing_key_item() -> Item {
     ])
 }
 
+/// Whether S3 object `key` is one of `id`'s own payloads or its output (under its prefixes).
+pub fn owns_payload(id: &InvocationId, key: &str) -> bool {
+    ["payloads", "outputs"]
+        .iter()
+        .any(|root| key.starts_with(&payload_prefix(root, id)))
+}
+
+/// Whether S3 object `key` belongs to `service` (what its handlers may read).
+pub fn service_owns_payload(service: &str, key: &str) -> bool {
+    ["payloads", "outputs"]
+        .iter()
+        .any(|root| key.starts_with(&format!("{root}/{service}/")))
+}
+
 /// The S3 key prefix of `id`'s payloads (or, with `outputs`, its output), ending in `/`:
 /// service first, so IAM grants a handler its services' prefixes.
 pub fn payload_prefix(root: &str, id: &InvocationId) -> String {
@@ -194,7 +208,13 @@ mod tests {
         let (pk, sk) = meta_key(&dated);
         assert!(pk.starts_with("run#svc#"), "{pk}");
         let item = Item::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))]);
-        assert_eq!(id_of_meta(&item), Some(dated));
+        assert_eq!(id_of_meta(&item), Some(dated.clone()));
+        let own = format!("{}input/abc", payload_prefix("payloads", &dated));
+        assert!(owns_payload(&dated, &own));
+        assert!(!owns_payload(&id, &own), "another invocation's");
+        assert!(service_owns_payload("svc", &own));
+        assert!(!service_owns_payload("sv", &own));
+        assert!(!owns_payload(&dated, "payloads/other/x"));
         let entry = entry_key_item(&id, 7);
         assert_eq!(entry_of_item(&entry), Some((id.clone(), 7)));
         assert_eq!(id_of_meta(&entry), None);

@@ -98,6 +98,26 @@ pub(crate) async fn fan_out(ctx: Context, n: u64) -> Result<u64, HandlerError> {
     Ok(sum)
 }
 
+#[derive(Deserialize)]
+pub(crate) struct BigCall {
+    key: String,
+    bytes: usize,
+}
+
+/// Calls `counter/{key}/size` (another service) with an input of `bytes` characters: large
+/// enough to be kept in S3, where the callee must be able to read it.
+pub(crate) async fn call_big(ctx: Context, input: BigCall) -> Result<usize, HandlerError> {
+    let blob = "x".repeat(input.bytes);
+    Ok(ctx
+        .object_call::<usize>(
+            "counter",
+            &input.key,
+            "size",
+            &serde_json::json!({"blob": blob}),
+        )
+        .await?)
+}
+
 /// Calls `slow`, and the first time crashes once the child exists (before it finishes).
 pub(crate) async fn call_then_crash(ctx: Context, input: RunOnly) -> Result<u64, HandlerError> {
     let answer = ctx.call::<u64>(

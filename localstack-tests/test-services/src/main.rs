@@ -49,6 +49,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("fan_out", fan_out)
                     .handler("call_then_crash", call_then_crash)
                     .handler("call_unknown", call_unknown)
+                    .handler("call_big", call_big)
                     .handler("echo", echo)
                     .handler("big_step", big_step)
                     .handler("big_output", big_output),
@@ -62,6 +63,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .exclusive("wait", counter_wait)
                     .exclusive("crash_add", counter_crash_add)
                     .shared("get", counter_get)
+                    .shared("size", counter_size)
                     .shared("keys", counter_keys),
             )
             .service(

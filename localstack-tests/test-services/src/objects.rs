@@ -37,6 +37,15 @@ pub(crate) async fn counter_crash_add(
     Ok(serde_json::json!({"old": old, "new": old + input.n}))
 }
 
+/// `counter/{key}/size`: the length of its input's JSON (what a caller in another service
+/// sent it, however large).
+pub(crate) async fn counter_size(
+    _ctx: SharedObjectContext,
+    input: serde_json::Value,
+) -> Result<usize, HandlerError> {
+    Ok(input.to_string().len())
+}
+
 /// `counter/{key}/get`: the count, read by a shared handler.
 pub(crate) async fn counter_get(ctx: SharedObjectContext, _: ()) -> Result<i64, HandlerError> {
     Ok(ctx.get::<i64>("count").await?.unwrap_or(0))

@@ -186,12 +186,28 @@ impl Services {
         }
         let registration = registration.expect("refused when missing");
         let handler_kind = registration.kind_of(&target.handler);
+        // A large input was offloaded under the caller's prefix, which the callee (another
+        // service, another IAM grant) may not read: it gets a copy under its own.
+        let input = match durable_protocol::payload::as_ref(input) {
+            Some(r) if !durable_store::keys::service_owns_payload(child.service_str(), &r.key) => {
+                let value = self.payloads.resolve(input.clone()).await.map_err(|e| {
+                    OrchestratorError::Protocol(format!("reading the input of {child}: {e}"))
+                })?;
+                self.payloads
+                    .offload(child, "input", value)
+                    .await
+                    .map_err(|e| {
+                        OrchestratorError::Protocol(format!("copying the input of {child}: {e}"))
+                    })?
+            }
+            _ => input.clone(),
+        };
         let new = NewInvocation {
             id: child.clone(),
             service: target.service.clone(),
             handler: target.handler.clone(),
             function_arn: registration.function_arn,
-            input: input.clone(),
+            input,
             idempotency_key: None,
             lease_until,
             released: false,

@@ -81,6 +81,15 @@ impl Services {
         let Some(reference) = durable_protocol::payload::as_ref(output) else {
             return respond(id, driven);
         };
+        // Only the invocation's own objects leave through the ingress: a reference a handler
+        // made up to point elsewhere is not followed.
+        if !durable_store::keys::owns_payload(id, &reference.key) {
+            tracing::warn!(%id, key = %reference.key, "refused an output reference outside the invocation's prefixes");
+            return ApiError::from(OrchestratorError::Protocol(format!(
+                "the output of {id} refers to an object outside its prefixes"
+            )))
+            .response();
+        }
         let result = if reference.size as usize <= INLINE_ANSWER_BYTES {
             match self.payloads.resolve(output.clone()).await {
                 Ok(value) => return respond(id, Driven::Finished(Outcome::Completed(value))),
