@@ -10,7 +10,7 @@ use crate::services::Services;
 use durable_protocol::auth::Purpose;
 use durable_protocol::crash_point;
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
-use durable_protocol::{AwakeableId, InvocationId, ObjectKey, ServiceName, StepResult};
+use durable_protocol::{AwakeableId, ObjectKey, ServiceName, StepResult};
 use durable_store::{Completed, Completer};
 
 impl Services {
@@ -23,22 +23,9 @@ impl Services {
         name: &str,
         result: &StepResult,
     ) -> Result<FunctionUrlResponse, ApiError> {
-        self.workflow_registration(service).await?;
         // Promises belong to a submitted workflow: a key that never ran has none, and a
         // completion must not leave items nobody will ever clean up.
-        let run = InvocationId::for_workflow(service, key);
-        if self
-            .invocations
-            .get(&run)
-            .await
-            .map_err(OrchestratorError::from)?
-            .is_none()
-        {
-            return Err(ApiError::not_found(
-                "unknown_workflow",
-                format!("workflow {service}/{key} was never submitted"),
-            ));
-        }
+        self.submitted_workflow(service, key).await?;
         if let StepResult::Value(v) = result {
             let size = v.to_string().len();
             if size > durable_protocol::keyed::MAX_VALUE_BYTES {

@@ -152,20 +152,7 @@ impl Services {
         attach: bool,
         call: &LambdaCall,
     ) -> Result<FunctionUrlResponse, ApiError> {
-        self.workflow_registration(service).await?;
-        let id = InvocationId::for_workflow(service, key);
-        if self
-            .invocations
-            .get(&id)
-            .await
-            .map_err(OrchestratorError::from)?
-            .is_none()
-        {
-            return Err(ApiError::not_found(
-                "unknown_workflow",
-                format!("workflow {service} has no run for key {key}"),
-            ));
-        }
+        let id = self.submitted_workflow(service, key).await?;
         if attach {
             self.attach_http(&id, call).await
         } else {
@@ -238,6 +225,29 @@ impl Services {
 
     /// A value from a caller as the invocation `scope` stores it: refused with 413 over the
     /// maximum, in S3 over the offload threshold.
+    /// The run of workflow `service` at `key`, if that key was submitted (`404
+    /// unknown_workflow` if not, or if `service` is no workflow).
+    pub(crate) async fn submitted_workflow(
+        &self,
+        service: &ServiceName,
+        key: &ObjectKey,
+    ) -> Result<InvocationId, ApiError> {
+        self.workflow_registration(service).await?;
+        let id = InvocationId::for_workflow(service, key);
+        let run = self
+            .invocations
+            .get(&id)
+            .await
+            .map_err(OrchestratorError::from)?;
+        match run {
+            Some(_) => Ok(id),
+            None => Err(ApiError::not_found(
+                "unknown_workflow",
+                format!("workflow {service} has no run for key {key}"),
+            )),
+        }
+    }
+
     pub(crate) async fn offload(
         &self,
         scope: &InvocationId,
