@@ -165,6 +165,19 @@ fn scenario_list(runs: usize) -> Vec<Scenario> {
         steps("3-step ctx.run", 3, ""),
         steps("10-step ctx.run", 10, ""),
         Scenario {
+            name: "map of 100 (concurrency 10)",
+            drive: Drive::Http {
+                path: "/bench/map".into(),
+                body: "100".into(),
+            },
+            runs: runs.min(10),
+            plain: Some(serde_json::json!({ "steps": 100 })),
+            step_functions: Some((101.0, 100.0)),
+            note: "`ctx.map` over 100 items, at most 10 at a time, one step per item: each item \
+                   writes its step and its scope's result, the map its batch result (large \
+                   batches go to S3). Step Functions: a Map state with one Lambda task per item.",
+        },
+        Scenario {
             name: "sleep 1 s (suspends)",
             drive: Drive::Sleep { millis: 1000 },
             runs: runs.min(5),

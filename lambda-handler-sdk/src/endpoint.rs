@@ -405,7 +405,7 @@ impl Endpoint {
             Box::new(move || inv.write_deferred_on_park())
         };
         let tracked = crate::runtime::idle::Tracked::new(
-            handler(ctx, req.input),
+            crate::replay_log::scoped(inv.clone(), handler(ctx, req.input)),
             inv.progress.idleness.clone(),
             inv.progress.changed.clone(),
             on_park,

@@ -40,23 +40,31 @@
 //! # The determinism contract
 //!
 //! A replay re-runs the handler from the start and matches every durable operation against the
-//! journal by its position, so a handler must:
+//! journal by its place in the program: its scope (the handler itself, a
+//! [`DurableContext::scope`], an item of [`DurableContext::map`] or a branch of
+//! [`DurableContext::parallel`]) and the order it was created in there. So a handler must:
 //!
-//! * create its durable operations (steps, sleeps, awakeables, calls, sends, selects, state and
-//!   promise operations) in the same order on every attempt, given the same input and the same
-//!   recorded results: branch only on the input and on what durable operations returned;
+//! * create its durable operations (steps, sleeps, awakeables, calls, sends, selects, scopes,
+//!   state and promise operations) in the same order within each scope on every attempt, given
+//!   the same input and the same recorded results: branch only on the input and on what durable
+//!   operations returned;
 //! * keep non-deterministic work (clocks, random numbers, I/O, reading the environment) inside
-//!   `ctx.run` steps, whose results are recorded;
-//! * not create durable operations from concurrently running branches whose order depends on
-//!   timing (e.g. two `tokio::join!` branches that each run several steps): the second
-//!   operations of such branches are numbered in the order the first ones finished, which a
-//!   replay may not reproduce. Create the operations in a fixed order and wait for them together
-//!   with [`DurableContext::all`] or [`DurableContext::select`] instead.
+//!   `ctx.run` steps, whose results are recorded, or use [`DurableContext::now`],
+//!   [`DurableContext::rng`] and [`DurableContext::uuid`];
+//! * run concurrent blocks that each await several operations in their own scopes (or as the
+//!   items of a map or the branches of a parallel): their operations never depend on timing.
 //!
-//! A replay that asks for another operation than the journal recorded at a position fails the
-//! invocation with status 570 (`non_determinism`) instead of guessing. A step's side effects run
-//! at least once (a crash between the effect and its record repeats it); its result is recorded
-//! exactly once.
+//! Concurrent blocks sharing one scope (plain `tokio::join!` of multi-step branches) replay
+//! correctly as long as each block creates its next operation right after receiving the result
+//! it depends on: every new entry records which result of its scope the code had received last
+//! (`after`), and a replay hands recorded results over only once the operations created before
+//! them exist again, which reproduces the first attempt's interleaving. A block that awaits
+//! something else in between (a channel, a plain `tokio::time::sleep`) may break that, and a
+//! replay that cannot follow the recorded order fails instead of guessing.
+//!
+//! A replay that asks for another operation than the journal recorded fails the invocation with
+//! status 570 (`non_determinism`) and says where. A step's side effects run at least once (a
+//! crash between the effect and its record repeats it); its result is recorded exactly once.
 
 /// Typed services: `#[service]` on a trait generates `<Trait>Serve::into_service()` and a typed
 /// `<Trait>Client`. A call with the right types compiles:
@@ -110,30 +118,36 @@ pub mod bench;
 mod context;
 mod endpoint;
 mod error;
+mod replay_log;
 mod retry;
 mod runtime;
 mod serve;
 
+pub use context::determinism::DurableRng;
 pub use context::keyed::{
     ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext,
 };
-pub use context::run::Run;
+pub use context::run::{step_attempt, Run};
+pub use context::scope::{
+    BatchResult, CompletionPolicy, CompletionReason, ItemOutcome, Map, Parallel,
+};
 pub use context::timers::{DurableFuture, Either};
 pub use context::{
     CallContext, Context, DurableContext, KeyedContext, PromiseContext, ReadState, WriteState,
 };
 pub use endpoint::{Endpoint, Service, VirtualObject, Workflow};
 pub use error::{HandlerError, TerminalError};
-pub use retry::RetryPolicy;
+pub use replay_log::ReplayAwareFilter;
+pub use retry::{RetryPolicy, RetryPredicate};
 pub use serve::{init_tracing, serve};
 
 /// What handler code usually needs: contexts, capability traits, errors, endpoint builders.
 pub mod prelude {
     pub use crate::{
-        init_tracing, serve, service, CallContext, Context, DurableContext, DurableFuture, Either,
-        Endpoint, HandlerError, KeyedContext, ObjectContext, PromiseContext, ReadState,
-        RetryPolicy, Service, SharedObjectContext, SharedWorkflowContext, TerminalError,
-        VirtualObject, Workflow, WorkflowContext, WriteState,
+        init_tracing, serve, service, BatchResult, CallContext, CompletionPolicy, Context,
+        DurableContext, DurableFuture, Either, Endpoint, HandlerError, ItemOutcome, KeyedContext,
+        ObjectContext, PromiseContext, ReadState, RetryPolicy, Service, SharedObjectContext,
+        SharedWorkflowContext, TerminalError, VirtualObject, Workflow, WorkflowContext, WriteState,
     };
 }
 

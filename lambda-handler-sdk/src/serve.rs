@@ -63,15 +63,20 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
 }
 
 /// Installs a plain-text `tracing` subscriber suited to Lambda: the level from `RUST_LOG`
-/// (default `info`), no timestamps (Lambda adds its own), no colours. Does nothing if a
-/// subscriber is installed already.
+/// (default `info`), no timestamps (Lambda adds its own), no colours, and no repeated lines
+/// from handlers replaying (see [`ReplayAwareFilter`](crate::ReplayAwareFilter)). Does
+/// nothing if a subscriber is installed already.
 pub fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Lambda adds its own timestamps to log lines.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .without_time()
         .with_ansi(false)
-        .try_init();
+        .with_filter(filter)
+        .with_filter(crate::ReplayAwareFilter);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }

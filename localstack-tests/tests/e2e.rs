@@ -649,10 +649,10 @@ async fn concurrent_appends_of_one_index_have_one_winner() {
     assert_eq!(stored.len(), 1);
     match (a, b) {
         (Appended::Written, Appended::AlreadyRecorded(r)) => {
-            assert_eq!((r.clone(), stored[0].clone()), (e1.clone(), e1));
+            assert_eq!((*r.clone(), stored[0].clone()), (e1.clone(), e1));
         }
         (Appended::AlreadyRecorded(r), Appended::Written) => {
-            assert_eq!((r.clone(), stored[0].clone()), (e2.clone(), e2));
+            assert_eq!((*r.clone(), stored[0].clone()), (e2.clone(), e2));
         }
         other => panic!("expected one winner: {other:?}"),
     }

@@ -246,12 +246,12 @@ async fn a_writer_that_keeps_its_journal_takes_the_ttl_off_an_entry_it_adopts() 
     // Another first-attempt writer (same TTL policy) adopts entry 0 and leaves it.
     assert_eq!(
         journal.append(&id, &step(0), expiring).await.unwrap(),
-        Appended::AlreadyRecorded(step(0))
+        Appended::AlreadyRecorded(Box::new(step(0)))
     );
     // A later attempt keeps the journal: adopting entry 1 takes its TTL off.
     assert_eq!(
         journal.append(&id, &step(1), 2).await.unwrap(),
-        Appended::AlreadyRecorded(step(1))
+        Appended::AlreadyRecorded(Box::new(step(1)))
     );
     let (_, items) = {
         let all = inspect::query_all(

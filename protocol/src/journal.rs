@@ -51,6 +51,9 @@ pub enum StepResult {
 pub enum EntryKind {
     /// A `ctx.run` step and its result.
     Run { name: String, result: StepResult },
+    /// A scope (`ctx.scope`, `ctx.map`, `ctx.parallel`) and its result, recorded when the
+    /// block finished: replay returns it without running the block's operations again.
+    Scope { name: String, result: StepResult },
     /// A durable timer that fires at `wake_at_ms` (ms since the Unix epoch).
     Sleep { name: String, wake_at_ms: u64 },
     /// A promise completed from outside (by its awakeable id).
@@ -133,6 +136,8 @@ impl Target {
 pub enum EntryTag {
     /// A `ctx.run` step.
     Run,
+    /// A scope's result.
+    Scope,
     /// A durable timer.
     Sleep,
     /// A promise completed from outside by its id.
@@ -163,8 +168,9 @@ pub enum EntryTag {
 
 impl EntryTag {
     /// Every tag, in declaration order.
-    pub const ALL: [EntryTag; 14] = [
+    pub const ALL: [EntryTag; 15] = [
         EntryTag::Run,
+        EntryTag::Scope,
         EntryTag::Sleep,
         EntryTag::Awakeable,
         EntryTag::Select,
@@ -184,6 +190,7 @@ impl EntryTag {
     pub fn as_str(self) -> &'static str {
         match self {
             EntryTag::Run => "run",
+            EntryTag::Scope => "scope",
             EntryTag::Sleep => "sleep",
             EntryTag::Awakeable => "awakeable",
             EntryTag::Select => "select",
@@ -223,6 +230,7 @@ impl EntryKind {
     pub fn tag(&self) -> EntryTag {
         match self {
             EntryKind::Run { .. } => EntryTag::Run,
+            EntryKind::Scope { .. } => EntryTag::Scope,
             EntryKind::Sleep { .. } => EntryTag::Sleep,
             EntryKind::Awakeable { .. } => EntryTag::Awakeable,
             EntryKind::Select { .. } => EntryTag::Select,
@@ -248,6 +256,7 @@ impl EntryKind {
     pub fn name(&self) -> Cow<'_, str> {
         match self {
             EntryKind::Run { name, .. }
+            | EntryKind::Scope { name, .. }
             | EntryKind::Sleep { name, .. }
             | EntryKind::Awakeable { name }
             | EntryKind::SetState { name, .. }
@@ -334,18 +343,106 @@ impl StateDelta {
     }
 }
 
+/// Where an operation sits in the handler's program: the creation index of each enclosing
+/// scope from the outermost, then its own creation index in its scope (`[3]`: the fourth
+/// operation of the handler itself; `[3, 0]`: the first one inside the scope created fourth).
+/// Replay matches operations to entries by it, so operations of concurrent scopes never
+/// depend on timing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct OpPath(Vec<u32>);
+
+impl OpPath {
+    /// The path of the handler's own scope (no operation).
+    pub fn root() -> Self {
+        Self(Vec::new())
+    }
+
+    /// The operation created `seq`-th in the scope at this path.
+    pub fn child(&self, seq: u32) -> Self {
+        let mut path = self.0.clone();
+        path.push(seq);
+        Self(path)
+    }
+
+    /// The creation indexes, outermost first.
+    pub fn segments(&self) -> &[u32] {
+        &self.0
+    }
+
+    /// Whether this is the path an entry at `index` has when none is stored: an operation of
+    /// the handler's own scope whose creation index is its journal index.
+    pub fn is_implied_by(&self, index: u32) -> bool {
+        self.0 == [index]
+    }
+}
+
+impl std::fmt::Display for OpPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            write!(f, "{seg}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for OpPath {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Ok(Self::root());
+        }
+        s.split('.')
+            .map(|seg| {
+                seg.parse::<u32>()
+                    .map_err(|_| format!("{s:?} is not an operation path"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+}
+
+impl Serialize for OpPath {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for OpPath {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// One journal entry at a fixed position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
-    /// Position in the journal, from 0.
+    /// Position in the journal, from 0 (a storage slot: entries are matched by `op`).
     pub index: u32,
     /// What was recorded.
     #[serde(flatten)]
     pub kind: EntryKind,
+    /// The operation's place in the program, when it is not `[index]` (see [`OpPath`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<OpPath>,
+    /// The entry of the same scope whose result the code had received last when it created
+    /// this operation. A replay that creates it before receiving that result took another
+    /// path through concurrent branches, and fails instead of handing results to the wrong
+    /// branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u32>,
     /// For sleeps and awakeables: the completion, once it arrived (a fired timer completes
     /// with `null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion: Option<StepResult>,
+    /// When the completion was written (ms since the Unix epoch): a select replayed after
+    /// several candidates completed picks the one that completed first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at_ms: Option<u64>,
     /// For calls and sends: the orchestrator has created the child invocation.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dispatched: bool,
@@ -357,15 +454,25 @@ impl JournalEntry {
         Self {
             index,
             kind,
+            op: None,
+            after: None,
             completion: None,
+            completed_at_ms: None,
             dispatched: false,
         }
+    }
+
+    /// The operation path of this entry (stored, or implied by its index).
+    pub fn op_path(&self) -> OpPath {
+        self.op
+            .clone()
+            .unwrap_or_else(|| OpPath::root().child(self.index))
     }
 
     /// The result this entry resolves to, if it has one yet.
     pub fn resolved(&self) -> Option<&StepResult> {
         match &self.kind {
-            EntryKind::Run { result, .. } => Some(result),
+            EntryKind::Run { result, .. } | EntryKind::Scope { result, .. } => Some(result),
             _ => self.completion.as_ref(),
         }
     }
@@ -387,6 +494,24 @@ mod tests {
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["kind"], "run");
         assert_eq!(json["index"], 3);
+        assert_eq!(serde_json::from_value::<JournalEntry>(json).unwrap(), e);
+    }
+
+    #[test]
+    fn op_paths_print_parse_and_default_to_the_index() {
+        let p = OpPath::root().child(3).child(0).child(12);
+        assert_eq!(p.to_string(), "3.0.12");
+        assert_eq!("3.0.12".parse::<OpPath>().unwrap(), p);
+        assert_eq!("".parse::<OpPath>().unwrap(), OpPath::root());
+        assert!("3..1".parse::<OpPath>().is_err());
+        assert!(OpPath::root().child(4).is_implied_by(4));
+        assert!(!p.is_implied_by(3));
+        let mut e = JournalEntry::new(7, EntryKind::Awakeable { name: "a".into() });
+        assert_eq!(e.op_path(), OpPath::root().child(7));
+        e.op = Some(p.clone());
+        e.after = Some(2);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["op"], "3.0.12");
         assert_eq!(serde_json::from_value::<JournalEntry>(json).unwrap(), e);
     }
 

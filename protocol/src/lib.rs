@@ -31,6 +31,6 @@ pub use envelope::{
 };
 pub use ids::{HandlerName, IdError, IdempotencyKey, InvocationId, ObjectKey, ServiceName};
 pub use journal::{
-    EntryKind, EntryTag, JournalEntry, StateDelta, StepResult, Target, TerminalFailure,
+    EntryKind, EntryTag, JournalEntry, OpPath, StateDelta, StepResult, Target, TerminalFailure,
 };
 pub use status::Status;

@@ -31,6 +31,15 @@ impl From<u64> for Writer {
     }
 }
 
+/// The attribute of an entry's operation path, when it is not implied by its index.
+const OP: &str = "op";
+/// The attribute of the entry an operation was created after (see `JournalEntry::after`):
+/// absent when it is the entry before, -1 when there is none.
+const AFTER: &str = "after";
+
+/// When an entry's completion was written.
+const COMPLETED_AT: &str = "completed_at";
+
 /// The prefix of the attributes that hold a completion (`completion_value`, ...).
 const COMPLETION: &str = "completion_";
 
@@ -44,7 +53,9 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
     item.insert("epoch".into(), n(epoch));
     item.insert("written_at".into(), n(now_millis()));
     match &entry.kind {
-        EntryKind::Run { result, .. } => put_result(&mut item, "", result),
+        EntryKind::Run { result, .. } | EntryKind::Scope { result, .. } => {
+            put_result(&mut item, "", result);
+        }
         EntryKind::Sleep { wake_at_ms, .. } => {
             item.insert("wake_at".into(), n(wake_at_ms));
         }
@@ -93,6 +104,14 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
             }
         }
     }
+    if let Some(op) = &entry.op {
+        item.insert(OP.into(), s(op.to_string()));
+    }
+    // Sequential code creates each operation after receiving the previous one's result: that
+    // case is left implicit, so the common journal pays nothing for the check.
+    if entry.after != entry.index.checked_sub(1) {
+        item.insert(AFTER.into(), n(entry.after.map_or(-1, i64::from)));
+    }
     if entry.dispatched {
         item.insert("dispatched".into(), AttributeValue::Bool(true));
     } else if entry.kind.child().is_some() {
@@ -103,6 +122,9 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
     }
     if let Some(c) = &entry.completion {
         put_result(&mut item, COMPLETION, c);
+    }
+    if let Some(at) = entry.completed_at_ms {
+        item.insert(COMPLETED_AT.into(), n(at));
     }
     item
 }
@@ -123,6 +145,11 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
         .map_err(|e: String| corrupt(item, e))?;
     let kind = match tag {
         EntryTag::Run => EntryKind::Run {
+            name,
+            result: read_result(item, "")?
+                .ok_or_else(|| corrupt(item, "neither value nor failure"))?,
+        },
+        EntryTag::Scope => EntryKind::Scope {
             name,
             result: read_result(item, "")?
                 .ok_or_else(|| corrupt(item, "neither value nor failure"))?,
@@ -191,10 +218,21 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
         .and_then(|v| v.as_bool().ok())
         .copied()
         .unwrap_or(false);
+    let op = get_s(item, OP)
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| corrupt(item, e))?;
+    let after = match get_n::<i64>(item, AFTER) {
+        None => index.checked_sub(1),
+        Some(a) => u32::try_from(a).ok(),
+    };
     Ok(JournalEntry {
         index,
         kind,
+        op,
+        after,
         completion: read_result(item, COMPLETION)?,
+        completed_at_ms: get_n(item, COMPLETED_AT),
         dispatched,
     })
 }
@@ -242,7 +280,7 @@ pub enum Appended {
     /// This writer recorded the entry.
     Written,
     /// Another attempt recorded this index first; its entry is authoritative.
-    AlreadyRecorded(JournalEntry),
+    AlreadyRecorded(Box<JournalEntry>),
 }
 
 /// Reads and appends journal entries of invocations.
@@ -314,7 +352,7 @@ impl JournalStore {
                 if writer.expires_at.is_none() && item.contains_key(keys::EXPIRES_AT) {
                     self.keep_entry(id, entry.index).await?;
                 }
-                Ok(Appended::AlreadyRecorded(entry_from_item(&item)?))
+                Ok(Appended::AlreadyRecorded(Box::new(entry_from_item(&item)?)))
             }
         }
     }
@@ -349,7 +387,7 @@ impl JournalStore {
             .expression_attribute_values(":kind", s(kind.as_str()))
             .expression_attribute_values(":at", n(now_millis()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let mut sets = vec!["completed_at = :at".to_owned()];
+        let mut sets = vec![format!("{COMPLETED_AT} = :at")];
         for (i, (name, value)) in values.into_iter().enumerate() {
             sets.push(format!("{name} = :c{i}"));
             update = update.expression_attribute_values(format!(":c{i}"), value);
@@ -634,6 +672,39 @@ mod tests {
         assert_eq!(keys::journal_sk(7), "j#0000000007");
         assert!(keys::journal_sk(9) < keys::journal_sk(10));
         assert!(keys::journal_sk(99) < keys::journal_sk(1000));
+    }
+
+    #[test]
+    fn operation_paths_and_creation_order_round_trip_and_cost_nothing_when_sequential() {
+        let id = InvocationId::random(&durable_protocol::ServiceName::new("svc").unwrap());
+        let scope = EntryKind::Scope {
+            name: "item".into(),
+            result: StepResult::Value(serde_json::json!([1, 2])),
+        };
+        // Sequential: entry 4 created after 3, its path implied by its index.
+        let mut sequential = JournalEntry::new(4, scope.clone());
+        sequential.after = Some(3);
+        let item = entry_to_item(&id, &sequential, 1);
+        assert!(!item.contains_key(OP) && !item.contains_key(AFTER));
+        assert_eq!(entry_from_item(&item).unwrap(), sequential);
+        // The first operation: no attribute either.
+        let first = JournalEntry::new(0, scope.clone());
+        let item = entry_to_item(&id, &first, 1);
+        assert!(!item.contains_key(AFTER));
+        assert_eq!(entry_from_item(&item).unwrap(), first);
+        // Inside a scope, created before anything of its scope had completed.
+        let mut inner = JournalEntry::new(9, scope.clone());
+        inner.op = Some("2.5".parse().unwrap());
+        inner.after = None;
+        let item = entry_to_item(&id, &inner, 1);
+        assert_eq!(get_s(&item, OP), Some("2.5"));
+        assert_eq!(get_n::<i64>(&item, AFTER), Some(-1));
+        assert_eq!(entry_from_item(&item).unwrap(), inner);
+        inner.after = Some(6);
+        assert_eq!(
+            entry_from_item(&entry_to_item(&id, &inner, 1)).unwrap(),
+            inner
+        );
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Journal for MemoryStore {
             self.writers.lock().expect("writers poisoned").push(writer);
             let mut entries = self.entries.lock().expect("entries poisoned");
             if let Some(existing) = entries.get(&entry.index) {
-                return Ok(Appended::AlreadyRecorded(existing.clone()));
+                return Ok(Appended::AlreadyRecorded(Box::new(existing.clone())));
             }
             entries.insert(entry.index, entry.clone());
             Ok(Appended::Written)
@@ -127,6 +127,7 @@ impl Journal for MemoryStore {
                 return Ok(Completed::AlreadyCompleted(c.clone()));
             }
             entry.completion = Some(result.clone());
+            entry.completed_at_ms = Some(durable_protocol::clock::now_millis());
             Ok(Completed::Written)
         })
     }
@@ -350,7 +351,7 @@ mod tests {
         );
         assert_eq!(
             block_on(store.append(&id, &other, Writer::from(2))).unwrap(),
-            Appended::AlreadyRecorded(sleep.clone())
+            Appended::AlreadyRecorded(Box::new(sleep.clone()))
         );
         let fired = StepResult::Value(serde_json::Value::Null);
         assert_eq!(

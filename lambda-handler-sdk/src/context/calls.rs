@@ -137,7 +137,7 @@ fn call_target<O: DeserializeOwned + Send + 'static>(
     target: Result<Target, TerminalError>,
     input: &impl Serialize,
 ) -> DurableFuture<O> {
-    let index = ctx.inner.allocate_index();
+    let index = ctx.allocate();
     let prepared = target.and_then(|t| Ok((t, json_input(input)?)));
     let inner: BoxFuture<'static, Result<O, TerminalError>> = match prepared {
         Err(e) => Box::pin(async move { Err(e) }),
@@ -154,7 +154,7 @@ fn call_target<O: DeserializeOwned + Send + 'static>(
             Box::pin(await_call(ctx.inner.clone(), index, recorded))
         }
     };
-    DurableFuture::new(index, inner)
+    DurableFuture::new(ctx, index, inner)
 }
 
 /// Takes the send's journal index now, in program order, and queues it.
@@ -166,7 +166,7 @@ fn send_at(
     input: &impl Serialize,
     due_at_ms: Option<u64>,
 ) -> Result<InvocationId, TerminalError> {
-    let index = ctx.inner.allocate_index();
+    let index = ctx.allocate();
     send_target(ctx, index, target(service, key, handler), input, due_at_ms)
 }
 

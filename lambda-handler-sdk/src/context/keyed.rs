@@ -119,8 +119,9 @@ async fn record_read(inv: &Attempt, index: u32, entry: EntryKind) -> EntryKind {
 
 /// `get` of a shared handler: the value is recorded, so a replay (perhaps after the state
 /// changed) sees what the first attempt saw.
-async fn shared_get(inv: &Attempt, name: &str) -> Option<serde_json::Value> {
-    let index = inv.allocate_index();
+async fn shared_get(ctx: &Context, name: &str) -> Option<serde_json::Value> {
+    let inv = &ctx.inner;
+    let index = ctx.allocate();
     let value = match inv.recorded(index) {
         Some(_) => None, // replay: the recorded value wins below
         None => current(inv, name).await,
@@ -135,26 +136,34 @@ async fn shared_get(inv: &Attempt, name: &str) -> Option<serde_json::Value> {
     )
     .await
     {
-        EntryKind::GetState { value, .. } => value,
+        EntryKind::GetState { value, .. } => {
+            ctx.receive(index).await;
+            value
+        }
         _ => unreachable!("record_read checks the kind"),
     }
 }
 
-async fn shared_keys(inv: &Attempt) -> Vec<String> {
-    let index = inv.allocate_index();
+async fn shared_keys(ctx: &Context) -> Vec<String> {
+    let inv = &ctx.inner;
+    let index = ctx.allocate();
     let keys = match inv.recorded(index) {
         Some(_) => Vec::new(),
         None => current_keys(inv).await,
     };
     match record_read(inv, index, EntryKind::GetStateKeys { keys }).await {
-        EntryKind::GetStateKeys { keys } => keys,
+        EntryKind::GetStateKeys { keys } => {
+            ctx.receive(index).await;
+            keys
+        }
         _ => unreachable!("record_read checks the kind"),
     }
 }
 
 /// Journals a state change (in program order, like a send) and applies it to this attempt's view.
-fn change(inv: &Attempt, entry: EntryKind) {
-    let index = inv.allocate_index();
+fn change(ctx: &Context, entry: EntryKind) {
+    let inv = &ctx.inner;
+    let index = ctx.allocate();
     {
         let mut view = keyed(inv).view.lock().expect("state poisoned");
         match &entry {
@@ -178,7 +187,7 @@ fn checked_name(name: &str) -> Result<(), TerminalError> {
     check_name("state key", name).map_err(invalid)
 }
 
-fn set_value(inv: &Attempt, name: &str, value: &impl Serialize) -> Result<(), TerminalError> {
+fn set_value(ctx: &Context, name: &str, value: &impl Serialize) -> Result<(), TerminalError> {
     checked_name(name)?;
     let value = serde_json::to_value(value).map_err(|e| {
         TerminalError::new(format!("state {name:?} does not serialize to JSON: {e}"))
@@ -191,7 +200,7 @@ fn set_value(inv: &Attempt, name: &str, value: &impl Serialize) -> Result<(), Te
         .with_code(413));
     }
     change(
-        inv,
+        ctx,
         EntryKind::SetState {
             name: name.to_owned(),
             value,
@@ -226,6 +235,10 @@ macro_rules! keyed_context {
         impl Sealed for $name {
             fn context(&self) -> &Context {
                 &self.ctx
+            }
+
+            fn rescoped(&self, ctx: Context) -> Self {
+                Self { ctx }
             }
         }
 
@@ -277,11 +290,11 @@ pub trait ReadState: KeyedContext {
     ) -> impl Future<Output = Result<Option<T>, TerminalError>> + Send + 'a {
         async move {
             checked_name(name)?;
-            let inv = &self.context().inner;
+            let ctx = self.context();
             let value = if self.records_reads() {
-                shared_get(inv, name).await
+                shared_get(ctx, name).await
             } else {
-                current(inv, name).await
+                current(&ctx.inner, name).await
             };
             value.map(|v| decode_value(name, v)).transpose()
         }
@@ -290,11 +303,11 @@ pub trait ReadState: KeyedContext {
     /// The state keys that have a value, sorted.
     fn state_keys(&self) -> impl Future<Output = Vec<String>> + Send + '_ {
         async move {
-            let inv = &self.context().inner;
+            let ctx = self.context();
             if self.records_reads() {
-                shared_keys(inv).await
+                shared_keys(ctx).await
             } else {
-                current_keys(inv).await
+                current_keys(&ctx.inner).await
             }
         }
     }
@@ -305,14 +318,14 @@ pub trait ReadState: KeyedContext {
 pub trait WriteState: ReadState {
     /// Sets state key `name`.
     fn set(&self, name: &str, value: &impl Serialize) -> Result<(), TerminalError> {
-        set_value(&self.context().inner, name, value)
+        set_value(self.context(), name, value)
     }
 
     /// Removes state key `name`.
     fn clear(&self, name: &str) -> Result<(), TerminalError> {
         checked_name(name)?;
         change(
-            &self.context().inner,
+            self.context(),
             EntryKind::ClearState {
                 name: name.to_owned(),
             },
@@ -322,7 +335,7 @@ pub trait WriteState: ReadState {
 
     /// Removes every state key of this object (and only of this object).
     fn clear_all(&self) {
-        change(&self.context().inner, EntryKind::ClearAllState);
+        change(self.context(), EntryKind::ClearAllState);
     }
 }
 
@@ -420,11 +433,12 @@ async fn await_promise<T: DeserializeOwned>(
 }
 
 async fn peek_promise<T: DeserializeOwned>(
-    inv: &Attempt,
+    ctx: &Context,
     name: &str,
 ) -> Result<Option<T>, TerminalError> {
     check_name("promise name", name).map_err(invalid)?;
-    let index = inv.allocate_index();
+    let inv = &ctx.inner;
+    let index = ctx.allocate();
     let result = match inv.recorded(index) {
         Some(_) => None,
         None => {
@@ -453,6 +467,7 @@ async fn peek_promise<T: DeserializeOwned>(
     let EntryKind::PeekPromise { result, .. } = recorded else {
         unreachable!("record_read checks the kind")
     };
+    ctx.receive(index).await;
     match result {
         None => Ok(None),
         Some(StepResult::Failure(f)) => Err(f.into()),
@@ -468,10 +483,11 @@ async fn peek_promise<T: DeserializeOwned>(
 /// Completes a promise once: the outcome is recorded, so a replay does not complete it again;
 /// a completer that died before recording finds its own completion and carries on.
 async fn complete_promise(
-    inv: &Attempt,
+    ctx: &Context,
     name: &str,
     result: StepResult,
 ) -> Result<(), TerminalError> {
+    let inv = &ctx.inner;
     check_name("promise name", name).map_err(invalid)?;
     if let StepResult::Value(v) = &result {
         let size = v.to_string().len();
@@ -482,7 +498,7 @@ async fn complete_promise(
             .with_code(413));
         }
     }
-    let index = inv.allocate_index();
+    let index = ctx.allocate();
     let asked = EntryKind::CompletePromise {
         name: name.to_owned(),
         result: result.clone(),
@@ -491,6 +507,7 @@ async fn complete_promise(
     if let Some(recorded) = inv.recorded(index) {
         return match &recorded.kind {
             EntryKind::CompletePromise { refused, .. } if recorded.kind.same_command(&asked) => {
+                ctx.receive(index).await;
                 refused.clone().map_or(Ok(()), |f| Err(f.into()))
             }
             other => {
@@ -565,6 +582,7 @@ async fn complete_promise(
         refused: refused.clone(),
     };
     record_read(inv, index, entry).await;
+    ctx.receive(index).await;
     refused.map_or(Ok(()), |f| Err(f.into()))
 }
 
@@ -575,7 +593,7 @@ pub trait PromiseContext: KeyedContext {
     /// (a shared handler, or `POST /{workflow}/{key}/promises/{name}/resolve`), even if
     /// that happened before this was awaited.
     fn promise<T: DeserializeOwned + Send + 'static>(&self, name: &str) -> DurableFuture<T> {
-        let index = self.context().inner.allocate_index();
+        let index = self.context().allocate();
         let inner: BoxFuture<'static, Result<T, TerminalError>> =
             match check_name("promise name", name) {
                 Err(e) => Box::pin(async move { Err(invalid(e)) }),
@@ -585,7 +603,7 @@ pub trait PromiseContext: KeyedContext {
                     name.to_owned(),
                 )),
             };
-        DurableFuture::new(index, inner)
+        DurableFuture::new(self.context(), index, inner)
     }
 
     /// The promise's value if it was resolved, its failure if it was rejected, or `None`.
@@ -593,7 +611,7 @@ pub trait PromiseContext: KeyedContext {
         &'a self,
         name: &'a str,
     ) -> impl Future<Output = Result<Option<T>, TerminalError>> + Send + 'a {
-        peek_promise(&self.context().inner, name)
+        peek_promise(self.context(), name)
     }
 
     /// Resolves the promise with `value`; fails with 409 if it was completed already.
@@ -604,7 +622,7 @@ pub trait PromiseContext: KeyedContext {
     ) -> impl Future<Output = Result<(), TerminalError>> + Send + 'a {
         let value = serde_json::to_value(value)
             .map_err(|e| TerminalError::new(format!("the value does not serialize to JSON: {e}")));
-        async move { complete_promise(&self.context().inner, name, StepResult::Value(value?)).await }
+        async move { complete_promise(self.context(), name, StepResult::Value(value?)).await }
     }
 
     /// Rejects the promise: whoever awaits it gets a terminal error with `message`.
@@ -614,7 +632,7 @@ pub trait PromiseContext: KeyedContext {
         message: &'a str,
     ) -> impl Future<Output = Result<(), TerminalError>> + Send + 'a {
         complete_promise(
-            &self.context().inner,
+            self.context(),
             name,
             StepResult::Failure(TerminalFailure::new(TerminalFailure::INTERNAL, message)),
         )

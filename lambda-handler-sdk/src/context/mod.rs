@@ -4,10 +4,14 @@
 //! * [`timers`]: timers, awakeables and the combinators over durable futures.
 //! * [`calls`]: calls and sends to other handlers.
 //! * [`keyed`]: the contexts of virtual objects and workflows: state and promises.
+//! * [`scope`]: blocks with their own operation numbering, and `map`/`parallel` over them.
+//! * [`determinism`]: recorded time, seeded random numbers, replay awareness.
 
 pub(crate) mod calls;
+pub(crate) mod determinism;
 pub(crate) mod keyed;
 pub(crate) mod run;
+pub(crate) mod scope;
 pub(crate) mod timers;
 
 pub use calls::CallContext;
@@ -15,6 +19,7 @@ pub use keyed::{KeyedContext, PromiseContext, ReadState, WriteState};
 pub use timers::DurableContext;
 
 use crate::runtime::attempt::Attempt;
+use crate::runtime::scope::Scope;
 use std::sync::Arc;
 
 /// The context of a handler of a plain service: steps, timers, awakeables, calls and sends
@@ -22,11 +27,49 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Context {
     pub(crate) inner: Arc<Attempt>,
+    /// The scope operations created through this context are numbered in.
+    pub(crate) scope: Arc<Scope>,
 }
 
 impl Context {
     pub(crate) fn new(inner: Arc<Attempt>) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            scope: Arc::new(Scope::root()),
+        }
+    }
+
+    /// The same context numbering its operations in `scope`.
+    pub(crate) fn in_scope(&self, scope: Arc<Scope>) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            scope,
+        }
+    }
+
+    /// The journal index of the next operation created through this context.
+    pub(crate) fn allocate(&self) -> u32 {
+        self.inner.allocate(&self.scope)
+    }
+
+    /// Hands the result of entry `index`, created through this context, to the code (on
+    /// replay perhaps later, see `runtime::scope`).
+    pub(crate) async fn receive(&self, index: u32) {
+        self.inner.receive(&self.scope, index).await;
+    }
+
+    /// `future`, telling the scope when the code receives its result (see `runtime::scope`).
+    pub(crate) fn receiving<'a, T: Send + 'a>(
+        &self,
+        index: u32,
+        future: impl std::future::Future<Output = T> + Send + 'a,
+    ) -> crate::runtime::attempt::BoxFuture<'a, T> {
+        let ctx = self.clone();
+        Box::pin(async move {
+            let out = future.await;
+            ctx.receive(index).await;
+            out
+        })
     }
 }
 
@@ -43,11 +86,21 @@ pub trait Sealed: Send + Sync {
     /// The plain context underneath.
     #[doc(hidden)]
     fn context(&self) -> &Context;
+
+    /// The same kind of context on `ctx` (a scope's context).
+    #[doc(hidden)]
+    fn rescoped(&self, ctx: Context) -> Self
+    where
+        Self: Sized;
 }
 
 impl Sealed for Context {
     fn context(&self) -> &Context {
         self
+    }
+
+    fn rescoped(&self, ctx: Context) -> Self {
+        ctx
     }
 }
 

@@ -5,12 +5,35 @@ use crate::error::{ErrorKind, HandlerError, TerminalError};
 use crate::retry::RetryPolicy;
 use crate::runtime::attempt::{Abort, Attempt, BoxFuture};
 use crate::runtime::divergence::mismatch;
-use durable_protocol::{EntryKind, JournalEntry, StepResult, TerminalFailure};
+use durable_protocol::{EntryKind, StepResult, TerminalFailure};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+tokio::task_local! {
+    /// The attempt number of the step whose closure is running.
+    static STEP_ATTEMPT: u32;
+}
+
+/// Inside a `ctx.run` closure: which attempt of the step this is (1 the first time, 2 after one
+/// retryable failure, ...). `None` outside a step's closure.
+pub fn step_attempt() -> Option<u32> {
+    STEP_ATTEMPT.try_with(|a| *a).ok()
+}
+
+/// A number in `[0, 1)` for retry jitter: random per process and call, never replayed.
+fn jitter_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
 
 /// A step being built by [`DurableContext::run`](crate::DurableContext::run); `.await` it to run it.
 #[must_use = "a step does nothing until it is awaited"]
@@ -60,14 +83,17 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         // The index is taken here, when the step is awaited or joined, in program order.
-        let index = self.ctx.inner.allocate_index();
-        Box::pin(run_step(
-            self.ctx.inner.clone(),
+        let index = self.ctx.allocate();
+        self.ctx.receiving(
             index,
-            self.name,
-            self.closure,
-            self.policy,
-        ))
+            run_step(
+                self.ctx.inner.clone(),
+                index,
+                self.name,
+                self.closure,
+                self.policy,
+            ),
+        )
     }
 }
 
@@ -78,7 +104,8 @@ fn asked_run(name: &str) -> EntryKind {
     }
 }
 
-async fn decode<T: DeserializeOwned>(
+/// A recorded result as `T`; one that does not decode is a divergence (fatal).
+pub(crate) async fn decode<T: DeserializeOwned>(
     inv: &Attempt,
     index: u32,
     name: &str,
@@ -92,7 +119,7 @@ async fn decode<T: DeserializeOwned>(
                 let failure = TerminalFailure::new(
                     TerminalFailure::NON_DETERMINISM,
                     format!(
-                        "the recorded result of step {name:?} (journal entry {index}) does not \
+                        "the recorded result of {name:?} (journal entry {index}) does not \
                          decode as {}: {e}",
                         std::any::type_name::<T>()
                     ),
@@ -133,8 +160,9 @@ where
     if let Err(reason) = inv.flush_deferred().await {
         return inv.abort(reason).await;
     }
+    inv.stop_if_aborted().await;
     let attempt = inv.previous_failures(index) + 1;
-    let result = match closure().await {
+    let result = match STEP_ATTEMPT.scope(attempt, closure()).await {
         Ok(value) => match serde_json::to_value(&value) {
             Ok(json) => StepResult::Value(json),
             Err(e) => StepResult::Failure(TerminalFailure::new(
@@ -143,6 +171,14 @@ where
             )),
         },
         Err(HandlerError(ErrorKind::Terminal(t))) => StepResult::Failure(t.into()),
+        Err(HandlerError(ErrorKind::Retryable(message))) if !policy.retries(&message) => {
+            StepResult::Failure(TerminalFailure::new(
+                TerminalFailure::INTERNAL,
+                format!(
+                    "step {name:?} failed with an error its retry policy does not retry: {message}"
+                ),
+            ))
+        }
         Err(HandlerError(ErrorKind::Retryable(message))) => {
             if policy.exhausted_after(attempt) {
                 StepResult::Failure(TerminalFailure::new(
@@ -151,11 +187,11 @@ where
                 ))
             } else {
                 tracing::warn!(step = name, attempt, error = %message, "step failed; the invocation will be retried");
-                let retry_after = Some(policy.delay_after(attempt));
+                let retry_after = Some(policy.jittered_delay_after(attempt, jitter_unit()));
                 return inv
                     .abort(Abort::Retry {
                         message: format!("step {name:?} failed: {message}"),
-                        step: Some(index),
+                        step: Some(inv.step_key(index)),
                         retry_after,
                     })
                     .await;
@@ -163,35 +199,44 @@ where
         }
     };
 
-    // Large results go to S3; the entry keeps a reference.
+    record_outcome(&inv, index, name, result, |name, result| EntryKind::Run {
+        name,
+        result,
+    })
+    .await
+}
+
+/// Records the outcome of the step or scope at `index` as `kind` (a large value goes to S3,
+/// the entry keeps a reference) and returns it decoded. The write is deferred: it is made
+/// before the next durable operation, or with the outcome if the handler returns first (one
+/// write fewer for a run that ends with a step).
+pub(crate) async fn record_outcome<T: DeserializeOwned>(
+    inv: &Attempt,
+    index: u32,
+    name: &str,
+    result: StepResult,
+    kind: fn(String, StepResult) -> EntryKind,
+) -> Result<T, TerminalError> {
     let (result, recorded) = match result {
         StepResult::Value(v) => match inv.offload(&format!("j{index}"), v.clone()).await {
             Ok(stored) => (StepResult::Value(v), StepResult::Value(stored)),
             Err(durable_store::PayloadError::TooLarge { size, max }) => {
                 let failure = StepResult::Failure(TerminalFailure::new(
                     413,
-                    format!("the result of step {name:?} is {size} bytes, over the limit of {max}"),
+                    format!("the result of {name:?} is {size} bytes, over the limit of {max}"),
                 ));
                 (failure.clone(), failure)
             }
             Err(e) => {
-                let message = format!("could not store the result of step {name:?}: {e}");
+                let message = format!("could not store the result of {name:?}: {e}");
                 return inv.abort(Abort::retry(message)).await;
             }
         },
         failure => (failure.clone(), failure),
     };
-    let entry = JournalEntry::new(
-        index,
-        EntryKind::Run {
-            name: name.to_owned(),
-            result: recorded,
-        },
-    );
-    // Recorded before the next durable operation, or with the outcome if the handler
-    // returns first (one write fewer for a run that ends with a step).
+    let entry = inv.entry(index, kind(name.to_owned(), recorded));
     match inv.defer(entry).await {
-        Ok(()) => decode(&inv, index, name, result).await,
+        Ok(()) => decode(inv, index, name, result).await,
         Err(reason) => inv.abort(reason).await,
     }
 }

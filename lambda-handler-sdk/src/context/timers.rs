@@ -32,11 +32,21 @@ pub struct DurableFuture<T> {
     inner: BoxFuture<'static, Result<T, TerminalError>>,
 }
 
-impl<T> DurableFuture<T> {
-    pub(crate) fn new(index: u32, inner: BoxFuture<'static, Result<T, TerminalError>>) -> Self {
-        Self { index, inner }
+impl<T: Send + 'static> DurableFuture<T> {
+    /// The future of entry `index`, created through `ctx`.
+    pub(crate) fn new(
+        ctx: &Context,
+        index: u32,
+        inner: BoxFuture<'static, Result<T, TerminalError>>,
+    ) -> Self {
+        Self {
+            index,
+            inner: ctx.receiving(index, inner),
+        }
     }
+}
 
+impl<T> DurableFuture<T> {
     /// The journal index of the entry behind this future.
     pub fn index(&self) -> u32 {
         self.index
@@ -67,23 +77,17 @@ pub enum Either<A, B> {
     Right(B),
 }
 
+/// Waits for the timer at `index`, recorded (by the outbox, in program order) with
+/// `wake_at_ms` as soon as it was created, however late it is first polled.
 async fn sleep_until(
     inv: Arc<Attempt>,
     index: u32,
-    requested_wake_at: u64,
+    wake_at_ms: u64,
+    recorded: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), TerminalError> {
-    let entry = record(
-        &inv,
-        index,
-        EntryKind::Sleep {
-            name: "sleep".into(),
-            wake_at_ms: requested_wake_at,
-        },
-    )
-    .await;
-    let EntryKind::Sleep { wake_at_ms, .. } = entry.kind else {
-        unreachable!("recorded a sleep")
-    };
+    if recorded.await.is_err() {
+        return std::future::pending().await; // the outbox aborted the attempt
+    }
     if inv.completion(index).is_some() {
         return Ok(());
     }
@@ -127,29 +131,29 @@ async fn sleep_until(
 }
 
 /// Where a select is.
-enum SelectState<R> {
+enum SelectState {
     /// Not polled yet: a recorded winner (replay) decides, else the candidates race.
     Start,
     /// Racing the candidates.
     Racing,
-    /// A candidate finished first here; its win is being recorded (another attempt may have
-    /// recorded a different winner first, which is then adopted).
-    Recording {
-        pos: usize,
-        result: Option<R>,
-        write: BoxFuture<'static, u32>,
-    },
+    /// A candidate won here; its win is being recorded (another attempt may have recorded a
+    /// different winner first, which is then adopted).
+    Recording { write: BoxFuture<'static, u32> },
     /// The winner is decided: wait for it.
     Decided(usize),
 }
 
 /// Races candidates; the winner is recorded in a select entry so that replay picks the same
-/// one even when several have completed by then.
+/// one even when several have completed by then. Among candidates found complete together
+/// (e.g. when an attempt resumes late) the one that completed first wins: a timer at its wake
+/// time, anything else when its completion was written.
 struct SelectFuture<R> {
     inv: Arc<Attempt>,
     index: u32,
     candidates: Vec<(u32, BoxFuture<'static, R>)>,
-    state: SelectState<R>,
+    /// Results of candidates that finished, kept until the winner is known.
+    ready: Vec<Option<R>>,
+    state: SelectState,
 }
 
 impl<R> Unpin for SelectFuture<R> {}
@@ -168,6 +172,19 @@ impl<R: Send + 'static> SelectFuture<R> {
             }
         })
     }
+
+    /// The candidate that completed first among the finished ones, unless an unfinished one
+    /// (a timer past its wake time, its firing not recorded yet) completed before it.
+    fn first_finished(&self) -> Option<usize> {
+        let at = |pos: usize| self.inv.progress.happened_at(self.candidates[pos].0);
+        let best = (0..self.candidates.len())
+            .filter(|&pos| self.ready[pos].is_some())
+            .min_by_key(|&pos| (at(pos).unwrap_or(u64::MAX), pos))?;
+        let best_at = at(best).unwrap_or(u64::MAX);
+        let earlier_pending = (0..self.candidates.len())
+            .any(|pos| self.ready[pos].is_none() && at(pos).is_some_and(|t| t < best_at));
+        (!earlier_pending).then_some(best)
+    }
 }
 
 impl<R: Send + 'static> Future for SelectFuture<R> {
@@ -181,31 +198,27 @@ impl<R: Send + 'static> Future for SelectFuture<R> {
                     this.state = match this.inv.recorded(this.index) {
                         // Replay: `record` validates the entry and returns the recorded winner.
                         Some(_) => SelectState::Recording {
-                            pos: usize::MAX,
-                            result: None,
                             write: this.record_winner(0),
                         },
                         None => SelectState::Racing,
                     };
                 }
                 SelectState::Racing => {
-                    let ready = this.candidates.iter_mut().enumerate().find_map(
-                        |(pos, (_, fut))| match fut.as_mut().poll(cx) {
-                            Poll::Ready(r) => Some((pos, r)),
-                            Poll::Pending => None,
-                        },
-                    );
-                    let Some((pos, result)) = ready else {
+                    for (pos, (_, fut)) in this.candidates.iter_mut().enumerate() {
+                        if this.ready[pos].is_none() {
+                            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                                this.ready[pos] = Some(r);
+                            }
+                        }
+                    }
+                    // An earlier timer still recording its firing wakes this select when done.
+                    let Some(pos) = this.first_finished() else {
                         return Poll::Pending;
                     };
                     let write = this.record_winner(this.candidates[pos].0);
-                    this.state = SelectState::Recording {
-                        pos,
-                        result: Some(result),
-                        write,
-                    };
+                    this.state = SelectState::Recording { write };
                 }
-                SelectState::Recording { pos, result, write } => {
+                SelectState::Recording { write } => {
                     let Poll::Ready(winner) = write.as_mut().poll(cx) else {
                         return Poll::Pending;
                     };
@@ -214,15 +227,13 @@ impl<R: Send + 'static> Future for SelectFuture<R> {
                         .iter()
                         .position(|c| c.0 == winner)
                         .expect("the winner is a candidate");
-                    if winner_pos == *pos {
-                        if let Some(r) = result.take() {
-                            return Poll::Ready((winner_pos, r));
-                        }
-                    }
                     this.state = SelectState::Decided(winner_pos);
                 }
                 SelectState::Decided(pos) => {
                     let pos = *pos;
+                    if let Some(r) = this.ready[pos].take() {
+                        return Poll::Ready((pos, r));
+                    }
                     return this.candidates[pos].1.as_mut().poll(cx).map(|r| (pos, r));
                 }
             }
@@ -265,16 +276,148 @@ pub trait DurableContext: Sealed {
         Run::new(self.context(), name, closure)
     }
 
-    /// A durable timer: completes `duration` from now (measured at this call, recorded in the
-    /// journal, so a retry or a resume does not restart it). Short waits happen in-process;
-    /// longer ones suspend the invocation and an EventBridge Scheduler schedule wakes it.
-    fn sleep(&self, duration: Duration) -> DurableFuture<()> {
-        let index = self.context().inner.allocate_index();
-        let wake_at = now_millis() + duration.as_millis() as u64;
-        DurableFuture {
-            index,
-            inner: Box::pin(sleep_until(self.context().inner.clone(), index, wake_at)),
+    /// Runs `body` in its own scope: the durable operations it creates are numbered in the
+    /// scope, not among the caller's, so blocks that run concurrently (e.g. in `tokio::join!`)
+    /// may each await several operations and replay identically whatever their timing. The
+    /// block's result (or terminal error) is recorded once, large ones in S3; a replay of a
+    /// finished scope returns it without running the block again. Scopes nest.
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::prelude::*;
+    /// # async fn f(ctx: Context) -> Result<(), HandlerError> {
+    /// let (a, b) = tokio::join!(
+    ///     ctx.scope("a", |ctx| async move {
+    ///         let x: u32 = ctx.run("a1", || async { Ok(1) }).await?;
+    ///         Ok(ctx.run("a2", || async move { Ok(x + 1) }).await?)
+    ///     }),
+    ///     ctx.scope("b", |ctx| async move {
+    ///         let y: u32 = ctx.run("b1", || async { Ok(10) }).await?;
+    ///         Ok(ctx.run("b2", || async move { Ok(y + 1) }).await?)
+    ///     }),
+    /// );
+    /// let (a, b): (u32, u32) = (a?, b?);
+    /// # Ok(()) }
+    /// ```
+    fn scope<'a, T, F, Fut>(
+        &'a self,
+        name: &'a str,
+        body: F,
+    ) -> impl Future<Output = Result<T, TerminalError>> + Send + 'a
+    where
+        Self: Sized + Clone + 'a,
+        T: Serialize + DeserializeOwned + Send + 'a,
+        F: FnOnce(Self) -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T, HandlerError>> + Send + 'a,
+    {
+        let ctx = self.context();
+        let index = ctx.allocate();
+        let scope = crate::context::scope::run_scope(self.clone(), index, name.to_owned(), body);
+        ctx.receiving(index, scope)
+    }
+
+    /// Runs `f` on every item, each in its own scope, and returns every item's outcome in item
+    /// order. Set `.max_concurrency(n)` and a `.completion(policy)` (every item runs by
+    /// default); the batch is recorded once, and a replay skips the items that finished.
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::prelude::*;
+    /// # async fn f(ctx: Context) -> Result<(), HandlerError> {
+    /// let sizes = ctx
+    ///     .map("sizes", vec!["a", "bb"], |ctx, s: &str| async move {
+    ///         Ok(ctx.run("measure", || async move { Ok(s.len()) }).await?)
+    ///     })
+    ///     .max_concurrency(10)
+    ///     .await?;
+    /// let sizes: Vec<usize> = sizes.into_values()?;
+    /// # Ok(()) }
+    /// ```
+    fn map<'a, I, T, F, Fut>(
+        &'a self,
+        name: &'a str,
+        items: Vec<I>,
+        f: F,
+    ) -> crate::context::scope::Map<'a, Self, I, F>
+    where
+        Self: Sized + Clone + 'a,
+        I: Send + 'a,
+        T: Serialize + DeserializeOwned + Send + 'a,
+        F: Fn(Self, I) -> Fut + Send + Sync + 'a,
+        Fut: Future<Output = Result<T, HandlerError>> + Send + 'a,
+    {
+        crate::context::scope::Map::new(self, name, items, f)
+    }
+
+    /// Runs branches added with `.branch(|ctx| async move { ... })`, each in its own scope;
+    /// like [`DurableContext::map`] over blocks of code.
+    fn parallel<'a, T>(&'a self, name: &'a str) -> crate::context::scope::Parallel<'a, Self, T>
+    where
+        Self: Sized + Clone + 'a,
+        T: Serialize + DeserializeOwned + Send + 'a,
+    {
+        crate::context::scope::Parallel::new(self, name)
+    }
+
+    /// The current time, recorded (a step), so that replays see the same.
+    fn now(
+        &self,
+    ) -> impl Future<Output = Result<std::time::SystemTime, TerminalError>> + Send + '_ {
+        let step = self.run("now", || async { Ok(now_millis()) });
+        async move {
+            let ms: u64 = step.await?;
+            Ok(std::time::UNIX_EPOCH + Duration::from_millis(ms))
         }
+    }
+
+    /// A random number generator that replays identically (seeded from the invocation and
+    /// the caller's scope; not for secrets).
+    fn rng(&self) -> crate::context::determinism::DurableRng {
+        let ctx = self.context();
+        crate::context::determinism::DurableRng::seeded(
+            &ctx.inner.id,
+            ctx.scope.path(),
+            ctx.scope.next_rng(),
+        )
+    }
+
+    /// A random UUID that replays identically (see [`DurableContext::rng`]).
+    fn uuid(&self) -> String {
+        self.rng().uuid()
+    }
+
+    /// Whether the handler is still replaying what an earlier attempt recorded: true until it
+    /// creates its first operation the journal does not have. Use it to keep log lines and
+    /// metrics from repeating on every replay (or install [`ReplayAwareFilter`](crate::ReplayAwareFilter)).
+    fn is_replaying(&self) -> bool {
+        self.context().inner.is_replaying()
+    }
+
+    /// A durable timer: completes `duration` from now (measured at this call and recorded in
+    /// the journal right away, even if the future is awaited much later, so a retry or a
+    /// resume does not restart it). Short waits happen in-process; longer ones suspend the
+    /// invocation and an EventBridge Scheduler schedule wakes it.
+    fn sleep(&self, duration: Duration) -> DurableFuture<()> {
+        self.sleep_named("sleep", duration)
+    }
+
+    /// [`DurableContext::sleep`] under a name of your own, shown in the journal (e.g.
+    /// `"cool-off"`); a replay must use the same name.
+    fn sleep_named(&self, name: &str, duration: Duration) -> DurableFuture<()> {
+        let ctx = self.context();
+        let index = ctx.allocate();
+        let wake_at_ms = match ctx.inner.recorded(index).map(|e| &e.kind) {
+            Some(EntryKind::Sleep { wake_at_ms, .. }) => *wake_at_ms,
+            _ => now_millis() + duration.as_millis() as u64,
+        };
+        ctx.inner.progress.note_timer(index, wake_at_ms);
+        let recorded = ctx.inner.enqueue(
+            index,
+            EntryKind::Sleep {
+                name: name.to_owned(),
+                wake_at_ms,
+            },
+        );
+        let inner = Box::pin(sleep_until(ctx.inner.clone(), index, wake_at_ms, recorded));
+        DurableFuture::new(ctx, index, inner)
     }
 
     /// A promise completed from outside: returns its id (hand it to whoever will resolve it,
@@ -287,14 +430,23 @@ pub trait DurableContext: Sealed {
     fn awakeable<T: DeserializeOwned + Send + 'static>(
         &self,
     ) -> impl Future<Output = Result<(String, DurableFuture<T>), TerminalError>> + Send + '_ {
+        self.awakeable_named("awakeable")
+    }
+
+    /// [`DurableContext::awakeable`] under a name of your own, shown in the journal (e.g.
+    /// `"manager approval"`); a replay must use the same name.
+    fn awakeable_named<'a, T: DeserializeOwned + Send + 'static>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Future<Output = Result<(String, DurableFuture<T>), TerminalError>> + Send + 'a {
         let ctx = self.context();
         async move {
-            let index = ctx.inner.allocate_index();
+            let index = ctx.allocate();
             record(
                 &ctx.inner,
                 index,
                 EntryKind::Awakeable {
-                    name: "awakeable".into(),
+                    name: name.to_owned(),
                 },
             )
             .await;
@@ -303,13 +455,8 @@ pub trait DurableContext: Sealed {
                 index,
                 tag: ctx.inner.key.tag(Purpose::Awakeable, index),
             };
-            Ok((
-                id.to_string(),
-                DurableFuture {
-                    index,
-                    inner: Box::pin(await_entry(ctx.inner.clone(), index)),
-                },
-            ))
+            let inner = Box::pin(await_entry(ctx.inner.clone(), index));
+            Ok((id.to_string(), DurableFuture::new(ctx, index, inner)))
         }
     }
 
@@ -376,13 +523,17 @@ fn select_boxed<R: Send + 'static>(
     ctx: &Context,
     candidates: Vec<(u32, BoxFuture<'static, R>)>,
 ) -> BoxFuture<'static, (usize, R)> {
-    let index = ctx.inner.allocate_index();
-    Box::pin(SelectFuture {
-        inv: ctx.inner.clone(),
+    let index = ctx.allocate();
+    ctx.receiving(
         index,
-        candidates,
-        state: SelectState::Start,
-    })
+        SelectFuture {
+            inv: ctx.inner.clone(),
+            index,
+            ready: candidates.iter().map(|_| None).collect(),
+            candidates,
+            state: SelectState::Start,
+        },
+    )
 }
 
 struct JoinAll<T> {

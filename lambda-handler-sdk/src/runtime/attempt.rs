@@ -12,6 +12,8 @@ use std::time::Duration;
 pub(crate) use crate::runtime::abort::{Abort, AbortSignal};
 use crate::runtime::progress::{BusyGuard, Progress};
 use crate::runtime::replay::Replay;
+use crate::runtime::scope::Scope;
+use durable_protocol::TerminalFailure;
 
 pub(crate) use durable_store::traits::{BoxFuture, HandlerStore, Payloads};
 
@@ -73,6 +75,10 @@ impl Attempt {
             .iter()
             .filter_map(|e| e.completion.clone().map(|c| (e.index, c)))
             .collect();
+        let happened = journal
+            .iter()
+            .filter_map(|e| e.completed_at_ms.map(|at| (e.index, at)))
+            .collect();
         Self {
             id,
             key,
@@ -81,7 +87,7 @@ impl Attempt {
             sink,
             abort: AbortSignal::new(),
             limits,
-            progress: Progress::new(completions),
+            progress: Progress::new(completions, happened),
             outbox: Mutex::new(None),
             dispatcher: std::sync::OnceLock::new(),
             keyed: std::sync::OnceLock::new(),
@@ -207,6 +213,15 @@ impl Attempt {
             for _ in 0..8 {
                 tokio::task::yield_now().await;
             }
+            if self.progress.stuck_on_gate() {
+                let failure = TerminalFailure::new(
+                    TerminalFailure::NON_DETERMINISM,
+                    "non-deterministic replay: the code waits for a recorded result that the \
+                     first attempt received only after creating operations this replay does not \
+                     create; handler code must create the same operations on every replay",
+                );
+                return self.abort(Abort::Fatal(failure)).await;
+            }
             let snapshot = self.progress.blocked_on();
             let Some(waiting) = snapshot else { continue };
             let journal = match self.sink.load(&self.id).await {
@@ -247,9 +262,65 @@ impl Attempt {
         }
     }
 
-    /// Takes the next journal index (see [`Replay::allocate_index`]).
-    pub(crate) fn allocate_index(&self) -> u32 {
-        self.replay.allocate_index()
+    /// The journal index of the next operation created in `scope` (see `scope::Numbering`).
+    /// A replay that creates operations in another order than the journal recorded ends the
+    /// attempt (fatal); the operation then never writes.
+    pub(crate) fn allocate(&self, scope: &Scope) -> u32 {
+        let recorded = |i: u32| self.replay.recorded(i).cloned();
+        self.placed(self.replay.numbering.allocate(scope, recorded))
+    }
+
+    /// The journal index of the operation at creation index `seq` of `scope`, reserved
+    /// earlier (a map's items).
+    pub(crate) fn allocate_reserved(&self, scope: &Scope, seq: u32) -> u32 {
+        self.replay.numbering.allocate_reserved(scope, seq)
+    }
+
+    fn placed(&self, allocated: Result<u32, (u32, TerminalFailure)>) -> u32 {
+        allocated.unwrap_or_else(|(index, failure)| {
+            self.abort.raise(Abort::Fatal(failure));
+            index
+        })
+    }
+
+    /// Whether the code is still replaying recorded operations.
+    pub(crate) fn is_replaying(&self) -> bool {
+        self.replay.numbering.is_replaying()
+    }
+
+    /// Hands the result of entry `index`, created in `scope`, to the code: on replay once the
+    /// operations the first attempt had created by then exist again (see `scope`).
+    pub(crate) async fn receive(&self, scope: &Scope, index: u32) {
+        let numbering = &self.replay.numbering;
+        if numbering.is_gated(scope, index) {
+            let _gated = self.progress.gated();
+            numbering.may_receive(scope, index).await;
+        }
+        numbering.received(scope, index);
+    }
+
+    /// A new entry of `kind` for the operation allocated at `index`.
+    pub(crate) fn entry(&self, index: u32, kind: durable_protocol::EntryKind) -> JournalEntry {
+        self.replay.numbering.entry(index, kind)
+    }
+
+    /// Whether `recorded`, found where this attempt wanted to write, is the operation this
+    /// attempt allocated there.
+    pub(crate) fn same_operation(&self, recorded: &JournalEntry) -> bool {
+        self.replay.numbering.same_operation(recorded)
+    }
+
+    /// The operation path of the operation allocated at `index`.
+    pub(crate) fn path_of(&self, index: u32) -> durable_protocol::OpPath {
+        self.replay
+            .numbering
+            .path_of(index)
+            .unwrap_or_else(|| durable_protocol::OpPath::root().child(index))
+    }
+
+    /// What the orchestrator counts the failures of the step at `index` under.
+    pub(crate) fn step_key(&self, index: u32) -> u32 {
+        self.replay.step_key(index)
     }
 
     /// The entry recorded at `index` by an earlier attempt, if any.
@@ -259,7 +330,7 @@ impl Attempt {
 
     /// Failed attempts so far of the step at `index`.
     pub(crate) fn previous_failures(&self, index: u32) -> u32 {
-        self.replay.previous_failures(index)
+        self.replay.previous_failures(self.step_key(index))
     }
 
     /// Records `entry`, after the deferred step entry if there is one (the journal is written
@@ -268,6 +339,7 @@ impl Attempt {
         if let Err(reason) = self.flush_deferred().await {
             return self.abort(reason).await;
         }
+        self.stop_if_aborted().await;
         durable_protocol::crash_point!("sdk.journal.append.before");
         let appended = self.sink.append(&self.id, entry, self.writer).await;
         durable_protocol::crash_point!("sdk.journal.append.after");
@@ -319,12 +391,16 @@ impl Attempt {
     /// attempt's different entry at that index cannot be adopted any more: the attempt ends
     /// (retryable; the next one replays the recorded result).
     async fn write_deferred(&self, entry: &JournalEntry) -> Result<(), Abort> {
+        self.stop_if_aborted().await;
         let _busy = self.busy();
         durable_protocol::crash_point!("sdk.journal.deferred.before");
         let appended = self.sink.append(&self.id, entry, self.writer).await;
         durable_protocol::crash_point!("sdk.journal.deferred.after");
         match appended {
             Ok(Appended::Written) => Ok(()),
+            Ok(Appended::AlreadyRecorded(recorded)) if !self.same_operation(&recorded) => {
+                Err(self.taken(&recorded))
+            }
             Ok(Appended::AlreadyRecorded(recorded)) if recorded.kind == entry.kind => Ok(()),
             Ok(Appended::AlreadyRecorded(recorded)) if recorded.kind.same_command(&entry.kind) => {
                 tracing::info!(
@@ -361,6 +437,29 @@ impl Attempt {
     pub(crate) async fn abort<T>(&self, reason: Abort) -> T {
         self.abort.raise(reason);
         std::future::pending().await
+    }
+
+    /// The retry for an attempt that found another operation at an index it allocated: a
+    /// concurrent attempt numbered the new operations of concurrent scopes in another order.
+    /// The next attempt replays that one's entries.
+    pub(crate) fn taken(&self, recorded: &JournalEntry) -> Abort {
+        Abort::Retry {
+            message: format!(
+                "a concurrent attempt recorded another operation ({} {:?}) at journal entry {}",
+                recorded.kind.label(),
+                recorded.kind.name(),
+                recorded.index
+            ),
+            step: None,
+            retry_after: Some(Duration::ZERO),
+        }
+    }
+
+    /// Never returns once the attempt was aborted: nothing is written after that.
+    pub(crate) async fn stop_if_aborted(&self) {
+        if self.abort.reason().is_some() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Resolves once the attempt was aborted.

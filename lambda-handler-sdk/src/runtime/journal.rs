@@ -38,10 +38,13 @@ pub(crate) async fn record(inv: &Attempt, index: u32, kind: EntryKind) -> Journa
         }
         return recorded.clone();
     }
-    let entry = JournalEntry::new(index, kind);
+    let entry = inv.entry(index, kind);
     let _busy = inv.busy();
     match inv.append(&entry).await {
         Ok(Appended::Written) => entry,
+        Ok(Appended::AlreadyRecorded(recorded)) if !inv.same_operation(&recorded) => {
+            inv.abort(inv.taken(&recorded)).await
+        }
         Ok(Appended::AlreadyRecorded(recorded)) => {
             if !recorded.kind.same_command(&entry.kind) {
                 return inv
@@ -51,7 +54,7 @@ pub(crate) async fn record(inv: &Attempt, index: u32, kind: EntryKind) -> Journa
             if let Some(c) = recorded.completion.clone() {
                 inv.learn_completion(index, c);
             }
-            recorded
+            *recorded
         }
         Err(e) => {
             inv.abort(Abort::Retry {

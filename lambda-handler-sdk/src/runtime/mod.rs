@@ -5,7 +5,8 @@
 //!   the signal that ends it early).
 //! * [`abort`]: why an attempt ends early, and the signal that carries it.
 //! * [`progress`]: suspension tracking (what the handler waits on, what makes progress).
-//! * [`replay`]: the replay cursor (recorded entries, step failures, next index).
+//! * [`replay`]: the replay cursor (recorded entries, step failures, numbering).
+//! * [`scope`]: operation numbering by scope, and the check of creation order on replay.
 //! * [`journal`]: recording entries, waiting for completions, divergence failures.
 //! * [`divergence`]: the failure of a replay that diverged from the journal.
 //! * [`ops`]: what the outbox carries, and the dispatcher that starts children.
@@ -23,3 +24,4 @@ pub(crate) mod ops;
 pub(crate) mod outbox;
 pub(crate) mod progress;
 pub(crate) mod replay;
+pub(crate) mod scope;

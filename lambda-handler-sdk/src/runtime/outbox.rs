@@ -4,7 +4,7 @@
 use crate::runtime::attempt::{Abort, Attempt};
 use crate::runtime::divergence::mismatch;
 use crate::runtime::ops::{Dispatcher, Op};
-use durable_protocol::{EntryKind, JournalEntry, TerminalFailure};
+use durable_protocol::{EntryKind, TerminalFailure};
 use durable_store::Appended;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -34,9 +34,15 @@ pub(crate) async fn outbox_worker(
                     .await;
             }
             Some(recorded) => recorded.dispatched,
-            None => match inv.append(&JournalEntry::new(index, kind.clone())).await {
+            None => match inv.append(&inv.entry(index, kind.clone())).await {
                 Ok(Appended::Written) => false,
+                Ok(Appended::AlreadyRecorded(recorded)) if !inv.same_operation(&recorded) => {
+                    return inv.abort(inv.taken(&recorded)).await;
+                }
                 Ok(Appended::AlreadyRecorded(recorded)) if recorded.kind.same_command(&kind) => {
+                    if let Some(c) = recorded.completion.clone() {
+                        inv.learn_completion(index, c);
+                    }
                     recorded.dispatched
                 }
                 Ok(Appended::AlreadyRecorded(recorded)) => {
@@ -56,6 +62,7 @@ pub(crate) async fn outbox_worker(
         // Not yet dispatched (or not known to be): dispatching again is harmless, the child is
         // created with a conditional put. State changes are only recorded.
         if !dispatched && kind.child().is_some() {
+            inv.stop_if_aborted().await;
             durable_protocol::crash_point!("sdk.outbox.recorded");
             if let Err(e) = dispatcher.dispatch(&inv.id, index).await {
                 let message = format!("could not dispatch {} {}: {e}", kind.label(), kind.name());

@@ -17,12 +17,19 @@ pub(crate) struct Progress {
     awaiting: Mutex<BTreeMap<u32, Option<u64>>>,
     /// Operations making progress in-process (running steps, in-process sleeps, queued ops).
     busy: AtomicUsize,
+    /// Recorded results held back until other operations are created (see `scope`).
+    gated: AtomicUsize,
     /// Signals the suspension watcher that `awaiting`, `busy` or the handler's idleness changed.
     pub(crate) changed: Arc<Notify>,
     /// Whether the handler future is parked (set by `idle::Tracked`).
     pub(crate) idleness: Arc<crate::runtime::idle::Idleness>,
     /// Signals waiters that `completions` changed.
     completed: Notify,
+    /// When each known completion happened: written (from the journal) or learnt here; for
+    /// timers, their wake time.
+    happened: Mutex<HashMap<u32, u64>>,
+    /// The wake time of each timer this attempt created.
+    timers: Mutex<HashMap<u32, u64>>,
 }
 
 /// Counts an operation as making progress in-process while it lives. Every await on in-process
@@ -32,6 +39,16 @@ pub(crate) struct BusyGuard<'a>(&'a Progress);
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
         self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_one();
+    }
+}
+
+/// Counts a held-back result while it lives.
+pub(crate) struct GatedGuard<'a>(&'a Progress);
+
+impl Drop for GatedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.gated.fetch_sub(1, Ordering::SeqCst);
         self.0.changed.notify_one();
     }
 }
@@ -51,11 +68,14 @@ impl Drop for AwaitGuard<'_> {
 }
 
 impl Progress {
-    pub(crate) fn new(completions: HashMap<u32, StepResult>) -> Self {
+    pub(crate) fn new(completions: HashMap<u32, StepResult>, happened: HashMap<u32, u64>) -> Self {
         Self {
+            happened: Mutex::new(happened),
+            timers: Mutex::new(HashMap::new()),
             completions: Mutex::new(completions),
             awaiting: Mutex::new(BTreeMap::new()),
             busy: AtomicUsize::new(0),
+            gated: AtomicUsize::new(0),
             changed: Arc::new(Notify::new()),
             idleness: crate::runtime::idle::Idleness::new(),
             completed: Notify::new(),
@@ -95,7 +115,33 @@ impl Progress {
             .expect("completions poisoned")
             .entry(index)
             .or_insert(result);
+        self.happened
+            .lock()
+            .expect("happened poisoned")
+            .entry(index)
+            .or_insert_with(durable_protocol::clock::now_millis);
         self.completed.notify_waiters();
+    }
+
+    /// Entry `index` is a timer that fires at `wake_at_ms`.
+    pub(crate) fn note_timer(&self, index: u32, wake_at_ms: u64) {
+        self.timers
+            .lock()
+            .expect("timers poisoned")
+            .insert(index, wake_at_ms);
+    }
+
+    /// When entry `index` completed, if it has: a timer at its wake time once that passed
+    /// (whenever its firing was recorded), anything else when its completion was written.
+    pub(crate) fn happened_at(&self, index: u32) -> Option<u64> {
+        if let Some(&wake) = self.timers.lock().expect("timers poisoned").get(&index) {
+            return (wake <= durable_protocol::clock::now_millis()).then_some(wake);
+        }
+        self.happened
+            .lock()
+            .expect("happened poisoned")
+            .get(&index)
+            .copied()
     }
 
     /// Waits until entry `index` is completed from outside; while only such waits are left,
@@ -116,6 +162,21 @@ impl Progress {
             self.changed.notify_one();
             notified.await;
         }
+    }
+
+    /// Marks a recorded result held back until the guard drops.
+    pub(crate) fn gated(&self) -> GatedGuard<'_> {
+        self.gated.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_one();
+        GatedGuard(self)
+    }
+
+    /// Whether the handler is parked, nothing runs in-process, and a recorded result is held
+    /// back: the operations it waits for will never be created (the replay diverged).
+    pub(crate) fn stuck_on_gate(&self) -> bool {
+        self.gated.load(Ordering::SeqCst) > 0
+            && self.busy.load(Ordering::SeqCst) == 0
+            && self.idleness.is_idle()
     }
 
     /// What the handler is blocked on, if it is blocked only on outside completions.

@@ -2,6 +2,7 @@
 //! per feature. The end-to-end behaviour against DynamoDB is covered by the end-to-end tests in `localstack-tests/tests`.
 
 mod calls;
+mod concurrency;
 mod deferred_steps;
 mod discovery;
 mod keyed;
@@ -210,12 +211,15 @@ fn request(handler: &str, input: serde_json::Value, journal: Vec<JournalEntry>) 
     .with_journal(journal)
 }
 
+/// A step entry as sequential code records it (created after the one before it completed).
 fn run_entry(index: u32, name: &str, value: serde_json::Value) -> JournalEntry {
-    JournalEntry::new(
+    let mut entry = JournalEntry::new(
         index,
         EntryKind::Run {
             name: name.into(),
             result: StepResult::Value(value),
         },
-    )
+    );
+    entry.after = index.checked_sub(1);
+    entry
 }

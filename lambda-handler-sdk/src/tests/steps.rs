@@ -315,3 +315,63 @@ async fn panics_become_retryable_failures() {
         matches!(resp, HandlerResponse::Retryable { message, .. } if message.contains("kaboom"))
     );
 }
+
+#[tokio::test]
+async fn the_closure_sees_its_attempt_and_a_predicate_stops_retries() {
+    async fn counts(ctx: Context, _: ()) -> Result<u32, HandlerError> {
+        Ok(ctx
+            .run("counts", || async {
+                let attempt = crate::step_attempt().expect("inside a step");
+                if attempt < 3 {
+                    Err(HandlerError::retryable(format!(
+                        "attempt {attempt}: timeout"
+                    )))
+                } else {
+                    Ok(attempt)
+                }
+            })
+            .await?)
+    }
+    async fn picky(ctx: Context, _: ()) -> Result<(), HandlerError> {
+        assert_eq!(crate::step_attempt(), None, "outside a step");
+        ctx.run("charge", || async {
+            Err::<(), _>(HandlerError::retryable("invalid card"))
+        })
+        .retry_policy(RetryPolicy::default().retry_if(|m| m.contains("timeout")))
+        .await?;
+        Ok(())
+    }
+    let ep = Endpoint::new().service(
+        Service::new("svc")
+            .handler("counts", counts)
+            .handler("picky", picky),
+    );
+    let journal = Arc::new(MemoryJournal::default());
+    let resp = ep
+        .run(request("counts", json!(null), vec![]), journal.clone())
+        .await;
+    assert!(
+        matches!(&resp, HandlerResponse::Retryable { message, .. } if message.contains("attempt 1")),
+        "{resp:?}"
+    );
+    let mut req = request("counts", json!(null), vec![]);
+    req.step_failures = Some(StepFailures { index: 0, count: 2 });
+    let resp = ep.run(req, journal).await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!(3),
+            tail: None
+        }
+    );
+    let resp = ep
+        .run(
+            request("picky", json!(null), vec![]),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await;
+    assert!(
+        matches!(&resp, HandlerResponse::Failed { failure, .. } if failure.message.contains("does not retry")),
+        "{resp:?}"
+    );
+}

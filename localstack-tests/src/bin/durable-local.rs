@@ -291,6 +291,13 @@ async fn print_invocation(
             durable_protocol::EntryKind::Run { name, result } => {
                 format!("run {:<10} -> {}", format!("{name:?}"), show_result(result))
             }
+            durable_protocol::EntryKind::Scope { name, result } => {
+                format!(
+                    "scope {:<8} -> {}",
+                    format!("{name:?}"),
+                    show_result(result)
+                )
+            }
             durable_protocol::EntryKind::Sleep { wake_at_ms, .. } => {
                 format!("sleep until {wake_at_ms} ms")
             }
@@ -356,7 +363,12 @@ async fn print_invocation(
             None if entry.kind.completes_later() => " (pending)".to_owned(),
             None => String::new(),
         };
-        println!("  #{:<3} {what}{completion}", entry.index);
+        let op = entry
+            .op
+            .as_ref()
+            .map(|p| format!(" (op {p})"))
+            .unwrap_or_default();
+        println!("  #{:<3} {what}{completion}{op}", entry.index);
     }
     Ok(())
 }

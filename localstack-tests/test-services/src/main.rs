@@ -3,6 +3,7 @@
 //! closure really ran, and it can crash its own process on purpose, once per test run.
 
 mod calls;
+mod concurrency;
 mod effects;
 mod objects;
 mod payloads;
@@ -11,6 +12,7 @@ mod timers;
 mod workflows;
 
 use calls::*;
+use concurrency::*;
 use effects::DYNAMO;
 use lambda_handler_sdk::prelude::*;
 use objects::*;
@@ -52,7 +54,9 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("call_big", call_big)
                     .handler("echo", echo)
                     .handler("big_step", big_step)
-                    .handler("big_output", big_output),
+                    .handler("big_output", big_output)
+                    .handler("map_items", map_items)
+                    .handler("nested_parallel", nested_parallel),
             )
             .service(
                 VirtualObject::new("counter")

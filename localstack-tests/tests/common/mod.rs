@@ -46,10 +46,11 @@ pub enum Scenario {
     Awakeable,
     Object,
     Workflow,
+    Map,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Steps,
         Scenario::Sleep,
         Scenario::Call,
@@ -58,6 +59,7 @@ impl Scenario {
         Scenario::Awakeable,
         Scenario::Object,
         Scenario::Workflow,
+        Scenario::Map,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +72,7 @@ impl Scenario {
             Scenario::Awakeable => "awakeable",
             Scenario::Object => "object",
             Scenario::Workflow => "workflow",
+            Scenario::Map => "map",
         }
     }
 
@@ -164,6 +167,24 @@ impl Scenario {
                 let out = finished_output(&env.client, &id, recovery()).await?;
                 expect(&out, &json!({"confirmed_with": "link-1"}))?;
                 effects_at_most_twice(env, &run, "send e-mail").await?;
+            }
+            Scenario::Map => {
+                // Six items two at a time; item 3 sleeps (suspends), item 5 fails.
+                let input = json!({"run": run, "items": 6, "max_concurrency": 2, "sleep_ms": 1500});
+                let out = invoke(env, "/testbed/map_items", input, &run).await?;
+                let items = out["items"]
+                    .as_array()
+                    .ok_or(format!("no items in {out}"))?;
+                if items.len() != 6 || out["reason"] != "all_completed" {
+                    return Err(format!("unexpected batch {out}"));
+                }
+                for (i, item) in items.iter().enumerate() {
+                    let status = if i == 5 { "failed" } else { "succeeded" };
+                    if item["status"] != status {
+                        return Err(format!("item {i} is {item}, expected {status}"));
+                    }
+                    effects_at_most_twice(env, &run, &format!("item-{i}")).await?;
+                }
             }
         }
         Ok(())

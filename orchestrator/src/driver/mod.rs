@@ -126,7 +126,7 @@ impl Services {
             let reply = self.push(&inv, journal, call).await?;
             crash_point!("driver.push.after");
             let (outcome, tail) = match reply {
-                Reply::Finished { outcome, tail } => (outcome, tail),
+                Reply::Finished { outcome, tail } => (outcome, tail.map(|t| *t)),
                 Reply::Overran => {
                     tracing::warn!(id = %inv.id, "the attempt did not answer in the time this call has; handing it on");
                     self.hand_off(&inv).await?;

@@ -14,7 +14,7 @@ pub enum Reply {
     /// outcome (nothing durable came after that step).
     Finished {
         outcome: Outcome,
-        tail: Option<JournalEntry>,
+        tail: Option<Box<JournalEntry>>,
     },
     Retry {
         message: String,
@@ -82,11 +82,11 @@ pub fn classify(function_error: Option<&str>, payload: &[u8]) -> Reply {
     match serde_json::from_slice::<HandlerResponse>(payload) {
         Ok(HandlerResponse::Completed { output, tail }) => Reply::Finished {
             outcome: Outcome::Completed(output),
-            tail,
+            tail: tail.map(Box::new),
         },
         Ok(HandlerResponse::Failed { failure, tail }) => Reply::Finished {
             outcome: Outcome::Failed(failure),
-            tail,
+            tail: tail.map(Box::new),
         },
         Ok(HandlerResponse::Retryable {
             message,

@@ -17,6 +17,22 @@ async fn steps(ctx: Context, n: u32) -> Result<u64, HandlerError> {
     Ok(acc)
 }
 
+/// `n` items, ten at a time, one step each.
+async fn map(ctx: Context, n: u32) -> Result<u64, HandlerError> {
+    let batch = ctx
+        .map("items", (0..n).collect(), |ctx, i: u32| async move {
+            Ok(ctx
+                .run("step", || async move { Ok(step_work(u64::from(i), i)) })
+                .await?)
+        })
+        .max_concurrency(10)
+        .await?;
+    Ok(batch
+        .into_values()?
+        .into_iter()
+        .fold(0u64, |acc, v: u64| acc ^ v))
+}
+
 async fn sleep(ctx: Context, millis: u64) -> Result<u64, HandlerError> {
     ctx.sleep(Duration::from_millis(millis)).await?;
     Ok(millis)
@@ -57,6 +73,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
             .service(
                 Service::new("bench")
                     .handler("steps", steps)
+                    .handler("map", map)
                     .handler("sleep", sleep)
                     .handler("call", call)
                     .handler("callee", callee)
