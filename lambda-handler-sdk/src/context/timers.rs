@@ -460,6 +460,44 @@ pub trait DurableContext: Sealed {
         }
     }
 
+    /// The callback pattern in one call: creates an awakeable named `name`, hands its id to
+    /// `submit` in a step (retried like any step; e.g. it posts the id to a partner who calls
+    /// `POST /awakeables/{id}/resolve` later), then waits for the callback. With a `timeout`
+    /// (counted from after the submission) a callback that does not come in time is a terminal
+    /// `408`.
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::prelude::*;
+    /// # async fn f(ctx: Context) -> Result<(), HandlerError> {
+    /// let verdict: String = ctx
+    ///     .wait_for_callback("review", Some(std::time::Duration::from_secs(3600)), |id| async move {
+    ///         println!("send {id} to the reviewer");
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    fn wait_for_callback<'a, T, F, Fut>(
+        &'a self,
+        name: &'a str,
+        timeout: Option<Duration>,
+        submit: F,
+    ) -> impl Future<Output = Result<T, TerminalError>> + Send + 'a
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: FnOnce(String) -> Fut + Send + 'a,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'a,
+    {
+        async move {
+            let (id, callback) = self.awakeable_named::<T>(name).await?;
+            self.run(name, move || submit(id)).await?;
+            match timeout {
+                Some(d) => self.timeout(callback, d).await,
+                None => callback.await,
+            }
+        }
+    }
+
     /// The first of several durable futures to complete, with its position in `futures`.
     /// The winner is recorded, so a replay returns the same one.
     fn select<T: Send + 'static>(

@@ -536,3 +536,75 @@ async fn sleeps_and_awakeables_carry_their_names_into_the_journal() {
         .collect();
     assert_eq!(names, vec!["manager approval", "cool-off"]);
 }
+
+#[tokio::test]
+async fn wait_for_callback_submits_the_id_once_then_waits_or_times_out() {
+    static SUBMITTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    async fn review(ctx: Context, timeout_ms: u64) -> Result<String, HandlerError> {
+        let verdict = ctx
+            .wait_for_callback::<String, _, _>(
+                "review",
+                Some(Duration::from_millis(timeout_ms)),
+                |id| async move {
+                    SUBMITTED.lock().unwrap().push(id);
+                    Ok(())
+                },
+            )
+            .await;
+        match verdict {
+            Ok(v) => Ok(v),
+            Err(e) if e.code() == 408 => Ok("no answer".into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+    let ep = || {
+        Endpoint::new()
+            .in_process_wait(Duration::from_secs(1))
+            .service(Service::new("svc").handler("review", review))
+    };
+    let journal = Arc::new(MemoryJournal::default());
+    let resp = ep()
+        .run(request("review", json!(60_000), vec![]), journal.clone())
+        .await;
+    assert!(
+        matches!(resp, HandlerResponse::Suspended { .. }),
+        "{resp:?}"
+    );
+    let id = SUBMITTED.lock().unwrap().last().cloned().unwrap();
+    assert!(id.starts_with("awk_svc."), "{id}");
+    journal
+        .entries
+        .lock()
+        .unwrap()
+        .get_mut(&0)
+        .unwrap()
+        .completion = Some(StepResult::Value(json!("approved")));
+    let before = SUBMITTED.lock().unwrap().len();
+    let resp = ep()
+        .run(
+            request("review", json!(60_000), journal.journal()),
+            journal.clone(),
+        )
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("approved"),
+            tail: None
+        }
+    );
+    assert_eq!(SUBMITTED.lock().unwrap().len(), before, "submitted once");
+    let resp = ep()
+        .run(
+            request("review", json!(30), vec![]),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("no answer"),
+            tail: None
+        }
+    );
+}

@@ -262,12 +262,14 @@ fn percent_decode(segment: &str) -> Result<String, ApiError> {
     String::from_utf8(out).map_err(|_| invalid("decodes to invalid UTF-8"))
 }
 
-/// The result a resolve or reject body completes an awakeable or promise with.
+/// The result a resolve or reject body completes an awakeable or promise with: an empty resolve
+/// body means `null` (a bare signal).
 fn completion(req: &FunctionUrlRequest, action: &str) -> Result<StepResult, ApiError> {
-    let body = json_body(req)?;
     if action == "resolve" {
+        let body = json_body_or_empty(req)?.unwrap_or(serde_json::Value::Null);
         return Ok(StepResult::Value(body));
     }
+    let body = json_body(req)?;
     let r: Rejection = serde_json::from_value(body).map_err(|e| {
         ApiError::bad_request(
             "invalid_rejection",
@@ -278,7 +280,18 @@ fn completion(req: &FunctionUrlRequest, action: &str) -> Result<StepResult, ApiE
     Ok(StepResult::Failure(TerminalFailure::new(code, r.message)))
 }
 
+/// The JSON body; an empty one is an error.
 fn json_body(req: &FunctionUrlRequest) -> Result<serde_json::Value, ApiError> {
+    json_body_or_empty(req)?.ok_or_else(|| {
+        ApiError::bad_request(
+            "empty_body",
+            "the request body is empty; send the handler's input as JSON (e.g. null, {} or [])",
+        )
+    })
+}
+
+/// The JSON body, `None` if it is empty.
+fn json_body_or_empty(req: &FunctionUrlRequest) -> Result<Option<serde_json::Value>, ApiError> {
     if let Some(ct) = req.header("content-type") {
         let media = ct
             .split(';')
@@ -298,12 +311,9 @@ fn json_body(req: &FunctionUrlRequest) -> Result<serde_json::Value, ApiError> {
         .body_bytes()
         .map_err(|e| ApiError::bad_request("invalid_body", e))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "empty_body",
-            "the request body is empty; send the handler's input as JSON (e.g. null, {} or [])",
-        ));
+        return Ok(None);
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
             format!("the request body is not valid JSON: {e}"),
@@ -430,13 +440,14 @@ mod tests {
             (405, "method_not_allowed")
         );
         assert_eq!(
-            err(route(&req(
-                "POST",
-                &format!("/awakeables/{awk}/resolve"),
-                None
-            ))),
-            (400, "empty_body")
+            route(&req("POST", &format!("/awakeables/{awk}/resolve"), None)).unwrap(),
+            Route::CompleteAwakeable {
+                id: awk.clone(),
+                result: StepResult::Value(serde_json::Value::Null)
+            },
+            "an empty resolve means null"
         );
+        assert_eq!(err(reject("")), (400, "empty_body"));
     }
 
     #[test]
