@@ -66,7 +66,7 @@
 //! status 570 (`non_determinism`) and says where. A step's side effects run at least once (a
 //! crash between the effect and its record repeats it); its result is recorded exactly once.
 
-/// Typed services: `#[service]` on a trait generates `<Trait>Serve::into_service()` and a typed
+/// Typed services, objects and workflows: `#[service]` on a trait generates `<Trait>Serve::into_service()` and a typed
 /// `<Trait>Client`. A call with the right types compiles:
 ///
 /// ```no_run
@@ -111,7 +111,101 @@
 ///     Ok(GreeterClient::new(&ctx).greet(&"Ada".to_string()).await?)
 /// }
 /// ```
+///
+/// `#[object]` declares a virtual object: a handler taking `ObjectContext` is exclusive, one
+/// taking `SharedObjectContext` shared, and the client takes the key:
+///
+/// ```no_run
+/// use lambda_handler_sdk::prelude::*;
+///
+/// #[object(name = "cart")]
+/// pub trait Cart {
+///     async fn add(&self, ctx: ObjectContext, item: String) -> Result<u32, HandlerError>;
+///     async fn count(&self, ctx: SharedObjectContext, _: ()) -> Result<u32, HandlerError>;
+/// }
+///
+/// struct Carts;
+/// impl Cart for Carts {
+///     async fn add(&self, ctx: ObjectContext, _item: String) -> Result<u32, HandlerError> {
+///         let n = ctx.get::<u32>("n").await?.unwrap_or(0) + 1;
+///         ctx.set("n", &n)?;
+///         Ok(n)
+///     }
+///     async fn count(&self, ctx: SharedObjectContext, _: ()) -> Result<u32, HandlerError> {
+///         Ok(ctx.get::<u32>("n").await?.unwrap_or(0))
+///     }
+/// }
+///
+/// async fn shop(ctx: Context) -> Result<u32, HandlerError> {
+///     let cart = CartClient::new(&ctx, "ada");
+///     cart.add(&"apple".to_string()).await?;
+///     Ok(cart.count(&()).await?)
+/// }
+///
+/// let _endpoint = Endpoint::new().service(Carts.into_object());
+/// ```
+///
+/// A wrong item type does not compile:
+///
+/// ```compile_fail
+/// use lambda_handler_sdk::prelude::*;
+///
+/// #[object(name = "cart")]
+/// pub trait Cart {
+///     async fn add(&self, ctx: ObjectContext, item: String) -> Result<u32, HandlerError>;
+/// }
+///
+/// async fn shop(ctx: Context) -> Result<u32, HandlerError> {
+///     Ok(CartClient::new(&ctx, "ada").add(&7u8).await?)
+/// }
+/// ```
+///
+/// nor does an object handler that takes a plain `Context`:
+///
+/// ```compile_fail
+/// use lambda_handler_sdk::prelude::*;
+///
+/// #[object(name = "cart")]
+/// pub trait Cart {
+///     async fn add(&self, ctx: Context, item: String) -> Result<u32, HandlerError>;
+/// }
+/// ```
+///
+/// `#[workflow]` declares a workflow: its `run` takes `WorkflowContext`, the shared handlers
+/// `SharedWorkflowContext`; the client reaches the shared handlers of one key:
+///
+/// ```no_run
+/// use lambda_handler_sdk::prelude::*;
+///
+/// #[workflow(name = "signup")]
+/// pub trait Signup {
+///     async fn run(&self, ctx: WorkflowContext, email: String) -> Result<bool, HandlerError>;
+///     async fn confirm(&self, ctx: SharedWorkflowContext, link: String) -> Result<(), HandlerError>;
+/// }
+///
+/// async fn mailer(ctx: Context) -> Result<(), HandlerError> {
+///     Ok(SignupClient::new(&ctx, "ada").confirm(&"link-1".to_string()).await?)
+/// }
+/// ```
+///
+/// whose `run` is submitted through the ingress, not called from handlers:
+///
+/// ```compile_fail
+/// use lambda_handler_sdk::prelude::*;
+///
+/// #[workflow(name = "signup")]
+/// pub trait Signup {
+///     async fn run(&self, ctx: WorkflowContext, email: String) -> Result<bool, HandlerError>;
+/// }
+///
+/// async fn caller(ctx: Context) -> Result<bool, HandlerError> {
+///     Ok(SignupClient::new(&ctx, "ada").run(&"a@b.c".to_string()).await?)
+/// }
+/// ```
 pub mod typed {}
+
+// The macros name this crate by its path, also when its own tests use them.
+extern crate self as lambda_handler_sdk;
 
 #[doc(hidden)]
 pub mod bench;
@@ -144,10 +238,11 @@ pub use serve::{init_tracing, serve};
 /// What handler code usually needs: contexts, capability traits, errors, endpoint builders.
 pub mod prelude {
     pub use crate::{
-        init_tracing, serve, service, BatchResult, CallContext, CompletionPolicy, Context,
-        DurableContext, DurableFuture, Either, Endpoint, HandlerError, ItemOutcome, KeyedContext,
-        ObjectContext, PromiseContext, ReadState, RetryPolicy, Service, SharedObjectContext,
-        SharedWorkflowContext, TerminalError, VirtualObject, Workflow, WorkflowContext, WriteState,
+        init_tracing, object, serve, service, workflow, BatchResult, CallContext, CompletionPolicy,
+        Context, DurableContext, DurableFuture, Either, Endpoint, HandlerError, ItemOutcome,
+        KeyedContext, ObjectContext, PromiseContext, ReadState, RetryPolicy, Service,
+        SharedObjectContext, SharedWorkflowContext, TerminalError, VirtualObject, Workflow,
+        WorkflowContext, WriteState,
     };
 }
 
@@ -167,7 +262,7 @@ pub fn child_id(
 }
 
 pub use durable_protocol::InvocationId;
-pub use lambda_handler_sdk_macros::service;
+pub use lambda_handler_sdk_macros::{object, service, workflow};
 
 /// Re-exported so that handler crates need no direct dependency to write `main`.
 pub use lambda_runtime;

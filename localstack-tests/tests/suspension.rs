@@ -476,3 +476,22 @@ async fn in_process_timeouts_racing_awakeables_always_fire() {
         assert_eq!(answer.body["status"], "expired", "{}", answer.raw);
     }
 }
+
+#[tokio::test]
+async fn an_empty_resolve_completes_an_awakeable_with_null() {
+    let env = Env::load().await;
+    let run = run_id();
+    let id = env
+        .send(
+            "testbed",
+            "approval",
+            json!({"run": run, "timeout_ms": 60_000}),
+        )
+        .await;
+    let awakeable = env.published(&run, "awakeable").await;
+    let resolved = env.complete_awakeable(&awakeable, "resolve", "").await;
+    assert_eq!(resolved.status, 200, "{}", resolved.raw);
+    let answer = env.output(&id, Duration::from_secs(30)).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!({"approved": null}));
+}
