@@ -65,7 +65,7 @@ where
             return inv.abort(Abort::retry(message)).await;
         }
     };
-    inv.stop_if_aborted().await;
+    inv.stop_if_failed().await;
     record_outcome(inv, index, &name, result, |name, result| EntryKind::Scope {
         name,
         result,

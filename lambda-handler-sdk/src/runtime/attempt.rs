@@ -339,7 +339,7 @@ impl Attempt {
         if let Err(reason) = self.flush_deferred().await {
             return self.abort(reason).await;
         }
-        self.stop_if_aborted().await;
+        self.stop_if_failed().await;
         durable_protocol::crash_point!("sdk.journal.append.before");
         let appended = self.sink.append(&self.id, entry, self.writer).await;
         durable_protocol::crash_point!("sdk.journal.append.after");
@@ -391,7 +391,7 @@ impl Attempt {
     /// attempt's different entry at that index cannot be adopted any more: the attempt ends
     /// (retryable; the next one replays the recorded result).
     async fn write_deferred(&self, entry: &JournalEntry) -> Result<(), Abort> {
-        self.stop_if_aborted().await;
+        self.stop_if_failed().await;
         let _busy = self.busy();
         durable_protocol::crash_point!("sdk.journal.deferred.before");
         let appended = self.sink.append(&self.id, entry, self.writer).await;
@@ -455,7 +455,16 @@ impl Attempt {
         }
     }
 
-    /// Never returns once the attempt was aborted: nothing is written after that.
+    /// Never returns once the attempt failed fatally (e.g. its replay diverged): nothing is
+    /// written after that. A retry or a suspension still writes the deferred step entry.
+    pub(crate) async fn stop_if_failed(&self) {
+        if matches!(self.abort.reason(), Some(Abort::Fatal(_))) {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Never returns once the attempt is ending, whatever the reason: no new side effect
+    /// (a step's closure, a dispatch) starts after that.
     pub(crate) async fn stop_if_aborted(&self) {
         if self.abort.reason().is_some() {
             std::future::pending::<()>().await;
