@@ -27,7 +27,9 @@ fn replaying() -> bool {
 
 /// A `tracing` filter that drops events emitted by handler code while it is replaying (see
 /// [`DurableContext::is_replaying`](crate::DurableContext::is_replaying)); spans and events
-/// outside handlers pass. Add it to your own subscriber's layer with `.with_filter(...)`.
+/// outside handlers pass. Add it to your own subscriber's layer, combined with your level filter
+/// (`.with_filter(env_filter.and(ReplayAwareFilter))`), so that what the level filter turns off
+/// costs nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayAwareFilter;
 
@@ -36,8 +38,12 @@ impl<S> Filter<S> for ReplayAwareFilter {
         !(meta.is_event() && replaying())
     }
 
-    fn callsite_enabled(&self, _: &'static Metadata<'static>) -> tracing::subscriber::Interest {
-        // Whether a callsite is enabled changes as the replay goes on: ask every time.
-        tracing::subscriber::Interest::sometimes()
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        if meta.is_event() {
+            // Whether an event is dropped changes as the replay goes on: ask every time.
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
     }
 }

@@ -67,16 +67,17 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
 /// from handlers replaying (see [`ReplayAwareFilter`](crate::ReplayAwareFilter)). Does
 /// nothing if a subscriber is installed already.
 pub fn init_tracing() {
+    use tracing_subscriber::filter::FilterExt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Lambda adds its own timestamps to log lines.
+    // Lambda adds its own timestamps to log lines. `and`: what the level filter turns off
+    // stays off for good (no per-event check for the AWS SDK's debug and trace callsites).
     let layer = tracing_subscriber::fmt::layer()
         .without_time()
         .with_ansi(false)
-        .with_filter(filter)
-        .with_filter(crate::ReplayAwareFilter);
+        .with_filter(filter.and(crate::ReplayAwareFilter));
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }

@@ -608,3 +608,56 @@ async fn wait_for_callback_submits_the_id_once_then_waits_or_times_out() {
         }
     );
 }
+
+#[tokio::test]
+async fn the_replay_aware_filter_drops_what_a_replay_logs_again() {
+    use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+    use tracing_subscriber::Layer;
+
+    /// Collects the `message` of every event it is given.
+    struct Collect(Arc<Mutex<Vec<String>>>);
+    impl<S: tracing::Subscriber> Layer<S> for Collect {
+        fn on_event(&self, event: &tracing::Event<'_>, _: LayerContext<'_, S>) {
+            struct Message<'a>(&'a mut String);
+            impl tracing::field::Visit for Message<'_> {
+                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                    if f.name() == "message" {
+                        *self.0 = format!("{v:?}");
+                    }
+                }
+            }
+            let mut m = String::new();
+            event.record(&mut Message(&mut m));
+            self.0.lock().unwrap().push(m);
+        }
+    }
+    async fn chatty(ctx: Context, _: ()) -> Result<(), HandlerError> {
+        tracing::info!("before the first step");
+        ctx.run("a", || async { Ok(1u8) }).await?;
+        ctx.run("b", || async { Ok(2u8) }).await?;
+        tracing::info!("after the new step");
+        Ok(())
+    }
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = tracing_subscriber::registry()
+        .with(Collect(lines.clone()).with_filter(crate::ReplayAwareFilter));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let ep = Endpoint::new().service(Service::new("svc").handler("chatty", chatty));
+    let recorded = vec![run_entry(0, "a", json!(1))];
+    let resp = ep
+        .run(
+            request("chatty", json!(null), recorded),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await;
+    assert!(
+        matches!(resp, HandlerResponse::Completed { .. }),
+        "{resp:?}"
+    );
+    let lines = lines.lock().unwrap().clone();
+    assert!(
+        !lines.iter().any(|l| l == "before the first step"),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l == "after the new step"), "{lines:?}");
+}
