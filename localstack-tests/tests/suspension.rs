@@ -123,9 +123,8 @@ async fn a_crash_in_the_middle_of_a_sleep_still_completes_after_the_wake_time() 
     assert_eq!(calls[0].error_type.as_deref(), Some("Runtime.ExitError"));
 }
 
-#[tokio::test]
-async fn an_awakeable_resolved_from_outside_resumes_the_invocation() {
-    let env = Env::load().await;
+/// Starts `testbed/approval` (a 60 s timeout) in the background: its id and its awakeable's.
+async fn start_approval(env: &Env) -> (String, String) {
     let run = run_id();
     let id = env
         .send(
@@ -134,7 +133,13 @@ async fn an_awakeable_resolved_from_outside_resumes_the_invocation() {
             json!({"run": run, "timeout_ms": 60_000}),
         )
         .await;
-    let awakeable = env.published(&run, "awakeable").await;
+    (id, env.published(&run, "awakeable").await)
+}
+
+#[tokio::test]
+async fn an_awakeable_resolved_from_outside_resumes_the_invocation() {
+    let env = Env::load().await;
+    let (id, awakeable) = start_approval(&env).await;
     let resolved = env
         .complete_awakeable(&awakeable, "resolve", r#"{"by":"ada"}"#)
         .await;
@@ -174,15 +179,7 @@ async fn an_awakeable_resolved_from_outside_resumes_the_invocation() {
 #[tokio::test]
 async fn a_rejected_awakeable_fails_the_wait_with_its_code() {
     let env = Env::load().await;
-    let run = run_id();
-    let id = env
-        .send(
-            "testbed",
-            "approval",
-            json!({"run": run, "timeout_ms": 60_000}),
-        )
-        .await;
-    let awakeable = env.published(&run, "awakeable").await;
+    let (id, awakeable) = start_approval(&env).await;
     let rejected = env
         .complete_awakeable(&awakeable, "reject", r#"{"message":"denied","code":403}"#)
         .await;
@@ -480,15 +477,7 @@ async fn in_process_timeouts_racing_awakeables_always_fire() {
 #[tokio::test]
 async fn an_empty_resolve_completes_an_awakeable_with_null() {
     let env = Env::load().await;
-    let run = run_id();
-    let id = env
-        .send(
-            "testbed",
-            "approval",
-            json!({"run": run, "timeout_ms": 60_000}),
-        )
-        .await;
-    let awakeable = env.published(&run, "awakeable").await;
+    let (id, awakeable) = start_approval(&env).await;
     let resolved = env.complete_awakeable(&awakeable, "resolve", "").await;
     assert_eq!(resolved.status, 200, "{}", resolved.raw);
     let answer = env.output(&id, Duration::from_secs(30)).await;

@@ -284,7 +284,7 @@ impl<T> BatchResult<T> {
 type Task<'a, C, T> = Box<dyn FnOnce(C) -> BoxFuture<'a, Result<T, HandlerError>> + Send + 'a>;
 
 /// Settings shared by map and parallel.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Limits {
     max_concurrency: Option<usize>,
     policy: CompletionPolicy,
@@ -368,6 +368,23 @@ where
     })
 }
 
+/// Takes the batch's journal index in `ctx`'s scope now (program order) and returns the
+/// batch's future.
+fn start_batch<'a, C, T>(
+    ctx: &'a C,
+    name: &'a str,
+    tasks: Vec<Task<'a, C, T>>,
+    limits: Limits,
+) -> BoxFuture<'a, Result<BatchResult<T>, TerminalError>>
+where
+    C: Sealed + Clone + 'a,
+    T: Serialize + DeserializeOwned + Send + 'a,
+{
+    let plain = ctx.context();
+    let index = plain.allocate();
+    plain.receiving(index, run_batch(ctx.clone(), index, name, tasks, limits))
+}
+
 /// Checks the settings, then runs the batch as one scope whose result is recorded.
 async fn run_batch<'a, C, T>(
     ctx: C,
@@ -407,10 +424,7 @@ impl<'a, C, I, F> Map<'a, C, I, F> {
             name,
             items,
             f,
-            limits: Limits {
-                max_concurrency: None,
-                policy: CompletionPolicy::default(),
-            },
+            limits: Limits::default(),
         }
     }
 
@@ -449,8 +463,6 @@ where
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let plain = self.ctx.context();
-        let index = plain.allocate();
         let f = Arc::new(self.f);
         let tasks: Vec<Task<'a, C, T>> = self
             .items
@@ -462,8 +474,7 @@ where
                 }) as Task<'a, C, T>
             })
             .collect();
-        let batch = run_batch(self.ctx.clone(), index, self.name, tasks, self.limits);
-        plain.receiving(index, batch)
+        start_batch(self.ctx, self.name, tasks, self.limits)
     }
 }
 
@@ -483,10 +494,7 @@ impl<'a, C, T> Parallel<'a, C, T> {
             ctx,
             name,
             branches: Vec::new(),
-            limits: Limits {
-                max_concurrency: None,
-                policy: CompletionPolicy::default(),
-            },
+            limits: Limits::default(),
         }
     }
 
@@ -533,16 +541,7 @@ where
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let plain = self.ctx.context();
-        let index = plain.allocate();
-        let batch = run_batch(
-            self.ctx.clone(),
-            index,
-            self.name,
-            self.branches,
-            self.limits,
-        );
-        plain.receiving(index, batch)
+        start_batch(self.ctx, self.name, self.branches, self.limits)
     }
 }
 

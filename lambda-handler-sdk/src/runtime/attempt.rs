@@ -266,7 +266,7 @@ impl Attempt {
     /// A replay that creates operations in another order than the journal recorded ends the
     /// attempt (fatal); the operation then never writes.
     pub(crate) fn allocate(&self, scope: &Scope) -> u32 {
-        let recorded = |i: u32| self.replay.recorded(i).cloned();
+        let recorded = |i: u32| self.replay.recorded(i);
         self.placed(self.replay.numbering.allocate(scope, recorded))
     }
 

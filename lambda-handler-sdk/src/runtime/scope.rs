@@ -138,10 +138,10 @@ impl Numbering {
     /// The journal index of the next operation of `scope`: the recorded one, or the next fresh
     /// index. Fails (with the index) if the recorded operation was created after a result this
     /// attempt has not received yet.
-    pub(crate) fn allocate(
+    pub(crate) fn allocate<'r>(
         &self,
         scope: &Scope,
-        recorded: impl Fn(u32) -> Option<JournalEntry>,
+        recorded: impl Fn(u32) -> Option<&'r JournalEntry>,
     ) -> Result<u32, (u32, TerminalFailure)> {
         let seq = scope.next();
         let after = scope.last_received();
@@ -154,7 +154,7 @@ impl Numbering {
                     .expect("received poisoned")
                     .contains(&before)
                 {
-                    return Err((index, out_of_order(&entry, before)));
+                    return Err((index, out_of_order(entry, before)));
                 }
             }
         }
@@ -279,7 +279,7 @@ mod tests {
     fn recorded_operations_keep_their_index_and_new_ones_follow_the_last() {
         let journal = vec![run(0, None, None), run(1, Some("0.0"), None)];
         let n = Numbering::new(&journal);
-        let find = |i: u32| journal.iter().find(|e| e.index == i).cloned();
+        let find = |i: u32| journal.iter().find(|e| e.index == i);
         let root = Scope::root();
         assert_eq!(n.allocate(&root, find), Ok(0));
         let inner = Scope::at(OpPath::root().child(0));
@@ -313,7 +313,7 @@ mod tests {
             run(2, None, Some(1)),
             run(3, None, Some(0)),
         ];
-        let find = |i: u32| journal.iter().find(|e| e.index == i).cloned();
+        let find = |i: u32| journal.iter().find(|e| e.index == i);
         let n = Numbering::new(&journal);
         let root = Scope::root();
         assert_eq!(n.allocate(&root, find), Ok(0));
@@ -337,7 +337,7 @@ mod tests {
         ];
         let n = Numbering::new(&journal);
         let root = Scope::root();
-        let find = |i: u32| journal.iter().find(|e| e.index == i).cloned();
+        let find = |i: u32| journal.iter().find(|e| e.index == i);
         n.allocate(&root, find).unwrap();
         assert!(n.is_gated(&root, 0));
         let waiting = n.may_receive(&root, 0);
