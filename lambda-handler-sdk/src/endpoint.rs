@@ -363,6 +363,12 @@ impl Endpoint {
             Err(e) => return retry(format!("could not read the input: {e}")),
         }
         let key = req.service_key.invocation_key(&req.invocation_id);
+        // A cancellation that an entry carries already reached the handler (one time only).
+        let cancel = req.cancel
+            && !req
+                .journal
+                .iter()
+                .any(durable_protocol::JournalEntry::carries_cancellation);
         let inv = Arc::new(Attempt::new(
             (req.invocation_id, key),
             durable_store::Writer {
@@ -389,6 +395,9 @@ impl Endpoint {
                     }
                 }
             }
+        }
+        if cancel {
+            inv.cancel_pending();
         }
         let _ = inv.dispatcher.set(dispatcher.clone());
         let ctx = Context::new(inv.clone());

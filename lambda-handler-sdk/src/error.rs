@@ -39,6 +39,23 @@ impl TerminalError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// Whether the invocation was cancelled (`409 cancelled`): what a handler sees at its next
+    /// durable await after `POST /invocations/{id}/cancel`, and what a call returns when the
+    /// callee was cancelled. Catch it to compensate; return it to end as `cancelled`.
+    pub fn is_cancelled(&self) -> bool {
+        TerminalFailure::from(self.clone()).is_cancelled()
+    }
+
+    /// Whether a call failed because its callee was killed (`409 killed`).
+    pub fn is_killed(&self) -> bool {
+        TerminalFailure::from(self.clone()).is_killed()
+    }
+
+    /// The error a cancelled handler returns to end as cancelled (`409 cancelled`).
+    pub fn cancelled() -> Self {
+        TerminalFailure::cancelled().into()
+    }
 }
 
 impl fmt::Display for TerminalError {

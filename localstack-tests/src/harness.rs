@@ -74,6 +74,17 @@ impl Env {
         answer.invocation_id.expect("x-invocation-id")
     }
 
+    /// `POST /{service}/{key}/{handler}/send`, expecting `202 accepted`: the invocation id.
+    pub async fn send_keyed(
+        &self,
+        service: &str,
+        key: &str,
+        handler: &str,
+        input: serde_json::Value,
+    ) -> String {
+        self.send(service, &format!("{key}/{handler}"), input).await
+    }
+
     /// Polls `GET /invocations/{id}/output` until it is neither 409 (running) nor 404 (not
     /// created yet), for at most `within`.
     pub async fn output(&self, id: &str, within: Duration) -> Answer {
@@ -164,5 +175,62 @@ impl Env {
             )
             .await
             .expect("request")
+    }
+
+    /// `POST /invocations/{id}/{action}` with an optional JSON body.
+    pub async fn manage(&self, id: &str, action: &str, body: Option<&str>) -> Answer {
+        self.client
+            .request(
+                reqwest::Method::POST,
+                &format!("/invocations/{id}/{action}"),
+                body,
+                &[("content-type", "application/json")],
+            )
+            .await
+            .expect("request")
+    }
+
+    /// An invocation's stored status.
+    pub async fn status(&self, id: &str) -> String {
+        let meta = self.meta(id).await;
+        meta.get("status")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until invocation `id` has status `status`, for at most `within`.
+    pub async fn wait_status(&self, id: &str, status: &str, within: Duration) {
+        let started = Instant::now();
+        loop {
+            let now = inspect::invocation(&self.clients, &self.deployment.table, id)
+                .await
+                .ok()
+                .and_then(|s| s.meta)
+                .and_then(|m| m.get("status").and_then(|v| v.as_s().ok()).cloned());
+            if now.as_deref() == Some(status) {
+                return;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{id} is {now:?}, not {status}, after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Publishes `value` under `test#<run>` / `<sk>`, as the test Lambda's `publish` does (a
+    /// flag a handler checks).
+    pub async fn publish(&self, run: &str, sk: &str, value: &str) {
+        self.clients
+            .dynamo
+            .put_item()
+            .table_name(&self.deployment.table)
+            .item("pk", AttributeValue::S(format!("test#{run}")))
+            .item("sk", AttributeValue::S(sk.to_owned()))
+            .item("value", AttributeValue::S(value.to_owned()))
+            .send()
+            .await
+            .expect("write");
     }
 }

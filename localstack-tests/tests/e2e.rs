@@ -602,7 +602,7 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
         None
     );
     assert!(!store
-        .next_attempt(&mut stale, 0, None, "late")
+        .next_attempt(&mut stale, 0, None, "late", 0)
         .await
         .unwrap());
     let done = Outcome::Completed(json!("winner"));

@@ -7,8 +7,12 @@ use std::time::Duration;
 pub struct Config {
     /// The DynamoDB table (`DURABLE_TABLE`, required).
     pub table: String,
-    /// Attempts per invocation before it fails terminally (`DURABLE_MAX_ATTEMPTS`, default 10).
+    /// Attempts per invocation before it stops retrying (`DURABLE_MAX_ATTEMPTS`, default 10).
     pub max_attempts: u32,
+    /// What an invocation whose last attempt failed on a retryable error becomes
+    /// (`DURABLE_ON_MAX_ATTEMPTS`, `pause` (default) or `fail`): paused costs nothing and can be
+    /// fixed and resumed.
+    pub on_max_attempts: OnMaxAttempts,
     /// First retry delay when the handler gives none (`DURABLE_RETRY_INITIAL_MS`, default 200).
     pub retry_initial: Duration,
     /// Largest retry delay (`DURABLE_RETRY_MAX_MS`, default 30 000).
@@ -62,6 +66,15 @@ impl Config {
         Ok(Self {
             table,
             max_attempts: number("DURABLE_MAX_ATTEMPTS", 10)?.max(1) as u32,
+            on_max_attempts: match std::env::var("DURABLE_ON_MAX_ATTEMPTS").as_deref() {
+                Err(_) | Ok("pause") => OnMaxAttempts::Pause,
+                Ok("fail") => OnMaxAttempts::Fail,
+                Ok(other) => {
+                    return Err(format!(
+                        "DURABLE_ON_MAX_ATTEMPTS={other:?} is neither pause nor fail"
+                    ))
+                }
+            },
             retry_initial: Duration::from_millis(number("DURABLE_RETRY_INITIAL_MS", 200)?),
             retry_max: Duration::from_millis(number("DURABLE_RETRY_MAX_MS", 30_000)?),
             retention: Duration::from_secs(number("DURABLE_RETENTION_SECS", 86_400)?),
@@ -92,6 +105,16 @@ impl Config {
             },
         })
     }
+}
+
+/// What an invocation becomes when its last attempt failed on a retryable error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMaxAttempts {
+    /// Paused: it keeps its journal (and an exclusive one its object's lock) until resumed,
+    /// restarted or killed.
+    Pause,
+    /// Failed with `500 gave up after N attempts`.
+    Fail,
 }
 
 fn number(name: &str, default: u64) -> Result<u64, String> {

@@ -5,6 +5,7 @@
 //! * [`control`]: control events (register, drive, wake, resume, dispatch, sweep).
 //! * [`driver`]: pushing invocations with their journal to handler Lambdas, retries, hand-offs,
 //!   suspension, and joining existing invocations.
+//! * [`lifecycle`]: an operator's kill, pause, resume, retry and restart of an invocation.
 //! * [`services`]: the clients and stores, built once per process.
 //! * [`doors`]: which door (qualifier) an event came through, and what each door accepts.
 //! * [`signer`]: proofs on the events the orchestrator sends, checks of those it receives.
@@ -18,6 +19,7 @@ pub mod doors;
 pub mod driver;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod services;
 pub mod signer;
 pub mod timers;

@@ -122,6 +122,12 @@ impl Timers {
         }
     }
 
+    /// Deletes the schedule of `id`'s retry of attempt `attempt`, if there is one (best effort:
+    /// one left behind sends a `drive` that finds nothing to do).
+    pub async fn delete_retry(&self, id: &InvocationId, attempt: u32) {
+        self.delete(&format!("{}-r{attempt}", id.local())).await;
+    }
+
     /// Deletes the schedules of `timers` of `id` (best effort, as above).
     pub async fn delete_timers(&self, id: &InvocationId, timers: &[Timer]) {
         for timer in timers {

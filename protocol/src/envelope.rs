@@ -68,6 +68,10 @@ pub struct InvokeRequest {
     /// entry to expire. `None`: entries are kept until the orchestrator expires them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_expires_at: Option<u64>,
+    /// An operator cancelled the invocation and the handler has not seen it yet: the next new
+    /// step records `409 cancelled` instead of running (see `TerminalFailure::cancelled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel: bool,
 }
 
 impl InvokeRequest {
@@ -100,6 +104,7 @@ impl InvokeRequest {
             handler_kind: None,
             state: None,
             journal_expires_at: None,
+            cancel: false,
         }
     }
 

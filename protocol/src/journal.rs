@@ -25,12 +25,37 @@ impl TerminalFailure {
     /// Status code for a replay that diverged from the journal (as Restate uses).
     pub const NON_DETERMINISM: u16 = 570;
 
+    /// The message of the failure a cancelled invocation's handler sees (with `409`).
+    pub const CANCELLED: &'static str = "cancelled";
+    /// The message a killed invocation fails with (with `409`).
+    pub const KILLED: &'static str = "killed";
+
     /// A failure with a status code and message.
     pub fn new(code: u16, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
         }
+    }
+
+    /// What a cancelled invocation's handler sees at its next durable await: `409 cancelled`.
+    pub fn cancelled() -> Self {
+        Self::new(Self::CONFLICT, Self::CANCELLED)
+    }
+
+    /// What a killed invocation fails with: `409 killed`.
+    pub fn killed() -> Self {
+        Self::new(Self::CONFLICT, Self::KILLED)
+    }
+
+    /// Whether this is the failure of a cancellation ([`TerminalFailure::cancelled`]).
+    pub fn is_cancelled(&self) -> bool {
+        self.code == Self::CONFLICT && self.message == Self::CANCELLED
+    }
+
+    /// Whether this is the failure of a kill ([`TerminalFailure::killed`]).
+    pub fn is_killed(&self) -> bool {
+        self.code == Self::CONFLICT && self.message == Self::KILLED
     }
 }
 
@@ -449,6 +474,24 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
+    /// The failure this entry recorded or was completed with, if any.
+    pub fn failure(&self) -> Option<&TerminalFailure> {
+        let result = match &self.kind {
+            EntryKind::Run { result, .. } | EntryKind::Scope { result, .. } => Some(result),
+            _ => self.completion.as_ref(),
+        };
+        match result {
+            Some(StepResult::Failure(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Whether a cancellation reached the handler through this entry (an await completed
+    /// with it, or a step that recorded it instead of running).
+    pub fn carries_cancellation(&self) -> bool {
+        self.failure().is_some_and(TerminalFailure::is_cancelled)
+    }
+
     /// An entry without completion.
     pub fn new(index: u32, kind: EntryKind) -> Self {
         Self {

@@ -30,6 +30,12 @@ use std::time::Duration;
 pub use durable_protocol::Status;
 
 pub use crate::keys::{LEASE_INDEX, LEASE_SHARD, LEASE_SHARD_VALUE, LEASE_UNTIL};
+/// When an operator asked to cancel the invocation (ms).
+pub(crate) const CANCEL_REQUESTED: &str = "cancel_requested";
+/// The flag of a cancellation that reached the handler.
+pub(crate) const CANCEL_DELIVERED: &str = "cancel_delivered";
+/// When a running invocation's next attempt is due (ms), while it waits for it.
+pub(crate) const BACKOFF_UNTIL: &str = "backoff_until";
 /// The flag set when an invocation leaves its first attempt: its journal is kept from then on.
 const JOURNAL_KEPT: &str = "journal_kept";
 /// The flag of a finished invocation whose clean-up is not known to be done.
@@ -84,6 +90,27 @@ pub struct Invocation {
     pub cleanup_pending: bool,
     /// Some of its values were offloaded to S3 (`payloads/<id>/`).
     pub has_payloads: bool,
+    /// An operator asked to cancel it (`cancel_requested`, ms): its handler sees `409
+    /// cancelled` at its next durable await.
+    pub cancel_requested: Option<u64>,
+    /// The cancellation reached the handler (its awaited entries were completed with it, or a
+    /// step recorded it): later suspensions are not cancelled again.
+    pub cancel_delivered: bool,
+    /// While it waits for a retry: when the next attempt is due (ms).
+    pub backoff_until: Option<u64>,
+    /// A queued exclusive invocation: when it may start (its inbox item's due time).
+    pub due_at: Option<u64>,
+    /// The handler's last step, recorded on the metadata item with the outcome.
+    pub tail: Option<JournalEntry>,
+    /// What made it stop retrying (an operator, or its last attempt's error), while paused.
+    pub last_error: Option<String>,
+}
+
+impl Invocation {
+    /// Whether a cancellation waits to reach its handler.
+    pub fn cancel_pending(&self) -> bool {
+        self.cancel_requested.is_some() && !self.cancel_delivered
+    }
 }
 
 impl Invocation {
@@ -166,17 +193,19 @@ impl Invocation {
         let input = serde_json::from_str(text("input")?)
             .map_err(|e| corrupt(&id, &format!("input: {e}")))?;
         let outcome = match status {
-            Status::Queued | Status::Running | Status::Suspended => None,
+            Status::Queued | Status::Running | Status::Suspended | Status::Paused => None,
             Status::Completed => Some(Outcome::Completed(
                 serde_json::from_str(text("output")?)
                     .map_err(|e| corrupt(&id, &format!("output: {e}")))?,
             )),
-            Status::Failed => Some(Outcome::Failed(TerminalFailure {
-                code: get_n(item, "failure_code").unwrap_or(500),
-                message: get_s(item, "failure_message")
-                    .unwrap_or_default()
-                    .to_owned(),
-            })),
+            Status::Failed | Status::Cancelled | Status::Killed => {
+                Some(Outcome::Failed(TerminalFailure {
+                    code: get_n(item, "failure_code").unwrap_or(500),
+                    message: get_s(item, "failure_message")
+                        .unwrap_or_default()
+                        .to_owned(),
+                }))
+            }
         };
         let step_failures = match (get_n(item, "retry_index"), get_n(item, "retry_failures")) {
             (Some(index), Some(count)) => Some(StepFailures { index, count }),
@@ -202,7 +231,19 @@ impl Invocation {
                     .map_err(|e| corrupt(&id, &format!("handler_kind: {e}")))
             })
             .transpose()?;
+        let flag = |name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false)
+        };
         Ok(Self {
+            cancel_requested: get_n(item, CANCEL_REQUESTED),
+            cancel_delivered: flag(CANCEL_DELIVERED),
+            backoff_until: get_n(item, BACKOFF_UNTIL),
+            due_at: get_n(item, "due_at"),
+            tail: crate::journal::tail_from_meta(item)?,
+            last_error: get_s(item, "last_error").map(str::to_owned),
             key,
             handler_kind,
             released: item
@@ -259,6 +300,8 @@ pub enum Suspension {
     CompletionArrived,
     /// Another driver owns the invocation now.
     LostOwnership,
+    /// A cancellation was requested that has not reached the handler: deliver it instead.
+    CancelPending,
 }
 
 /// The lease of a released invocation: only the sweep's fallback if its `drive` event is lost
@@ -398,6 +441,7 @@ impl InvocationStore {
         lease_until: u64,
         step_failures: Option<StepFailures>,
         last_error: &str,
+        due_ms: u64,
     ) -> Result<bool, StoreError> {
         let lease_until = lease_ahead(lease_until);
         let mut update = self
@@ -407,8 +451,11 @@ impl InvocationStore {
             .expression_attribute_values(":lease", n(lease_until))
             .expression_attribute_values(":err", s(truncate(last_error, 2000)))
             .expression_attribute_values(":now", n(now_millis()));
-        let mut set = "SET epoch = :next, attempt = :attempt, lease_until = :lease, last_error = :err, updated_at = :now, journal_kept = :kept".to_string();
-        update = update.expression_attribute_values(":kept", AttributeValue::Bool(true));
+        let mut set = "SET epoch = :next, attempt = :attempt, lease_until = :lease, last_error = :err, updated_at = :now, journal_kept = :kept, backoff_until = :due".to_string();
+        update = update
+            .expression_attribute_values(":kept", AttributeValue::Bool(true))
+            .expression_attribute_values(":due", n(due_ms))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
         match step_failures {
             Some(f) => {
                 set.push_str(", retry_index = :ri, retry_failures = :rf");
@@ -418,15 +465,22 @@ impl InvocationStore {
             }
             None => set.push_str(" REMOVE retry_index, retry_failures"),
         }
-        let applied = apply(update.update_expression(set)).await?;
-        if applied {
-            inv.epoch += 1;
-            inv.attempt += 1;
-            inv.journal_kept = true;
-            inv.lease_until = lease_until;
-            inv.step_failures = step_failures;
+        let Some(out) = apply_returning(update.update_expression(set)).await? else {
+            return Ok(false);
+        };
+        // The item as it is now: a cancellation requested meanwhile travels with the next push.
+        match out.attributes.as_ref().map(Invocation::from_item) {
+            Some(Ok(now)) => *inv = now,
+            _ => {
+                inv.epoch += 1;
+                inv.attempt += 1;
+                inv.journal_kept = true;
+                inv.lease_until = lease_until;
+                inv.step_failures = step_failures;
+                inv.backoff_until = Some(due_ms);
+            }
         }
-        Ok(applied)
+        Ok(true)
     }
 
     /// Takes over a running invocation whose lease expired (its driver died or gave it up):
@@ -504,9 +558,11 @@ impl InvocationStore {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(keys::meta_key_item(&inv.id)))
-            .condition_expression(OWNED)
+            .condition_expression(owned_and(
+                "(attribute_not_exists(cancel_requested) OR cancel_delivered = :kept)",
+            ))
             .update_expression(
-                "SET #st = :suspended, waiting_on = :w, lease_until = :zero, updated_at = :now, journal_kept = :kept REMOVE lease_shard",
+                "SET #st = :suspended, waiting_on = :w, lease_until = :zero, updated_at = :now, journal_kept = :kept REMOVE lease_shard, backoff_until",
             )
             .expression_attribute_values(":kept", AttributeValue::Bool(true));
         let update = bind_owned(update, inv.epoch)
@@ -533,7 +589,17 @@ impl InvocationStore {
                     return Err(StoreError::dynamo("TransactWriteItems", err));
                 };
                 if failed.last() == Some(&true) {
-                    Ok(Suspension::LostOwnership)
+                    // Lost, or a cancellation to deliver first: the item tells.
+                    Ok(match self.get(&inv.id).await? {
+                        Some(now)
+                            if now.epoch == inv.epoch
+                                && now.status == Status::Running
+                                && now.cancel_pending() =>
+                        {
+                            Suspension::CancelPending
+                        }
+                        _ => Suspension::LostOwnership,
+                    })
                 } else if failed.iter().any(|f| *f) {
                     Ok(Suspension::CompletionArrived)
                 } else {
@@ -606,7 +672,7 @@ impl InvocationStore {
         tail: Option<&JournalEntry>,
         retention: Duration,
     ) -> Result<Option<bool>, StoreError> {
-        let finish = FinishUpdate::new(inv, outcome, tail, retention);
+        let finish = FinishUpdate::new(inv, outcome, tail, retention, Ending::Owned);
         let mut update = self
             .update_owned(inv)
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew);
@@ -635,6 +701,19 @@ impl InvocationStore {
 /// out would cost a second write): the sweep reads the item once, when its cursor passes the
 /// lease, and skips it; the index entry goes with the item's TTL. The handler's last step,
 /// when nothing durable followed it, is recorded here too (`tail`): one write for both.
+/// Who records an outcome, which decides its condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The invocation's driver, at the epoch it owns while it runs ([`OWNED`]).
+    Owned,
+    /// An operator's kill: at the epoch it read, from any live status ([`STOPPABLE`]).
+    Stopped,
+}
+
+/// The condition of a kill: the epoch read is current and the invocation is live (running,
+/// suspended or paused; a queued one leaves its object's inbox in the same transaction).
+pub const STOPPABLE: &str = "epoch = :e AND #st IN (:running, :suspended, :paused)";
+
 pub struct FinishUpdate {
     pub expression: String,
     pub condition: &'static str,
@@ -650,6 +729,7 @@ impl FinishUpdate {
         outcome: &Outcome,
         tail: Option<&JournalEntry>,
         retention: Duration,
+        ending: Ending,
     ) -> Self {
         let now = now_millis();
         let expires_at = now / 1000 + retention.as_secs();
@@ -669,7 +749,7 @@ impl FinishUpdate {
                 "SET #st = :status, #out = :out"
             }
             Outcome::Failed(f) => {
-                values.push((":status", s(Status::Failed.as_str())));
+                values.push((":status", s(Status::of_failure(f).as_str())));
                 values.push((":code", n(f.code)));
                 values.push((":msg", s(truncate(&f.message, 8000))));
                 "SET #st = :status, failure_code = :code, failure_message = :msg"
@@ -678,7 +758,17 @@ impl FinishUpdate {
         let mut expression = format!(
             "{set}, completed_at = :now, updated_at = :now, expires_at = :exp, has_payloads = if_not_exists(has_payloads, :no)"
         );
-        if inv.journal_kept {
+        let condition = match ending {
+            Ending::Owned => OWNED,
+            Ending::Stopped => {
+                values.push((":suspended", s(Status::Suspended.as_str())));
+                values.push((":paused", s(Status::Paused.as_str())));
+                STOPPABLE
+            }
+        };
+        // A stopped invocation's children and schedules are seen to after the write, and by
+        // the sweep if that call dies.
+        if inv.journal_kept || ending == Ending::Stopped {
             // Its journal needs a TTL and its timers may have schedules: done after the
             // finish, and by the sweep if the finishing call dies first.
             expression.push_str(", cleanup = :yes");
@@ -688,9 +778,10 @@ impl FinishUpdate {
             expression.push_str(", tail = :tail");
             values.push((":tail", tail_value(entry)));
         }
+        expression.push_str(" REMOVE backoff_until, waiting_on");
         Self {
             expression,
-            condition: OWNED,
+            condition,
             names,
             values,
         }

@@ -470,38 +470,48 @@ impl JournalStore {
     ) -> Result<Vec<JournalEntry>, StoreError> {
         use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
         let items = self.journal_items(id).await?;
-        for chunk in items.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    let mut item = item.clone();
-                    item.insert(keys::EXPIRES_AT.into(), n(expires_at));
-                    let put = PutRequest::builder()
-                        .set_item(Some(item))
-                        .build()
-                        .expect("item is set");
-                    WriteRequest::builder().put_request(put).build()
-                })
-                .collect();
-            // Unprocessed items (throttling, rare here) are sent again at once, a few times.
+        let requests = items
+            .iter()
+            .map(|item| {
+                let mut item = item.clone();
+                item.insert(keys::EXPIRES_AT.into(), n(expires_at));
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .expect("item is set");
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        self.write_batches(requests).await?;
+        items.iter().map(entry_from_item).collect()
+    }
+
+    /// Sends `requests` 25 per `BatchWriteItem`; unprocessed items (throttling, rare here) are
+    /// sent again at once, a few times.
+    pub(crate) async fn write_batches(
+        &self,
+        requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+    ) -> Result<(), StoreError> {
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
             for _ in 0..5 {
                 let out = self
                     .client
                     .batch_write_item()
-                    .request_items(&self.table, requests)
+                    .request_items(&self.table, pending)
                     .send()
                     .await
                     .map_err(|e| StoreError::dynamo("BatchWriteItem", e))?;
-                requests = out
+                pending = out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(&self.table))
                     .unwrap_or_default();
-                if requests.is_empty() {
+                if pending.is_empty() {
                     break;
                 }
             }
         }
-        items.iter().map(entry_from_item).collect()
+        Ok(())
     }
 
     /// Takes the TTL off entry `index` of `id`: it is kept until the invocation finishes (an

@@ -6,6 +6,7 @@
 //! * [`batch`]: batch reads of many items by key.
 //! * [`journal`]: journal entries as items, the conditional append, completions, TTLs.
 //! * [`invocations`]: invocation metadata and its conditional lifecycle transitions.
+//! * [`control`]: the transitions operators ask for (pause, resume, cancel, retry, restart).
 //! * [`sweep`]: the sweep's cursors, the pages it walks and its conditional marks.
 //! * [`objects`]: virtual objects' lock and inbox, and the transaction that ends a keyed
 //!   invocation (outcome, state, lock hand-over).
@@ -18,6 +19,7 @@
 pub mod attrs;
 pub mod batch;
 pub mod conditional;
+pub mod control;
 pub mod error;
 pub mod invocations;
 pub mod journal;

@@ -16,7 +16,7 @@ use crate::attrs::n;
 use crate::attrs::s;
 use crate::conditional::{bind_owned, build_err, failed_conditions, OWNED};
 use crate::invocations::{
-    FinishUpdate, Invocation, InvocationStore, NewInvocation, Outcome, Status, LEASE_SHARD,
+    Ending, FinishUpdate, Invocation, InvocationStore, NewInvocation, Outcome, Status, LEASE_SHARD,
 };
 use crate::keys;
 use crate::Item;
@@ -351,6 +351,7 @@ impl Objects {
         tail: Option<&JournalEntry>,
         retention: Duration,
         delta: &StateDelta,
+        ending: Ending,
     ) -> Result<Option<Finished>, StoreError> {
         let object = inv.object().ok_or_else(|| StoreError::Corrupt {
             pk: keys::invocation_pk(&inv.id),
@@ -388,7 +389,7 @@ impl Objects {
         }
         let state: Vec<TransactWriteItem> = writes.into_iter().map(|w| w.0).collect();
         for _ in 0..MAX_HANDOFF_ROUNDS {
-            let finish = FinishUpdate::new(inv, outcome, tail, retention);
+            let finish = FinishUpdate::new(inv, outcome, tail, retention, ending);
             let mut meta = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(keys::meta_key_item(&inv.id)))
@@ -485,6 +486,57 @@ impl Objects {
                 inv.id
             ),
         })
+    }
+
+    /// Takes a queued invocation out of its object's inbox and finishes it with `failure`
+    /// (a cancel or a kill: it never ran), in one transaction; `false` if it is no longer
+    /// queued at its epoch (it was granted the lock meanwhile).
+    pub async fn leave_inbox(
+        &self,
+        inv: &Invocation,
+        failure: &durable_protocol::TerminalFailure,
+        retention: Duration,
+    ) -> Result<bool, StoreError> {
+        let (Some(object), Some(due)) = (inv.object(), inv.due_at) else {
+            return Ok(false);
+        };
+        let now = now_millis();
+        let meta = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::meta_key_item(&inv.id)))
+            .condition_expression("epoch = :e AND #st = :queued")
+            .update_expression(
+                "SET #st = :status, failure_code = :code, failure_message = :msg, completed_at = :now, updated_at = :now, expires_at = :exp",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":e", n(inv.epoch))
+            .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+            .expression_attribute_values(":status", s(Status::of_failure(failure).as_str()))
+            .expression_attribute_values(":code", n(failure.code))
+            .expression_attribute_values(":msg", s(failure.message.clone()))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":exp", n(now / 1000 + retention.as_secs()))
+            .build()
+            .map_err(build_err)?;
+        let dequeue = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(
+                self.key(keys::object_ref_pk(&object), keys::queue_sk(due, &inv.id)),
+            ))
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(meta).build())
+            .transact_items(TransactWriteItem::builder().delete(dequeue).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if err.as_service_error().and_then(failed_conditions).is_some() => Ok(false),
+            Err(err) => Err(StoreError::dynamo("TransactWriteItems", err)),
+        }
     }
 
     async fn has_payloads(&self, id: &InvocationId) -> Result<bool, StoreError> {

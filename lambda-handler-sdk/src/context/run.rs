@@ -162,7 +162,15 @@ where
     }
     inv.stop_if_aborted().await;
     let attempt = inv.previous_failures(index) + 1;
-    let result = match STEP_ATTEMPT.scope(attempt, closure()).await {
+    let outcome = if inv.take_cancellation() {
+        // The invocation was cancelled: this step records it instead of running.
+        Err(HandlerError(ErrorKind::Terminal(
+            TerminalFailure::cancelled().into(),
+        )))
+    } else {
+        STEP_ATTEMPT.scope(attempt, closure()).await
+    };
+    let result = match outcome {
         Ok(value) => match serde_json::to_value(&value) {
             Ok(json) => StepResult::Value(json),
             Err(e) => StepResult::Failure(TerminalFailure::new(

@@ -88,8 +88,10 @@ async fn sleep_until(
     if recorded.await.is_err() {
         return std::future::pending().await; // the outbox aborted the attempt
     }
-    if inv.completion(index).is_some() {
-        return Ok(());
+    match inv.completion(index) {
+        Some(StepResult::Failure(f)) => return Err(f.into()), // cancelled
+        Some(StepResult::Value(_)) => return Ok(()),
+        None => {}
     }
     let now = now_millis();
     let remaining = Duration::from_millis(wake_at_ms.saturating_sub(now));
@@ -126,8 +128,10 @@ async fn sleep_until(
         inv.learn_completion(index, fired);
         return Ok(());
     }
-    inv.await_completion(index, Some(wake_at_ms)).await;
-    Ok(())
+    match inv.await_completion(index, Some(wake_at_ms)).await {
+        StepResult::Failure(f) => Err(f.into()),
+        StepResult::Value(_) => Ok(()),
+    }
 }
 
 /// Where a select is.

@@ -58,6 +58,9 @@ pub(crate) struct Attempt {
     /// is answered with the outcome if the handler returns without awaiting anything after
     /// the step: a run that ends with a step saves that step's write.
     deferred: Arc<tokio::sync::Mutex<Option<JournalEntry>>>,
+    /// An operator cancelled the invocation and no entry carries it yet: the next new step
+    /// records `409 cancelled` instead of running.
+    cancel: std::sync::atomic::AtomicBool,
 }
 
 impl Attempt {
@@ -94,7 +97,18 @@ impl Attempt {
             payloads,
             flagged: std::sync::atomic::AtomicBool::new(false),
             deferred: Arc::new(tokio::sync::Mutex::new(None)),
+            cancel: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Marks a cancellation the push carried: the next new step observes it, once.
+    pub(crate) fn cancel_pending(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes a pending cancellation: `true` once, for the step that records it.
+    pub(crate) fn take_cancellation(&self) -> bool {
+        self.cancel.swap(false, Ordering::SeqCst)
     }
 
     /// `value` as it should be recorded (a reference when large; see `payload`). The first

@@ -2,6 +2,7 @@
 //! per feature. The end-to-end behaviour against DynamoDB is covered by the end-to-end tests in `localstack-tests/tests`.
 
 mod calls;
+mod cancellation;
 mod concurrency;
 mod deferred_steps;
 mod discovery;

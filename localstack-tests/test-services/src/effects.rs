@@ -59,7 +59,7 @@ pub(crate) async fn first_time(run: &str, marker: &str) -> Result<bool, HandlerE
 }
 
 /// The input of handlers that only need their test run.
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 pub(crate) struct RunOnly {
     pub(crate) run: String,
 }

@@ -4,6 +4,7 @@
 
 mod calls;
 mod concurrency;
+mod control;
 mod effects;
 mod objects;
 mod payloads;
@@ -13,6 +14,7 @@ mod workflows;
 
 use calls::*;
 use concurrency::*;
+use control::*;
 use effects::DYNAMO;
 use lambda_handler_sdk::prelude::*;
 use objects::*;
@@ -56,7 +58,11 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("big_step", big_step)
                     .handler("big_output", big_output)
                     .handler("map_items", map_items)
-                    .handler("nested_parallel", nested_parallel),
+                    .handler("nested_parallel", nested_parallel)
+                    .handler("saga", saga)
+                    .handler("saga_child", saga_child)
+                    .handler("guarded", guarded)
+                    .handler("hold_lock", hold_lock),
             )
             .service(
                 VirtualObject::new("counter")

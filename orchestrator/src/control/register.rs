@@ -19,6 +19,64 @@ impl Services {
         function_arn: &str,
         allowed: Option<&[ServiceName]>,
     ) -> Result<serde_json::Value, OrchestratorError> {
+        let (discovery, executed_version) = self.discover(function_arn).await?;
+        if let Some(allowed) = allowed {
+            let extra: Vec<&str> = discovery
+                .services
+                .iter()
+                .filter(|s| !allowed.contains(&s.name))
+                .map(|s| s.name.as_str())
+                .collect();
+            if !extra.is_empty() {
+                tracing::warn!(
+                    function_arn,
+                    ?extra,
+                    "refused a registration beyond its services"
+                );
+                return Err(OrchestratorError::Refused(format!(
+                    "{function_arn} serves {} but may serve only {}",
+                    extra.join(", "),
+                    allowed
+                        .iter()
+                        .map(ServiceName::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        let pinned = pin_version(function_arn, executed_version.as_deref());
+        let mut registered = Vec::new();
+        for service in discovery.services {
+            let reg = Registration {
+                service: service.name,
+                kind: service.kind,
+                function_arn: pinned.clone(),
+                kinds: service
+                    .handlers
+                    .iter()
+                    .filter_map(|h| Some((h.name.clone(), h.kind?)))
+                    .collect(),
+                handlers: service.handlers.into_iter().map(|h| h.name).collect(),
+            };
+            self.registry.put(&reg).await?;
+            tracing::info!(service = %reg.service, arn = %reg.function_arn, "registered");
+            registered.push(replies::RegisteredService {
+                service: reg.service,
+                function_arn: reg.function_arn,
+                handlers: reg.handlers,
+            });
+        }
+        replies::report(&replies::Registered { registered })
+    }
+}
+
+impl Services {
+    /// Asks a handler Lambda (`function_arn`, any qualifier) what it serves, checked for
+    /// this orchestrator's protocol and the kinds' rules; with the version that answered.
+    pub(crate) async fn discover(
+        &self,
+        function_arn: &str,
+    ) -> Result<(DiscoveryResponse, Option<String>), OrchestratorError> {
         let lambda_err = |e: String| OrchestratorError::Lambda {
             operation: "Invoke",
             message: e,
@@ -61,53 +119,7 @@ impl Services {
                 OrchestratorError::Protocol(format!("{function_arn} serves {}: {e}", service.name))
             })?;
         }
-        if let Some(allowed) = allowed {
-            let extra: Vec<&str> = discovery
-                .services
-                .iter()
-                .filter(|s| !allowed.contains(&s.name))
-                .map(|s| s.name.as_str())
-                .collect();
-            if !extra.is_empty() {
-                tracing::warn!(
-                    function_arn,
-                    ?extra,
-                    "refused a registration beyond its services"
-                );
-                return Err(OrchestratorError::Refused(format!(
-                    "{function_arn} serves {} but may serve only {}",
-                    extra.join(", "),
-                    allowed
-                        .iter()
-                        .map(ServiceName::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
-        let pinned = pin_version(function_arn, out.executed_version.as_deref());
-        let mut registered = Vec::new();
-        for service in discovery.services {
-            let reg = Registration {
-                service: service.name,
-                kind: service.kind,
-                function_arn: pinned.clone(),
-                kinds: service
-                    .handlers
-                    .iter()
-                    .filter_map(|h| Some((h.name.clone(), h.kind?)))
-                    .collect(),
-                handlers: service.handlers.into_iter().map(|h| h.name).collect(),
-            };
-            self.registry.put(&reg).await?;
-            tracing::info!(service = %reg.service, arn = %reg.function_arn, "registered");
-            registered.push(replies::RegisteredService {
-                service: reg.service,
-                function_arn: reg.function_arn,
-                handlers: reg.handlers,
-            });
-        }
-        replies::report(&replies::Registered { registered })
+        Ok((discovery, out.executed_version))
     }
 }
 

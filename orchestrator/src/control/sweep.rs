@@ -18,6 +18,20 @@ const SWEEP_MARGIN: Duration = Duration::from_secs(10);
 const FIRST_SWEEP_MINUTES: u32 = 15;
 
 impl Services {
+    /// What a finishing call that died left undone; for a killed invocation that includes
+    /// killing the children it awaited.
+    async fn sweep_clean_up(
+        &self,
+        inv: &durable_store::invocations::Invocation,
+        call: &LambdaCall,
+    ) -> Result<(), OrchestratorError> {
+        if inv.status == Status::Killed {
+            return self.after_kill(inv, inv.has_payloads, call).await;
+        }
+        self.clean_up(inv, inv.has_payloads).await;
+        Ok(())
+    }
+
     /// Finds running invocations whose lease expired and hands each to a fresh call (`drive`
     /// takes it over conditionally, so a sweep racing a live driver changes nothing).
     ///
@@ -100,7 +114,7 @@ impl Services {
                         .iter()
                         .filter(|i| i.cleanup_pending && i.outcome.is_some())
                     {
-                        self.clean_up(inv, inv.has_payloads).await;
+                        self.sweep_clean_up(inv, call).await?;
                     }
                     for inv in found.iter().filter(|i| i.status == Status::Running) {
                         let Some(now) = self.invocations.promote(&inv.id).await? else {
@@ -208,7 +222,7 @@ impl Services {
                             followed.callers_notified.push(inv.id.clone());
                         } else if inv.cleanup_pending && inv.outcome.is_some() {
                             // Its driver died between the finish and the clean-up.
-                            self.clean_up(inv, inv.has_payloads).await;
+                            self.sweep_clean_up(inv, call).await?;
                             followed.cleaned.push(inv.id.clone());
                         }
                     }

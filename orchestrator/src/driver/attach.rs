@@ -37,13 +37,15 @@ impl Services {
                     // Suspended or handed off: wait for whoever continues it.
                 }
             }
+            // A paused invocation moves only when an operator resumes it: no use waiting.
             if wait == Wait::No
+                || inv.status == Status::Paused
                 || now_millis() + (pause + ANSWER_MARGIN).as_millis() as u64 > call.deadline_ms
             {
-                return Ok(if inv.status == Status::Suspended {
-                    Driven::Suspended
-                } else {
-                    Driven::Running
+                return Ok(match inv.status {
+                    Status::Suspended => Driven::Suspended,
+                    Status::Paused => Driven::Paused,
+                    _ => Driven::Running,
                 });
             }
             tokio::time::sleep(pause).await;

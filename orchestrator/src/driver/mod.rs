@@ -5,10 +5,13 @@
 //! * [`attach`]: joining an existing invocation, and an exclusive invocation's arrival.
 
 pub mod attach;
+pub mod cancel;
 pub mod reply;
 
+pub use cancel::Transition;
 pub use reply::{classify, next_step_failures, retry_delay, Reply};
 
+use crate::config::OnMaxAttempts;
 use crate::error::OrchestratorError;
 use crate::services::Services;
 use aws_sdk_lambda::operation::invoke::InvokeError;
@@ -35,6 +38,8 @@ pub enum Driven {
     Running,
     /// It waits for a completion (a timer, an awakeable); nothing runs until one arrives.
     Suspended,
+    /// It stopped retrying (its last attempt failed, or an operator paused it) until resumed.
+    Paused,
 }
 
 impl Driven {
@@ -44,6 +49,7 @@ impl Driven {
             Driven::Finished(_) => "finished",
             Driven::Running => "running",
             Driven::Suspended => "suspended",
+            Driven::Paused => "paused",
         }
     }
 }
@@ -159,6 +165,10 @@ impl Services {
                             return Ok(Driven::Suspended);
                         }
                         Suspension::CompletionArrived => continue,
+                        Suspension::CancelPending => {
+                            self.deliver_cancel(&mut inv, &waiting_on, call).await?;
+                            continue;
+                        }
                         Suspension::LostOwnership => {
                             // Another driver finished it meanwhile (this attempt overran or
                             // lost its lease): the schedules made here would fire for nothing.
@@ -178,14 +188,21 @@ impl Services {
                 } => {
                     tracing::warn!(id = %inv.id, attempt = inv.attempt, error = %message, "attempt failed");
                     if inv.attempt >= self.config.max_attempts {
-                        let failure = TerminalFailure::new(
-                            500,
-                            format!(
-                                "gave up after {} attempts; the last one failed with: {message}",
-                                inv.attempt
-                            ),
+                        let why = format!(
+                            "gave up after {} attempts; the last one failed with: {message}",
+                            inv.attempt
                         );
-                        (Outcome::Failed(failure), None)
+                        if self.config.on_max_attempts == OnMaxAttempts::Pause {
+                            // Paused costs nothing and can be fixed and resumed.
+                            crash_point!("driver.pause.before");
+                            if self.invocations.pause(&mut inv, &why).await? {
+                                self.timers.delete_retry(&inv.id, inv.attempt).await;
+                                tracing::warn!(id = %inv.id, attempt = inv.attempt, "paused after its last attempt");
+                                return Ok(Driven::Paused);
+                            }
+                            return Ok(Driven::Running);
+                        }
+                        (Outcome::Failed(TerminalFailure::new(500, why)), None)
                     } else {
                         let failures = next_step_failures(inv.step_failures, step);
                         let delay = retry_delay(&self.config, inv.attempt, retry_after);
@@ -195,23 +212,35 @@ impl Services {
                         // A backoff longer than this call has left waits on a schedule,
                         // not in a Lambda: the lease runs until the retry is due.
                         let deferred = out_of_time && self.config.scheduler_role_arn.is_some();
+                        let due = now_millis() + delay.as_millis() as u64;
                         let lease = if deferred {
-                            now_millis() + delay.as_millis() as u64
+                            due
                         } else {
                             deadline_ms + LEASE_MARGIN.as_millis() as u64
                         };
-                        if !out_of_time {
-                            tokio::time::sleep(delay).await;
-                        }
+                        // Recorded before the backoff, so that it shows (and an operator may
+                        // end it early: `retry`, which moves the epoch on).
                         crash_point!("driver.retry.before");
                         if !self
                             .invocations
-                            .next_attempt(&mut inv, lease, failures, &message)
+                            .next_attempt(&mut inv, lease, failures, &message, due)
                             .await?
                         {
                             return Ok(Driven::Running); // another driver owns it now
                         }
                         crash_point!("driver.retry.after");
+                        if !out_of_time && !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                            // An operator may have retried it, paused or killed it meanwhile.
+                            match self.invocations.get(&inv.id).await? {
+                                Some(now)
+                                    if now.epoch == inv.epoch && now.status == Status::Running =>
+                                {
+                                    inv = now;
+                                }
+                                _ => return Ok(Driven::Running),
+                            }
+                        }
                         if deferred {
                             // Fires once the lease written has ended, so the drive takes over.
                             self.timers
@@ -240,10 +269,12 @@ impl Services {
             // Lost ownership while pushing: whoever owns it decides; report what is stored.
             return Ok(match self.invocations.get(&inv.id).await? {
                 Some(Invocation {
-                    status: Status::Completed | Status::Failed,
-                    outcome: Some(o),
-                    ..
+                    outcome: Some(o), ..
                 }) => Driven::Finished(o),
+                Some(Invocation {
+                    status: Status::Paused,
+                    ..
+                }) => Driven::Paused,
                 _ => Driven::Running,
             });
         }
@@ -271,7 +302,14 @@ impl Services {
         let delta = durable_protocol::StateDelta::from_journal(&journal);
         let Some(finished) = self
             .objects
-            .finish(inv, outcome, tail, self.config.retention, &delta)
+            .finish(
+                inv,
+                outcome,
+                tail,
+                self.config.retention,
+                &delta,
+                durable_store::invocations::Ending::Owned,
+            )
             .await?
         else {
             return Ok(None);
@@ -337,6 +375,7 @@ impl Services {
             key: inv.key.clone(),
             handler_kind: inv.handler_kind,
             journal_expires_at: self.journal_expiry(inv),
+            cancel: inv.cancel_pending(),
             state: match inv.object() {
                 // Small state travels with the push; larger state is read key by key.
                 Some(object) => Some(

@@ -122,6 +122,7 @@ mod tests {
         Config {
             table: "t".into(),
             max_attempts: 5,
+            on_max_attempts: crate::config::OnMaxAttempts::Fail,
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(2),
             retention: Duration::from_secs(60),

@@ -10,6 +10,8 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// The invocation's status, when the error is about a transition that does not apply.
+    pub invocation_status: Option<durable_protocol::Status>,
 }
 
 impl ApiError {
@@ -19,6 +21,18 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            invocation_status: None,
+        }
+    }
+
+    /// 409 `invalid_transition`: what was asked does not apply to an invocation in `status`.
+    pub fn invalid_transition(
+        status: durable_protocol::Status,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            invocation_status: Some(status),
+            ..Self::new(409, "invalid_transition", message)
         }
     }
 
@@ -39,6 +53,7 @@ impl ApiError {
             &ErrorBody {
                 code: self.code,
                 message: &self.message,
+                status: self.invocation_status.map(durable_protocol::Status::as_str),
             },
         )
     }
@@ -49,6 +64,9 @@ impl ApiError {
 pub struct ErrorBody<'a> {
     pub code: &'a str,
     pub message: &'a str,
+    /// The invocation's current status (a `409` for a transition that does not apply).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
 }
 
 impl From<OrchestratorError> for ApiError {

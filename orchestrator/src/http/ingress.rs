@@ -3,6 +3,7 @@
 
 use crate::http::ApiError;
 use crate::http::FunctionUrlRequest;
+use crate::lifecycle::Version;
 use durable_protocol::{
     AwakeableId, HandlerKind, HandlerName, IdempotencyKey, InvocationId, ObjectKey, ServiceKind,
     ServiceName, StepResult, TerminalFailure,
@@ -42,7 +43,61 @@ pub enum Route {
     Attach { id: InvocationId },
     /// `POST /awakeables/{id}/resolve` or `/reject`: complete an awakeable.
     CompleteAwakeable { id: AwakeableId, result: StepResult },
+    /// `POST /invocations/{id}/cancel|kill|pause|resume|retry|restart`: an operator's action.
+    Manage { id: InvocationId, action: Action },
 }
+
+/// What an operator asks of an invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Cooperative: the handler sees `409 cancelled` at its next durable await.
+    Cancel,
+    /// Immediate: no more handler code runs.
+    Kill,
+    /// Stop retrying until resumed.
+    Pause,
+    /// Continue a paused invocation, optionally on another version of its handler.
+    Resume { version: Option<Version> },
+    /// Retry now, skipping the current backoff.
+    Retry,
+    /// Run again from journal entry `from_entry` (default: the entry that failed).
+    Restart { from_entry: Option<u32> },
+}
+
+impl Action {
+    /// The path segment that names it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Cancel => "cancel",
+            Action::Kill => "kill",
+            Action::Pause => "pause",
+            Action::Resume { .. } => "resume",
+            Action::Retry => "retry",
+            Action::Restart { .. } => "restart",
+        }
+    }
+}
+
+/// The body of `POST /invocations/{id}/resume` (optional).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+/// The body of `POST /invocations/{id}/restart` (optional).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RestartBody {
+    #[serde(default)]
+    from_entry: Option<u32>,
+}
+
+/// The body of the other actions: nothing, or `{}`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoBody {}
 
 /// The body of `POST /awakeables/{id}/reject`.
 #[derive(serde::Deserialize)]
@@ -85,6 +140,17 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
                 Route::Output { id }
             } else {
                 Route::Attach { id }
+            })
+        }
+        ["invocations", id, action @ ("cancel" | "kill" | "pause" | "resume" | "retry" | "restart")] => {
+            if method != "POST" {
+                return Err(method_not_allowed(&method, "POST", path));
+            }
+            let id = InvocationId::parse(id)
+                .map_err(|e| ApiError::bad_request("invalid_invocation_id", e.to_string()))?;
+            Ok(Route::Manage {
+                id,
+                action: action_of(req, action)?,
             })
         }
         ["awakeables", id, action @ ("resolve" | "reject")] => {
@@ -146,6 +212,7 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
                 "no route for {method} {path}; use POST /{{service}}/{{handler}}[/send], \
                  POST /{{object}}/{{key}}/{{handler}}[/send], GET /invocations/{{id}}/output|attach, \
                  GET /{{workflow}}/{{key}}/output|attach, \
+                 POST /invocations/{{id}}/cancel|kill|pause|resume|retry|restart, \
                  POST /{{workflow}}/{{key}}/promises/{{name}}/resolve|reject or \
                  POST /awakeables/{{id}}/resolve|reject"
             ),
@@ -280,6 +347,55 @@ fn completion(req: &FunctionUrlRequest, action: &str) -> Result<StepResult, ApiE
     Ok(StepResult::Failure(TerminalFailure::new(code, r.message)))
 }
 
+/// The action named `name`, with its optional JSON body checked.
+fn action_of(req: &FunctionUrlRequest, name: &str) -> Result<Action, ApiError> {
+    fn body<T: serde::de::DeserializeOwned + Default>(
+        req: &FunctionUrlRequest,
+        name: &str,
+        expected: &str,
+    ) -> Result<T, ApiError> {
+        match json_body_or_empty(req)? {
+            None => Ok(T::default()),
+            Some(value) => serde_json::from_value(value).map_err(|e| {
+                ApiError::bad_request("invalid_body", format!("{name} takes {expected}: {e}"))
+            }),
+        }
+    }
+    Ok(match name {
+        "cancel" => body::<NoBody>(req, name, "no body").map(|_| Action::Cancel)?,
+        "kill" => body::<NoBody>(req, name, "no body").map(|_| Action::Kill)?,
+        "pause" => body::<NoBody>(req, name, "no body").map(|_| Action::Pause)?,
+        "retry" => body::<NoBody>(req, name, "no body").map(|_| Action::Retry)?,
+        "resume" => {
+            let b: ResumeBody = body(
+                req,
+                name,
+                r#"no body or {"version": "<number>" | "current"}"#,
+            )?;
+            let version = match b.version.as_deref() {
+                None => None,
+                Some("current") => Some(Version::Current),
+                Some(v) if !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()) => {
+                    Some(Version::Number(v.to_owned()))
+                }
+                Some(v) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_version",
+                        format!("version {v:?} is neither a version number nor \"current\""),
+                    ))
+                }
+            };
+            Action::Resume { version }
+        }
+        _ => {
+            let b: RestartBody = body(req, name, r#"no body or {"from_entry": <entry index>}"#)?;
+            Action::Restart {
+                from_entry: b.from_entry,
+            }
+        }
+    })
+}
+
 /// The JSON body; an empty one is an error.
 fn json_body(req: &FunctionUrlRequest) -> Result<serde_json::Value, ApiError> {
     json_body_or_empty(req)?.ok_or_else(|| {
@@ -342,6 +458,66 @@ mod tests {
     fn err<T: std::fmt::Debug>(r: Result<T, ApiError>) -> (u16, &'static str) {
         let e = r.unwrap_err();
         (e.status, e.code)
+    }
+
+    #[test]
+    fn operator_actions_parse_with_their_bodies() {
+        let id = "inv_svc.0123456789abcdef0123456789abcdef";
+        let action = |path: &str, body: Option<&str>| match route(&req("POST", path, body)) {
+            Ok(Route::Manage { action, .. }) => action,
+            other => panic!("{path}: {other:?}"),
+        };
+        assert_eq!(
+            action(&format!("/invocations/{id}/cancel"), None),
+            Action::Cancel
+        );
+        assert_eq!(
+            action(&format!("/invocations/{id}/kill"), Some("{}")),
+            Action::Kill
+        );
+        assert_eq!(
+            action(
+                &format!("/invocations/{id}/resume"),
+                Some(r#"{"version":"7"}"#)
+            ),
+            Action::Resume {
+                version: Some(Version::Number("7".into()))
+            }
+        );
+        assert_eq!(
+            action(
+                &format!("/invocations/{id}/restart"),
+                Some(r#"{"from_entry":2}"#)
+            ),
+            Action::Restart {
+                from_entry: Some(2)
+            }
+        );
+        assert_eq!(
+            action(&format!("/invocations/{id}/restart"), None),
+            Action::Restart { from_entry: None }
+        );
+        let path = format!("/invocations/{id}/pause");
+        assert_eq!(
+            err(route(&req("GET", &path, None))),
+            (405, "method_not_allowed")
+        );
+        assert_eq!(
+            err(route(&req("POST", &path, Some(r#"{"x":1}"#)))),
+            (400, "invalid_body")
+        );
+        assert_eq!(
+            err(route(&req(
+                "POST",
+                &format!("/invocations/{id}/resume"),
+                Some(r#"{"version":"v1"}"#)
+            ))),
+            (400, "invalid_version")
+        );
+        assert_eq!(
+            err(route(&req("POST", "/invocations/nope/kill", None))),
+            (400, "invalid_invocation_id")
+        );
     }
 
     #[test]

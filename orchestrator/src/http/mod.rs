@@ -4,6 +4,7 @@
 //! * [`ingress`]: routing and validation (no I/O).
 //! * [`invoke`]: invocations, and reads of their results.
 //! * [`completions`]: awakeables and workflow promises completed from outside.
+//! * [`manage`]: an operator's actions on an invocation (cancel, kill, pause, ...).
 //! * [`replies`]: the typed bodies, and the answer for where an invocation got to.
 //! * [`api_error`]: errors answered to callers.
 
@@ -12,6 +13,7 @@ pub mod completions;
 pub mod function_url;
 pub mod ingress;
 pub mod invoke;
+pub mod manage;
 pub mod replies;
 
 pub use api_error::{ApiError, ErrorBody};
@@ -59,6 +61,7 @@ impl Services {
             Ok(Route::CompleteAwakeable { id, result }) => {
                 self.complete_awakeable(&id, &result, call).await
             }
+            Ok(Route::Manage { id, action }) => self.manage(&id, &action, call).await,
         };
         result.unwrap_or_else(|e| e.response())
     }

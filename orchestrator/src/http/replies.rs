@@ -129,7 +129,7 @@ pub(crate) fn respond(id: &InvocationId, driven: Driven) -> FunctionUrlResponse 
     let response = match driven {
         Driven::Finished(Outcome::Completed(output)) => FunctionUrlResponse::json(200, &output),
         Driven::Finished(Outcome::Failed(failure)) => failure_response(id, &failure),
-        Driven::Running | Driven::Suspended => FunctionUrlResponse::json(
+        Driven::Running | Driven::Suspended | Driven::Paused => FunctionUrlResponse::json(
             202,
             &Pending {
                 invocation_id: id,
