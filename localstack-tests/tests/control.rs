@@ -348,10 +348,13 @@ fn durable(args: &[&str]) -> (i32, String) {
 }
 
 #[tokio::test]
-async fn the_durable_command_pauses_resumes_and_reports_refusals() {
+async fn the_durable_command_pauses_resumes_kills_and_reports_refusals() {
     let env = Env::load().await;
-    let id = env.send("testbed", "nap", json!({"millis": 2000})).await;
-    env.wait_status(&id, "suspended", WITHIN).await;
+    // Built first, so that no step below waits for a compiler.
+    let (code, text) = durable(&["--help"]);
+    assert_eq!(code, 0, "{text}");
+    let run = run_id();
+    let id = suspended_saga(&env, &run, "awakeable").await;
     let (code, text) = durable(&["pause", &id]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("paused"), "{text}");
@@ -360,10 +363,13 @@ async fn the_durable_command_pauses_resumes_and_reports_refusals() {
     assert_eq!(code, 0, "{text}");
     let answer: serde_json::Value = serde_json::from_str(text.trim()).expect("--json prints JSON");
     assert_eq!(answer["status"], "running");
-    let out = env.output(&id, WITHIN).await;
-    assert_eq!(out.status, 200, "{}", out.raw);
+    env.wait_status(&id, "suspended", WITHIN).await;
+    let (code, text) = durable(&["kill", &id]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("killed"), "{text}");
+    assert_eq!(env.status(&id).await, "killed");
     // A refused action exits 1 and says why.
     let (code, text) = durable(&["kill", &id]);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("409") && text.contains("completed"), "{text}");
+    assert!(text.contains("409") && text.contains("killed"), "{text}");
 }
