@@ -115,6 +115,10 @@ impl CrashEnv {
     }
 }
 
+/// How long a retrying client waits between two requests: long enough that many clients
+/// polling at once do not by themselves saturate the local gateway.
+const POLL_PAUSE: Duration = Duration::from_millis(1000);
+
 /// Sends a request until it gets an answer from the orchestrator itself (not a dead process's
 /// 5xx from the gateway, not a dropped connection), for at most `within`.
 pub async fn until_answered(
@@ -140,7 +144,7 @@ pub async fn until_answered(
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(POLL_PAUSE).await;
     }
 }
 
@@ -164,7 +168,7 @@ pub async fn finished_output(
         if started.elapsed() > within {
             return Err(format!("{id} not finished after {within:?} (stuck)"));
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(POLL_PAUSE).await;
     }
 }
 
