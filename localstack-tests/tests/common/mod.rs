@@ -392,7 +392,7 @@ async fn lock_free(env: &Env, pk: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// No schedule targets the crash orchestrator any more (timers fired or deleted) within 30 s:
+/// No schedule targets the crash orchestrator any more (timers fired or deleted) within 60 s:
 /// the schedule pump fires due ones every second, and the clean-up of an invocation whose
 /// finishing call died is done by the sweep once that call's lease (at most 15 s) has passed.
 pub async fn no_schedules_left(env: &Env) -> Result<(), String> {
@@ -402,7 +402,7 @@ pub async fn no_schedules_left(env: &Env) -> Result<(), String> {
         if left.is_empty() {
             return Ok(());
         }
-        if started.elapsed() > Duration::from_secs(30) {
+        if started.elapsed() > Duration::from_secs(60) {
             return Err(format!("schedules left: {left:?}"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
