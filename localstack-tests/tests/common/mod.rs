@@ -85,9 +85,9 @@ impl Scenario {
                     invoke_traced(env, "/testbed/steps", json!({"run": run, "steps": 3}), &run)
                         .await?;
                 expect(&out, &json!({"results": [10, 20, 30]}))?;
-                let id = id.ok_or("the ingress named no invocation id")?;
+                let limit = closure_limit(env, &id.ok_or(NO_ID)?).await?;
                 for step in ["step-1", "step-2", "step-3"] {
-                    closure_runs_bounded(env, &run, step, &id).await?;
+                    closure_runs_within(env, &run, step, limit).await?;
                 }
             }
             Scenario::Sleep => {
@@ -114,7 +114,8 @@ impl Scenario {
                 .await?;
                 let child = out[0].as_str().ok_or(format!("no child id in {out}"))?;
                 finished_output(&env.client, child, recovery()).await?;
-                closure_runs_bounded(env, &run, "record-0", child).await?;
+                let limit = closure_limit(env, child).await?;
+                closure_runs_within(env, &run, "record-0", limit).await?;
             }
             Scenario::Awakeable => {
                 let id = send(
@@ -168,13 +169,14 @@ impl Scenario {
                 resolve(env, &path, "\"link-1\"").await?;
                 let out = finished_output(&env.client, &id, recovery()).await?;
                 expect(&out, &json!({"confirmed_with": "link-1"}))?;
-                closure_runs_bounded(env, &run, "send e-mail", &id).await?;
+                let limit = closure_limit(env, &id).await?;
+                closure_runs_within(env, &run, "send e-mail", limit).await?;
             }
             Scenario::Map => {
                 // Six items two at a time; item 3 sleeps (suspends), item 5 fails.
                 let input = json!({"run": run, "items": 6, "max_concurrency": 2, "sleep_ms": 1500});
                 let (id, out) = invoke_traced(env, "/testbed/map_items", input, &run).await?;
-                let id = id.ok_or("the ingress named no invocation id")?;
+                let limit = closure_limit(env, &id.ok_or(NO_ID)?).await?;
                 let items = out["items"]
                     .as_array()
                     .ok_or(format!("no items in {out}"))?;
@@ -186,7 +188,7 @@ impl Scenario {
                     if item["status"] != status {
                         return Err(format!("item {i} is {item}, expected {status}"));
                     }
-                    closure_runs_bounded(env, &run, &format!("item-{i}"), &id).await?;
+                    closure_runs_within(env, &run, &format!("item-{i}"), limit).await?;
                 }
             }
         }
@@ -301,12 +303,24 @@ fn expect(got: &serde_json::Value, want: &serde_json::Value) -> Result<(), Strin
     }
 }
 
-/// Step `step` of invocation `id` ran its closure at least once, at most once per handler run
-/// of `id` (at least once: once more per crash that hit it), and at most `MAX_CLOSURE_RUNS`.
-async fn closure_runs_bounded(env: &Env, run: &str, step: &str, id: &str) -> Result<(), String> {
-    let limit = pushes_at_most(env, id)
-        .await?
-        .min(MAX_CLOSURE_RUNS.load(Ordering::Relaxed));
+const NO_ID: &str = "the ingress named no invocation id";
+
+/// How often a step of invocation `id` may have run its closure: once per handler run (every
+/// push carries a new epoch and epochs start at 1, so the final epoch bounds the runs however
+/// many crashes hit it), and at most `MAX_CLOSURE_RUNS`.
+async fn closure_limit(env: &Env, id: &str) -> Result<u64, String> {
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let epoch: u64 = stored
+        .meta
+        .and_then(|m| m.get("epoch").and_then(|v| v.as_n().ok()?.parse().ok()))
+        .ok_or(format!("{id} has no stored epoch"))?;
+    Ok(epoch.min(MAX_CLOSURE_RUNS.load(Ordering::Relaxed)))
+}
+
+/// A step's closure ran at least once and at most `limit` times.
+async fn closure_runs_within(env: &Env, run: &str, step: &str, limit: u64) -> Result<(), String> {
     let n = inspect::effect_count(&env.clients, &env.deployment.table, run, step)
         .await
         .map_err(|e| e.to_string())?;
@@ -317,19 +331,6 @@ async fn closure_runs_bounded(env: &Env, run: &str, step: &str, id: &str) -> Res
             "step {step} ran its closure {n} times (at most {limit} allowed)"
         ))
     }
-}
-
-/// How many handler runs invocation `id` can have had: every push carries a new epoch (epochs
-/// start at 1), and each run runs a step's closure at most once, so the final epoch bounds the
-/// runs of any one step however many crashes hit it.
-async fn pushes_at_most(env: &Env, id: &str) -> Result<u64, String> {
-    let stored = inspect::invocation(&env.clients, &env.deployment.table, id)
-        .await
-        .map_err(|e| e.to_string())?;
-    stored
-        .meta
-        .and_then(|m| m.get("epoch").and_then(|v| v.as_n().ok()?.parse().ok()))
-        .ok_or(format!("{id} has no stored epoch"))
 }
 
 /// What the test Lambda published under `test#<run>`/`sk`, once there.
