@@ -80,6 +80,27 @@ impl Endpoint {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(u16, serde_json::Value), CliError> {
+        let payload = body.map(ToString::to_string).unwrap_or_default();
+        let answer = self
+            .request("POST", path, payload.into_bytes(), Some("application/json"))
+            .await?;
+        Ok((answer.status, answer.json()))
+    }
+
+    /// `GET path` (with its query): the status and the JSON answer.
+    pub async fn get(&self, path: &str) -> Result<(u16, serde_json::Value), CliError> {
+        let answer = self.request("GET", path, Vec::new(), None).await?;
+        Ok((answer.status, answer.json()))
+    }
+
+    /// Any request to the Function URL (signed on AWS): what the console proxy forwards.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        payload: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Result<Answer, CliError> {
         use http_body_util::BodyExt;
         let prefix = self.base.path().trim_end_matches('/');
         let url = format!(
@@ -89,20 +110,19 @@ impl Endpoint {
                 .authority()
                 .map_or(self.host.as_str(), |a| a.as_str()),
         );
-        let payload = body.map(ToString::to_string).unwrap_or_default();
-        let mut headers = vec![
-            ("content-type".to_owned(), "application/json".to_owned()),
-            ("host".to_owned(), self.host.clone()),
-        ];
+        let mut headers = vec![("host".to_owned(), self.host.clone())];
+        if let Some(ct) = content_type {
+            headers.push(("content-type".to_owned(), ct.to_owned()));
+        }
         if let Some(region) = &self.region {
-            let signed = sign::sign("POST", &url, &headers, payload.as_bytes(), region).await?;
+            let signed = sign::sign(method, &url, &headers, &payload, region).await?;
             headers.extend(signed);
         }
         let target = match &self.gateway {
             Some(gateway) => format!("http://{gateway}{prefix}{path}"),
             None => url,
         };
-        let mut request = http::Request::post(target);
+        let mut request = http::Request::builder().method(method).uri(target);
         for (name, value) in &headers {
             request = request.header(name, value);
         }
@@ -124,15 +144,38 @@ impl Endpoint {
                 .map_err(|_| CliError::Http("no answer within 120 s".into()))?
                 .map_err(|e| CliError::Http(e.to_string()))?;
         let status = response.status().as_u16();
-        let bytes = response
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
             .into_body()
             .collect()
             .await
             .map_err(|e| CliError::Http(e.to_string()))?
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        Ok((status, value))
+            .to_bytes()
+            .to_vec();
+        Ok(Answer {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
+
+/// An answer of the Function URL.
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON (a string value when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        let text = String::from_utf8_lossy(&self.body).into_owned();
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
     }
 }
 

@@ -1,11 +1,16 @@
-//! `durable`: act on invocations through the orchestrator's Function URL, in the local
-//! environment or on AWS (requests signed with SigV4, as the URL's `AWS_IAM` auth requires).
+//! `durable`: list, inspect and act on invocations through the orchestrator's Function URL,
+//! in the local environment or on AWS (requests signed with SigV4, as the URL's `AWS_IAM` auth
+//! requires).
 //!
 //! * [`endpoint`]: where the Function URL is (a flag, CDK outputs, the local deployment) and
 //!   how to reach it.
 //! * [`sign`]: SigV4 signing of requests to a Function URL on AWS.
+//! * [`read`]: `list`, `describe`, `state`, `tail`.
+//! * [`console`]: the web console served on 127.0.0.1.
 
+mod console;
 mod endpoint;
+mod read;
 mod sign;
 
 use clap::{Parser, Subcommand};
@@ -17,7 +22,7 @@ use std::process::ExitCode;
 #[command(
     name = "durable",
     version,
-    about = "Act on durable invocations: cancel, kill, pause, resume, retry, restart"
+    about = "List, inspect and act on durable invocations: list, describe, state, tail, console, cancel, kill, pause, resume, retry, restart"
 )]
 struct Cli {
     /// The orchestrator's Function URL (default: the CDK outputs file, else the local
@@ -36,6 +41,55 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// List invocations, newest first.
+    List {
+        /// Only these statuses (repeat or comma-separate): queued, running, suspended,
+        /// paused, completed, failed, cancelled, killed.
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<String>,
+        /// Only these services (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        service: Vec<String>,
+        /// Only this handler.
+        #[arg(long)]
+        handler: Option<String>,
+        /// Only this object or workflow key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Created since: a distance (`30s`, `15m`, `1h`, `7d`), ms since the epoch or an
+        /// RFC 3339 UTC time.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Created until (same forms as `--since`; default now).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one invocation: its metadata and its journal as a timeline.
+    Describe { invocation_id: String },
+    /// Show an object's (or workflow's) state, lock holder and queue.
+    State { service: String, key: String },
+    /// Follow invocations as they start and finish (Ctrl-C stops).
+    Tail {
+        /// Only these services.
+        #[arg(long, value_delimiter = ',')]
+        service: Vec<String>,
+        /// How often to look, in ms.
+        #[arg(long, default_value_t = 1000)]
+        every_ms: u64,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        for_secs: Option<u64>,
+    },
+    /// Serve the web console on 127.0.0.1 (requests are forwarded to the Function URL, signed
+    /// on AWS).
+    Console {
+        /// The port (0: any free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Cancel cooperatively: the handler sees `409 cancelled` at its next durable await and may
     /// compensate; awaited children are cancelled too.
     Cancel { invocation_id: String },
@@ -76,6 +130,9 @@ pub enum CliError {
     /// Signing failed (no credentials, a bad URL).
     #[error("could not sign the request: {0}")]
     Sign(String),
+    /// The arguments do not make sense.
+    #[error("{0}")]
+    Usage(String),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -92,7 +149,62 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let endpoint = Endpoint::find(cli.url.as_deref(), cli.outputs.as_deref())?;
-    let (id, action, body) = match &cli.command {
+    let ok = match &cli.command {
+        Command::List {
+            status,
+            service,
+            handler,
+            key,
+            since,
+            until,
+            limit,
+        } => {
+            if !(1..=10_000).contains(limit) {
+                return Err(CliError::Usage(format!(
+                    "--limit {limit} is not from 1 to 10000"
+                )));
+            }
+            let args = read::ListArgs {
+                services: service,
+                statuses: status,
+                handler: handler.as_deref(),
+                key: key.as_deref(),
+                since,
+                until: until.as_deref(),
+                limit: *limit,
+            };
+            read::list(&endpoint, &args, cli.json).await?
+        }
+        Command::Describe { invocation_id } => {
+            read::describe(&endpoint, invocation_id, cli.json).await?
+        }
+        Command::State { service, key } => read::state(&endpoint, service, key, cli.json).await?,
+        Command::Tail {
+            service,
+            every_ms,
+            for_secs,
+        } => {
+            read::tail(
+                &endpoint,
+                service,
+                std::time::Duration::from_millis((*every_ms).max(200)),
+                *for_secs,
+            )
+            .await?
+        }
+        Command::Console { port } => console::serve(endpoint, *port).await?,
+        _ => act(&endpoint, &cli.command, cli.json).await?,
+    };
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The control verbs: one `POST /invocations/{id}/<action>`, printing the status afterwards.
+async fn act(endpoint: &Endpoint, command: &Command, json: bool) -> Result<bool, CliError> {
+    let (id, action, body) = match command {
         Command::Cancel { invocation_id } => (invocation_id, "cancel", None),
         Command::Kill { invocation_id } => (invocation_id, "kill", None),
         Command::Pause { invocation_id } => (invocation_id, "pause", None),
@@ -115,18 +227,20 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             "restart",
             from_entry.map(|n| serde_json::json!({ "from_entry": n })),
         ),
+        _ => unreachable!("the read verbs are handled by run"),
     };
     let path = format!("/invocations/{}/{action}", encode_segment(id));
     let (status, answer) = endpoint.post(&path, body.as_ref()).await?;
-    if cli.json {
+    if json {
         println!("{answer}");
     } else if (200..300).contains(&status) {
-        println!("{:<48} {:<10} STATUS", "INVOCATION", "ACTION");
-        println!(
-            "{:<48} {:<10} {}",
-            answer["invocation_id"].as_str().unwrap_or(id),
-            action,
-            answer["status"].as_str().unwrap_or("?")
+        read::print_table(
+            &["INVOCATION", "ACTION", "STATUS"],
+            vec![vec![
+                answer["invocation_id"].as_str().unwrap_or(id).to_owned(),
+                action.to_owned(),
+                answer["status"].as_str().unwrap_or("?").to_owned(),
+            ]],
         );
         if let Some(from) = answer["from_entry"].as_u64() {
             println!("restarted from entry {from}");
@@ -142,11 +256,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             answer["message"].as_str().unwrap_or(&answer.to_string())
         );
     }
-    Ok(if (200..300).contains(&status) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok((200..300).contains(&status))
 }
 
 /// Percent-encodes what a path segment may not hold as is.

@@ -75,6 +75,15 @@ export class DurableOrchestrator extends Construct {
       sortKey: { name: 'lease_until', type: dynamodb.AttributeType.NUMBER },
       projectionType: dynamodb.ProjectionType.KEYS_ONLY,
     });
+    // Invocations whose ids are not dated (keyed, idempotent, children), by creation minute and
+    // shard (keys only, written once at creation): what listing reads besides the minutes'
+    // partitions of dated ids.
+    this.table.addGlobalSecondaryIndex({
+      indexName: 'runs',
+      partitionKey: { name: 'list_pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'list_sk', type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
+    });
 
     this.bucket = new s3.Bucket(this, 'Payloads', {
       ...(props.kmsKey
@@ -161,7 +170,10 @@ export class DurableOrchestrator extends Construct {
       }),
     );
     this.function.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${this.table.tableArn}/index/leases`] }),
+      new iam.PolicyStatement({
+        actions: ['dynamodb:Query'],
+        resources: [`${this.table.tableArn}/index/leases`, `${this.table.tableArn}/index/runs`],
+      }),
     );
     this.function.addToRolePolicy(
       new iam.PolicyStatement({

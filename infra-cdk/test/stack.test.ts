@@ -47,6 +47,14 @@ test('a sparse keys-only index of running invocations by lease feeds a sweep eve
         ],
         Projection: { ProjectionType: 'KEYS_ONLY' },
       }),
+      Match.objectLike({
+        IndexName: 'runs',
+        KeySchema: [
+          { AttributeName: 'list_pk', KeyType: 'HASH' },
+          { AttributeName: 'list_sk', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'KEYS_ONLY' },
+      }),
     ],
   });
   template.hasResourceProperties('AWS::Scheduler::Schedule', {

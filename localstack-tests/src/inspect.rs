@@ -205,3 +205,21 @@ pub async fn awakeable_id(
             .tag(durable_protocol::auth::Purpose::Awakeable, index),
     })
 }
+
+/// The busy minutes the sweep recorded for `service` between minutes `from` and `to`.
+pub async fn busy_minutes(
+    clients: &Clients,
+    table: &str,
+    service: &str,
+    from: u32,
+    to: u32,
+) -> Result<Vec<(u32, durable_store::listing::Busy)>> {
+    let service = durable_protocol::ServiceName::new(service)
+        .map_err(|e| ToolError::Message(e.to_string()))?;
+    let store = durable_store::invocations::InvocationStore::new(clients.dynamo.clone(), table);
+    let found = store
+        .busy_minutes(&service, from, to)
+        .await
+        .map_err(|e| ToolError::Message(format!("reading busy minutes: {e}")))?;
+    Ok(found.into_iter().collect())
+}

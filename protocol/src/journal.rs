@@ -471,6 +471,10 @@ pub struct JournalEntry {
     /// For calls and sends: the orchestrator has created the child invocation.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dispatched: bool,
+    /// For steps: when the attempt that recorded it started running its closure (ms since
+    /// the Unix epoch), so that a timeline can show how long the step took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
 }
 
 impl JournalEntry {
@@ -502,6 +506,7 @@ impl JournalEntry {
             completion: None,
             completed_at_ms: None,
             dispatched: false,
+            started_at_ms: None,
         }
     }
 

@@ -104,6 +104,74 @@ pub struct Invocation {
     pub tail: Option<JournalEntry>,
     /// What made it stop retrying (an operator, or its last attempt's error), while paused.
     pub last_error: Option<String>,
+    /// The idempotency key it was created with, if any.
+    pub idempotency_key: Option<String>,
+    /// Why its last few attempts ended in a retry, oldest first (at most
+    /// [`KEPT_ATTEMPT_ERRORS`]).
+    pub attempt_errors: Vec<AttemptError>,
+    /// When it was created, last written and finished, and when its items expire.
+    pub times: Times,
+}
+
+/// How many attempts' errors an invocation keeps (the newest), and how long each may be: the
+/// metadata item stays small, so later writes of a retried invocation stay cheap.
+pub const KEPT_ATTEMPT_ERRORS: usize = 5;
+const ATTEMPT_ERROR_CHARS: usize = 300;
+
+/// Why one attempt ended in a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptError {
+    pub attempt: u32,
+    /// When the retry was recorded (ms).
+    pub at: u64,
+    /// The journal entry of the step that failed, when a step failed.
+    pub entry: Option<u32>,
+    pub message: String,
+}
+
+impl AttemptError {
+    fn to_value(&self) -> AttributeValue {
+        let mut m = Item::from([
+            ("attempt".to_owned(), n(self.attempt)),
+            ("at".to_owned(), n(self.at)),
+            ("message".to_owned(), s(self.message.clone())),
+        ]);
+        if let Some(e) = self.entry {
+            m.insert("entry".to_owned(), n(e));
+        }
+        AttributeValue::M(m)
+    }
+
+    fn from_value(v: &AttributeValue) -> Option<Self> {
+        let m = v.as_m().ok()?;
+        Some(Self {
+            attempt: get_n(m, "attempt")?,
+            at: get_n(m, "at")?,
+            entry: get_n(m, "entry"),
+            message: get_s(m, "message")?.to_owned(),
+        })
+    }
+}
+
+/// When an invocation was created, last changed and finished (ms), and when it expires (TTL,
+/// seconds since the epoch), as stored on its metadata item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Times {
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub completed_at: Option<u64>,
+    pub expires_at: Option<u64>,
+}
+
+impl Invocation {
+    /// The minute it belongs to for listing: its dated id's minute, else its creation's.
+    pub fn list_minute(&self) -> u32 {
+        self.id
+            .bucket()
+            .map_or((self.times.created_at / 60_000) as u32, |(minute, _)| {
+                minute
+            })
+    }
 }
 
 impl Invocation {
@@ -244,6 +312,18 @@ impl Invocation {
             due_at: get_n(item, "due_at"),
             tail: crate::journal::tail_from_meta(item)?,
             last_error: get_s(item, "last_error").map(str::to_owned),
+            idempotency_key: get_s(item, "idempotency_key").map(str::to_owned),
+            attempt_errors: item
+                .get("attempt_errors")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(AttemptError::from_value).collect())
+                .unwrap_or_default(),
+            times: Times {
+                created_at: get_n(item, "created_at").unwrap_or(0),
+                updated_at: get_n(item, "updated_at").unwrap_or(0),
+                completed_at: get_n(item, "completed_at"),
+                expires_at: get_n(item, keys::EXPIRES_AT),
+            },
             key,
             handler_kind,
             released: item
@@ -357,6 +437,12 @@ impl InvocationStore {
         }
         item.insert("created_at".into(), n(now));
         item.insert("updated_at".into(), n(now));
+        // A dated id is listed through its minute's partition; any other id goes into the
+        // keys-only `runs` index once, at creation (later writes leave its keys alone).
+        if new.id.bucket().is_none() {
+            item.insert(keys::LIST_PK.into(), s(keys::list_pk(&new.id, now)));
+            item.insert(keys::LIST_SK.into(), s(new.id.as_str()));
+        }
         if let Some(c) = &new.caller {
             item.insert("caller_invocation".into(), s(c.invocation.as_str()));
             item.insert("caller_entry".into(), n(c.entry));
@@ -451,8 +537,24 @@ impl InvocationStore {
             .expression_attribute_values(":lease", n(lease_until))
             .expression_attribute_values(":err", s(truncate(last_error, 2000)))
             .expression_attribute_values(":now", n(now_millis()));
-        let mut set = "SET epoch = :next, attempt = :attempt, lease_until = :lease, last_error = :err, updated_at = :now, journal_kept = :kept, backoff_until = :due".to_string();
+        let mut errors = inv.attempt_errors.clone();
+        errors.push(AttemptError {
+            attempt: inv.attempt,
+            at: now_millis(),
+            entry: step_failures
+                .map(|f| f.index)
+                .filter(|i| i & (1 << 31) == 0),
+            message: truncate(last_error, ATTEMPT_ERROR_CHARS),
+        });
+        let skip = errors.len().saturating_sub(KEPT_ATTEMPT_ERRORS);
+        let errors: Vec<AttributeValue> = errors
+            .iter()
+            .skip(skip)
+            .map(AttemptError::to_value)
+            .collect();
+        let mut set = "SET epoch = :next, attempt = :attempt, lease_until = :lease, last_error = :err, updated_at = :now, journal_kept = :kept, backoff_until = :due, attempt_errors = :errors".to_string();
         update = update
+            .expression_attribute_values(":errors", AttributeValue::L(errors))
             .expression_attribute_values(":kept", AttributeValue::Bool(true))
             .expression_attribute_values(":due", n(due_ms))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);

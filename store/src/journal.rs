@@ -39,9 +39,21 @@ const AFTER: &str = "after";
 
 /// When an entry's completion was written.
 const COMPLETED_AT: &str = "completed_at";
+/// When a step's closure started (ms).
+const STARTED_AT: &str = "started_at";
+/// When an entry was written (ms).
+const WRITTEN_AT: &str = "written_at";
 
 /// The prefix of the attributes that hold a completion (`completion_value`, ...).
 const COMPLETION: &str = "completion_";
+
+/// A journal entry with when, and by which attempt (epoch), it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub entry: JournalEntry,
+    pub written_at: Option<u64>,
+    pub epoch: Option<u64>,
+}
 
 /// The item that stores `entry` of invocation `id`, written by attempt `epoch`.
 pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Item {
@@ -51,7 +63,7 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
     item.insert("kind".into(), s(entry.kind.tag().as_str()));
     item.insert("name".into(), s(entry.kind.name()));
     item.insert("epoch".into(), n(epoch));
-    item.insert("written_at".into(), n(now_millis()));
+    item.insert(WRITTEN_AT.into(), n(now_millis()));
     match &entry.kind {
         EntryKind::Run { result, .. } | EntryKind::Scope { result, .. } => {
             put_result(&mut item, "", result);
@@ -125,6 +137,9 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
     }
     if let Some(at) = entry.completed_at_ms {
         item.insert(COMPLETED_AT.into(), n(at));
+    }
+    if let Some(at) = entry.started_at_ms {
+        item.insert(STARTED_AT.into(), n(at));
     }
     item
 }
@@ -234,6 +249,7 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
         completion: read_result(item, COMPLETION)?,
         completed_at_ms: get_n(item, COMPLETED_AT),
         dispatched,
+        started_at_ms: get_n(item, STARTED_AT),
     })
 }
 
@@ -612,6 +628,22 @@ impl JournalStore {
             .await?
             .iter()
             .map(entry_from_item)
+            .collect()
+    }
+
+    /// The whole journal of `id` with when and by which attempt each entry was written (for
+    /// timelines), in index order.
+    pub async fn load_recorded(&self, id: &InvocationId) -> Result<Vec<Recorded>, StoreError> {
+        self.journal_items(id)
+            .await?
+            .iter()
+            .map(|item| {
+                Ok(Recorded {
+                    entry: entry_from_item(item)?,
+                    written_at: get_n(item, WRITTEN_AT),
+                    epoch: get_n(item, "epoch"),
+                })
+            })
             .collect()
     }
 

@@ -16,6 +16,7 @@
 //! | object state | `obj#<service>#<key>` | `s#<name>` |
 //! | workflow promise | `obj#<service>#<key>` | `p#<name>` |
 //! | sweep cursors | `sweep` | `cursor` |
+//! | busy minutes (listing) | `busy` | `<service>#<hour, 8 hex>` |
 //! | the orchestrator's signing key | `sys` | `signing-key` |
 
 use crate::attrs::{get_s, s, Item};
@@ -65,6 +66,42 @@ pub const RUN_PK_PREFIX: &str = "run#";
 /// queries it once the minute is over, instead of finding new invocations in an index.
 pub fn run_pk(service: &str, minute: u32, shard: u8) -> String {
     format!("{RUN_PK_PREFIX}{service}#{minute:08x}#{shard}")
+}
+
+/// The attributes that put an invocation whose id is not dated in the keys-only `runs` index,
+/// in the same partitions as dated ones (`run_pk` of its creation minute and a shard of its
+/// id), so that listing reads a minute's invocations of every kind the same way.
+pub const LIST_PK: &str = "list_pk";
+pub const LIST_SK: &str = "list_sk";
+/// The keys-only index of invocations with ids that are not dated, by creation minute.
+pub const RUNS_INDEX: &str = "runs";
+
+/// The `runs` index partition of an invocation with an id that is not dated, created at
+/// `created_ms`: its shard is a hash of its id, so that one busy minute spreads as dated ones do.
+pub fn list_pk(id: &InvocationId, created_ms: u64) -> String {
+    let shard = id
+        .as_str()
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % u32::from(InvocationId::SHARDS);
+    run_pk(id.service_str(), (created_ms / 60_000) as u32, shard as u8)
+}
+
+/// The partition of the busy-minute items the sweep writes for listing: one per service and
+/// hour, with the minutes in which it found invocations (orchestrator only: no service first).
+pub const BUSY_PK: &str = "busy";
+
+/// The key of `service`'s busy-minute item for `hour` (minutes since the epoch / 60).
+pub fn busy_key_item(service: &str, hour: u32) -> Item {
+    Item::from([
+        (PK.to_owned(), s(BUSY_PK.to_owned())),
+        (SK.to_owned(), s(busy_sk(service, hour))),
+    ])
+}
+
+/// The sort key of `service`'s busy-minute item for `hour`.
+pub fn busy_sk(service: &str, hour: u32) -> String {
+    format!("{service}#{hour:08x}")
 }
 
 /// The key (pk, sk) of an invocation's metadata item.

@@ -7,6 +7,7 @@
 //! * [`journal`]: journal entries as items, the conditional append, completions, TTLs.
 //! * [`invocations`]: invocation metadata and its conditional lifecycle transitions.
 //! * [`control`]: the transitions operators ask for (pause, resume, cancel, retry, restart).
+//! * [`listing`]: invocations listed newest first, by minute, and the sweep's busy minutes.
 //! * [`sweep`]: the sweep's cursors, the pages it walks and its conditional marks.
 //! * [`objects`]: virtual objects' lock and inbox, and the transaction that ends a keyed
 //!   invocation (outcome, state, lock hand-over).
@@ -25,6 +26,7 @@ pub mod invocations;
 pub mod journal;
 pub mod keyed;
 pub mod keys;
+pub mod listing;
 pub mod objects;
 pub mod payloads;
 pub mod registry;

@@ -54,6 +54,14 @@ pub struct Finished {
     pub next: Option<InvocationId>,
 }
 
+/// An object as stored: state (by name), the lock's holder, the inbox (due time, id) in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectSnapshot {
+    pub state: Vec<(String, serde_json::Value)>,
+    pub holder: Option<InvocationId>,
+    pub queue: Vec<(u64, InvocationId)>,
+}
+
 /// The lock, inbox and state writes of objects.
 #[derive(Debug, Clone)]
 pub struct Objects {
@@ -75,6 +83,46 @@ impl Objects {
 
     fn key(&self, pk: String, sk: impl Into<String>) -> Item {
         Item::from([(keys::PK.into(), s(pk)), (keys::SK.into(), s(sk))])
+    }
+
+    /// Everything stored for `object` in one consistent read of its partition: its state,
+    /// the lock's holder and the inbox in order (for operators; handlers read state lazily).
+    pub async fn snapshot(&self, object: &ObjectRef) -> Result<ObjectSnapshot, StoreError> {
+        let mut snap = ObjectSnapshot::default();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(keys::object_ref_pk(object)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("Query", e))?;
+            for item in out.items() {
+                let sk = get_s(item, keys::SK).unwrap_or_default();
+                if sk == keys::LOCK_SK {
+                    snap.holder = get_s(item, "holder").and_then(|h| InvocationId::parse(h).ok());
+                } else if let Some(rest) = sk.strip_prefix(keys::QUEUE_SK_PREFIX) {
+                    let parsed = rest.split_once('#').and_then(|(due, id)| {
+                        Some((due.parse().ok()?, InvocationId::parse(id).ok()?))
+                    });
+                    snap.queue.extend(parsed);
+                } else if let Some(name) = sk.strip_prefix(keys::STATE_SK_PREFIX) {
+                    let value = get_s(item, "value")
+                        .and_then(|v| serde_json::from_str(v).ok())
+                        .unwrap_or(serde_json::Value::Null);
+                    snap.state.push((name.to_owned(), value));
+                }
+            }
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start = Some(k),
+                None => return Ok(snap),
+            }
+        }
     }
 
     /// Creates an exclusive invocation in its object's inbox, due at `due_ms` (now, or later for

@@ -162,6 +162,7 @@ where
     }
     inv.stop_if_aborted().await;
     let attempt = inv.previous_failures(index) + 1;
+    let started_at = durable_protocol::clock::now_millis();
     let outcome = if inv.take_cancellation() {
         // The invocation was cancelled: this step records it instead of running.
         Err(HandlerError(ErrorKind::Terminal(
@@ -207,9 +208,8 @@ where
         }
     };
 
-    record_outcome(&inv, index, name, result, |name, result| EntryKind::Run {
-        name,
-        result,
+    record_outcome(&inv, index, name, result, started_at, |name, result| {
+        EntryKind::Run { name, result }
     })
     .await
 }
@@ -223,6 +223,7 @@ pub(crate) async fn record_outcome<T: DeserializeOwned>(
     index: u32,
     name: &str,
     result: StepResult,
+    started_at: u64,
     kind: fn(String, StepResult) -> EntryKind,
 ) -> Result<T, TerminalError> {
     let (result, recorded) = match result {
@@ -242,7 +243,8 @@ pub(crate) async fn record_outcome<T: DeserializeOwned>(
         },
         failure => (failure.clone(), failure),
     };
-    let entry = inv.entry(index, kind(name.to_owned(), recorded));
+    let mut entry = inv.entry(index, kind(name.to_owned(), recorded));
+    entry.started_at_ms = Some(started_at);
     match inv.defer(entry).await {
         Ok(()) => decode(inv, index, name, result).await,
         Err(reason) => inv.abort(reason).await,

@@ -49,6 +49,7 @@ where
             }
         };
     }
+    let started_at = durable_protocol::clock::now_millis();
     let scope = Arc::new(Scope::at(inv.path_of(index)));
     let inner = parent.rescoped(ctx.in_scope(scope));
     let result = match body(inner).await {
@@ -66,9 +67,8 @@ where
         }
     };
     inv.stop_if_failed().await;
-    record_outcome(inv, index, &name, result, |name, result| EntryKind::Scope {
-        name,
-        result,
+    record_outcome(inv, index, &name, result, started_at, |name, result| {
+        EntryKind::Scope { name, result }
     })
     .await
 }

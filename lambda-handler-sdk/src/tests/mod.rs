@@ -212,6 +212,16 @@ fn request(handler: &str, input: serde_json::Value, journal: Vec<JournalEntry>) 
     .with_journal(journal)
 }
 
+/// A recorded step entry without its start time (which the SDK stamps), checking it has one.
+fn untimed(entry: &JournalEntry) -> JournalEntry {
+    let mut entry = entry.clone();
+    assert!(
+        entry.started_at_ms.take().is_some(),
+        "a recorded step carries its start time: {entry:?}"
+    );
+    entry
+}
+
 /// A step entry as sequential code records it (created after the one before it completed).
 fn run_entry(index: u32, name: &str, value: serde_json::Value) -> JournalEntry {
     let mut entry = JournalEntry::new(

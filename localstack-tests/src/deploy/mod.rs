@@ -317,14 +317,80 @@ pub async fn deploy_with(
     Ok(deployment)
 }
 
+/// The keys-only `runs` index: invocations with ids that are not dated, by creation minute
+/// and shard, for listing (see `durable_store::listing`).
+fn runs_index() -> GlobalSecondaryIndex {
+    let key = |name: &str, kt: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kt)
+            .build()
+            .expect("key")
+    };
+    GlobalSecondaryIndex::builder()
+        .index_name("runs")
+        .key_schema(key("list_pk", KeyType::Hash))
+        .key_schema(key("list_sk", KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .expect("index")
+}
+
+fn string_attr(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .expect("attr")
+}
+
 async fn ensure_table(clients: &Clients, table: &str) -> Result<()> {
-    let exists = clients
+    let described = clients
         .dynamo
         .describe_table()
         .table_name(table)
         .send()
-        .await
-        .is_ok();
+        .await;
+    let exists = described.is_ok();
+    // A table made by an earlier version gets the `runs` index added.
+    if let Ok(d) = &described {
+        let has_runs = d.table().is_none_or(|t| {
+            t.global_secondary_indexes()
+                .iter()
+                .any(|i| i.index_name() == Some("runs"))
+        });
+        if !has_runs {
+            use aws_sdk_dynamodb::types::{
+                CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate,
+            };
+            let index = runs_index();
+            clients
+                .dynamo
+                .update_table()
+                .table_name(table)
+                .attribute_definitions(string_attr("list_pk"))
+                .attribute_definitions(string_attr("list_sk"))
+                .global_secondary_index_updates(
+                    GlobalSecondaryIndexUpdate::builder()
+                        .create(
+                            CreateGlobalSecondaryIndexAction::builder()
+                                .index_name("runs")
+                                .set_key_schema(Some(index.key_schema().to_vec()))
+                                .set_projection(index.projection().cloned())
+                                .build()
+                                .expect("index"),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| ToolError::aws("UpdateTable", e))?;
+        }
+    }
     if !exists {
         let key = |name: &str, kt: KeyType| {
             KeySchemaElement::builder()
@@ -375,6 +441,9 @@ async fn ensure_table(clients: &Clients, table: &str) -> Result<()> {
                     .build()
                     .expect("index"),
             )
+            .attribute_definitions(string_attr("list_pk"))
+            .attribute_definitions(string_attr("list_sk"))
+            .global_secondary_indexes(runs_index())
             .send()
             .await
             .map_err(|e| ToolError::aws("CreateTable", e))?;

@@ -7,8 +7,9 @@ use crate::error::OrchestratorError;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
-use durable_protocol::{InvocationId, MinuteRange};
+use durable_protocol::{InvocationId, MinuteRange, ServiceName};
 use durable_store::invocations::{Invocation, Status};
+use durable_store::listing::Busy;
 use durable_store::sweep::Leased;
 use std::time::Duration;
 
@@ -99,10 +100,21 @@ impl Services {
         let mut reached = None;
         let services = self.registry.services().await?;
         'minutes: for minute in from..=to {
+            let mut busy: std::collections::HashMap<&ServiceName, Busy> = Default::default();
             for (service, shard) in services
                 .iter()
                 .flat_map(|svc| (0..InvocationId::SHARDS).map(move |shard| (svc, shard)))
             {
+                // Invocations with ids that are not dated are in the `runs` index: only
+                // counted, so that a listing knows the minute has some.
+                if !self
+                    .invocations
+                    .indexed_in_minute(service, minute, shard)
+                    .await?
+                    .is_empty()
+                {
+                    busy.entry(service).or_default().indexed = true;
+                }
                 let mut page = None;
                 loop {
                     let (found, next) = self
@@ -110,6 +122,9 @@ impl Services {
                         .minute_page(service, minute, shard, page)
                         .await?;
                     seen += found.len();
+                    if !found.is_empty() {
+                        busy.entry(service).or_default().dated = true;
+                    }
                     for inv in found
                         .iter()
                         .filter(|i| i.cleanup_pending && i.outcome.is_some())
@@ -130,6 +145,13 @@ impl Services {
                         None => break,
                     }
                 }
+            }
+            // Recorded before the cursor moves past the minute: a listing trusts these
+            // marks for every minute up to the cursor.
+            for (service, busy) in busy {
+                self.invocations
+                    .mark_busy(service, minute, busy, self.config.retention)
+                    .await?;
             }
             reached = Some(minute);
             if now_millis() + SWEEP_MARGIN.as_millis() as u64 > call.deadline_ms {

@@ -1,6 +1,7 @@
 //! The HTTP surface: which route a request takes, and validation of everything the caller sent.
 //! Nothing here does I/O, so every bad request is refused before anything is written.
 
+use crate::http::query::{list_params, ListParams};
 use crate::http::ApiError;
 use crate::http::FunctionUrlRequest;
 use crate::lifecycle::Version;
@@ -45,6 +46,17 @@ pub enum Route {
     CompleteAwakeable { id: AwakeableId, result: StepResult },
     /// `POST /invocations/{id}/cancel|kill|pause|resume|retry|restart`: an operator's action.
     Manage { id: InvocationId, action: Action },
+    /// `GET /invocations?service=&status=&...`: a page of invocations, newest first.
+    List(ListParams),
+    /// `GET /invocations/{id}`: an invocation's metadata, journal timeline, caller, children.
+    Describe { id: InvocationId },
+    /// `GET /objects/{service}/{key}`: an object's state, lock holder and queue.
+    Object {
+        service: ServiceName,
+        key: ObjectKey,
+    },
+    /// `GET /console` and its assets: the web console.
+    Console { asset: Option<String> },
 }
 
 /// What an operator asks of an invocation.
@@ -130,6 +142,29 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
         .collect::<Result<Vec<String>, ApiError>>()?;
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segments.as_slice() {
+        ["invocations"] => {
+            if method != "GET" {
+                return Err(method_not_allowed(&method, "GET", path));
+            }
+            Ok(Route::List(list_params(&req.raw_query_string)?))
+        }
+        ["invocations", id] if method == "GET" => {
+            let id = InvocationId::parse(id)
+                .map_err(|e| ApiError::bad_request("invalid_invocation_id", e.to_string()))?;
+            Ok(Route::Describe { id })
+        }
+        ["objects", service, key] if method == "GET" => Ok(Route::Object {
+            service: service_name(service)?,
+            key: object_key(key)?,
+        }),
+        ["console", rest @ ..] if rest.len() <= 1 => {
+            if method != "GET" {
+                return Err(method_not_allowed(&method, "GET", path));
+            }
+            Ok(Route::Console {
+                asset: rest.first().map(|a| (*a).to_owned()),
+            })
+        }
         ["invocations", id, action @ ("output" | "attach")] => {
             if method != "GET" {
                 return Err(method_not_allowed(&method, "GET", path));
@@ -210,7 +245,8 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
             "not_found",
             format!(
                 "no route for {method} {path}; use POST /{{service}}/{{handler}}[/send], \
-                 POST /{{object}}/{{key}}/{{handler}}[/send], GET /invocations/{{id}}/output|attach, \
+                 POST /{{object}}/{{key}}/{{handler}}[/send], GET /invocations[?query], \
+                 GET /invocations/{{id}}[/output|attach], GET /objects/{{service}}/{{key}}, GET /console, \
                  GET /{{workflow}}/{{key}}/output|attach, \
                  POST /invocations/{{id}}/cancel|kill|pause|resume|retry|restart, \
                  POST /{{workflow}}/{{key}}/promises/{{name}}/resolve|reject or \
