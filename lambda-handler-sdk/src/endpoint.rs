@@ -315,8 +315,23 @@ impl Endpoint {
         s3: aws_sdk_s3::Client,
         deadline_ms: u64,
     ) -> HandlerResponse {
+        use tracing::Instrument;
         let payloads = Arc::new(PayloadStore::new(s3, req.bucket.clone(), req.limits));
+        // Every log line of this attempt names its invocation, attempt and trace.
+        let span = tracing::info_span!(
+            "attempt",
+            invocation_id = %req.invocation_id,
+            service = %req.service,
+            handler = %req.handler,
+            attempt = req.attempt,
+            trace_id = req
+                .traceparent
+                .as_deref()
+                .and_then(|t| t.split('-').nth(1))
+                .unwrap_or_default(),
+        );
         self.run_invocation(req, sink, dispatcher, payloads, deadline_ms)
+            .instrument(span)
             .await
     }
 
@@ -403,10 +418,9 @@ impl Endpoint {
         let ctx = Context::new(inv.clone());
         let (ops, ops_rx) = tokio::sync::mpsc::unbounded_channel();
         inv.set_outbox(ops);
-        let outbox = tokio::spawn(crate::runtime::outbox::outbox_worker(
-            inv.clone(),
-            dispatcher,
-            ops_rx,
+        // Spawned tasks keep the attempt's span, so their log lines name the invocation.
+        let outbox = tokio::spawn(tracing::Instrument::in_current_span(
+            crate::runtime::outbox::outbox_worker(inv.clone(), dispatcher, ops_rx),
         ));
         // Spawned so that a panic in user code becomes a retryable failure with its message.
         let on_park = {
@@ -419,7 +433,7 @@ impl Endpoint {
             inv.progress.changed.clone(),
             on_park,
         );
-        let mut task = tokio::spawn(tracked);
+        let mut task = tokio::spawn(tracing::Instrument::in_current_span(tracked));
         let outcome = tokio::select! {
             biased;
             reason = inv.aborted() => Err(reason),

@@ -45,15 +45,13 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
                             .or_insert_with(|| Arc::new(Table::new(dynamo.clone(), &req.table)))
                             .clone()
                     };
-                    let span = tracing::info_span!("invocation", id = %req.invocation_id, attempt = req.attempt);
                     let deadline_ms = event.context.deadline;
                     let dispatcher: Arc<dyn crate::runtime::ops::Dispatcher> = Arc::new(crate::runtime::ops::LambdaDispatcher {
                         client: lambda,
                         orchestrator: req.orchestrator.clone(),
                         key: req.service_key.clone(),
                     });
-                    let response =
-                        tracing::Instrument::instrument(endpoint.execute(req, store, dispatcher, s3, deadline_ms), span).await;
+                    let response = endpoint.execute(req, store, dispatcher, s3, deadline_ms).await;
                     Ok(serde_json::to_value(response)?)
                 }
             }
@@ -62,10 +60,12 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// Installs a plain-text `tracing` subscriber suited to Lambda: the level from `RUST_LOG`
-/// (default `info`), no timestamps (Lambda adds its own), no colours, and no repeated lines
-/// from handlers replaying (see [`ReplayAwareFilter`](crate::ReplayAwareFilter)). Does
-/// nothing if a subscriber is installed already.
+/// Installs a `tracing` subscriber suited to Lambda: JSON lines (one per event, with the
+/// attempt's span: invocation id, service, handler, attempt, trace id; `DURABLE_LOG_FORMAT=text`
+/// for plain text), the level from `RUST_LOG` (default `info`), no timestamps (Lambda adds its
+/// own), and no repeated lines from handlers replaying (see
+/// [`ReplayAwareFilter`](crate::ReplayAwareFilter)). Does nothing if a subscriber is installed
+/// already.
 pub fn init_tracing() {
     use tracing_subscriber::filter::FilterExt;
     use tracing_subscriber::layer::SubscriberExt;
@@ -75,9 +75,23 @@ pub fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Lambda adds its own timestamps to log lines. `and`: what the level filter turns off
     // stays off for good (no per-event check for the AWS SDK's debug and trace callsites).
-    let layer = tracing_subscriber::fmt::layer()
-        .without_time()
-        .with_ansi(false)
-        .with_filter(filter.and(crate::ReplayAwareFilter));
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    let filter = filter.and(crate::ReplayAwareFilter);
+    // JSON lines by default (one per event, with the attempt's and step's span fields), text
+    // with `DURABLE_LOG_FORMAT=text`.
+    if std::env::var("DURABLE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text")) {
+        let layer = tracing_subscriber::fmt::layer()
+            .without_time()
+            .with_ansi(false)
+            .with_filter(filter);
+        let _ = tracing_subscriber::registry().with(layer).try_init();
+    } else {
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .without_time()
+            .with_filter(filter);
+        let _ = tracing_subscriber::registry().with(layer).try_init();
+    }
 }

@@ -223,3 +223,31 @@ pub async fn busy_minutes(
         .map_err(|e| ToolError::Message(format!("reading busy minutes: {e}")))?;
     Ok(found.into_iter().collect())
 }
+
+/// The lines of the log files of `function`'s execution environments (as the LocalStack host
+/// executor writes them: one file per environment) that contain every one of `needles`.
+pub fn lambda_log_lines(function: &str, needles: &[&str]) -> Result<Vec<String>> {
+    let dir = crate::deploy::Deployment::default_path()
+        .parent()
+        .expect("deployment file has a folder")
+        .join("logs/lambda");
+    let entries = std::fs::read_dir(&dir).map_err(|e| ToolError::Io {
+        context: dir.display().to_string(),
+        source: e,
+    })?;
+    let prefix = format!("{function}-");
+    let mut lines = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&prefix) || !name.ends_with(".log") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        lines.extend(
+            text.lines()
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .map(str::to_owned),
+        );
+    }
+    Ok(lines)
+}

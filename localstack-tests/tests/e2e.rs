@@ -524,6 +524,7 @@ async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
             caller: None,
             key: None,
             handler_kind: None,
+            traceparent: None,
         })
         .await
         .unwrap();
@@ -581,6 +582,7 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
             caller: None,
             key: None,
             handler_kind: None,
+            traceparent: None,
         })
         .await
         .unwrap()
@@ -680,6 +682,7 @@ async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
             caller: None,
             key: None,
             handler_kind: None,
+            traceparent: None,
         })
         .await
         .unwrap();

@@ -85,6 +85,7 @@ fn new_invocation(
         caller: None,
         key: None,
         handler_kind: None,
+        traceparent: None,
     }
 }
 

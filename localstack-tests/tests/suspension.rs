@@ -342,6 +342,7 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
         caller: None,
         key: None,
         handler_kind: None,
+        traceparent: None,
     };
     let awakeable = JournalEntry::new(
         0,

@@ -600,3 +600,91 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// The lines of `function`'s logs with all of `needles`, waiting up to 20 s for the first.
+async fn log_lines(function: &str, needles: &[&str]) -> Vec<String> {
+    for _ in 0..100 {
+        let lines = durable_local::inspect::lambda_log_lines(function, needles).unwrap();
+        if !lines.is_empty() {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no log line of {function} with {needles:?}");
+}
+
+#[tokio::test]
+async fn traces_flow_from_caller_to_child_and_metrics_are_logged() {
+    let env = Env::load().await;
+    let trace_id = run_id();
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let answer = env
+        .client
+        .post_json("/testbed/fan_out", "2", &[("traceparent", &traceparent)])
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let parent = answer.invocation_id.expect("id");
+    let d = describe(&env, &parent).await;
+    assert_eq!(d.trace_id, trace_id, "the caller's trace is kept");
+    for child in &d.children {
+        let c = describe(&env, child.invocation_id.as_str()).await;
+        assert_eq!(c.trace_id, trace_id, "children run in their caller's trace");
+    }
+    // Without a header an invocation still has a trace (derived from its id).
+    let plain = env.send("testbed", "square", json!(3)).await;
+    env.wait_status(&plain, "completed", WITHIN).await;
+    let p = describe(&env, &plain).await;
+    assert_eq!(p.trace_id.len(), 32);
+    assert_ne!(p.trace_id, trace_id);
+
+    // The orchestrator logged EMF metric lines, with the invocation and its trace.
+    let orchestrator = &env.deployment.orchestrator_function;
+    let child = d.children[0].invocation_id.to_string();
+    let emf = log_lines(orchestrator, &["\"_aws\"", &parent, "InvocationsCompleted"]).await;
+    let doc: serde_json::Value = serde_json::from_str(&emf[0]).expect("an EMF document");
+    let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "Durable", "{doc}");
+    assert_eq!(directive["Dimensions"], json!([["Service"]]), "{doc}");
+    assert_eq!(doc["Service"], "testbed");
+    assert_eq!(doc["TraceId"], trace_id.as_str());
+    assert_eq!(doc["InvocationsCompleted"], 1.0);
+    assert!(doc["DurationMs"].as_f64().is_some(), "{doc}");
+    log_lines(orchestrator, &["\"_aws\"", &parent, "InvocationsStarted"]).await;
+    let child_line = log_lines(orchestrator, &["\"_aws\"", &child, "InvocationsCompleted"]).await;
+    let child_doc: serde_json::Value = serde_json::from_str(&child_line[0]).unwrap();
+    assert_eq!(
+        child_doc["TraceId"],
+        trace_id.as_str(),
+        "one trace: {child_doc}"
+    );
+
+    // Log lines are JSON with the invocation's fields and its trace: a retried step's warning
+    // from the handler, the orchestrator's line about the failed attempt.
+    let flaky_trace = run_id();
+    let answer = env
+        .client
+        .post_json(
+            "/testbed/flaky",
+            &json!({"run": run_id()}).to_string(),
+            &[(
+                "traceparent",
+                &format!("00-{flaky_trace}-00f067aa0ba902b7-01"),
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let flaky = answer.invocation_id.expect("id");
+    let needle = format!("\"trace_id\":\"{flaky_trace}\"");
+    let handler_line = log_lines(&env.function("testbed"), &[&needle, "step failed"]).await;
+    let line: serde_json::Value = serde_json::from_str(&handler_line[0]).expect("JSON");
+    assert_eq!(line["span"]["invocation_id"], flaky.as_str(), "{line}");
+    assert_eq!(line["span"]["attempt"], 1, "{line}");
+    assert_eq!(line["step"], "flaky", "{line}");
+    assert_eq!(line["level"], "WARN", "{line}");
+    let driver_line = log_lines(orchestrator, &[&needle, "attempt failed"]).await;
+    let line: serde_json::Value = serde_json::from_str(&driver_line[0]).expect("JSON");
+    assert_eq!(line["span"]["invocation_id"], flaky.as_str(), "{line}");
+    assert_eq!(line["span"]["service"], "testbed", "{line}");
+}

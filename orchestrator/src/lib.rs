@@ -10,6 +10,7 @@
 //! * [`doors`]: which door (qualifier) an event came through, and what each door accepts.
 //! * [`signer`]: proofs on the events the orchestrator sends, checks of those it receives.
 //! * [`timers`]: durable timers as EventBridge Scheduler one-time schedules.
+//! * [`metrics`]: CloudWatch metrics as Embedded Metric Format log lines.
 //! * [`config`], [`error`]: settings and errors.
 
 pub mod app;
@@ -20,6 +21,7 @@ pub mod driver;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod services;
 pub mod signer;
 pub mod timers;

@@ -91,6 +91,7 @@ impl Services {
             };
             crash_point!("kill.stopped");
             tracing::warn!(%id, "killed");
+            self.finished(&inv, &outcome);
             self.notify_caller(&inv, &outcome).await?;
             self.after_kill(&inv, has_payloads, call).await?;
             return Ok(Transition::Applied(Status::Killed));

@@ -12,11 +12,24 @@ use std::sync::Arc;
 async fn main() -> Result<(), lambda_runtime::Error> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .without_time()
-        .with_ansi(false)
-        .init();
+    // JSON lines by default (one per event, with the invocation's span fields), text with
+    // `DURABLE_LOG_FORMAT=text`.
+    if std::env::var("DURABLE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text")) {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .without_time()
+            .with_ansi(false)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .without_time()
+            .init();
+    }
 
     let config = Config::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;

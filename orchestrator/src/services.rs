@@ -2,12 +2,13 @@
 
 use crate::config::Config;
 use crate::error::OrchestratorError;
+use crate::metrics::{Event, Metrics};
 use crate::signer::Signer;
 use crate::timers::Timers;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use durable_protocol::ControlEvent;
-use durable_store::invocations::InvocationStore;
+use durable_store::invocations::{Invocation, InvocationStore, Outcome};
 use durable_store::objects::Objects;
 use durable_store::registry::Registry;
 use durable_store::{JournalStore, PayloadStore};
@@ -34,6 +35,8 @@ pub struct Services {
     pub objects: Objects,
     /// Proves the events this function sends and checks those it receives.
     pub signing: Signer,
+    /// CloudWatch metrics as EMF log lines.
+    pub metrics: Metrics,
 }
 
 impl Services {
@@ -62,7 +65,26 @@ impl Services {
             signing,
             config,
             lambda,
+            metrics: Metrics::from_env(),
         }
+    }
+
+    /// Reports a new invocation (a metric line).
+    pub(crate) fn started(&self, inv: &Invocation) {
+        self.metrics.emit(Event::Started(inv));
+    }
+
+    /// Reports a finished invocation with its duration (a metric line).
+    pub(crate) fn finished(&self, inv: &Invocation, outcome: &Outcome) {
+        let status = match outcome {
+            Outcome::Completed(_) => durable_protocol::Status::Completed,
+            Outcome::Failed(f) => durable_protocol::Status::of_failure(f),
+        };
+        self.metrics.emit(Event::Finished {
+            inv,
+            status,
+            duration_ms: durable_protocol::clock::now_millis().saturating_sub(inv.times.created_at),
+        });
     }
 
     /// Sends this function an event asynchronously (a fresh call handles it).

@@ -72,6 +72,10 @@ pub struct InvokeRequest {
     /// step records `409 cancelled` instead of running (see `TerminalFailure::cancelled`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel: bool,
+    /// The W3C `traceparent` this invocation runs in (its caller's trace): the handler's spans
+    /// carry its trace id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl InvokeRequest {
@@ -105,6 +109,7 @@ impl InvokeRequest {
             state: None,
             journal_expires_at: None,
             cancel: false,
+            traceparent: None,
         }
     }
 

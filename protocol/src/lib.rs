@@ -9,6 +9,7 @@
 //! * [`status`]: the lifecycle states of an invocation.
 //! * [`keyed`]: virtual objects and workflows: object references, promise waiters, limits.
 //! * [`payload`]: references to large values kept outside the journal, and the offload limits.
+//! * [`trace`]: W3C trace context carried from a caller to its invocation and its children.
 //! * [`views`]: the read API's bodies (listings, timelines, objects), shared by all readers.
 //! * [`clock`]: wall-clock milliseconds, as both sides record them.
 //! * [`crash`]: crash points that tests arm to kill a process at a chosen place.
@@ -23,6 +24,7 @@ pub mod journal;
 pub mod keyed;
 pub mod payload;
 pub mod status;
+pub mod trace;
 pub mod views;
 
 pub use auth::AwakeableId;

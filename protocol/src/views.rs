@@ -132,6 +132,8 @@ pub struct InvocationDetail {
     pub summary: InvocationSummary,
     /// The handler version it is pinned to.
     pub function_arn: String,
+    /// The W3C trace it runs in (its caller's, else one derived from its id).
+    pub trace_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler_kind: Option<String>,
     pub input: ValueView,

@@ -21,6 +21,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use aws_sdk_dynamodb::Client;
 use durable_protocol::clock::now_millis;
 use durable_protocol::keyed::ObjectRef;
+use durable_protocol::trace::TraceParent;
 use durable_protocol::{
     HandlerKind, HandlerName, IdempotencyKey, InvocationId, JournalEntry, ObjectKey, ServiceName,
     StepFailures, TerminalFailure,
@@ -30,6 +31,8 @@ use std::time::Duration;
 pub use durable_protocol::Status;
 
 pub use crate::keys::{LEASE_INDEX, LEASE_SHARD, LEASE_SHARD_VALUE, LEASE_UNTIL};
+/// The W3C trace context an invocation came with, when it came with one.
+const TRACEPARENT: &str = "traceparent";
 /// When an operator asked to cancel the invocation (ms).
 pub(crate) const CANCEL_REQUESTED: &str = "cancel_requested";
 /// The flag of a cancellation that reached the handler.
@@ -111,6 +114,8 @@ pub struct Invocation {
     pub attempt_errors: Vec<AttemptError>,
     /// When it was created, last written and finished, and when its items expire.
     pub times: Times,
+    /// The trace it runs in: the one it came with, else one derived from its id.
+    pub trace: TraceParent,
 }
 
 /// How many attempts' errors an invocation keeps (the newest), and how long each may be: the
@@ -217,6 +222,9 @@ pub struct NewInvocation {
     pub key: Option<ObjectKey>,
     /// What a keyed handler may do.
     pub handler_kind: Option<HandlerKind>,
+    /// The W3C trace context it came with (an HTTP caller's header, a caller's trace); kept
+    /// only when given, so an invocation without one stores nothing.
+    pub traceparent: Option<TraceParent>,
 }
 
 /// The result of a create.
@@ -313,6 +321,9 @@ impl Invocation {
             tail: crate::journal::tail_from_meta(item)?,
             last_error: get_s(item, "last_error").map(str::to_owned),
             idempotency_key: get_s(item, "idempotency_key").map(str::to_owned),
+            trace: get_s(item, TRACEPARENT)
+                .and_then(|t| TraceParent::parse(t).ok())
+                .unwrap_or_else(|| TraceParent::of_invocation(&id)),
             attempt_errors: item
                 .get("attempt_errors")
                 .and_then(|v| v.as_l().ok())
@@ -456,6 +467,9 @@ impl InvocationStore {
         if let Some(kind) = new.handler_kind {
             item.insert("handler_kind".into(), s(kind.as_str()));
         }
+        if let Some(t) = &new.traceparent {
+            item.insert(TRACEPARENT.into(), s(t.to_string()));
+        }
         item
     }
 
@@ -513,6 +527,22 @@ impl InvocationStore {
             .table_name(&self.table)
             .set_key(Some(keys::meta_key_item(id)))
             .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        out.item.as_ref().map(Invocation::from_item).transpose()
+    }
+
+    /// The invocation as stored, eventually consistent (for what does not decide anything).
+    pub async fn get_eventually(
+        &self,
+        id: &InvocationId,
+    ) -> Result<Option<Invocation>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::meta_key_item(id)))
             .send()
             .await
             .map_err(|e| StoreError::dynamo("GetItem", e))?;

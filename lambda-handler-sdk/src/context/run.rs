@@ -169,7 +169,12 @@ where
             TerminalFailure::cancelled().into(),
         )))
     } else {
-        STEP_ATTEMPT.scope(attempt, closure()).await
+        use tracing::Instrument;
+        let span = tracing::info_span!("step", step = name, entry = index, step_attempt = attempt);
+        STEP_ATTEMPT
+            .scope(attempt, closure())
+            .instrument(span)
+            .await
     };
     let result = match outcome {
         Ok(value) => match serde_json::to_value(&value) {

@@ -6,6 +6,7 @@ use crate::error::OrchestratorError;
 use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
+use durable_protocol::trace::TraceParent;
 use durable_protocol::{
     EntryKind, HandlerKind, InvocationId, ServiceKind, StepResult, TerminalFailure,
 };
@@ -217,6 +218,14 @@ impl Services {
             }),
             key: target.key.clone(),
             handler_kind,
+            // The child runs in its caller's trace (one read of the caller's metadata).
+            traceparent: Some(
+                self.invocations
+                    .get_eventually(parent)
+                    .await?
+                    .map_or_else(|| TraceParent::of_invocation(parent), |p| p.trace)
+                    .child(child),
+            ),
         };
         if handler_kind == Some(HandlerKind::Exclusive) {
             // Into the object's inbox, due now or when a delayed send is due (a schedule
@@ -232,6 +241,9 @@ impl Services {
             return Ok(None);
         }
         let created = self.invocations.create(&new).await?;
+        if let Created::New(inv) = &created {
+            self.started(inv);
+        }
         crash_point!("dispatch.child.created");
         if let Some(due) = due {
             // Scheduled (again, harmlessly, if it existed) before the entry counts as dispatched.

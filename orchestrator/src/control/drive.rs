@@ -108,6 +108,11 @@ impl Services {
             )
             .await?;
         crash_point!("wake.completed");
+        self.metrics.emit(crate::metrics::Event::TimerFired {
+            id,
+            entry: index,
+            lag_ms: now_millis().saturating_sub(wake_at_ms),
+        });
         self.resume(id, index, call).await
     }
 

@@ -53,6 +53,9 @@ impl Services {
         let (followed, leases) = self.sweep_leases(call, cursors.swept_until).await?;
         redriven.extend(followed.redriven);
         if !redriven.is_empty() {
+            self.metrics.emit(crate::metrics::Event::SweepRedriven {
+                count: redriven.len(),
+            });
             tracing::info!(
                 count = redriven.len(),
                 "sweep re-drives invocations with expired leases"

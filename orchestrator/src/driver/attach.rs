@@ -79,6 +79,7 @@ impl Services {
             Arrival::Existing(inv) => return Ok((Created::Existing(*inv), false)),
             Arrival::Queued(inv) => *inv,
         };
+        self.started(&inv);
         crash_point!("arrive.queued");
         let Some(granted) = self.objects.pump(&object).await? else {
             return Ok((Created::New(inv), false));

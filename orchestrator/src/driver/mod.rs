@@ -13,6 +13,7 @@ pub use reply::{classify, next_step_failures, retry_delay, Reply};
 
 use crate::config::OnMaxAttempts;
 use crate::error::OrchestratorError;
+use crate::metrics::Event;
 use crate::services::Services;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
@@ -109,6 +110,26 @@ impl Services {
     /// is empty.
     pub async fn drive(
         &self,
+        inv: Invocation,
+        call: &LambdaCall,
+        push: Push,
+    ) -> Result<Driven, OrchestratorError> {
+        use tracing::Instrument;
+        // Every log line while it is driven names the invocation and its trace.
+        let span = tracing::info_span!(
+            "invocation",
+            invocation_id = %inv.id,
+            service = %inv.service,
+            handler = %inv.handler,
+            attempt = inv.attempt,
+            trace_id = %inv.trace.trace_id,
+        );
+        self.drive_pushes(inv, call, push).instrument(span).await
+    }
+
+    /// The push loop of [`Services::drive`].
+    async fn drive_pushes(
+        &self,
         mut inv: Invocation,
         call: &LambdaCall,
         mut push: Push,
@@ -162,6 +183,7 @@ impl Services {
                     match suspension {
                         Suspension::Suspended => {
                             tracing::info!(id = %inv.id, ?waiting_on, timers = timers.len(), "suspended");
+                            self.metrics.emit(Event::Suspended(&inv));
                             return Ok(Driven::Suspended);
                         }
                         Suspension::CompletionArrived => continue,
@@ -198,6 +220,7 @@ impl Services {
                             if self.invocations.pause(&mut inv, &why).await? {
                                 self.timers.delete_retry(&inv.id, inv.attempt).await;
                                 tracing::warn!(id = %inv.id, attempt = inv.attempt, "paused after its last attempt");
+                                self.metrics.emit(Event::Paused(&inv));
                                 return Ok(Driven::Paused);
                             }
                             return Ok(Driven::Running);
@@ -229,6 +252,8 @@ impl Services {
                             return Ok(Driven::Running); // another driver owns it now
                         }
                         crash_point!("driver.retry.after");
+                        tracing::Span::current().record("attempt", inv.attempt);
+                        self.metrics.emit(Event::Retried(&inv));
                         if !out_of_time && !delay.is_zero() {
                             tokio::time::sleep(delay).await;
                             // An operator may have retried it, paused or killed it meanwhile.
@@ -262,6 +287,7 @@ impl Services {
             crash_point!("driver.finish.before");
             if let Some(has_payloads) = self.finish(&inv, &outcome, tail.as_ref()).await? {
                 crash_point!("driver.finish.after");
+                self.finished(&inv, &outcome);
                 self.notify_caller(&inv, &outcome).await?;
                 self.clean_up(&inv, has_payloads).await;
                 return Ok(Driven::Finished(outcome));
@@ -376,6 +402,7 @@ impl Services {
             handler_kind: inv.handler_kind,
             journal_expires_at: self.journal_expiry(inv),
             cancel: inv.cancel_pending(),
+            traceparent: Some(inv.trace.to_string()),
             state: match inv.object() {
                 // Small state travels with the push; larger state is read key by key.
                 Some(object) => Some(

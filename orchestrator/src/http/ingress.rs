@@ -5,6 +5,7 @@ use crate::http::query::{list_params, ListParams};
 use crate::http::ApiError;
 use crate::http::FunctionUrlRequest;
 use crate::lifecycle::Version;
+use durable_protocol::trace::TraceParent;
 use durable_protocol::{
     AwakeableId, HandlerKind, HandlerName, IdempotencyKey, InvocationId, ObjectKey, ServiceKind,
     ServiceName, StepResult, TerminalFailure,
@@ -24,6 +25,8 @@ pub enum Route {
         rest: Vec<String>,
         input: serde_json::Value,
         idempotency_key: Option<IdempotencyKey>,
+        /// A valid `traceparent` header (an invalid one is ignored, as W3C trace context says).
+        traceparent: Option<TraceParent>,
     },
     /// `GET /{workflow}/{key}/output` or `/attach`: a workflow's result by its key.
     WorkflowOutput {
@@ -239,6 +242,9 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
                 rest: rest.iter().map(std::string::ToString::to_string).collect(),
                 input,
                 idempotency_key,
+                traceparent: req
+                    .header("traceparent")
+                    .and_then(|t| TraceParent::parse(t).ok()),
             })
         }
         _ => Err(ApiError::not_found(
@@ -570,7 +576,9 @@ mod tests {
                 rest,
                 input,
                 idempotency_key,
+                traceparent,
             } => {
+                assert_eq!(traceparent, None);
                 assert_eq!(service.as_str(), "checkout");
                 assert_eq!(rest, vec!["run".to_string()]);
                 assert_eq!(input, serde_json::json!({"id": 1}));

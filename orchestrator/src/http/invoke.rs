@@ -24,6 +24,8 @@ pub(crate) struct InvokeParts {
     pub(crate) rest: Vec<String>,
     pub(crate) input: serde_json::Value,
     pub(crate) idempotency_key: Option<IdempotencyKey>,
+    /// The caller's W3C trace context (`traceparent` header), if it sent a valid one.
+    pub(crate) traceparent: Option<durable_protocol::trace::TraceParent>,
 }
 
 impl Services {
@@ -37,6 +39,7 @@ impl Services {
             rest,
             input,
             idempotency_key,
+            traceparent,
         } = req;
         let reg = self.registration(&service).await?;
         let target = resolve_target(&service, reg.kind, &rest, |h| reg.kind_of(h))?;
@@ -80,6 +83,7 @@ impl Services {
             caller: None,
             key,
             handler_kind,
+            traceparent,
         };
         // `owned`: this call created the invocation and may run it now (a one-way send runs
         // in a fresh call). An exclusive arrival is owned only if it got its object's lock.
@@ -93,6 +97,9 @@ impl Services {
                 .await
                 .map_err(OrchestratorError::from)?;
             let owned = matches!(created, Created::New(_));
+            if let Created::New(inv) = &created {
+                self.started(inv);
+            }
             (created, owned)
         };
         crash_point!("ingress.created");

@@ -43,6 +43,7 @@ impl Services {
                 rest,
                 input,
                 idempotency_key,
+                traceparent,
             }) => {
                 self.invoke(
                     InvokeParts {
@@ -50,6 +51,7 @@ impl Services {
                         rest,
                         input,
                         idempotency_key,
+                        traceparent,
                     },
                     call,
                 )

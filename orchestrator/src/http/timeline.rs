@@ -55,6 +55,7 @@ impl Services {
         let detail = InvocationDetail {
             summary: summary(&inv, now_millis()),
             function_arn: inv.function_arn.clone(),
+            trace_id: inv.trace.trace_id.clone(),
             handler_kind: inv.handler_kind.map(|k| k.as_str().to_owned()),
             input: self.value_view(&inv.input).await,
             output,
