@@ -902,8 +902,10 @@ impl FinishUpdate {
         // the sweep if that call dies.
         if inv.journal_kept || ending == Ending::Stopped {
             // Its journal needs a TTL and its timers may have schedules: done after the
-            // finish, and by the sweep if the finishing call dies first.
-            expression.push_str(", cleanup = :yes");
+            // finish, and by the sweep if the finishing call dies first. `journal_kept` is
+            // recorded too: a driver may have kept the journal (and made schedules) for a
+            // suspension that did not happen, which wrote nothing.
+            expression.push_str(", cleanup = :yes, journal_kept = :yes");
             values.push((":yes", AttributeValue::Bool(true)));
         }
         if let Some(entry) = tail {

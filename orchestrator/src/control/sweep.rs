@@ -29,7 +29,13 @@ impl Services {
         if inv.status == Status::Killed {
             return self.after_kill(inv, inv.has_payloads, call).await;
         }
-        self.clean_up(inv, inv.has_payloads).await;
+        // A pending clean-up means the finish saw a kept journal (schedules may exist), even
+        // if an older item does not say so.
+        let kept = Invocation {
+            journal_kept: true,
+            ..inv.clone()
+        };
+        self.clean_up(&kept, inv.has_payloads).await;
         Ok(())
     }
 
@@ -109,14 +115,20 @@ impl Services {
                 .flat_map(|svc| (0..InvocationId::SHARDS).map(move |shard| (svc, shard)))
             {
                 // Invocations with ids that are not dated are in the `runs` index: only
-                // counted, so that a listing knows the minute has some.
-                if !self
+                // counted, so that a listing knows the minute has some. Listing never holds
+                // the sweep up: an index that cannot be read (still being built after an
+                // upgrade) marks the minute as having some, so listings read it.
+                match self
                     .invocations
                     .indexed_in_minute(service, minute, shard)
-                    .await?
-                    .is_empty()
+                    .await
                 {
-                    busy.entry(service).or_default().indexed = true;
+                    Ok(ids) if ids.is_empty() => {}
+                    Ok(_) => busy.entry(service).or_default().indexed = true,
+                    Err(e) => {
+                        tracing::warn!(%service, minute, error = %e, "could not read the runs index");
+                        busy.entry(service).or_default().indexed = true;
+                    }
                 }
                 let mut page = None;
                 loop {
@@ -152,9 +164,14 @@ impl Services {
             // Recorded before the cursor moves past the minute: a listing trusts these
             // marks for every minute up to the cursor.
             for (service, busy) in busy {
-                self.invocations
+                if let Err(e) = self
+                    .invocations
                     .mark_busy(service, minute, busy, self.config.retention)
-                    .await?;
+                    .await
+                {
+                    // Liveness first: the minute is then missing from listings, not re-driving.
+                    tracing::warn!(%service, minute, error = %e, "could not mark a busy minute");
+                }
             }
             reached = Some(minute);
             if now_millis() + SWEEP_MARGIN.as_millis() as u64 > call.deadline_ms {
