@@ -65,6 +65,16 @@ fn api_error(status: u16, answer: &serde_json::Value) {
     );
 }
 
+/// `GET path`: the answer when it is `200`, else `None` after printing the API's error.
+async fn fetch(endpoint: &Endpoint, path: &str) -> Result<Option<serde_json::Value>, CliError> {
+    let (status, answer) = endpoint.get(path).await?;
+    if status != 200 {
+        api_error(status, &answer);
+        return Ok(None);
+    }
+    Ok(Some(answer))
+}
+
 fn parse<T: serde::de::DeserializeOwned>(answer: serde_json::Value) -> Result<T, CliError> {
     serde_json::from_value(answer).map_err(|e| CliError::Http(format!("unexpected answer: {e}")))
 }
@@ -78,11 +88,9 @@ pub async fn list(endpoint: &Endpoint, args: &ListArgs<'_>, json: bool) -> Print
             "/invocations?{}",
             args.query(args.limit - rows.len(), cursor.as_deref())
         );
-        let (status, answer) = endpoint.get(&path).await?;
-        if status != 200 {
-            api_error(status, &answer);
+        let Some(answer) = fetch(endpoint, &path).await? else {
             return Ok(false);
-        }
+        };
         let page: InvocationPage = parse(answer)?;
         rows.extend(page.invocations);
         cursor = page.next_cursor;
@@ -130,13 +138,10 @@ pub async fn list(endpoint: &Endpoint, args: &ListArgs<'_>, json: bool) -> Print
 /// `durable describe`: the metadata, then the timeline, children under the entries that
 /// made them.
 pub async fn describe(endpoint: &Endpoint, id: &str, json: bool) -> Printed {
-    let (status, answer) = endpoint
-        .get(&format!("/invocations/{}", crate::encode_segment(id)))
-        .await?;
-    if status != 200 {
-        api_error(status, &answer);
+    let path = format!("/invocations/{}", crate::encode_segment(id));
+    let Some(answer) = fetch(endpoint, &path).await? else {
         return Ok(false);
-    }
+    };
     if json {
         println!("{answer}");
         return Ok(true);
@@ -261,17 +266,14 @@ fn timeline_row(r: &TimelineRow, t0: u64, paint: &Paint) -> Vec<String> {
 
 /// `durable state`: an object's state keys and values, lock holder and queue.
 pub async fn state(endpoint: &Endpoint, service: &str, key: &str, json: bool) -> Printed {
-    let (status, answer) = endpoint
-        .get(&format!(
-            "/objects/{}/{}",
-            crate::encode_segment(service),
-            crate::encode_segment(key)
-        ))
-        .await?;
-    if status != 200 {
-        api_error(status, &answer);
+    let path = format!(
+        "/objects/{}/{}",
+        crate::encode_segment(service),
+        crate::encode_segment(key)
+    );
+    let Some(answer) = fetch(endpoint, &path).await? else {
         return Ok(false);
-    }
+    };
     if json {
         println!("{answer}");
         return Ok(true);
@@ -327,13 +329,10 @@ pub async fn tail(
             until: None,
             limit: 200,
         };
-        let (status, answer) = endpoint
-            .get(&format!("/invocations?{}", args.query(200, None)))
-            .await?;
-        if status != 200 {
-            api_error(status, &answer);
+        let path = format!("/invocations?{}", args.query(200, None));
+        let Some(answer) = fetch(endpoint, &path).await? else {
             return Ok(false);
-        }
+        };
         let page: InvocationPage = parse(answer)?;
         for r in page.invocations.iter().rev() {
             let id = r.invocation_id.to_string();

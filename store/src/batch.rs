@@ -1,4 +1,5 @@
-//! Batch reads: many items by key in as few requests as DynamoDB allows.
+//! Batch reads: many items by key in as few requests as DynamoDB allows, and every page of
+//! a query.
 
 use crate::StoreError;
 
@@ -43,4 +44,25 @@ pub async fn batch_get(
         }
     }
     Ok(found)
+}
+
+/// Every item `query` matches, following its pages.
+pub async fn query_all(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<crate::Item>, StoreError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = query
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(items),
+        }
+    }
 }

@@ -649,27 +649,15 @@ impl JournalStore {
 
     /// Every journal item of `id`, as stored, in index order (strongly consistent).
     async fn journal_items(&self, id: &InvocationId) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :j)")
-                .expression_attribute_values(":pk", s(keys::invocation_pk(id)))
-                .expression_attribute_values(":j", s(keys::JOURNAL_SK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("Query", e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(items),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :j)")
+            .expression_attribute_values(":pk", s(keys::invocation_pk(id)))
+            .expression_attribute_values(":j", s(keys::JOURNAL_SK_PREFIX))
+            .consistent_read(true);
+        crate::batch::query_all(query).await
     }
 }
 

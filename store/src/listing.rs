@@ -157,33 +157,18 @@ impl InvocationStore {
         minute: u32,
         shard: u8,
     ) -> Result<Vec<InvocationId>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(keys::RUNS_INDEX)
-                .key_condition_expression("list_pk = :pk")
-                .expression_attribute_values(
-                    ":pk",
-                    s(keys::run_pk(service.as_str(), minute, shard)),
-                )
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("Query", e))?;
-            ids.extend(
-                out.items()
-                    .iter()
-                    .filter_map(|i| InvocationId::parse(get_s(i, keys::LIST_SK)?).ok()),
-            );
-            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
-                Some(k) => start = Some(k),
-                None => return Ok(ids),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::RUNS_INDEX)
+            .key_condition_expression("list_pk = :pk")
+            .expression_attribute_values(":pk", s(keys::run_pk(service.as_str(), minute, shard)));
+        Ok(crate::batch::query_all(query)
+            .await?
+            .iter()
+            .filter_map(|i| InvocationId::parse(get_s(i, keys::LIST_SK)?).ok())
+            .collect())
     }
 
     /// Records that `service` had invocations in `minute` (the sweep, once per busy minute):
@@ -196,7 +181,6 @@ impl InvocationStore {
         retention: Duration,
     ) -> Result<(), StoreError> {
         let mut adds = Vec::new();
-        let minute_set = || AttributeValue::Ns(vec![minute.to_string()]);
         let mut update = self
             .client
             .update_item()
@@ -220,7 +204,7 @@ impl InvocationStore {
         }
         update = update
             .update_expression(format!("ADD {} SET expires_at = :exp", adds.join(", ")))
-            .expression_attribute_values(":m", minute_set())
+            .expression_attribute_values(":m", AttributeValue::Ns(vec![minute.to_string()]))
             .expression_attribute_values(
                 ":exp",
                 n(hour_end_s + retention.as_secs() + BUSY_GRACE.as_secs()),
@@ -240,41 +224,31 @@ impl InvocationStore {
         from: u32,
         to: u32,
     ) -> Result<BTreeMap<u32, Busy>, StoreError> {
-        let mut minutes = BTreeMap::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(keys::BUSY_PK))
-                .expression_attribute_values(":from", s(keys::busy_sk(service.as_str(), from / 60)))
-                .expression_attribute_values(":to", s(keys::busy_sk(service.as_str(), to / 60)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("Query", e))?;
-            for item in out.items() {
-                for (attr, dated) in [("dated", true), ("indexed", false)] {
-                    let Some(AttributeValue::Ns(set)) = item.get(attr) else {
-                        continue;
-                    };
-                    for m in set.iter().filter_map(|m| m.parse::<u32>().ok()) {
-                        let b: &mut Busy = minutes.entry(m).or_default();
-                        if dated {
-                            b.dated = true;
-                        } else {
-                            b.indexed = true;
-                        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(keys::BUSY_PK))
+            .expression_attribute_values(":from", s(keys::busy_sk(service.as_str(), from / 60)))
+            .expression_attribute_values(":to", s(keys::busy_sk(service.as_str(), to / 60)));
+        let mut minutes: BTreeMap<u32, Busy> = BTreeMap::new();
+        for item in crate::batch::query_all(query).await? {
+            for (attr, dated) in [("dated", true), ("indexed", false)] {
+                let Some(AttributeValue::Ns(set)) = item.get(attr) else {
+                    continue;
+                };
+                for m in set.iter().filter_map(|m| m.parse::<u32>().ok()) {
+                    let busy = minutes.entry(m).or_default();
+                    if dated {
+                        busy.dated = true;
+                    } else {
+                        busy.indexed = true;
                     }
                 }
             }
-            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
-                Some(k) => start = Some(k),
-                None => return Ok(minutes),
-            }
         }
+        Ok(minutes)
     }
 
     /// Every invocation of `service` made in `minute` of the kinds `busy` names (eventually
@@ -330,12 +304,12 @@ impl InvocationStore {
                 false => after.minute,
             });
         }
+        // The sweep's marks cover the minutes up to its cursor; later ones are read whole.
         let mut busy: Vec<BTreeMap<u32, Busy>> = Vec::new();
         for service in &query.services {
-            let known_upto = swept_until.map_or(bottom, |s| s.min(top));
-            busy.push(match swept_until {
-                Some(_) if known_upto >= bottom => {
-                    self.busy_minutes(service, bottom, known_upto).await?
+            busy.push(match swept_until.map(|s| s.min(top)) {
+                Some(marked) if marked >= bottom => {
+                    self.busy_minutes(service, bottom, marked).await?
                 }
                 _ => BTreeMap::new(),
             });

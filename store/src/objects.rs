@@ -88,41 +88,31 @@ impl Objects {
     /// Everything stored for `object` in one consistent read of its partition: its state,
     /// the lock's holder and the inbox in order (for operators; handlers read state lazily).
     pub async fn snapshot(&self, object: &ObjectRef) -> Result<ObjectSnapshot, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(keys::object_ref_pk(object)))
+            .consistent_read(true);
         let mut snap = ObjectSnapshot::default();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(keys::object_ref_pk(object)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("Query", e))?;
-            for item in out.items() {
-                let sk = get_s(item, keys::SK).unwrap_or_default();
-                if sk == keys::LOCK_SK {
-                    snap.holder = get_s(item, "holder").and_then(|h| InvocationId::parse(h).ok());
-                } else if let Some(rest) = sk.strip_prefix(keys::QUEUE_SK_PREFIX) {
-                    let parsed = rest.split_once('#').and_then(|(due, id)| {
-                        Some((due.parse().ok()?, InvocationId::parse(id).ok()?))
-                    });
-                    snap.queue.extend(parsed);
-                } else if let Some(name) = sk.strip_prefix(keys::STATE_SK_PREFIX) {
-                    let value = get_s(item, "value")
-                        .and_then(|v| serde_json::from_str(v).ok())
-                        .unwrap_or(serde_json::Value::Null);
-                    snap.state.push((name.to_owned(), value));
-                }
-            }
-            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
-                Some(k) => start = Some(k),
-                None => return Ok(snap),
+        for item in crate::batch::query_all(query).await? {
+            let sk = get_s(&item, keys::SK).unwrap_or_default();
+            if sk == keys::LOCK_SK {
+                snap.holder = get_s(&item, "holder").and_then(|h| InvocationId::parse(h).ok());
+            } else if let Some(rest) = sk.strip_prefix(keys::QUEUE_SK_PREFIX) {
+                let parsed = rest
+                    .split_once('#')
+                    .and_then(|(due, id)| Some((due.parse().ok()?, InvocationId::parse(id).ok()?)));
+                snap.queue.extend(parsed);
+            } else if let Some(name) = sk.strip_prefix(keys::STATE_SK_PREFIX) {
+                let value = get_s(&item, "value")
+                    .and_then(|v| serde_json::from_str(v).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                snap.state.push((name.to_owned(), value));
             }
         }
+        Ok(snap)
     }
 
     /// Creates an exclusive invocation in its object's inbox, due at `due_ms` (now, or later for
