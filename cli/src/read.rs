@@ -172,8 +172,19 @@ pub async fn describe(endpoint: &Endpoint, id: &str, json: bool) -> Printed {
     if let Some(k) = &s.idempotency_key {
         field("Idempotency", k.clone());
     }
-    if let Some(at) = d.expires_at {
-        field("Expires", time(at));
+    match d.expires_at {
+        Some(at) => field(
+            "Expires",
+            format!(
+                "{} (retention {})",
+                time(at),
+                duration(d.retention_secs * 1000)
+            ),
+        ),
+        None => field(
+            "Retention",
+            format!("{} once finished", duration(d.retention_secs * 1000)),
+        ),
     }
     if let Some(at) = d.next_attempt_at {
         field("Next attempt", time(at));
@@ -406,7 +417,8 @@ pub fn duration(ms: u64) -> String {
         0..1_000 => format!("{ms}ms"),
         1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
         60_000..3_600_000 => format!("{:.1}m", ms as f64 / 60_000.0),
-        _ => format!("{:.1}h", ms as f64 / 3_600_000.0),
+        3_600_000..172_800_000 => format!("{:.1}h", ms as f64 / 3_600_000.0),
+        _ => format!("{:.1}d", ms as f64 / 86_400_000.0),
     }
 }
 
@@ -488,6 +500,8 @@ mod tests {
         assert_eq!(duration(850), "850ms");
         assert_eq!(duration(3_200), "3.2s");
         assert_eq!(duration(270_000), "4.5m");
+        assert_eq!(duration(86_400_000), "24.0h");
+        assert_eq!(duration(7 * 86_400_000), "7.0d");
         assert_eq!(strip_ansi("\u{1b}[31mred\u{1b}[0m"), "red");
     }
 

@@ -1,4 +1,4 @@
-import { CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { DurableOrchestrator } from './orchestrator';
 import { DurableService } from './service';
@@ -11,18 +11,20 @@ export class DurableExampleStack extends Stack {
   constructor(scope: Construct, id: string, props?: StackProps) {
     super(scope, id, props);
     this.orchestrator = new DurableOrchestrator(this, 'Durable');
-    const examples: [string, string, string[]][] = [
+    // Approvals are kept a week (an audit trail people look back on); the others one day.
+    const examples: [string, string, string[], Duration?][] = [
       ['Checkout', 'checkout', ['checkout']],
-      ['Approvals', 'approvals', ['approvals']],
+      ['Approvals', 'approvals', ['approvals'], Duration.days(7)],
       ['Trips', 'trips', ['trips', 'flights', 'hotels', 'payments']],
       ['Fanout', 'fanout', ['batch', 'words']],
     ];
     this.services = examples.map(
-      ([id, name, services]) =>
+      ([id, name, services, retention]) =>
         new DurableService(this, id, {
           orchestrator: this.orchestrator,
           code: { manifest: `examples/${name}/Cargo.toml`, binary: name },
           services,
+          retention,
         }),
     );
     new CfnOutput(this, 'IngressUrl', { value: this.orchestrator.url.url, description: 'POST /{service}/{handler} (SigV4, service lambda)' });

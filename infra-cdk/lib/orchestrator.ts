@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Stack, ArnFormat } from 'aws-cdk-lib';
+import { Duration, Lazy, RemovalPolicy, Stack, ArnFormat } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -51,11 +51,14 @@ export class DurableOrchestrator extends Construct {
    * depend on the function resource, so handler and orchestrator policies can name each other.
    */
   readonly functionArnByName: string;
+  /** The longest retention of the orchestrator and its services: how long outputs stay in S3. */
+  private longestRetention: Duration;
 
   constructor(scope: Construct, id: string, props: DurableOrchestratorProps = {}) {
     super(scope, id);
     const stack = Stack.of(this);
     const retention = props.retention ?? Duration.days(1);
+    this.longestRetention = retention;
 
     this.table = new dynamodb.Table(this, 'Journal', {
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
@@ -95,7 +98,13 @@ export class DurableOrchestrator extends Construct {
       lifecycleRules: [
         // Outputs are kept for the retention period; other payloads are deleted by the
         // orchestrator when their invocation finishes.
-        { id: 'expire-outputs', prefix: 'outputs/', expiration: Duration.days(Math.max(1, Math.ceil(retention.toDays({ integral: false })))) },
+        // orchestrator when their invocation finishes. The longest retention of any service
+        // (see `keepOutputsFor`) decides, so no service's output goes before its invocation.
+        {
+          id: 'expire-outputs',
+          prefix: 'outputs/',
+          expiration: Duration.days(Lazy.number({ produce: () => wholeDays(this.longestRetention) })),
+        },
         { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
     });
@@ -239,8 +248,20 @@ export class DurableOrchestrator extends Construct {
     return this.urlAlias.grantInvokeUrl(grantee);
   }
 
+  /** Keeps outputs in S3 at least `retention` (a service registered with a longer retention). */
+  keepOutputsFor(retention: Duration): void {
+    if (retention.toSeconds() > this.longestRetention.toSeconds()) {
+      this.longestRetention = retention;
+    }
+  }
+
   /** Lets `grantee` (a deployer or operator role) send administrative events such as `register`. */
   grantAdmin(grantee: iam.IGrantable): iam.Grant {
     return this.adminAlias.grantInvoke(grantee);
   }
+}
+
+/** A retention in whole days, at least one (S3 lifecycle rules count days). */
+function wholeDays(retention: Duration): number {
+  return Math.max(1, Math.ceil(retention.toDays({ integral: false })));
 }

@@ -19,6 +19,11 @@ export interface DurableServiceProps {
    * any other.
    */
   readonly services: string[];
+  /**
+   * How long its services' finished invocations are kept (metadata, journal, output), from one
+   * minute to ten years. @default the orchestrator's retention
+   */
+  readonly retention?: Duration;
   /** @default 30 s */
   readonly timeout?: Duration;
   /** @default 256 */
@@ -66,6 +71,13 @@ export class DurableService extends Construct {
       if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name)) {
         throw new Error(`${id}: ${JSON.stringify(name)} is not a service name`);
       }
+    }
+    if (props.retention !== undefined) {
+      const secs = props.retention.toSeconds();
+      if (secs < 60 || secs > 10 * 365 * 86_400) {
+        throw new Error(`${id}: retention must be between 1 minute and 10 years`);
+      }
+      orchestrator.keepOutputsFor(props.retention);
     }
     const keys = (prefix: string) => props.services.map((name) => `${prefix}#${name}#*`);
     // Every item a handler may touch leads with its service (`inv#<service>#…`, see
@@ -130,6 +142,7 @@ export class DurableService extends Construct {
             type: 'register',
             function_arn: this.alias.functionArn,
             services: props.services,
+            ...(props.retention !== undefined ? { retention_secs: props.retention.toSeconds() } : {}),
           }),
         },
         physicalResourceId: cr.PhysicalResourceId.of(this.function.currentVersion.version),

@@ -63,7 +63,7 @@ test('a sparse keys-only index of running invocations by lease feeds a sweep eve
   });
 });
 
-test('the payload bucket is encrypted, private, TLS-only, and expires outputs', () => {
+test('the payload bucket is encrypted, private, TLS-only, and expires outputs after the longest retention', () => {
   template.hasResourceProperties('AWS::S3::Bucket', {
     BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
     PublicAccessBlockConfiguration: {
@@ -73,7 +73,8 @@ test('the payload bucket is encrypted, private, TLS-only, and expires outputs', 
       RestrictPublicBuckets: true,
     },
     LifecycleConfiguration: {
-      Rules: Match.arrayWith([Match.objectLike({ Prefix: 'outputs/', ExpirationInDays: 1, Status: 'Enabled' })]),
+      // Approvals keep their invocations 7 days: their outputs must stay that long.
+      Rules: Match.arrayWith([Match.objectLike({ Prefix: 'outputs/', ExpirationInDays: 7, Status: 'Enabled' })]),
     },
   });
   template.hasResourceProperties('AWS::S3::BucketPolicy', {
@@ -207,4 +208,10 @@ test('each handler is registered with the orchestrator at deploy time', () => {
     assert.match(create, /services.{0,12}\[/, 'with the services it may serve');
     assert.match(create, /FunctionName.{0,30}AdminDoor/, 'through the admin door');
   }
+  // A service's retention travels with its registration; the others keep the default.
+  const withRetention = Object.values(registrations)
+    .map((r) => JSON.stringify((r as any).Properties.Update ?? (r as any).Properties.Create))
+    .filter((c) => /retention_secs/.test(c));
+  assert.equal(withRetention.length, 1);
+  assert.match(withRetention[0], /retention_secs.{0,6}604800/);
 });

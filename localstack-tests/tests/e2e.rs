@@ -525,6 +525,7 @@ async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
             key: None,
             handler_kind: None,
             traceparent: None,
+            retention: None,
         })
         .await
         .unwrap();
@@ -583,6 +584,7 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
             key: None,
             handler_kind: None,
             traceparent: None,
+            retention: None,
         })
         .await
         .unwrap()
@@ -683,6 +685,7 @@ async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
             key: None,
             handler_kind: None,
             traceparent: None,
+            retention: None,
         })
         .await
         .unwrap();

@@ -76,6 +76,7 @@ async fn a_register_outside_the_admin_door_is_refused_and_writes_nothing() {
     let event = serde_json::to_value(ControlEvent::Register {
         function_arn: env.deployment.services["testbed"].clone(),
         services: None,
+        retention_secs: None,
     })
     .unwrap();
     for door in [None, Some("url")] {
@@ -93,6 +94,7 @@ async fn a_register_outside_the_admin_door_is_refused_and_writes_nothing() {
     let limited = serde_json::to_value(ControlEvent::Register {
         function_arn: env.deployment.services["testbed"].clone(),
         services: Some(vec![ServiceName::new("testbed").unwrap()]),
+        retention_secs: None,
     })
     .unwrap();
     let (error, body) = invoke_orchestrator(&env, Some("admin"), &limited).await;

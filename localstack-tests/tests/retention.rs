@@ -86,6 +86,7 @@ fn new_invocation(
         key: None,
         handler_kind: None,
         traceparent: None,
+        retention: None,
     }
 }
 
@@ -526,4 +527,87 @@ async fn the_sweep_of_a_minute_redrives_stranded_dated_invocations_and_indexes_r
             .any(|l| matches!(l, Leased::Invocation { id, .. } if id == &running_id)),
         "{found:?}"
     );
+}
+
+/// What a checkout run left: its metadata item, its journal items and its description.
+async fn checkout_run(env: &Env) -> (Item, Vec<Item>, serde_json::Value, u64, u64) {
+    let order = json!({"order_id": run_id(), "items": ["a"], "amount_cents": 100});
+    let before = now_secs();
+    let answer = env
+        .client
+        .invoke("checkout", "checkout", &order, None)
+        .await
+        .unwrap();
+    let after = now_secs();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let id = answer.invocation_id.expect("x-invocation-id");
+    let (meta, journal) = items(env, &id).await;
+    let described = env
+        .client
+        .request(
+            reqwest::Method::GET,
+            &format!("/invocations/{id}"),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(described.status, 200, "{}", described.raw);
+    (meta, journal, described.body, before, after)
+}
+
+/// A service registered with a retention of its own keeps its invocations that long (metadata
+/// and journal TTLs, `describe`); re-registered without one, new invocations get the default
+/// again; a retention out of range is refused.
+#[tokio::test]
+async fn a_service_registered_with_a_retention_keeps_its_invocations_that_long() {
+    const OWN_SECS: u64 = 7_200;
+    let env = Env::load().await;
+    let orchestrator = env.deployment.orchestrator_function.clone();
+    let checkout = env.deployment.handlers["checkout"].clone();
+    let register = |secs: Option<u64>| {
+        durable_local::deploy::register_with(&env.clients, &orchestrator, &checkout, secs)
+    };
+    let refused = register(Some(10)).await;
+    assert!(
+        format!("{refused:?}").contains("retention_secs must be between 60"),
+        "{refused:?}"
+    );
+
+    let answer = register(Some(OWN_SECS)).await.unwrap();
+    assert_eq!(
+        answer["registered"][0]["retention_secs"], OWN_SECS,
+        "{answer}"
+    );
+    // Warm orchestrators read a registration again after 5 s.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let own = checkout_run(&env).await;
+    // Restored before anything is asserted, so the other tests see the default.
+    let answer = register(None).await.unwrap();
+    assert_eq!(
+        answer["registered"][0]["retention_secs"], RETENTION_SECS,
+        "{answer}"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let default = checkout_run(&env).await;
+
+    for ((meta, journal, described, before, after), secs) in
+        [(own, OWN_SECS), (default, RETENTION_SECS)]
+    {
+        let meta_ttl = ttl(&meta).expect("the finished invocation expires");
+        assert!(
+            meta_ttl >= before + secs && meta_ttl <= after + secs + 1,
+            "{secs}: {meta_ttl} not in {before}..{after} + {secs}"
+        );
+        for entry in &journal {
+            let entry_ttl = ttl(entry).expect("a first attempt's entry expires");
+            assert!(
+                entry_ttl >= before + secs + GRACE_SECS
+                    && entry_ttl <= after + secs + GRACE_SECS + 1,
+                "{secs}: entry TTL {entry_ttl}"
+            );
+        }
+        assert_eq!(described["retention_secs"], secs, "{described}");
+        assert_eq!(described["expires_at"], meta_ttl * 1000, "{described}");
+    }
 }

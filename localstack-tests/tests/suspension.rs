@@ -343,6 +343,7 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
         key: None,
         handler_kind: None,
         traceparent: None,
+        retention: None,
     };
     let awakeable = JournalEntry::new(
         0,

@@ -53,7 +53,7 @@ impl Services {
                 Status::Queued => {
                     if !self
                         .objects
-                        .leave_inbox(&inv, &TerminalFailure::killed(), self.config.retention)
+                        .leave_inbox(&inv, &TerminalFailure::killed(), self.retention(&inv))
                         .await?
                     {
                         continue;
@@ -68,7 +68,7 @@ impl Services {
                             &inv,
                             &outcome,
                             None,
-                            self.config.retention,
+                            self.retention(&inv),
                             &durable_protocol::StateDelta::default(),
                             Ending::Stopped,
                         )
@@ -82,7 +82,7 @@ impl Services {
                 }
                 _ => match self
                     .invocations
-                    .stop(&inv, &outcome, self.config.retention)
+                    .stop(&inv, &outcome, self.retention(&inv))
                     .await?
                 {
                     Some(has_payloads) => has_payloads,

@@ -163,6 +163,7 @@ mod tests {
             key: None,
             handler_kind: None,
             traceparent: None,
+            retention: None,
         };
         let item = durable_store::invocations::InvocationStore::new_item(&new, Status::Running);
         let inv = durable_store::invocations::InvocationStore::decode(&item).unwrap();

@@ -69,6 +69,12 @@ impl Services {
         }
     }
 
+    /// How long `inv` is kept once finished: its service's retention when it started, else
+    /// the orchestrator's default.
+    pub(crate) fn retention(&self, inv: &Invocation) -> std::time::Duration {
+        inv.retention.unwrap_or(self.config.retention)
+    }
+
     /// Reports a new invocation (a metric line).
     pub(crate) fn started(&self, inv: &Invocation) {
         self.metrics.emit(Event::Started(inv));

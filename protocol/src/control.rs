@@ -21,6 +21,10 @@ pub enum ControlEvent {
         function_arn: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         services: Option<Vec<crate::ids::ServiceName>>,
+        /// How long its services' finished invocations are kept (seconds), instead of the
+        /// orchestrator's `DURABLE_RETENTION_SECS`; fixed for each invocation when it starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retention_secs: Option<u64>,
     },
     /// Drive an invocation whose driver gave it up or died.
     Drive {
@@ -201,6 +205,7 @@ mod tests {
             ControlEvent::Register {
                 function_arn: "arn:x".into(),
                 services: None,
+                retention_secs: None,
             }
         );
     }

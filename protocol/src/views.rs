@@ -144,6 +144,9 @@ pub struct InvocationDetail {
     /// When its items expire (retention), once it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// How long it is kept once finished (seconds): its service's retention when it started.
+    #[serde(default)]
+    pub retention_secs: u64,
     /// While it waits for a retry: when the next attempt is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<u64>,

@@ -33,6 +33,8 @@ pub use durable_protocol::Status;
 pub use crate::keys::{LEASE_INDEX, LEASE_SHARD, LEASE_SHARD_VALUE, LEASE_UNTIL};
 /// The W3C trace context an invocation came with, when it came with one.
 const TRACEPARENT: &str = "traceparent";
+/// The retention (seconds) its service's registration gave it.
+const RETENTION_SECS: &str = "retention_secs";
 /// When an operator asked to cancel the invocation (ms).
 pub(crate) const CANCEL_REQUESTED: &str = "cancel_requested";
 /// The flag of a cancellation that reached the handler.
@@ -116,6 +118,8 @@ pub struct Invocation {
     pub times: Times,
     /// The trace it runs in: the one it came with, else one derived from its id.
     pub trace: TraceParent,
+    /// Its service's retention when it started, if the registration set one.
+    pub retention: Option<Duration>,
 }
 
 /// How many attempts' errors an invocation keeps (the newest), and how long each may be: the
@@ -225,6 +229,9 @@ pub struct NewInvocation {
     /// The W3C trace context it came with (an HTTP caller's header, a caller's trace); kept
     /// only when given, so an invocation without one stores nothing.
     pub traceparent: Option<TraceParent>,
+    /// How long it is kept once finished, when its service's registration sets it (else the
+    /// orchestrator's default applies); stored only when given.
+    pub retention: Option<Duration>,
 }
 
 /// The result of a create.
@@ -320,6 +327,7 @@ impl Invocation {
             due_at: get_n(item, "due_at"),
             tail: crate::journal::tail_from_meta(item)?,
             last_error: get_s(item, "last_error").map(str::to_owned),
+            retention: get_n(item, RETENTION_SECS).map(Duration::from_secs),
             idempotency_key: get_s(item, "idempotency_key").map(str::to_owned),
             trace: get_s(item, TRACEPARENT)
                 .and_then(|t| TraceParent::parse(t).ok())
@@ -469,6 +477,9 @@ impl InvocationStore {
         }
         if let Some(t) = &new.traceparent {
             item.insert(TRACEPARENT.into(), s(t.to_string()));
+        }
+        if let Some(r) = new.retention {
+            item.insert(RETENTION_SECS.into(), n(r.as_secs()));
         }
         item
     }

@@ -1,5 +1,6 @@
 //! The service registry: which handler Lambda (pinned to a version) serves which service.
 
+use crate::attrs::get_n;
 use crate::attrs::get_s;
 use crate::attrs::n;
 use crate::attrs::s;
@@ -22,6 +23,8 @@ pub struct Registration {
     pub handlers: Vec<HandlerName>,
     /// The kinds of the handlers of an object or workflow.
     pub kinds: BTreeMap<HandlerName, HandlerKind>,
+    /// How long its finished invocations are kept, when not the orchestrator's default.
+    pub retention: Option<std::time::Duration>,
 }
 
 impl Registration {
@@ -54,6 +57,9 @@ impl Registration {
                         .collect(),
                 ),
             );
+        }
+        if let Some(r) = self.retention {
+            item.insert("retention_secs".into(), n(r.as_secs()));
         }
         item.insert("registered_at".into(), n(now_millis()));
         item
@@ -103,6 +109,7 @@ impl Registration {
             function_arn,
             handlers,
             kinds,
+            retention: get_n(item, "retention_secs").map(std::time::Duration::from_secs),
         })
     }
 }
@@ -263,6 +270,7 @@ mod tests {
                 HandlerName::new("refund").unwrap(),
             ],
             kinds: BTreeMap::new(),
+            retention: None,
         };
         assert_eq!(Registration::from_item(&reg.to_item()).unwrap(), reg);
         assert!(reg.has_handler(&HandlerName::new("refund").unwrap()));
@@ -272,6 +280,7 @@ mod tests {
             kind: ServiceKind::Object,
             handlers: vec![add.clone()],
             kinds: BTreeMap::from([(add.clone(), HandlerKind::Exclusive)]),
+            retention: Some(std::time::Duration::from_secs(7 * 86_400)),
             ..reg
         };
         let back = Registration::from_item(&object.to_item()).unwrap();

@@ -72,6 +72,10 @@ enum Command {
         #[arg(long)]
         orchestrator: String,
         function_arn: String,
+        /// How long its services' finished invocations are kept (seconds; default: the
+        /// orchestrator's `DURABLE_RETENTION_SECS`).
+        #[arg(long)]
+        retention_secs: Option<u64>,
     },
     /// Print an invocation's metadata and journal.
     Journal { invocation_id: String },
@@ -186,9 +190,15 @@ async fn run(cli: Cli) -> durable_local::Result<ExitCode> {
         Command::Register {
             orchestrator,
             function_arn,
+            retention_secs,
         } => {
-            let answer =
-                durable_local::deploy::register(&clients, &orchestrator, &function_arn).await?;
+            let answer = durable_local::deploy::register_with(
+                &clients,
+                &orchestrator,
+                &function_arn,
+                retention_secs,
+            )
+            .await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&answer).unwrap_or_default()

@@ -700,18 +700,31 @@ async fn ensure_function_url(clients: &Clients, name: &str) -> Result<String> {
     Ok(out.function_url)
 }
 
-/// Registers the handler Lambda `alias_arn` with the orchestrator; returns its answer.
+/// Registers the handler Lambda `alias_arn` with the orchestrator, its services keeping their
+/// finished invocations for `retention_secs` if given (else the orchestrator's default);
+/// returns its answer.
+pub async fn register_with(
+    clients: &Clients,
+    orchestrator: &str,
+    alias_arn: &str,
+    retention_secs: Option<u64>,
+) -> Result<serde_json::Value> {
+    let event = ControlEvent::Register {
+        function_arn: alias_arn.to_owned(),
+        services: None,
+        retention_secs,
+    };
+    let admin = format!("{}:{ADMIN_ALIAS}", unqualified_name(orchestrator));
+    control(clients, &admin, &event).await
+}
+
+/// Registers the handler Lambda `alias_arn` with the orchestrator's default retention.
 pub async fn register(
     clients: &Clients,
     orchestrator: &str,
     alias_arn: &str,
 ) -> Result<serde_json::Value> {
-    let event = ControlEvent::Register {
-        function_arn: alias_arn.to_owned(),
-        services: None,
-    };
-    let admin = format!("{}:{ADMIN_ALIAS}", unqualified_name(orchestrator));
-    control(clients, &admin, &event).await
+    register_with(clients, orchestrator, alias_arn, None).await
 }
 
 /// Sends the orchestrator a `sweep` (its schedule does every minute on AWS); returns its

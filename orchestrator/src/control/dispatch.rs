@@ -208,6 +208,7 @@ impl Services {
             service: target.service.clone(),
             handler: target.handler.clone(),
             function_arn: registration.function_arn,
+            retention: registration.retention,
             input,
             idempotency_key: None,
             lease_until,

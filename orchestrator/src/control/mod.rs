@@ -29,7 +29,11 @@ impl Services {
             ControlEvent::Register {
                 function_arn,
                 services,
-            } => self.register(&function_arn, services.as_deref()).await,
+                retention_secs,
+            } => {
+                self.register(&function_arn, services.as_deref(), retention_secs)
+                    .await
+            }
             ControlEvent::Drive { invocation_id, .. } => self.redrive(&invocation_id, call).await,
             ControlEvent::Wake {
                 invocation_id,

@@ -18,7 +18,9 @@ impl Services {
         &self,
         function_arn: &str,
         allowed: Option<&[ServiceName]>,
+        retention_secs: Option<u64>,
     ) -> Result<serde_json::Value, OrchestratorError> {
+        let retention = retention_secs.map(checked_retention).transpose()?;
         let (discovery, executed_version) = self.discover(function_arn).await?;
         if let Some(allowed) = allowed {
             let extra: Vec<&str> = discovery
@@ -57,6 +59,7 @@ impl Services {
                     .filter_map(|h| Some((h.name.clone(), h.kind?)))
                     .collect(),
                 handlers: service.handlers.into_iter().map(|h| h.name).collect(),
+                retention,
             };
             self.registry.put(&reg).await?;
             tracing::info!(service = %reg.service, arn = %reg.function_arn, "registered");
@@ -64,9 +67,27 @@ impl Services {
                 service: reg.service,
                 function_arn: reg.function_arn,
                 handlers: reg.handlers,
+                retention_secs: reg.retention.unwrap_or(self.config.retention).as_secs(),
             });
         }
         replies::report(&replies::Registered { registered })
+    }
+}
+
+/// The shortest and longest retention a registration may set: a minute (the sweep's and the
+/// listing's granularity) and ten years.
+pub const RETENTION_RANGE_SECS: std::ops::RangeInclusive<u64> = 60..=10 * 365 * 86_400;
+
+/// A registration's retention, if it is within [`RETENTION_RANGE_SECS`].
+fn checked_retention(secs: u64) -> Result<std::time::Duration, OrchestratorError> {
+    if RETENTION_RANGE_SECS.contains(&secs) {
+        Ok(std::time::Duration::from_secs(secs))
+    } else {
+        Err(OrchestratorError::Refused(format!(
+            "retention_secs must be between {} and {}, not {secs}",
+            RETENTION_RANGE_SECS.start(),
+            RETENTION_RANGE_SECS.end()
+        )))
     }
 }
 
@@ -157,5 +178,23 @@ fn check_kinds(service: &durable_protocol::ServiceDescriptor) -> Result<(), Stri
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retention_outside_its_range_is_refused() {
+        assert_eq!(checked_retention(60).unwrap().as_secs(), 60);
+        assert_eq!(checked_retention(7 * 86_400).unwrap().as_secs(), 604_800);
+        for bad in [0, 59, 10 * 365 * 86_400 + 1] {
+            let err = checked_retention(bad).unwrap_err();
+            assert!(
+                matches!(&err, OrchestratorError::Refused(m) if m.contains("retention_secs")),
+                "{err}"
+            );
+        }
     }
 }

@@ -72,6 +72,8 @@ pub struct RegisteredService {
     pub service: ServiceName,
     pub function_arn: String,
     pub handlers: Vec<HandlerName>,
+    /// How long its finished invocations are kept (seconds).
+    pub retention_secs: u64,
 }
 
 /// A control event's report as JSON.

@@ -164,9 +164,16 @@ impl Services {
             // Recorded before the cursor moves past the minute: a listing trusts these
             // marks for every minute up to the cursor.
             for (service, busy) in busy {
+                // Kept as long as the service's invocations may be (best effort: the
+                // default if its registration cannot be read).
+                let retention = match self.registry.lookup(service).await {
+                    Ok(Some(reg)) => reg.retention.unwrap_or(self.config.retention),
+                    _ => self.config.retention,
+                }
+                .max(self.config.retention);
                 if let Err(e) = self
                     .invocations
-                    .mark_busy(service, minute, busy, self.config.retention)
+                    .mark_busy(service, minute, busy, retention)
                     .await
                 {
                     // Liveness first: the minute is then missing from listings, not re-driving.

@@ -44,7 +44,7 @@ impl Services {
                     let failure = TerminalFailure::cancelled();
                     if self
                         .objects
-                        .leave_inbox(&inv, &failure, self.config.retention)
+                        .leave_inbox(&inv, &failure, self.retention(&inv))
                         .await?
                     {
                         crash_point!("cancel.queued.left");

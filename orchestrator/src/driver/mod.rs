@@ -321,7 +321,7 @@ impl Services {
         {
             return Ok(self
                 .invocations
-                .finish(inv, outcome, tail, self.config.retention)
+                .finish(inv, outcome, tail, self.retention(inv))
                 .await?);
         }
         let journal = self.journal.load(&inv.id).await?;
@@ -332,7 +332,7 @@ impl Services {
                 inv,
                 outcome,
                 tail,
-                self.config.retention,
+                self.retention(inv),
                 &delta,
                 durable_store::invocations::Ending::Owned,
             )
@@ -343,7 +343,7 @@ impl Services {
         if inv.handler_kind == Some(durable_protocol::HandlerKind::Workflow) {
             if let Some(object) = inv.object() {
                 // Its promises expire with the run (best effort: the outcome is recorded).
-                let expires_at = now_millis() / 1000 + self.config.retention.as_secs();
+                let expires_at = now_millis() / 1000 + self.retention(inv).as_secs();
                 if let Err(e) = self
                     .objects
                     .keyed
@@ -515,7 +515,7 @@ impl Services {
     /// further write); none once its journal is kept.
     fn journal_expiry(&self, inv: &Invocation) -> Option<u64> {
         (!inv.journal_kept).then(|| {
-            now_millis() / 1000 + (self.config.retention + self.config.journal_grace).as_secs()
+            now_millis() / 1000 + (self.retention(inv) + self.config.journal_grace).as_secs()
         })
     }
 
@@ -525,7 +525,7 @@ impl Services {
     pub(crate) async fn clean_up(&self, inv: &Invocation, has_payloads: bool) {
         let id = &inv.id;
         if inv.journal_kept {
-            let expires_at = now_millis() / 1000 + self.config.retention.as_secs();
+            let expires_at = now_millis() / 1000 + self.retention(inv).as_secs();
             match self.journal.expire_all(id, expires_at).await {
                 // Only an invocation that suspended has schedules: those of timers that never
                 // fired (they lost a select) would fire later for nothing.

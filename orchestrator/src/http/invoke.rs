@@ -75,6 +75,7 @@ impl Services {
             service,
             handler,
             function_arn: reg.function_arn,
+            retention: reg.retention,
             input,
             idempotency_key,
             lease_until: call.deadline_ms + LEASE_MARGIN.as_millis() as u64,

@@ -43,7 +43,6 @@ impl Services {
         call: &LambdaCall,
     ) -> Result<FunctionUrlResponse, ApiError> {
         let now = now_millis();
-        let (since, until) = params.window(now, self.config.retention)?;
         let services = match params.services.is_empty() {
             true => self
                 .registry
@@ -68,6 +67,20 @@ impl Services {
                 params.services.clone()
             }
         };
+        // By default it looks back as far as the longest retention of the services listed.
+        let mut retention = self.config.retention;
+        for service in &services {
+            if let Some(r) = self
+                .registry
+                .lookup(service)
+                .await
+                .map_err(OrchestratorError::from)?
+                .and_then(|reg| reg.retention)
+            {
+                retention = retention.max(r);
+            }
+        }
+        let (since, until) = params.window(now, retention)?;
         let swept = self
             .invocations
             .sweep_cursors()

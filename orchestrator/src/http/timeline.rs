@@ -61,6 +61,7 @@ impl Services {
             output,
             failure,
             expires_at: inv.times.expires_at.map(|s| s * 1000),
+            retention_secs: self.retention(&inv).as_secs(),
             next_attempt_at: inv.backoff_until.filter(|_| inv.outcome.is_none()),
             last_error: inv.last_error.clone(),
             attempt_errors: inv
