@@ -7,7 +7,7 @@ import os, re, sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRATES = sys.argv[1:] or [
     "protocol", "store", "orchestrator", "lambda-handler-sdk", "localstack-tests",
-    "localstack-tests/test-services", "bench",
+    "localstack-tests/test-services", "bench", "cli", "testing",
 ]
 
 def modules(src):

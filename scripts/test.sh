@@ -30,3 +30,6 @@ scripts/deploy-local.sh --no-sweep-schedule
 
 echo "== end-to-end tests against LocalStack" >&2
 cargo test -p durable-local --test '*'
+
+echo "== the test kit (durable-testing's TestEnv) against the deployed examples" >&2
+cargo test -p durable-testing --test deployed_examples -- --include-ignored

@@ -7,9 +7,11 @@
 //! * [`sign`]: SigV4 signing of requests to a Function URL on AWS.
 //! * [`read`]: `list`, `describe`, `state`, `tail`.
 //! * [`console`]: the web console served on 127.0.0.1.
+//! * [`new`]: `durable new`, a new handler crate from the template.
 
 mod console;
 mod endpoint;
+mod new;
 mod read;
 mod sign;
 
@@ -22,7 +24,7 @@ use std::process::ExitCode;
 #[command(
     name = "durable",
     version,
-    about = "List, inspect and act on durable invocations: list, describe, state, tail, console, cancel, kill, pause, resume, retry, restart"
+    about = "Make durable services and list, inspect and act on their invocations: new, list, describe, state, tail, console, cancel, kill, pause, resume, retry, restart"
 )]
 struct Cli {
     /// The orchestrator's Function URL (default: the CDK outputs file, else the local
@@ -41,6 +43,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Make a new handler crate: a handler with unit tests, integration tests against the
+    /// local environment, a CDK stack and a README; it builds and passes its tests as made.
+    New {
+        /// The crate's name (also its service's and its binary's).
+        name: String,
+        /// Where to make it (default: ./NAME).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The engine's checkout (its SDK, test kit and constructs; default: the checkout
+        /// this binary was built from).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+    },
     /// List invocations, newest first.
     List {
         /// Only these statuses (repeat or comma-separate): queued, running, suspended,
@@ -148,6 +163,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    if let Command::New { name, path, engine } = &cli.command {
+        let dir = new::new_crate(&new::NewArgs {
+            name,
+            path: path.as_deref(),
+            engine: engine.as_deref(),
+        })?;
+        println!("made {}", dir.display());
+        println!("  cd {} && cargo test", dir.display());
+        println!("  then see its README.md: deploy it locally, call it, look at it");
+        return Ok(ExitCode::SUCCESS);
+    }
     let endpoint = Endpoint::find(cli.url.as_deref(), cli.outputs.as_deref())?;
     let ok = match &cli.command {
         Command::List {
@@ -227,7 +253,7 @@ async fn act(endpoint: &Endpoint, command: &Command, json: bool) -> Result<bool,
             "restart",
             from_entry.map(|n| serde_json::json!({ "from_entry": n })),
         ),
-        _ => unreachable!("the read verbs are handled by run"),
+        _ => unreachable!("new and the read verbs are handled by run"),
     };
     let path = format!("/invocations/{}/{action}", encode_segment(id));
     let (status, answer) = endpoint.post(&path, body.as_ref()).await?;

@@ -8,7 +8,7 @@ export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 /** Where a Rust Lambda's code comes from. */
 export interface RustCode {
-  /** The crate's Cargo.toml, relative to the repository root. */
+  /** The crate's Cargo.toml: relative to the repository root, or absolute (a crate of your own). */
   readonly manifest: string;
   /** The binary to run as `bootstrap`. */
   readonly binary: string;
@@ -51,7 +51,7 @@ export function rustFunction(scope: Construct, id: string, code: RustCode, setti
   }
   return new RustFunction(scope, id, {
     ...common,
-    manifestPath: path.join(REPO_ROOT, code.manifest),
+    manifestPath: path.resolve(REPO_ROOT, code.manifest),
     binaryName: code.binary,
   });
 }

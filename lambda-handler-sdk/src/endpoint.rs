@@ -338,11 +338,25 @@ impl Endpoint {
     /// [`Endpoint::execute`] with its large values in `payloads`.
     pub(crate) async fn run_invocation(
         &self,
+        req: InvokeRequest,
+        sink: Arc<dyn HandlerStore>,
+        dispatcher: Arc<dyn crate::runtime::ops::Dispatcher>,
+        payloads: Arc<dyn Payloads>,
+        deadline_ms: u64,
+    ) -> HandlerResponse {
+        self.run_invocation_with(req, sink, dispatcher, payloads, deadline_ms, None)
+            .await
+    }
+
+    /// [`Endpoint::run_invocation`] with step failures injected by `faults` (test runners).
+    pub(crate) async fn run_invocation_with(
+        &self,
         mut req: InvokeRequest,
         sink: Arc<dyn HandlerStore>,
         dispatcher: Arc<dyn crate::runtime::ops::Dispatcher>,
         payloads: Arc<dyn Payloads>,
         deadline_ms: u64,
+        faults: Option<Arc<dyn crate::runtime::faults::StepFaults>>,
     ) -> HandlerResponse {
         let Some((handler, handler_kind)) = self
             .services
@@ -413,6 +427,9 @@ impl Endpoint {
         }
         if cancel {
             inv.cancel_pending();
+        }
+        if let Some(faults) = faults {
+            let _ = inv.faults.set(faults);
         }
         let _ = inv.dispatcher.set(dispatcher.clone());
         let ctx = Context::new(inv.clone());

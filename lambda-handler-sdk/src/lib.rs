@@ -212,6 +212,8 @@ pub mod bench;
 mod context;
 mod endpoint;
 mod error;
+#[cfg(feature = "testing")]
+pub mod harness;
 mod replay_log;
 mod retry;
 mod runtime;

@@ -88,6 +88,11 @@ impl OrchestratorClient {
         })
     }
 
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Result<Answer> {
+        self.request(reqwest::Method::GET, path, None, &[]).await
+    }
+
     /// `POST` of a JSON body (given as text, sent as is) with optional extra headers.
     pub async fn post_json(
         &self,
@@ -119,12 +124,6 @@ impl OrchestratorClient {
 
     /// `GET /invocations/{id}/output`.
     pub async fn output(&self, id: &str) -> Result<Answer> {
-        self.request(
-            reqwest::Method::GET,
-            &format!("/invocations/{id}/output"),
-            None,
-            &[],
-        )
-        .await
+        self.get(&format!("/invocations/{id}/output")).await
     }
 }

@@ -7,6 +7,8 @@
 //! * [`crash`]: the crash deployment (armed crash points, short timeouts, a sweep every
 //!   second) that the crash-point and random-kill tests run on.
 //!
+//! * [`timers`]: firing a deployment's pending timers now (the test kit's time skip).
+//!
 //! Both the CLI and the harness reach the orchestrator through [`client`] (its Function URL)
 //! and read what it stored through [`inspect`].
 
@@ -15,6 +17,7 @@ pub mod crash;
 pub mod deploy;
 pub mod harness;
 pub mod inspect;
+pub mod timers;
 
 /// Errors of the local tooling, with what to do about them where that is known.
 #[derive(Debug, thiserror::Error)]

@@ -78,6 +78,36 @@ async fn a_long_sleep_suspends_and_the_scheduler_wakes_it() {
 }
 
 #[tokio::test]
+async fn a_three_day_sleep_fired_now_through_the_wake_path_finishes_at_once() {
+    let env = Env::load().await;
+    let three_days = 3 * 24 * 3600 * 1000_u64;
+    let id = env
+        .send("testbed", "nap", json!({"millis": three_days}))
+        .await;
+    env.wait_status(&id, "suspended", Duration::from_secs(30))
+        .await;
+    let invocation = durable_protocol::InvocationId::parse(&id).unwrap();
+    let fired =
+        durable_local::timers::fire_timers_now(&env.clients, &env.deployment, Some(&invocation))
+            .await
+            .unwrap();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!((&fired[0].invocation_id, fired[0].entry), (&invocation, 1));
+    let answer = env.output(&id, Duration::from_secs(30)).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert!(
+        answer.body["elapsed_ms"].as_u64().unwrap() < three_days,
+        "the sleep was cut short: {}",
+        answer.raw
+    );
+    let again =
+        durable_local::timers::fire_timers_now(&env.clients, &env.deployment, Some(&invocation))
+            .await
+            .unwrap();
+    assert!(again.is_empty(), "its schedule is gone: {again:?}");
+}
+
+#[tokio::test]
 async fn twenty_concurrent_invocations_with_several_timers_all_finish() {
     let env = Env::load().await;
     let mut ids = Vec::new();

@@ -250,7 +250,49 @@ impl std::str::FromStr for EntryTag {
     }
 }
 
+/// The child a call or send entry starts, as the entry records it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChildStart<'a> {
+    pub target: &'a Target,
+    pub input: &'a serde_json::Value,
+    pub child: &'a InvocationId,
+    /// A call: the caller waits for the child's result (a send does not).
+    pub awaited: bool,
+    /// A delayed send's start time.
+    pub due_at_ms: Option<u64>,
+}
+
 impl EntryKind {
+    /// The child this entry starts, if it is a call or a send.
+    pub fn child_start(&self) -> Option<ChildStart<'_>> {
+        match self {
+            EntryKind::Call {
+                target,
+                input,
+                child,
+            } => Some(ChildStart {
+                target,
+                input,
+                child,
+                awaited: true,
+                due_at_ms: None,
+            }),
+            EntryKind::Send {
+                target,
+                input,
+                child,
+                due_at_ms,
+            } => Some(ChildStart {
+                target,
+                input,
+                child,
+                awaited: false,
+                due_at_ms: *due_at_ms,
+            }),
+            _ => None,
+        }
+    }
+
     /// The entry's tag.
     pub fn tag(&self) -> EntryTag {
         match self {

@@ -89,9 +89,84 @@ async fn request_approval(ctx: Context, expense: Expense) -> Result<Outcome, Han
     })
 }
 
+/// What this Lambda serves.
+fn endpoint() -> Endpoint {
+    Endpoint::new().service(Service::new("approvals").handler("request", request_approval))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
     lambda_handler_sdk::init_tracing();
-    serve(Endpoint::new().service(Service::new("approvals").handler("request", request_approval)))
-        .await
+    serve(endpoint()).await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The handler's logic in-process with the test kit: the 3-day deadline and the cooling-off
+    //! period pass on its virtual clock. The deployed example is tested end to end in
+    //! `localstack-tests/tests/e2e.rs`.
+
+    use super::*;
+    use durable_testing::TestRunner;
+    use serde_json::{json, Value};
+
+    fn expense() -> Value {
+        json!({"expense_id": "e-1", "amount_cents": 4200, "cooling_off_secs": 86_400})
+    }
+
+    #[tokio::test]
+    async fn an_approved_expense_is_paid_after_the_cooling_off() {
+        let runner = TestRunner::new(endpoint());
+        runner.resolve_awakeable("awakeable", &json!({"approved": true, "by": "grace"}));
+        let out: Value = runner
+            .invoke("approvals", "request", &expense())
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            json!({"expense_id": "e-1", "status": "paid", "decided_by": "grace"})
+        );
+        assert_eq!(runner.step_runs("pay out"), 1);
+    }
+
+    #[tokio::test]
+    async fn an_expense_nobody_decides_expires_after_three_days() {
+        let runner = TestRunner::new(endpoint());
+        let out: Value = runner
+            .invoke("approvals", "request", &expense())
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "expired");
+        assert_eq!(runner.step_runs("pay out"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_expense_is_not_paid() {
+        let runner = TestRunner::new(endpoint());
+        runner.resolve_awakeable("awakeable", &json!({"approved": false, "by": "grace"}));
+        let out: Value = runner
+            .invoke("approvals", "request", &expense())
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "rejected");
+    }
+
+    #[tokio::test]
+    async fn a_failing_notification_is_retried_and_the_payout_happens_once() {
+        let runner = TestRunner::new(endpoint());
+        runner.resolve_awakeable("awakeable", &json!({"approved": true, "by": "grace"}));
+        runner.fail_step("notify manager", 2);
+        let out: Value = runner
+            .invoke("approvals", "request", &expense())
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "paid");
+        assert_eq!(
+            (
+                runner.step_runs("notify manager"),
+                runner.step_runs("pay out")
+            ),
+            (3, 1)
+        );
+    }
 }

@@ -89,17 +89,85 @@ async fn view(ctx: SharedObjectContext, _: ()) -> Result<Cart, HandlerError> {
     })
 }
 
+/// What this Lambda serves.
+fn endpoint() -> Endpoint {
+    Endpoint::new().service(
+        VirtualObject::new("cart")
+            .exclusive("add", add)
+            .exclusive("remove", remove)
+            .exclusive("checkout", checkout)
+            .shared("view", view),
+    )
+}
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
     lambda_handler_sdk::init_tracing();
-    serve(
-        Endpoint::new().service(
-            VirtualObject::new("cart")
-                .exclusive("add", add)
-                .exclusive("remove", remove)
-                .exclusive("checkout", checkout)
-                .shared("view", view),
-        ),
-    )
-    .await
+    serve(endpoint()).await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cart's logic in-process with the test kit (state per key kept between
+    //! invocations). The deployed example is tested end to end in
+    //! `localstack-tests/tests/objects.rs`.
+
+    use super::*;
+    use durable_testing::{RunError, TestRunner};
+    use serde_json::{json, Value};
+
+    #[tokio::test]
+    async fn adds_accumulate_per_user_and_checkout_empties_the_cart() {
+        let runner = TestRunner::new(endpoint());
+        let add = |sku: &str, quantity: u32| json!({"sku": sku, "quantity": quantity});
+        let _: Value = runner
+            .invoke_keyed("cart", "ada", "add", &add("pen", 2))
+            .await
+            .unwrap();
+        let _: Value = runner
+            .invoke_keyed("cart", "ada", "add", &add("pen", 1))
+            .await
+            .unwrap();
+        let _: Value = runner
+            .invoke_keyed("cart", "bob", "add", &add("ink", 1))
+            .await
+            .unwrap();
+        let view: Value = runner
+            .invoke_keyed("cart", "ada", "view", &())
+            .await
+            .unwrap();
+        assert_eq!(view["items"], json!({"pen": 3}));
+        let order: String = runner
+            .invoke_keyed("cart", "ada", "checkout", &())
+            .await
+            .unwrap();
+        assert_eq!(order, "order-ada-3");
+        let view: Value = runner
+            .invoke_keyed("cart", "ada", "view", &())
+            .await
+            .unwrap();
+        assert_eq!(
+            (view["items"].clone(), view["checked_out_orders"].clone()),
+            (json!({}), json!(1))
+        );
+        assert_eq!(
+            runner.state::<Items>("cart", "bob", "items"),
+            Some(Items::from([("ink".into(), 1)]))
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_requests_fail_with_their_codes() {
+        let runner = TestRunner::new(endpoint());
+        let err = runner
+            .invoke_keyed::<_, Value>("cart", "ada", "checkout", &())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RunError::Failed(f) if f.code == 409));
+        let err = runner
+            .invoke_keyed::<_, Value>("cart", "ada", "add", &json!({"sku": "pen", "quantity": 0}))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RunError::Failed(f) if f.code == 400));
+    }
 }

@@ -83,5 +83,51 @@ async fn checkout(ctx: Context, order: Order) -> Result<Receipt, HandlerError> {
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
     lambda_handler_sdk::init_tracing();
-    serve(Endpoint::new().service(Service::new("checkout").handler("checkout", checkout))).await
+    serve(endpoint()).await
+}
+
+/// What this Lambda serves.
+fn endpoint() -> Endpoint {
+    Endpoint::new().service(Service::new("checkout").handler("checkout", checkout))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The three steps in-process with the test kit. The deployed example is tested end to
+    //! end in `localstack-tests/tests/e2e.rs`.
+
+    use super::*;
+    use durable_testing::TestRunner;
+    use serde_json::{json, Value};
+
+    fn order() -> Value {
+        json!({"order_id": "o1", "items": ["keyboard", "mouse"], "amount_cents": 12_999})
+    }
+
+    #[tokio::test]
+    async fn an_order_is_reserved_charged_and_confirmed_once_each() {
+        let runner = TestRunner::new(endpoint());
+        let receipt: Value = runner
+            .invoke("checkout", "checkout", &order())
+            .await
+            .unwrap();
+        assert_eq!(receipt["payment_id"], "pay-o1");
+        let id = runner.invocations()[0].clone();
+        assert_eq!(runner.journal(&id).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_the_charge_is_recorded_does_not_charge_again() {
+        let runner = TestRunner::new(endpoint());
+        runner.crash_after_entry(1);
+        let _: Value = runner
+            .invoke("checkout", "checkout", &order())
+            .await
+            .unwrap();
+        assert_eq!(
+            (runner.step_runs("reserve"), runner.step_runs("charge")),
+            (1, 1)
+        );
+        assert_eq!(runner.attempts(&runner.invocations()[0]), 2);
+    }
 }

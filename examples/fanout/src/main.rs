@@ -56,10 +56,36 @@ impl Batch for Analyzer {
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
     lambda_handler_sdk::init_tracing();
-    serve(
-        Endpoint::new()
-            .service(Analyzer.into_service())
-            .service(Counter.into_service()),
-    )
-    .await
+    serve(endpoint()).await
+}
+
+/// What this Lambda serves.
+fn endpoint() -> Endpoint {
+    Endpoint::new()
+        .service(Analyzer.into_service())
+        .service(Counter.into_service())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Fan-out in-process with the test kit: one child per document, joined in order. The
+    //! deployed example is tested end to end in `localstack-tests/tests/e2e.rs`.
+
+    use super::*;
+    use durable_testing::TestRunner;
+
+    #[tokio::test]
+    async fn every_document_is_counted_by_its_own_child_and_joined_in_order() {
+        let runner = TestRunner::new(endpoint());
+        let docs = vec!["a b c".to_owned(), String::new(), "one two".to_owned()];
+        let summary: Summary = runner.invoke("batch", "analyze", &docs).await.unwrap();
+        assert_eq!((summary.documents, summary.total_words), (3, 5));
+        assert_eq!(summary.per_document, vec![3, 0, 2]);
+        assert_eq!(
+            runner.invocations().len(),
+            4,
+            "the batch and three children"
+        );
+        assert_eq!(runner.step_runs("count"), 3);
+    }
 }

@@ -99,15 +99,72 @@ async fn status(ctx: SharedWorkflowContext, _: ()) -> Result<serde_json::Value, 
     Ok(serde_json::json!({"status": status, "clicked": clicked}))
 }
 
+/// What this Lambda serves.
+fn endpoint() -> Endpoint {
+    Endpoint::new().service(
+        Workflow::new("signup", run)
+            .shared("click", click)
+            .shared("status", status),
+    )
+}
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
     lambda_handler_sdk::init_tracing();
-    serve(
-        Endpoint::new().service(
-            Workflow::new("signup", run)
-                .shared("click", click)
-                .shared("status", status),
-        ),
-    )
-    .await
+    serve(endpoint()).await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The workflow in-process with the test kit: the week-long link validity passes on its
+    //! virtual clock. The deployed example is tested end to end in
+    //! `localstack-tests/tests/objects.rs`.
+
+    use super::*;
+    use durable_testing::{EntryKind, StepResult, TestRunner};
+    use serde_json::{json, Value};
+
+    #[tokio::test]
+    async fn clicking_the_link_with_its_secret_confirms_the_account() {
+        let runner = TestRunner::new(endpoint());
+        let email = "ada@example.com";
+        let id = runner
+            .start_keyed("signup", email, "run", &json!({"name": "Ada"}))
+            .await
+            .unwrap();
+        // The secret as the e-mail carried it: the step's recorded result.
+        let secret = runner
+            .journal(&id)
+            .into_iter()
+            .find_map(|e| match e.kind {
+                EntryKind::Run {
+                    name,
+                    result: StepResult::Value(v),
+                } if name == "create secret" => v.as_str().map(str::to_owned),
+                _ => None,
+            })
+            .unwrap();
+        let _: String = runner
+            .invoke_keyed("signup", email, "click", &secret)
+            .await
+            .unwrap();
+        let account: Value = runner.finish(&id).await.unwrap();
+        assert_eq!(account["confirmed"], true);
+        let status: Value = runner
+            .invoke_keyed("signup", email, "status", &())
+            .await
+            .unwrap();
+        assert_eq!(status, json!({"status": "confirmed", "clicked": true}));
+    }
+
+    #[tokio::test]
+    async fn a_link_nobody_clicks_expires_after_a_week() {
+        let runner = TestRunner::new(endpoint());
+        let account: Value = runner
+            .invoke_keyed("signup", "bob@example.com", "run", &json!({"name": "Bob"}))
+            .await
+            .unwrap();
+        assert_eq!(account["confirmed"], false);
+        assert_eq!(runner.step_runs("send e-mail"), 1);
+    }
 }

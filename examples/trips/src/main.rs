@@ -182,15 +182,87 @@ impl Trips for TravelAgent {
     }
 }
 
+/// What this Lambda serves: the saga and the three services it calls.
+fn endpoint() -> Endpoint {
+    Endpoint::new()
+        .service(TravelAgent.into_service())
+        .service(FlightDesk.into_service())
+        .service(HotelDesk.into_service())
+        .service(Bank.into_service())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
     lambda_handler_sdk::init_tracing();
-    serve(
-        Endpoint::new()
-            .service(TravelAgent.into_service())
-            .service(FlightDesk.into_service())
-            .service(HotelDesk.into_service())
-            .service(Bank.into_service()),
-    )
-    .await
+    serve(endpoint()).await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The saga in-process with the test kit: its calls run the other services' handlers in
+    //! the same runner. The deployed example is tested end to end in
+    //! `localstack-tests/tests/e2e.rs`.
+
+    use super::*;
+    use durable_testing::{RunError, TestRunner};
+
+    fn trip(card_limit_cents: u64) -> TripRequest {
+        TripRequest {
+            trip_id: "t1".into(),
+            destination: "LIS".into(),
+            nights: 3,
+            card_limit_cents,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trip_within_the_card_limit_is_booked_without_compensations() {
+        let runner = TestRunner::new(endpoint());
+        let it: serde_json::Value = runner
+            .invoke("trips", "book", &trip(1_000_000))
+            .await
+            .unwrap();
+        assert_eq!(it["flight"], "FL-LIS-t1");
+        assert_eq!(
+            runner.step_runs("release seat") + runner.step_runs("release room"),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_declined_card_compensates_both_reservations_and_fails_the_saga() {
+        let runner = TestRunner::new(endpoint());
+        let err = runner
+            .invoke::<_, serde_json::Value>("trips", "book", &trip(100))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, RunError::Failed(f) if f.code == 402),
+            "{err}"
+        );
+        assert_eq!(
+            (
+                runner.step_runs("release seat"),
+                runner.step_runs("release room")
+            ),
+            (1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crash_in_the_saga_books_nothing_twice() {
+        let runner = TestRunner::new(endpoint());
+        runner.crash_after_entry(0);
+        let _: serde_json::Value = runner
+            .invoke("trips", "book", &trip(1_000_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            runner.step_runs("reserve seat"),
+            1,
+            "the flight call was not repeated"
+        );
+        let book = runner.invocations()[0].clone();
+        assert_eq!(runner.attempts(&book), 2);
+    }
 }

@@ -163,11 +163,17 @@ where
     inv.stop_if_aborted().await;
     let attempt = inv.previous_failures(index) + 1;
     let started_at = durable_protocol::clock::now_millis();
+    let injected = inv
+        .faults
+        .get()
+        .and_then(|f| f.step_fault(&inv.id, name, attempt));
     let outcome = if inv.take_cancellation() {
         // The invocation was cancelled: this step records it instead of running.
         Err(HandlerError(ErrorKind::Terminal(
             TerminalFailure::cancelled().into(),
         )))
+    } else if let Some(fault) = injected {
+        Err(fault)
     } else {
         use tracing::Instrument;
         let span = tracing::info_span!("step", step = name, entry = index, step_attempt = attempt);

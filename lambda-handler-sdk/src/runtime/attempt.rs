@@ -61,6 +61,8 @@ pub(crate) struct Attempt {
     /// An operator cancelled the invocation and no entry carries it yet: the next new step
     /// records `409 cancelled` instead of running.
     cancel: std::sync::atomic::AtomicBool,
+    /// Failures a test runner injects into steps (none in production).
+    pub(crate) faults: std::sync::OnceLock<Arc<dyn crate::runtime::faults::StepFaults>>,
 }
 
 impl Attempt {
@@ -98,6 +100,7 @@ impl Attempt {
             flagged: std::sync::atomic::AtomicBool::new(false),
             deferred: Arc::new(tokio::sync::Mutex::new(None)),
             cancel: std::sync::atomic::AtomicBool::new(false),
+            faults: std::sync::OnceLock::new(),
         }
     }
 

@@ -13,10 +13,12 @@
 //! * [`outbox`]: the worker that records ops in program order and dispatches them.
 //! * [`idle`]: whether the handler future is parked (the suspension watcher's input).
 //! * [`keyed`]: a keyed attempt's object and state view.
+//! * [`faults`]: failures a test runner injects into steps.
 
 pub(crate) mod abort;
 pub(crate) mod attempt;
 pub(crate) mod divergence;
+pub(crate) mod faults;
 pub(crate) mod idle;
 pub(crate) mod journal;
 pub(crate) mod keyed;

@@ -6,8 +6,10 @@ use durable_protocol::{ControlEvent, EntryKind, InvocationId};
 use durable_store::traits::BoxFuture;
 use tokio::sync::oneshot;
 
-/// Starts child invocations: the orchestrator in production, a recorder in unit tests.
-pub(crate) trait Dispatcher: Send + Sync {
+/// Starts child invocations and resumes waiters: the orchestrator in production (through
+/// control events), an in-process runner's loop in tests.
+pub trait Dispatcher: Send + Sync {
+    /// Entry `index` of `parent` (a call or a send) was recorded: start its child.
     fn dispatch<'a>(
         &'a self,
         parent: &'a InvocationId,

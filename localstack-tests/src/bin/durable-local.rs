@@ -3,8 +3,9 @@
 use clap::{Parser, Subcommand};
 use durable_local::client::OrchestratorClient;
 use durable_local::deploy::clients::Clients;
-use durable_local::deploy::{deploy, repo_root, Deployment, SweepSchedule};
+use durable_local::deploy::{deploy, handler, repo_root, Deployment, SweepSchedule};
 use durable_local::inspect::{self, show};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,8 +24,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Package the built binaries and deploy (or update) everything in LocalStack.
+    /// Package the built binaries and deploy (or update) everything in LocalStack; with
+    /// `--handler`, deploy only your own handler Lambdas into the recorded deployment.
     Deploy {
+        /// A handler Lambda of yours, as `[NAME=]PATH`: a crate folder (built here with `cargo
+        /// build`) or a built binary. Repeatable. The function is `<prefix>-NAME` (default: the
+        /// crate's folder or the binary's name); each deploy publishes a new version and
+        /// registers it: new invocations run it, in-flight ones stay on their version.
+        #[arg(long = "handler", value_name = "[NAME=]PATH")]
+        handlers: Vec<String>,
+        /// The binary to deploy when a `--handler` crate builds several.
+        #[arg(long, requires = "handlers")]
+        bin: Option<String>,
+        /// An environment variable of the `--handler` functions, as `KEY=VALUE`. Repeatable.
+        #[arg(long = "env", value_name = "KEY=VALUE", requires = "handlers")]
+        env: Vec<String>,
+        /// The `--handler` functions' timeout in seconds.
+        #[arg(long, default_value_t = 30, requires = "handlers")]
+        timeout_secs: i32,
+        /// How long the `--handler` services keep finished invocations (seconds).
+        #[arg(long, requires = "handlers")]
+        retention_secs: Option<u64>,
         /// Prefix of every resource name.
         #[arg(long, default_value = "durable-local")]
         prefix: String,
@@ -79,6 +99,13 @@ enum Command {
     },
     /// Print an invocation's metadata and journal.
     Journal { invocation_id: String },
+    /// Fire the deployment's pending durable timers now, through the orchestrator's wake path
+    /// (a long sleep or timeout need not be waited out while testing).
+    FireTimers {
+        /// Only this invocation's timers.
+        #[arg(long)]
+        invocation: Option<String>,
+    },
     /// Run the checkout example and print its output and journal.
     Demo,
 }
@@ -100,9 +127,50 @@ async fn run(cli: Cli) -> durable_local::Result<ExitCode> {
     let clients = Clients::local().await;
     match cli.command {
         Command::Deploy {
+            handlers,
+            bin,
+            env,
+            timeout_secs,
+            retention_secs,
+            ..
+        } if !handlers.is_empty() => {
+            let env = env
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .ok_or_else(|| {
+                            durable_local::ToolError::Message(format!(
+                                "--env {kv:?} is not KEY=VALUE"
+                            ))
+                        })
+                })
+                .collect::<durable_local::Result<BTreeMap<_, _>>>()?;
+            for arg in &handlers {
+                let (name, source) = handler::parse_handler_arg(arg)?;
+                let own = handler::OwnHandler {
+                    name,
+                    source: handler::HandlerSource::from_path(&source, bin.clone()),
+                    env: env.clone(),
+                    timeout_secs,
+                    retention_secs,
+                };
+                let deployed = handler::deploy_handler(&clients, &path, &own).await?;
+                println!("deployed {} ({})", deployed.function, deployed.alias_arn);
+                for (service, arn) in &deployed.services {
+                    println!("  service       {service} -> {arn}");
+                }
+            }
+            let d = Deployment::load(&path)?;
+            println!("call it: durable-local invoke <service> <handler> '<json>'");
+            println!("  or POST {}<service>/<handler>", d.orchestrator_url);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deploy {
             prefix,
             bin_dir,
             no_sweep_schedule,
+            ..
         } => {
             let bin_dir = bin_dir.unwrap_or_else(|| repo_root().join("target/debug"));
             let sweep = if no_sweep_schedule {
@@ -203,6 +271,20 @@ async fn run(cli: Cli) -> durable_local::Result<ExitCode> {
                 "{}",
                 serde_json::to_string_pretty(&answer).unwrap_or_default()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::FireTimers { invocation } => {
+            let d = Deployment::load(&path)?;
+            let only = invocation
+                .as_deref()
+                .map(durable_protocol::InvocationId::parse)
+                .transpose()
+                .map_err(|e| durable_local::ToolError::Message(e.to_string()))?;
+            let fired = durable_local::timers::fire_timers_now(&clients, &d, only.as_ref()).await?;
+            for t in &fired {
+                println!("fired timer {} of {}", t.entry, t.invocation_id);
+            }
+            println!("{} timer(s) fired", fired.len());
             Ok(ExitCode::SUCCESS)
         }
         Command::Journal { invocation_id } => {

@@ -3,6 +3,7 @@
 //! (a published version behind the alias `live`) and their registration with the orchestrator.
 
 pub mod clients;
+pub mod handler;
 pub mod package;
 
 use crate::deploy::clients::Clients;
@@ -112,7 +113,7 @@ impl Deployment {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ToolError::Message(format!(
-                "no deployment at {} ({e}); run `scripts/dev.sh deploy` first",
+                "no deployment at {} ({e}); start the local environment and deploy the engine first (scripts/local-aws.sh up && scripts/deploy-local.sh)",
                 path.display()
             ))
         })?;
@@ -120,18 +121,22 @@ impl Deployment {
             .map_err(|e| ToolError::Message(format!("{}: {e}", path.display())))
     }
 
-    fn save(&self, path: &Path) -> Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| ToolError::Io {
                 context: dir.display().to_string(),
                 source: e,
             })?;
         }
+        // Written aside and renamed over, so a reader never sees half a file.
         let text = serde_json::to_string_pretty(self).expect("deployment serializes");
-        std::fs::write(path, text).map_err(|e| ToolError::Io {
-            context: path.display().to_string(),
-            source: e,
-        })
+        let aside = path.with_extension(format!("json.{}", std::process::id()));
+        std::fs::write(&aside, text)
+            .and_then(|()| std::fs::rename(&aside, path))
+            .map_err(|e| ToolError::Io {
+                context: path.display().to_string(),
+                source: e,
+            })
     }
 }
 
@@ -597,7 +602,9 @@ pub async fn upsert_function(
     wait_until_ready(clients, name).await
 }
 
-async fn publish_behind_alias(clients: &Clients, name: &str) -> Result<String> {
+/// Publishes the function's current code and configuration as a version and points the
+/// alias `live` at it; returns the alias ARN.
+pub(crate) async fn publish_behind_alias(clients: &Clients, name: &str) -> Result<String> {
     let version = clients
         .lambda
         .publish_version()

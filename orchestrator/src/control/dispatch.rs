@@ -7,9 +7,7 @@ use crate::services::Services;
 use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
 use durable_protocol::trace::TraceParent;
-use durable_protocol::{
-    EntryKind, HandlerKind, InvocationId, ServiceKind, StepResult, TerminalFailure,
-};
+use durable_protocol::{HandlerKind, InvocationId, ServiceKind, StepResult, TerminalFailure};
 use durable_store::invocations::{Created, Invocation, NewInvocation};
 
 impl Services {
@@ -98,28 +96,16 @@ impl Services {
         call: &LambdaCall,
     ) -> Result<Option<Invocation>, OrchestratorError> {
         // Rounded down to the second like the schedule, so the start always finds it due.
-        let due = match &entry.kind {
-            EntryKind::Send {
-                due_at_ms: Some(due),
-                ..
-            } if *due > now_millis() + 1000 => Some(due / 1000 * 1000),
-            _ => None,
+        let Some(start) = entry.kind.child_start() else {
+            return Ok(None);
         };
+        let due = start
+            .due_at_ms
+            .filter(|due| *due > now_millis() + 1000)
+            .map(|due| due / 1000 * 1000);
         let lease_until = due.unwrap_or(lease_until);
-        let (target, input, child, is_call) = match &entry.kind {
-            EntryKind::Call {
-                target,
-                input,
-                child,
-            } => (target, input, child, true),
-            EntryKind::Send {
-                target,
-                input,
-                child,
-                ..
-            } => (target, input, child, false),
-            _ => return Ok(None),
-        };
+        let (target, input, child, is_call) =
+            (start.target, start.input, start.child, start.awaited);
         let registration = self
             .registry
             .lookup(&target.service)

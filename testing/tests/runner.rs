@@ -1,0 +1,338 @@
+//! The in-process test runner: replay, retries, injected failures and crashes, virtual time,
+//! awakeables, calls and sends, object state and workflow promises.
+
+use durable_testing::{EntryKind, RunError, Status, StepResult, TestRunner};
+use lambda_handler_sdk::prelude::*;
+use std::time::{Duration, Instant};
+
+const THREE_DAYS: Duration = Duration::from_secs(3 * 24 * 3600);
+
+async fn three_steps(ctx: Context, base: u32) -> Result<u32, HandlerError> {
+    let a: u32 = ctx.run("a", || async move { Ok(base + 1) }).await?;
+    let b: u32 = ctx.run("b", || async move { Ok(a * 10) }).await?;
+    let c: u32 = ctx.run("c", || async move { Ok(b + 5) }).await?;
+    Ok(c)
+}
+
+async fn declined(ctx: Context, _: ()) -> Result<(), HandlerError> {
+    ctx.run("charge", || async {
+        Err::<(), _>(TerminalError::new("card declined").with_code(402).into())
+    })
+    .await?;
+    Ok(())
+}
+
+async fn approval(ctx: Context, timeout: Duration) -> Result<String, HandlerError> {
+    let (_id, decision) = ctx.awakeable_named::<String>("manager").await?;
+    match ctx.timeout(decision, timeout).await {
+        Ok(by) => Ok(format!("approved by {by}")),
+        Err(e) if e.code() == 408 => Ok("expired".to_owned()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn forever(ctx: Context, _: ()) -> Result<String, HandlerError> {
+    let (_id, never) = ctx.awakeable::<String>().await?;
+    Ok(never.await?)
+}
+
+async fn long_nap(ctx: Context, _: ()) -> Result<&'static str, HandlerError> {
+    ctx.sleep(THREE_DAYS).await?;
+    ctx.sleep(THREE_DAYS).await?;
+    Ok("rested")
+}
+
+async fn square(_ctx: Context, n: u32) -> Result<u32, HandlerError> {
+    Ok(n * n)
+}
+
+async fn sum_of_squares(ctx: Context, n: u32) -> Result<u32, HandlerError> {
+    let calls = (1..=n)
+        .map(|i| ctx.call::<u32>("math", "square", &i))
+        .collect();
+    let mut sum = 0;
+    for r in ctx.all(calls).await {
+        sum += r?;
+    }
+    ctx.send("audit", "log", &sum)?;
+    Ok(sum)
+}
+
+async fn log(ctx: Context, sum: u32) -> Result<(), HandlerError> {
+    ctx.run("write log", || async move { Ok(sum) }).await?;
+    Ok(())
+}
+
+async fn add(ctx: ObjectContext, n: u32) -> Result<u32, HandlerError> {
+    let total = ctx.get::<u32>("total").await?.unwrap_or(0) + n;
+    ctx.set("total", &total)?;
+    Ok(total)
+}
+
+async fn total(ctx: SharedObjectContext, _: ()) -> Result<u32, HandlerError> {
+    Ok(ctx.get::<u32>("total").await?.unwrap_or(0))
+}
+
+async fn signup(ctx: WorkflowContext, email: String) -> Result<String, HandlerError> {
+    let code: String = ctx.promise("code").await?;
+    Ok(format!("{email} confirmed with {code}"))
+}
+
+async fn confirm(ctx: SharedWorkflowContext, code: String) -> Result<(), HandlerError> {
+    ctx.resolve_promise("code", &code).await?;
+    Ok(())
+}
+
+fn runner() -> TestRunner {
+    TestRunner::new(
+        Endpoint::new()
+            .service(
+                Service::new("svc")
+                    .handler("three", three_steps)
+                    .handler("declined", declined)
+                    .handler("approval", approval)
+                    .handler("forever", forever)
+                    .handler("long_nap", long_nap)
+                    .handler("sum_of_squares", sum_of_squares),
+            )
+            .service(
+                VirtualObject::new("counter")
+                    .exclusive("add", add)
+                    .shared("total", total),
+            )
+            .service(Workflow::new("signup", signup).shared("confirm", confirm)),
+    )
+    .with(
+        Endpoint::new()
+            .service(Service::new("math").handler("square", square))
+            .service(Service::new("audit").handler("log", log)),
+    )
+}
+
+#[tokio::test]
+async fn steps_run_once_and_their_results_are_journaled() {
+    let runner = runner();
+    let id = runner.start("svc", "three", &1).await.unwrap();
+    assert_eq!(runner.status(&id), Some(Status::Completed(25.into())));
+    let steps: Vec<(String, StepResult)> = runner
+        .journal(&id)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::Run { name, result } => Some((name, result)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("a".to_owned(), StepResult::Value(2.into())),
+            ("b".to_owned(), StepResult::Value(20.into())),
+            ("c".to_owned(), StepResult::Value(25.into())),
+        ]
+    );
+    assert_eq!((runner.attempts(&id), runner.step_runs("b")), (1, 1));
+}
+
+#[tokio::test]
+async fn an_injected_step_failure_is_retried_and_earlier_steps_are_replayed() {
+    let runner = runner();
+    runner.fail_step("b", 2);
+    let id = runner.start("svc", "three", &1).await.unwrap();
+    let out: u32 = runner.finish(&id).await.unwrap();
+    assert_eq!(out, 25);
+    assert_eq!(
+        runner.attempts(&id),
+        3,
+        "two failed attempts, then the good one"
+    );
+    assert_eq!(
+        (
+            runner.step_runs("a"),
+            runner.step_runs("b"),
+            runner.step_runs("c")
+        ),
+        (1, 3, 1),
+        "a replayed from the journal, b ran three times"
+    );
+}
+
+#[tokio::test]
+async fn an_invocation_that_keeps_failing_is_paused() {
+    let runner = runner().max_attempts(3);
+    runner.fail_step("a", 100);
+    let err = runner
+        .invoke::<_, u32>("svc", "three", &1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::Paused { attempts: 3, message } if message.contains("injected")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_after_an_entry_replays_it_and_repeats_only_the_unrecorded_step() {
+    let runner = runner();
+    runner.crash_after_entry(1);
+    let out: u32 = runner.invoke("svc", "three", &1).await.unwrap();
+    assert_eq!(out, 25);
+    let id = runner.invocations()[0].clone();
+    assert_eq!(runner.attempts(&id), 2);
+    // b was recorded before the crash; c ran, but its record was lost with the attempt.
+    assert_eq!(
+        (
+            runner.step_runs("a"),
+            runner.step_runs("b"),
+            runner.step_runs("c")
+        ),
+        (1, 1, 2)
+    );
+}
+
+#[tokio::test]
+async fn terminal_failures_reach_the_caller_with_their_code() {
+    let err = runner()
+        .invoke::<_, ()>("svc", "declined", &())
+        .await
+        .unwrap_err();
+    match err {
+        RunError::Failed(f) => assert_eq!((f.code, f.message.as_str()), (402, "card declined")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn long_timers_take_no_time() {
+    let runner = runner();
+    let started = Instant::now();
+    let out: String = runner.invoke("svc", "long_nap", &()).await.unwrap();
+    assert_eq!(out, "rested");
+    assert!(
+        started.elapsed() < THREE_DAYS / 1000,
+        "{:?}",
+        started.elapsed()
+    );
+    let id = runner.invocations()[0].clone();
+    let sleeps = runner
+        .journal(&id)
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::Sleep { .. }) && e.completion.is_some())
+        .count();
+    assert_eq!(sleeps, 2);
+}
+
+#[tokio::test]
+async fn an_awakeable_nobody_resolves_times_out_and_a_resolved_one_wins() {
+    let runner = runner();
+    let out: String = runner.invoke("svc", "approval", &THREE_DAYS).await.unwrap();
+    assert_eq!(out, "expired");
+
+    runner.resolve_awakeable("manager", &"ada");
+    let out: String = runner.invoke("svc", "approval", &THREE_DAYS).await.unwrap();
+    assert_eq!(out, "approved by ada");
+
+    runner.reject_awakeable("manager", 403, "not yours");
+    let err = runner
+        .invoke::<_, String>("svc", "approval", &THREE_DAYS)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::Failed(f) if f.code == 403));
+}
+
+#[tokio::test]
+async fn the_clock_moves_only_when_told() {
+    let runner = runner();
+    let id = runner
+        .start("svc", "approval", &Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(matches!(runner.status(&id), Some(Status::Suspended { .. })));
+    runner.advance(Duration::from_secs(1800)).await;
+    assert!(
+        matches!(runner.status(&id), Some(Status::Suspended { .. })),
+        "half-way"
+    );
+    runner.advance(Duration::from_secs(1801)).await;
+    assert_eq!(
+        runner.status(&id),
+        Some(Status::Completed("expired".into()))
+    );
+}
+
+#[tokio::test]
+async fn waiting_for_what_nobody_does_is_reported_as_stuck() {
+    let err = runner()
+        .invoke::<_, String>("svc", "forever", &())
+        .await
+        .unwrap_err();
+    match err {
+        RunError::Stuck { waiting_on, what } => {
+            assert_eq!(waiting_on, vec![0]);
+            assert!(what.contains("resolve_awakeable"), "{what}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn calls_and_sends_run_the_other_endpoints_handlers() {
+    let runner = runner();
+    let out: u32 = runner.invoke("svc", "sum_of_squares", &3).await.unwrap();
+    assert_eq!(out, 1 + 4 + 9);
+    assert_eq!(
+        runner.invocations().len(),
+        1 + 3 + 1,
+        "three calls and a send"
+    );
+    assert_eq!(runner.step_runs("write log"), 1, "the send ran");
+    let err = runner
+        .invoke::<_, u32>("nowhere", "x", &1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::Unknown(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn object_state_is_kept_per_key_between_invocations() {
+    let runner = runner();
+    for n in [1, 2, 3] {
+        let _: u32 = runner
+            .invoke_keyed("counter", "ada", "add", &n)
+            .await
+            .unwrap();
+    }
+    let _: u32 = runner
+        .invoke_keyed("counter", "bob", "add", &10)
+        .await
+        .unwrap();
+    let ada: u32 = runner
+        .invoke_keyed("counter", "ada", "total", &())
+        .await
+        .unwrap();
+    assert_eq!(ada, 6);
+    assert_eq!(runner.state::<u32>("counter", "bob", "total"), Some(10));
+    let err = runner
+        .invoke::<_, u32>("counter", "add", &1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::Types(m) if m.contains("keyed")));
+}
+
+#[tokio::test]
+async fn a_workflow_waits_for_its_promise_until_a_shared_handler_resolves_it() {
+    let runner = runner();
+    let run = runner
+        .start_keyed("signup", "ada", "run", &"ada@example.com")
+        .await
+        .unwrap();
+    assert!(matches!(
+        runner.status(&run),
+        Some(Status::Suspended { .. })
+    ));
+    let (): () = runner
+        .invoke_keyed("signup", "ada", "confirm", &"1234")
+        .await
+        .unwrap();
+    let out: String = runner.finish(&run).await.unwrap();
+    assert_eq!(out, "ada@example.com confirmed with 1234");
+}
