@@ -22,6 +22,57 @@ pub const SCHEDULER_INVOCATION: f64 = 1.00 / 1e6;
 /// Step Functions Standard: per state transition.
 pub const STEP_FUNCTIONS_TRANSITION: f64 = 25.0 / 1e6;
 
+/// Where and when the peers' prices below were read.
+pub const PEER_PRICES_AS_OF: &str = "AWS Lambda durable functions: $8.00 per million durable operations, $0.25 per GB of data written, $0.15 per GB-month retained, plus Lambda requests and duration (aws.amazon.com/lambda/pricing, durable functions section, as transcribed on 2026-01-12 by thecandidstartup.org and on 2026-09-20 by api-evangelist/aws-lambda; not re-read from AWS here). Step Functions Express: $1.00 per million requests, $0.06 per GB-hour for the first 1,000 GB-hours, billed per 100 ms in 64 MB chunks (aws.amazon.com/step-functions/pricing, read 2025)";
+
+/// AWS Lambda durable functions: per durable operation (a step, a wait, a callback, an
+/// invoke, a child context; each retry counts again).
+pub const AWS_DURABLE_OPERATION: f64 = 8.00 / 1e6;
+/// AWS Lambda durable functions: per GB of checkpoint data written.
+pub const AWS_DURABLE_WRITTEN_GB: f64 = 0.25;
+/// AWS Lambda durable functions: per GB-month of data retained.
+pub const AWS_DURABLE_RETAINED_GB_MONTH: f64 = 0.15;
+/// Step Functions Express: per workflow request.
+pub const EXPRESS_REQUEST: f64 = 1.00 / 1e6;
+/// Step Functions Express: per GB-second of duration (the first tier, $0.06 per GB-hour).
+pub const EXPRESS_GB_SECOND: f64 = 0.06 / 3600.0;
+
+/// The equivalent AWS Lambda durable function of a scenario: what it would be billed for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AwsDurable {
+    /// Durable operations per run.
+    pub operations: f64,
+    /// Lambda invocations per run (the start, and one per resumption).
+    pub invocations: f64,
+    /// Checkpoint data written per run, in KB.
+    pub written_kb: f64,
+}
+
+/// The modeled cost of one run of `d`, each invocation taking a plain call's duration and
+/// CPU time, its checkpoints kept for `retention_days` (a lower bound: the time the SDK's
+/// checkpoint calls take is not in the plain call's duration).
+pub fn aws_durable(d: &AwsDurable, task_ms: f64, task_cpu_ms: f64, retention_days: f64) -> f64 {
+    let gb = d.written_kb / (1024.0 * 1024.0);
+    d.operations * AWS_DURABLE_OPERATION
+        + gb * AWS_DURABLE_WRITTEN_GB
+        + gb * retention_days / 30.0 * AWS_DURABLE_RETAINED_GB_MONTH
+        + d.invocations * plain_call(task_ms, task_cpu_ms, HANDLER_MB)
+}
+
+/// The equivalent Step Functions Express workflow: one request, its duration (its tasks one
+/// after another, rounded up to 100 ms) at the 64 MB minimum, and one Lambda task invocation
+/// per task state.
+pub fn step_functions_express(tasks: f64, task_ms: f64, task_cpu_ms: f64, waits_ms: f64) -> f64 {
+    let task_on_lambda = on_lambda_ms(task_ms, task_cpu_ms, HANDLER_MB);
+    let duration_s = ((tasks * task_on_lambda + waits_ms) / 100.0)
+        .ceil()
+        .max(1.0)
+        / 10.0;
+    EXPRESS_REQUEST
+        + duration_s * (64.0 / 1024.0) * EXPRESS_GB_SECOND
+        + tasks * plain_call(task_ms, task_cpu_ms, HANDLER_MB)
+}
+
 /// Memory of the orchestrator and of handler Lambdas (the CDK constructs' defaults), in MB.
 pub const ORCHESTRATOR_MB: f64 = 128.0;
 pub const HANDLER_MB: f64 = 256.0;
@@ -112,6 +163,23 @@ mod tests {
     #[test]
     fn a_step_functions_transition_costs_25_per_million() {
         assert!((step_functions(1e6, 0.0, 0.0, 0.0) - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn peers_are_billed_by_their_published_units() {
+        // A million 3-step AWS durable runs: 3 M operations and 3 GB written, no Lambda time.
+        let d = AwsDurable {
+            operations: 3.0,
+            invocations: 0.0,
+            written_kb: 3.0,
+        };
+        let per_million = aws_durable(&d, 0.0, 0.0, 0.0) * 1e6;
+        let written = 3.0 / (1024.0 * 1024.0) * 0.25 * 1e6;
+        assert!((per_million - (24.0 + written)).abs() < 1e-9);
+        // A million Express runs of no tasks: $1 of requests and 100 ms at 64 MB each.
+        let express = step_functions_express(0.0, 0.0, 0.0, 0.0) * 1e6;
+        let duration = 0.1 * 0.0625 * (0.06 / 3600.0) * 1e6;
+        assert!((express - (1.0 + duration)).abs() < 1e-9);
     }
 
     #[test]

@@ -144,6 +144,11 @@ struct Scenario {
     /// Step Functions Standard: (state transitions, Lambda task states), or `None` if it
     /// cannot express it.
     step_functions: Option<(f64, f64)>,
+    /// Step Functions Express: (Lambda task states, waits in ms), or `None` if it cannot
+    /// express it (no callbacks, at most 5 minutes).
+    express: Option<(f64, f64)>,
+    /// The equivalent AWS Lambda durable function, or `None` if it has no equivalent.
+    aws_durable: Option<cost::AwsDurable>,
     note: &'static str,
 }
 
@@ -158,6 +163,13 @@ fn scenario_list(runs: usize) -> Vec<Scenario> {
         runs,
         plain: Some(serde_json::json!({ "steps": n })),
         step_functions: Some((f64::from(n), f64::from(n))),
+        express: Some((f64::from(n), 0.0)),
+        // One step operation and one checkpoint (under 1 KB) per step.
+        aws_durable: Some(cost::AwsDurable {
+            operations: f64::from(n),
+            invocations: 1.0,
+            written_kb: f64::from(n),
+        }),
         note,
     };
     vec![
@@ -173,6 +185,13 @@ fn scenario_list(runs: usize) -> Vec<Scenario> {
             runs: runs.min(10),
             plain: Some(serde_json::json!({ "steps": 100 })),
             step_functions: Some((101.0, 100.0)),
+            express: Some((100.0, 0.0)),
+            // The map, a child context per item and a step in each.
+            aws_durable: Some(cost::AwsDurable {
+                operations: 201.0,
+                invocations: 1.0,
+                written_kb: 201.0,
+            }),
             note: "`ctx.map` over 100 items, at most 10 at a time, one step per item: each item \
                    writes its step and its scope's result, the map its batch result (large \
                    batches go to S3). Step Functions: a Map state with one Lambda task per item.",
@@ -183,6 +202,13 @@ fn scenario_list(runs: usize) -> Vec<Scenario> {
             runs: runs.min(5),
             plain: None,
             step_functions: Some((1.0, 0.0)),
+            express: Some((0.0, 1000.0)),
+            // A wait, and a second invocation when it ends.
+            aws_durable: Some(cost::AwsDurable {
+                operations: 1.0,
+                invocations: 2.0,
+                written_kb: 1.0,
+            }),
             note: "The handler suspends (in-process waits are off in this deployment); a one-time \
                    Scheduler schedule fires the timer, which LocalStack's pump polls every second.",
         },
@@ -195,6 +221,13 @@ fn scenario_list(runs: usize) -> Vec<Scenario> {
             runs,
             plain: Some(serde_json::json!({ "steps": 1 })),
             step_functions: Some((2.0, 2.0)),
+            express: Some((2.0, 0.0)),
+            // The caller's invoke and the callee's step; the caller is resumed once.
+            aws_durable: Some(cost::AwsDurable {
+                operations: 2.0,
+                invocations: 3.0,
+                written_kb: 2.0,
+            }),
             note: "The caller records the call, the orchestrator runs the callee (one step) and \
                    resumes the caller with its result.",
         },
@@ -204,6 +237,13 @@ fn scenario_list(runs: usize) -> Vec<Scenario> {
             runs: runs.min(10),
             plain: None,
             step_functions: Some((2.0, 1.0)),
+            express: None,
+            // A callback is two operations (create, complete); resumed once.
+            aws_durable: Some(cost::AwsDurable {
+                operations: 2.0,
+                invocations: 2.0,
+                written_kb: 2.0,
+            }),
             note: "Latency is from the resolve request to the finished invocation.",
         },
         Scenario {
@@ -215,6 +255,8 @@ fn scenario_list(runs: usize) -> Vec<Scenario> {
             runs,
             plain: Some(serde_json::json!({ "steps": 1 })),
             step_functions: Some((1.0, 1.0)),
+            express: Some((1.0, 0.0)),
+            aws_durable: None,
             note: "get + set on one key: the lock, the state write and the hand-over are part of \
                    the finishing transaction.",
         },
@@ -227,6 +269,8 @@ fn scenario_list(runs: usize) -> Vec<Scenario> {
             runs: runs.min(10),
             plain: Some(serde_json::json!({ "blob": blob })),
             step_functions: None,
+            express: None,
+            aws_durable: None,
             note: "A 1 MB input recorded as a step result: both go to S3 behind references.",
         },
     ]
@@ -416,6 +460,7 @@ struct ScenarioResult {
     wcu: f64,
     cost: f64,
     step_functions: Option<f64>,
+    aws_durable: Option<f64>,
 }
 
 /// The issue's targets, checked against this run.
@@ -470,6 +515,16 @@ fn write_targets(
                 money(three.cost),
                 money(sfn),
                 yes(ratio >= 20.0)
+            )?;
+        }
+        if let Some(peer) = three.aws_durable {
+            let ratio = peer / three.cost;
+            writeln!(
+                report,
+                "| cheaper than AWS Lambda durable functions (3-step run) | {ratio:.1}x ({} vs {}) | {} |",
+                money(three.cost),
+                money(peer),
+                yes(ratio > 1.0)
             )?;
         }
     }
@@ -536,8 +591,11 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
 
     let mut summary = String::new();
     writeln!(summary, "## Summary (per invocation)\n")?;
-    writeln!(summary, "| scenario | p50 | p99 | plain p50 | Lambda calls (orch. + handler) | DynamoDB writes / WCU | reads / RCU | S3 | Scheduler | orch. CPU | cost per 1M | Step Functions Standard per 1M |")?;
-    writeln!(summary, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(summary, "| scenario | p50 | p99 | plain p50 | Lambda calls (orch. + handler) | DynamoDB writes / WCU | reads / RCU | S3 | Scheduler | orch. CPU | cost per 1M | Step Functions Standard per 1M | Step Functions Express per 1M | AWS Lambda durable functions per 1M |")?;
+    writeln!(
+        summary,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )?;
     let mut details = String::new();
     let mut results = Vec::new();
     for scenario in scenario_list(args.runs) {
@@ -661,7 +719,7 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
             }
             None => None,
         };
-        let (cost, step_functions) =
+        let (cost, step_functions, aws_durable) =
             write_scenario(&mut summary, &mut details, &scenario, &measured, plain)?;
         results.push(ScenarioResult {
             name: scenario.name,
@@ -669,6 +727,7 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
             wcu: measured.usage.wru,
             cost,
             step_functions,
+            aws_durable,
         });
     }
     writeln!(report, "{summary}")?;
@@ -685,10 +744,14 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
          DynamoDB Local reports it). S3: $0.005 per 1,000 PUT/LIST, $0.0004 per 1,000 GET. \
          Scheduler: $1.00 per million invocations. Step Functions Standard: $25 per million state \
          transitions (one per Task or Wait state), plus one Lambda task invocation per task at the \
-         plain baseline's duration. Free tiers ignored.\n",
+         plain baseline's duration. Peers: {}; an AWS durable function's invocations are \
+         modeled at the plain baseline's duration (a lower bound: its checkpoint calls take time \
+         too), its checkpoints at 1 KB each and retained {RETENTION_DAYS} day like ours; an \
+         Express workflow runs the same Lambda tasks one after another. Free tiers ignored.\n",
         cost::PRICES_AS_OF,
         cost::ORCHESTRATOR_MB,
-        cost::HANDLER_MB
+        cost::HANDLER_MB,
+        cost::PEER_PRICES_AS_OF
     )?;
     writeln!(report, "{details}")?;
     Ok(results)
@@ -697,6 +760,9 @@ async fn scenarios(args: &Args, report: &mut String) -> Result<Vec<ScenarioResul
 fn money(per_invocation: f64) -> String {
     format!("${:.2}", per_invocation * 1e6)
 }
+
+/// How long finished runs are kept, ours (the orchestrator's default) and the modeled peers'.
+const RETENTION_DAYS: f64 = 1.0;
 
 /// The orchestrator's timeout in the benchmark deployment: short, so that the leases of a
 /// scenario's runs end (and the sweep reads them) soon after it.
@@ -717,7 +783,7 @@ fn write_scenario(
     scenario: &Scenario,
     m: &Measured,
     plain: Option<Plain>,
-) -> Result<(f64, Option<f64>), Error> {
+) -> Result<(f64, Option<f64>, Option<f64>), Error> {
     let u = &m.usage;
     let n = m.runs as f64;
     let dynamo_writes: u64 = m
@@ -744,9 +810,17 @@ fn write_scenario(
         cost::step_functions(t, tasks, ms, cpu)
     });
     let sfn = sfn_cost.map_or_else(|| "n/a (256 KB payload limit)".into(), money);
+    let (task_ms, task_cpu) = plain.map_or((1.0, 0.0), |p| (p.ms, p.cpu_ms));
+    let express = scenario
+        .express
+        .map(|(tasks, waits)| cost::step_functions_express(tasks, task_ms, task_cpu, waits));
+    let aws_durable = scenario
+        .aws_durable
+        .map(|d| cost::aws_durable(&d, task_ms, task_cpu, RETENTION_DAYS));
+    let na = |why: &str| format!("n/a ({why})");
     writeln!(
         summary,
-        "| {} | {:.1} ms | {:.1} ms | {} | {:.2} + {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.2} | {:.1} ms | {} | {} |",
+        "| {} | {:.1} ms | {:.1} ms | {} | {:.2} + {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.2} | {:.1} ms | {} | {} | {} | {} |",
         scenario.name,
         m.p50,
         m.p99,
@@ -761,7 +835,9 @@ fn write_scenario(
         u.schedules,
         u.orchestrator_cpu_ms,
         money(cost.total()),
-        sfn
+        sfn,
+        express.map_or_else(|| na("no callbacks or large payloads"), money),
+        aws_durable.map_or_else(|| na("no keyed state or 256 KB checkpoint limit"), money),
     )?;
     writeln!(details, "## {}\n", scenario.name)?;
     if !scenario.note.is_empty() {
@@ -862,7 +938,7 @@ fn write_scenario(
         )?;
     }
     writeln!(details)?;
-    Ok((cost.total(), sfn_cost))
+    Ok((cost.total(), sfn_cost, aws_durable))
 }
 
 /// The in-memory replay benchmark; returns the median time for 10,000 entries (ms).

@@ -108,6 +108,13 @@ impl crate::runtime::ops::Dispatcher for NoDispatch {
     fn resume<'a>(&'a self, _: &'a InvocationId, _: u32) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Err("a full replay resumes nothing".into()) })
     }
+    fn complete_awakeable<'a>(
+        &'a self,
+        _: &'a durable_protocol::AwakeableId,
+        _: durable_protocol::StepResult,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Err("a full replay completes nothing".into()) })
+    }
 }
 
 async fn steps(ctx: Context, n: u32) -> Result<u64, HandlerError> {

@@ -207,6 +207,69 @@ async fn an_awakeable_resolved_from_outside_resumes_the_invocation() {
 }
 
 #[tokio::test]
+async fn a_handler_completes_another_invocations_awakeable() {
+    let env = Env::load().await;
+    let (id, awakeable) = start_approval(&env).await;
+    let sent = env
+        .invoke_testbed(
+            "complete_other",
+            json!({"awakeable_id": awakeable, "value": {"by": "a handler"}}),
+        )
+        .await;
+    assert_eq!(
+        (sent.status, sent.body.clone()),
+        (200, json!("sent")),
+        "{}",
+        sent.raw
+    );
+    let answer = env.output(&id, Duration::from_secs(30)).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!({"approved": {"by": "a handler"}}));
+
+    // Rejected from a handler: the waiter fails with the message.
+    let (id, awakeable) = start_approval(&env).await;
+    let sent = env
+        .invoke_testbed(
+            "complete_other",
+            json!({"awakeable_id": awakeable, "reject": "not from you"}),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.raw);
+    let answer = env.output(&id, Duration::from_secs(30)).await;
+    assert_eq!(answer.status, 500, "{}", answer.raw);
+    assert!(answer.raw.contains("not from you"), "{}", answer.raw);
+
+    // A forged id (another entry's tag) is refused at the orchestrator's door: the waiter
+    // stays suspended; a malformed one fails the handler's step with a 400.
+    let (id, awakeable) = start_approval(&env).await;
+    let mut parts: Vec<&str> = awakeable.split('.').collect();
+    parts[2] = "7";
+    let forged = parts.join(".");
+    let sent = env
+        .invoke_testbed(
+            "complete_other",
+            json!({"awakeable_id": forged, "value": 1}),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.raw);
+    let malformed = env
+        .invoke_testbed(
+            "complete_other",
+            json!({"awakeable_id": "awk_nope", "value": 1}),
+        )
+        .await;
+    assert_eq!(malformed.status, 400, "{}", malformed.raw);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.status(&id).await,
+        "suspended",
+        "the forged completion did nothing"
+    );
+    let resolved = env.complete_awakeable(&awakeable, "resolve", "1").await;
+    assert_eq!(resolved.status, 200, "{}", resolved.raw);
+}
+
+#[tokio::test]
 async fn a_rejected_awakeable_fails_the_wait_with_its_code() {
     let env = Env::load().await;
     let (id, awakeable) = start_approval(&env).await;

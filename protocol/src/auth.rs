@@ -232,7 +232,8 @@ impl From<Tag> for String {
 /// completes, and a tag (a MAC of both under the invocation's key, see this module) that
 /// the orchestrator verifies, so an id cannot be made from public facts. Written
 /// `awk_<service>.<local part>.<entry index>.<tag>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct AwakeableId {
     pub invocation: InvocationId,
     pub index: u32,
@@ -266,6 +267,19 @@ impl AwakeableId {
             index,
             tag,
         })
+    }
+}
+
+impl TryFrom<String> for AwakeableId {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        Self::parse(&value)
+    }
+}
+
+impl From<AwakeableId> for String {
+    fn from(value: AwakeableId) -> String {
+        value.to_string()
     }
 }
 

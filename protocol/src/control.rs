@@ -1,9 +1,9 @@
 //! Control events: what the orchestrator receives besides HTTP requests. The orchestrator sends
 //! most of them to itself (hand-offs), EventBridge Scheduler sends timers and the sweep, the SDK
-//! sends `dispatch` and `resume`, and the deployer sends `register`. Every sender serializes these
+//! sends `dispatch`, `resume` and `complete_awakeable`, and the deployer sends `register`. Every sender serializes these
 //! types and the orchestrator parses them, so a renamed field cannot break one side silently.
 
-use crate::auth::{InvocationKey, Purpose, SigningKey, Tag};
+use crate::auth::{AwakeableId, InvocationKey, Purpose, SigningKey, Tag};
 use crate::ids::InvocationId;
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,12 @@ pub enum ControlEvent {
         invocation_id: InvocationId,
         entry: u32,
         proof: Tag,
+    },
+    /// A handler completes an awakeable (of any invocation) whose id it was given: the id's
+    /// tag is the proof, as it is for `POST /awakeables/{id}/resolve`.
+    CompleteAwakeable {
+        awakeable_id: AwakeableId,
+        result: crate::StepResult,
     },
 }
 
@@ -121,6 +127,12 @@ impl ControlEvent {
                 entry,
                 proof,
             } => Some((invocation_id, Purpose::Dispatch, *entry, proof)),
+            ControlEvent::CompleteAwakeable { awakeable_id, .. } => Some((
+                &awakeable_id.invocation,
+                Purpose::Awakeable,
+                awakeable_id.index,
+                &awakeable_id.tag,
+            )),
             ControlEvent::Register { .. } | ControlEvent::Sweep { .. } => None,
         }
     }
@@ -173,6 +185,34 @@ mod tests {
             serde_json::to_value(ControlEvent::Sweep { minutes: None }).unwrap(),
             serde_json::json!({"type": "sweep"})
         );
+    }
+
+    #[test]
+    fn an_awakeable_completion_is_proven_by_the_awakeable_ids_tag() {
+        let id = InvocationId::random(&crate::ServiceName::new("svc").unwrap());
+        let signing = SigningKey::random();
+        let awakeable = AwakeableId {
+            invocation: id.clone(),
+            index: 2,
+            tag: signing.invocation_key(&id).tag(Purpose::Awakeable, 2),
+        };
+        let event = ControlEvent::CompleteAwakeable {
+            awakeable_id: awakeable.clone(),
+            result: crate::StepResult::Value(serde_json::json!("ok")),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "complete_awakeable");
+        assert_eq!(json["awakeable_id"], awakeable.to_string());
+        assert_eq!(serde_json::from_value::<ControlEvent>(json).unwrap(), event);
+        assert!(event.proof_holds(&signing));
+        let moved = ControlEvent::CompleteAwakeable {
+            awakeable_id: AwakeableId {
+                index: 3,
+                ..awakeable
+            },
+            result: crate::StepResult::Value(serde_json::json!("ok")),
+        };
+        assert!(!moved.proof_holds(&signing), "the tag names its entry");
     }
 
     #[test]

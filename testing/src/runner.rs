@@ -4,7 +4,7 @@
 //! failures and crashes.
 
 use crate::store::InvocationStore;
-use durable_protocol::auth::SigningKey;
+use durable_protocol::auth::{AwakeableId, Purpose, SigningKey};
 use durable_protocol::{
     EagerState, EntryKind, HandlerKind, HandlerName, HandlerResponse, InvocationId, InvokeRequest,
     JournalEntry, ObjectKey, ServiceName, StepFailures, StepResult, TerminalFailure,
@@ -129,8 +129,11 @@ impl StepFaults for Faults {
     }
 }
 
-/// Hears the children an attempt records.
-struct Dispatch(Arc<Mutex<World>>);
+/// Hears the children an attempt records and the awakeables it completes.
+struct Dispatch {
+    world: Arc<Mutex<World>>,
+    signing: SigningKey,
+}
 
 impl Children for Dispatch {
     fn dispatch<'a>(
@@ -139,7 +142,7 @@ impl Children for Dispatch {
         index: u32,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.0
+            self.world
                 .lock()
                 .expect("world poisoned")
                 .dispatched
@@ -151,6 +154,44 @@ impl Children for Dispatch {
     fn resume<'a>(&'a self, _: &'a InvocationId, _: u32) -> BoxFuture<'a, Result<(), String>> {
         // Every loop turn looks at what each suspended invocation waits on.
         Box::pin(async { Ok(()) })
+    }
+
+    fn complete_awakeable<'a>(
+        &'a self,
+        id: &'a AwakeableId,
+        result: StepResult,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            // As the orchestrator does: an id whose tag does not hold completes nothing.
+            if !self
+                .signing
+                .verify(&id.invocation, Purpose::Awakeable, id.index, &id.tag)
+            {
+                return Ok(());
+            }
+            let store = {
+                let world = self.world.lock().expect("world poisoned");
+                world
+                    .invocations
+                    .get(&id.invocation)
+                    .map(|i| i.store.clone())
+            };
+            if let Some(store) = store {
+                complete_in(&store, id.index, result);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Completes entry `index` of `store`'s journal with `result` unless it is completed already.
+fn complete_in(store: &InvocationStore, index: u32, result: StepResult) {
+    let mut entries = store.journal.entries.lock().expect("entries poisoned");
+    if let Some(entry) = entries.get_mut(&index) {
+        if entry.completion.is_none() {
+            entry.completion = Some(result);
+            entry.completed_at_ms = Some(durable_protocol::clock::now_millis());
+        }
     }
 }
 
@@ -650,13 +691,8 @@ impl TestRunner {
             let world = self.world.lock().expect("world poisoned");
             world.invocations.get(id).map(|i| i.store.clone())
         };
-        let Some(store) = store else { return };
-        let mut entries = store.journal.entries.lock().expect("entries poisoned");
-        if let Some(entry) = entries.get_mut(&index) {
-            if entry.completion.is_none() {
-                entry.completion = Some(result);
-                entry.completed_at_ms = Some(durable_protocol::clock::now_millis());
-            }
+        if let Some(store) = store {
+            complete_in(&store, index, result);
         }
     }
 
@@ -697,7 +733,10 @@ impl TestRunner {
         let parts = AttemptParts {
             store: store.clone(),
             payloads: self.payloads.clone(),
-            children: Arc::new(Dispatch(self.world.clone())),
+            children: Arc::new(Dispatch {
+                world: self.world.clone(),
+                signing: self.signing.clone(),
+            }),
             faults: Some(self.faults.clone()),
         };
         let response = self.endpoints[endpoint].run_attempt(req, parts).await;

@@ -83,6 +83,18 @@ async fn confirm(ctx: SharedWorkflowContext, code: String) -> Result<(), Handler
     Ok(())
 }
 
+async fn waiter(ctx: Context, _: ()) -> Result<String, HandlerError> {
+    let (id, answer) = ctx.awakeable::<String>().await?;
+    ctx.send("svc", "resolver", &id)?;
+    Ok(answer.await?)
+}
+
+async fn resolver(ctx: Context, awakeable_id: String) -> Result<(), HandlerError> {
+    ctx.resolve_awakeable(&awakeable_id, &"from a handler")
+        .await?;
+    Ok(())
+}
+
 fn runner() -> TestRunner {
     TestRunner::new(
         Endpoint::new()
@@ -93,7 +105,9 @@ fn runner() -> TestRunner {
                     .handler("approval", approval)
                     .handler("forever", forever)
                     .handler("long_nap", long_nap)
-                    .handler("sum_of_squares", sum_of_squares),
+                    .handler("sum_of_squares", sum_of_squares)
+                    .handler("waiter", waiter)
+                    .handler("resolver", resolver),
             )
             .service(
                 VirtualObject::new("counter")
@@ -335,4 +349,33 @@ async fn a_workflow_waits_for_its_promise_until_a_shared_handler_resolves_it() {
         .unwrap();
     let out: String = runner.finish(&run).await.unwrap();
     assert_eq!(out, "ada@example.com confirmed with 1234");
+}
+
+#[tokio::test]
+async fn a_handler_resolves_an_awakeable_it_was_handed_once() {
+    let runner = runner();
+    let out: String = runner.invoke("svc", "waiter", &()).await.unwrap();
+    assert_eq!(out, "from a handler");
+    let resolver = runner.invocations()[1].clone();
+    let steps: Vec<String> = runner
+        .journal(&resolver)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::Run { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec!["resolve awakeable".to_owned()],
+        "recorded as one step"
+    );
+    let err = runner
+        .invoke::<_, ()>("svc", "resolver", &"awk_not-an-id")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::Failed(f) if f.code == 400),
+        "{err:?}"
+    );
 }

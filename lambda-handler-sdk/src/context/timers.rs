@@ -23,6 +23,30 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+/// Completes awakeable `id` with `result` from a handler, in a step named `step`.
+async fn complete_awakeable(
+    ctx: &Context,
+    step: &str,
+    id: &str,
+    result: Result<StepResult, TerminalError>,
+) -> Result<(), TerminalError> {
+    let parsed = AwakeableId::parse(id)
+        .map_err(|e| TerminalError::new(e.to_string()).with_code(TerminalFailure::BAD_REQUEST));
+    let inv = ctx.inner.clone();
+    ctx.run(step, move || async move {
+        let (id, result) = (parsed?, result?);
+        let dispatcher =
+            inv.dispatcher.get().cloned().ok_or_else(|| {
+                HandlerError::retryable("no orchestrator to complete the awakeable")
+            })?;
+        dispatcher
+            .complete_awakeable(&id, result)
+            .await
+            .map_err(|e| HandlerError::retryable(format!("could not complete awakeable {id}: {e}")))
+    })
+    .await
+}
+
 /// A future backed by a journal entry (a timer or an awakeable). Its journal index was taken
 /// when it was created, so creating durable futures in the same order on every replay is what
 /// keeps the journal consistent.
@@ -462,6 +486,48 @@ pub trait DurableContext: Sealed {
             let inner = Box::pin(await_entry(ctx.inner.clone(), index));
             Ok((id.to_string(), DurableFuture::new(ctx, index, inner)))
         }
+    }
+
+    /// Resolves awakeable `id`, one this handler was handed (in its input, a step's result, a
+    /// call's answer), with `value`: its waiter resumes with it, as after
+    /// `POST /awakeables/{id}/resolve`. Recorded as a step named `"resolve awakeable"`, so a
+    /// replay does not send it again; the send inside is at least once, and the first
+    /// completion of an awakeable wins (a later one is ignored). A malformed id fails with a
+    /// terminal `400`; an id whose tag does not hold is refused by the orchestrator.
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::prelude::*;
+    /// async fn approve(ctx: Context, awakeable_id: String) -> Result<(), HandlerError> {
+    ///     ctx.resolve_awakeable(&awakeable_id, &"approved").await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    fn resolve_awakeable<'a>(
+        &'a self,
+        id: &'a str,
+        value: &impl Serialize,
+    ) -> impl Future<Output = Result<(), TerminalError>> + Send + 'a {
+        let result = serde_json::to_value(value)
+            .map(StepResult::Value)
+            .map_err(|e| TerminalError::new(format!("the value does not serialize to JSON: {e}")));
+        complete_awakeable(self.context(), "resolve awakeable", id, result)
+    }
+
+    /// Rejects awakeable `id`: its waiter fails with a terminal error (code 500) carrying
+    /// `message`, as after `POST /awakeables/{id}/reject`. Recorded like
+    /// [`DurableContext::resolve_awakeable`], as a step named `"reject awakeable"`.
+    fn reject_awakeable<'a>(
+        &'a self,
+        id: &'a str,
+        message: &'a str,
+    ) -> impl Future<Output = Result<(), TerminalError>> + Send + 'a {
+        let failure = TerminalFailure::new(TerminalFailure::INTERNAL, message);
+        complete_awakeable(
+            self.context(),
+            "reject awakeable",
+            id,
+            Ok(StepResult::Failure(failure)),
+        )
     }
 
     /// The callback pattern in one call: creates an awakeable named `name`, hands its id to

@@ -1,8 +1,8 @@
 //! What the outbox carries (one op per call, send or state change) and who starts children:
 //! the orchestrator, through `dispatch` and `resume` control events.
 
-use durable_protocol::auth::ServiceKey;
-use durable_protocol::{ControlEvent, EntryKind, InvocationId};
+use durable_protocol::auth::{AwakeableId, ServiceKey};
+use durable_protocol::{ControlEvent, EntryKind, InvocationId, StepResult};
 use durable_store::traits::BoxFuture;
 use tokio::sync::oneshot;
 
@@ -22,6 +22,13 @@ pub trait Dispatcher: Send + Sync {
         &'a self,
         invocation: &'a InvocationId,
         index: u32,
+    ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Completes awakeable `id` (of any invocation; its tag is the proof) with `result`.
+    fn complete_awakeable<'a>(
+        &'a self,
+        id: &'a AwakeableId,
+        result: StepResult,
     ) -> BoxFuture<'a, Result<(), String>>;
 }
 
@@ -70,6 +77,17 @@ impl Dispatcher for LambdaDispatcher {
     ) -> BoxFuture<'a, Result<(), String>> {
         let key = self.key.invocation_key(invocation);
         Box::pin(self.event(ControlEvent::resume(invocation.clone(), index, &key)))
+    }
+
+    fn complete_awakeable<'a>(
+        &'a self,
+        id: &'a AwakeableId,
+        result: StepResult,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.event(ControlEvent::CompleteAwakeable {
+            awakeable_id: id.clone(),
+            result,
+        }))
     }
 }
 

@@ -56,6 +56,8 @@ const NO_DEADLINE: u64 = u64::MAX / 2;
 struct MemoryDispatcher {
     dispatched: Mutex<Vec<u32>>,
     resumed: Mutex<Vec<u32>>,
+    /// Awakeables completed by the handler: (id, result).
+    completed: Mutex<Vec<(String, StepResult)>>,
 }
 
 impl crate::runtime::ops::Dispatcher for MemoryDispatcher {
@@ -77,6 +79,20 @@ impl crate::runtime::ops::Dispatcher for MemoryDispatcher {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.resumed.lock().unwrap().push(index);
+            Ok(())
+        })
+    }
+
+    fn complete_awakeable<'a>(
+        &'a self,
+        id: &'a durable_protocol::AwakeableId,
+        result: StepResult,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.completed
+                .lock()
+                .unwrap()
+                .push((id.to_string(), result));
             Ok(())
         })
     }

@@ -77,6 +77,31 @@ pub(crate) async fn approval(
     }
 }
 
+#[derive(serde::Deserialize)]
+pub(crate) struct CompleteInput {
+    pub(crate) awakeable_id: String,
+    /// Resolve with this value, or reject with `reject` as the message.
+    #[serde(default)]
+    pub(crate) value: serde_json::Value,
+    #[serde(default)]
+    pub(crate) reject: Option<String>,
+}
+
+/// Completes an awakeable of another invocation from a handler.
+pub(crate) async fn complete_other(
+    ctx: Context,
+    input: CompleteInput,
+) -> Result<&'static str, HandlerError> {
+    match &input.reject {
+        Some(message) => ctx.reject_awakeable(&input.awakeable_id, message).await?,
+        None => {
+            ctx.resolve_awakeable(&input.awakeable_id, &input.value)
+                .await?;
+        }
+    }
+    Ok("sent")
+}
+
 /// Publishes an awakeable id, waits (in a step) until the test says it resolved it, and only
 /// then awaits it: the completion is already there.
 pub(crate) async fn early(ctx: Context, input: RunOnly) -> Result<serde_json::Value, HandlerError> {

@@ -1,11 +1,13 @@
 //! Control events: one module per kind, and the dispatch here.
 //!
 //! * [`register`]: registering a handler Lambda's services.
+//! * [`awakeables`]: awakeables completed by handlers.
 //! * [`drive`]: `drive`, `wake` and `resume`.
 //! * [`dispatch`]: starting the children of calls and sends.
 //! * [`sweep`]: re-driving invocations whose driver is gone.
 //! * [`reports`]: the typed answers of control events.
 
+pub mod awakeables;
 pub mod dispatch;
 pub mod drive;
 pub mod register;
@@ -51,6 +53,13 @@ impl Services {
                 ..
             } => self.dispatch_entry(&invocation_id, entry, call).await,
             ControlEvent::Sweep { minutes } => self.sweep(call, minutes).await,
+            ControlEvent::CompleteAwakeable {
+                awakeable_id,
+                result,
+            } => {
+                self.complete_awakeable_event(&awakeable_id, &result, call)
+                    .await
+            }
         }
     }
 }

@@ -60,6 +60,14 @@ pub struct LeasesReport {
     pub swept_until: u64,
 }
 
+/// What a `complete_awakeable` event did: `resolved`, `rejected`, `already_completed`,
+/// `unknown_awakeable`.
+#[derive(Debug, Serialize)]
+pub struct AwakeableReport {
+    pub awakeable_id: String,
+    pub status: &'static str,
+}
+
 /// What `register` recorded.
 #[derive(Debug, Serialize)]
 pub struct Registered {
