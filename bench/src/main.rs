@@ -63,7 +63,7 @@ struct Args {
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
     /// Port of the counting proxy on 127.0.0.1.
-    #[arg(long, default_value_t = 4567)]
+    #[arg(long, default_value_t = 4570)]
     proxy_port: u16,
     /// Only the in-memory replay benchmark (no local environment needed).
     #[arg(long)]
