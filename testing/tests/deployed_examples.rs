@@ -124,3 +124,13 @@ async fn a_declined_trip_fails_with_the_banks_code() {
         .unwrap_err();
     assert!(matches!(&err, EnvError::Http { status: 402, .. }), "{err}");
 }
+
+#[tokio::test]
+#[ignore = "needs the local environment (scripts/test.sh)"]
+async fn a_batch_fans_out_one_child_per_document() {
+    let env = TestEnv::load().await.unwrap();
+    let docs = json!(["a b c", "", unique("one")]);
+    let summary: Value = env.invoke("batch", "analyze", &docs).await.unwrap();
+    assert_eq!(summary["per_document"], json!([3, 0, 1]));
+    assert_eq!(summary["total_words"], 4);
+}
