@@ -478,10 +478,7 @@ impl TestRunner {
     pub async fn skip_to_next_timer(&self) -> bool {
         let next = {
             let world = self.world.lock().expect("world poisoned");
-            pending_timers(&world)
-                .into_iter()
-                .map(|(_, _, at)| at)
-                .min()
+            pending_timers(&world).into_iter().min()
         };
         let Some(at) = next else { return false };
         {
@@ -574,8 +571,9 @@ impl TestRunner {
     fn start_children(&self) {
         let dispatched = std::mem::take(&mut self.world.lock().expect("world poisoned").dispatched);
         for (parent, index) in dispatched {
-            let entry = self.journal(&parent).into_iter().find(|e| e.index == index);
-            let Some(entry) = entry else { continue };
+            let Some(entry) = self.entry(&parent, index) else {
+                continue;
+            };
             let Some(start) = entry.kind.child_start() else {
                 continue;
             };
@@ -671,19 +669,19 @@ impl TestRunner {
         false
     }
 
-    /// A timer entry's virtual wake time (its recorded one, shifted by the clock offset in
-    /// force when it was recorded).
+    /// A timer entry's virtual wake time (see [`virtual_wake`]).
     fn wake_time(&self, id: &InvocationId, entry: &JournalEntry) -> Option<u64> {
-        let EntryKind::Sleep { wake_at_ms, .. } = entry.kind else {
-            return None;
+        virtual_wake(&self.world.lock().expect("world poisoned"), id, entry)
+    }
+
+    /// Entry `index` of invocation `id`, as recorded now.
+    fn entry(&self, id: &InvocationId, index: u32) -> Option<JournalEntry> {
+        let store = {
+            let world = self.world.lock().expect("world poisoned");
+            world.invocations.get(id)?.store.clone()
         };
-        let world = self.world.lock().expect("world poisoned");
-        let offset = world
-            .seen
-            .get(&(id.clone(), entry.index))
-            .copied()
-            .unwrap_or(world.offset_ms);
-        Some(wake_at_ms + offset)
+        let entries = store.journal.entries.lock().expect("entries poisoned");
+        entries.get(&index).cloned()
     }
 
     fn complete_entry(&self, id: &InvocationId, index: u32, result: StepResult) {
@@ -849,23 +847,30 @@ fn virtual_now(world: &World) -> u64 {
     durable_protocol::clock::now_millis() + world.offset_ms
 }
 
-/// Pending timers of suspended invocations: (invocation, entry, virtual wake time).
-fn pending_timers(world: &World) -> Vec<(InvocationId, u32, u64)> {
+/// A timer entry's virtual wake time: its recorded one plus the clock offset in force when it
+/// was first seen (`None` for other entries).
+fn virtual_wake(world: &World, id: &InvocationId, entry: &JournalEntry) -> Option<u64> {
+    let EntryKind::Sleep { wake_at_ms, .. } = entry.kind else {
+        return None;
+    };
+    let offset = world
+        .seen
+        .get(&(id.clone(), entry.index))
+        .copied()
+        .unwrap_or(world.offset_ms);
+    Some(wake_at_ms + offset)
+}
+
+/// The virtual wake times of the pending timers suspended invocations wait on.
+fn pending_timers(world: &World) -> Vec<u64> {
     let mut timers = Vec::new();
     for (id, inv) in &world.invocations {
         let Status::Suspended { waiting_on } = &inv.status else {
             continue;
         };
         for entry in inv.store.journal.journal() {
-            if let EntryKind::Sleep { wake_at_ms, .. } = entry.kind {
-                if entry.completion.is_none() && waiting_on.contains(&entry.index) {
-                    let offset = world
-                        .seen
-                        .get(&(id.clone(), entry.index))
-                        .copied()
-                        .unwrap_or(world.offset_ms);
-                    timers.push((id.clone(), entry.index, wake_at_ms + offset));
-                }
+            if entry.completion.is_none() && waiting_on.contains(&entry.index) {
+                timers.extend(virtual_wake(world, id, &entry));
             }
         }
     }
