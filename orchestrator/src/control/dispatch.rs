@@ -95,14 +95,15 @@ impl Services {
         lease_until: u64,
         call: &LambdaCall,
     ) -> Result<Option<Invocation>, OrchestratorError> {
-        // Rounded down to the second like the schedule, so the start always finds it due.
         let Some(start) = entry.kind.child_start() else {
             return Ok(None);
         };
+        // Rounded up to the second (schedules have whole seconds), so the child never starts
+        // before its due time and its lease ends when the schedule fires.
         let due = start
             .due_at_ms
             .filter(|due| *due > now_millis() + 1000)
-            .map(|due| due / 1000 * 1000);
+            .map(|due| due.div_ceil(1000) * 1000);
         let lease_until = due.unwrap_or(lease_until);
         let (target, input, child, is_call) =
             (start.target, start.input, start.child, start.awaited);
