@@ -115,6 +115,13 @@ impl crate::runtime::ops::Dispatcher for NoDispatch {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Err("a full replay completes nothing".into()) })
     }
+    fn cancel_child<'a>(
+        &'a self,
+        _: &'a InvocationId,
+        _: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Err("a full replay cancels nothing".into()) })
+    }
 }
 
 async fn steps(ctx: Context, n: u32) -> Result<u64, HandlerError> {

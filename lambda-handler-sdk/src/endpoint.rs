@@ -393,11 +393,11 @@ impl Endpoint {
         }
         let key = req.service_key.invocation_key(&req.invocation_id);
         // A cancellation that an entry carries already reached the handler (one time only).
-        let cancel = req.cancel
-            && !req
-                .journal
-                .iter()
-                .any(durable_protocol::JournalEntry::carries_cancellation);
+        let carried = req
+            .journal
+            .iter()
+            .any(durable_protocol::JournalEntry::carries_cancellation);
+        let cancel = req.cancel && !carried;
         let inv = Arc::new(Attempt::new(
             (req.invocation_id, key),
             durable_store::Writer {
@@ -427,6 +427,8 @@ impl Endpoint {
         }
         if cancel {
             inv.cancel_pending();
+        } else if carried {
+            inv.cancel_seen();
         }
         if let Some(faults) = faults {
             let _ = inv.faults.set(faults);

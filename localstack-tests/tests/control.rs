@@ -373,3 +373,77 @@ async fn the_durable_command_pauses_resumes_kills_and_reports_refusals() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("409") && text.contains("killed"), "{text}");
 }
+
+#[tokio::test]
+async fn a_handler_cancels_the_child_it_called_and_the_reminder_it_sent() {
+    let env = Env::load().await;
+    let run = run_id();
+    let id = env
+        .send("testbed", "cancel_children", json!({ "run": run }))
+        .await;
+    env.wait_status(&id, "completed", WITHIN).await;
+    let out = env.client.output(&id).await.unwrap();
+    assert_eq!(out.body, json!("child cancelled"), "{}", out.raw);
+    let parent = InvocationId::parse(&id).unwrap();
+    let testbed = ServiceName::new("testbed").unwrap();
+    let (child, reminder) = (
+        InvocationId::child(&parent, 0, &testbed),
+        InvocationId::child(&parent, 1, &testbed),
+    );
+    env.wait_status(child.as_str(), "cancelled", WITHIN).await;
+    // The delayed reminder is due after 3 s: its one step records the cancellation instead
+    // of running.
+    env.wait_status(reminder.as_str(), "cancelled", WITHIN)
+        .await;
+    assert_eq!(
+        env.effects(&run, "remind").await,
+        0,
+        "the reminder never ran"
+    );
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    let cancels = stored
+        .journal
+        .iter()
+        .filter(|e| matches!(&e.kind, EntryKind::Run { name, .. } if name == "cancel child"))
+        .count();
+    assert_eq!(cancels, 2, "each cancel is one step: {:?}", stored.journal);
+    // A child that had published its awakeable compensated once; one cancelled before its
+    // first step never got to.
+    assert!(env.effects(&run, "child-compensate").await <= 1);
+}
+
+#[tokio::test]
+async fn a_cancel_reaches_a_running_handler_at_its_next_step() {
+    let env = Env::load().await;
+    let run = run_id();
+    let id = env
+        .send(
+            "testbed",
+            "slow_then_step",
+            json!({ "run": run, "millis": 4000 }),
+        )
+        .await;
+    // Cancelled while the first step runs: the attempt never suspends, so only a look at the
+    // step boundary can see it.
+    while env.effects(&run, "slow").await == 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = env.manage(&id, "cancel", None).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    env.wait_status(&id, "cancelled", WITHIN).await;
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    let second = stored.journal.iter().find(|e| e.index == 1).cloned();
+    assert!(
+        matches!(&second, Some(e) if e.carries_cancellation()),
+        "the second step recorded the cancellation instead of running: {second:?}"
+    );
+    assert_eq!(
+        env.effects(&run, "slow").await,
+        1,
+        "the first step ran once"
+    );
+}

@@ -29,6 +29,8 @@ pub enum Purpose {
     Drive,
     /// A `wake` event (a timer's schedule).
     Wake,
+    /// A `cancel_child` event (a handler cancels the child of one of its calls or sends).
+    CancelChild,
 }
 
 impl Purpose {
@@ -39,6 +41,7 @@ impl Purpose {
             Purpose::Resume => b"resume",
             Purpose::Drive => b"drive",
             Purpose::Wake => b"wake",
+            Purpose::CancelChild => b"cancel_child",
         }
     }
 }

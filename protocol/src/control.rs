@@ -56,6 +56,14 @@ pub enum ControlEvent {
         entry: u32,
         proof: Tag,
     },
+    /// A handler cancels the child of its call or send entry `entry` (cooperatively, as
+    /// `POST /invocations/{child}/cancel` does); proven with the parent's key, so a handler can
+    /// cancel only children of its own invocations.
+    CancelChild {
+        invocation_id: InvocationId,
+        entry: u32,
+        proof: Tag,
+    },
     /// A handler completes an awakeable (of any invocation) whose id it was given: the id's
     /// tag is the proof, as it is for `POST /awakeables/{id}/resolve`.
     CompleteAwakeable {
@@ -95,6 +103,16 @@ impl ControlEvent {
         }
     }
 
+    /// A `cancel_child` of the child of entry `entry`, proven with the parent's key.
+    pub fn cancel_child(invocation_id: InvocationId, entry: u32, key: &InvocationKey) -> Self {
+        let proof = key.tag(Purpose::CancelChild, entry);
+        ControlEvent::CancelChild {
+            invocation_id,
+            entry,
+            proof,
+        }
+    }
+
     /// A `drive`, proven with the invocation's key.
     pub fn drive(invocation_id: InvocationId, key: &InvocationKey) -> Self {
         let proof = key.tag(Purpose::Drive, 0);
@@ -127,6 +145,11 @@ impl ControlEvent {
                 entry,
                 proof,
             } => Some((invocation_id, Purpose::Dispatch, *entry, proof)),
+            ControlEvent::CancelChild {
+                invocation_id,
+                entry,
+                proof,
+            } => Some((invocation_id, Purpose::CancelChild, *entry, proof)),
             ControlEvent::CompleteAwakeable { awakeable_id, .. } => Some((
                 &awakeable_id.invocation,
                 Purpose::Awakeable,
@@ -213,6 +236,35 @@ mod tests {
             result: crate::StepResult::Value(serde_json::json!("ok")),
         };
         assert!(!moved.proof_holds(&signing), "the tag names its entry");
+    }
+
+    #[test]
+    fn a_child_is_cancelled_only_with_its_parents_proof_for_that_entry() {
+        let parent = InvocationId::random(&crate::ServiceName::new("svc").unwrap());
+        let signing = SigningKey::random();
+        let key = signing.invocation_key(&parent);
+        let event = ControlEvent::cancel_child(parent.clone(), 4, &key);
+        let proof = key.tag(Purpose::CancelChild, 4).to_string();
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            serde_json::json!({"type": "cancel_child", "invocation_id": parent.as_str(), "entry": 4, "proof": proof})
+        );
+        assert!(event.proof_holds(&signing));
+        let moved = ControlEvent::CancelChild {
+            invocation_id: parent.clone(),
+            entry: 5,
+            proof: key.tag(Purpose::CancelChild, 4),
+        };
+        assert!(!moved.proof_holds(&signing), "a proof names its entry");
+        let dispatch_proof = ControlEvent::CancelChild {
+            invocation_id: parent,
+            entry: 4,
+            proof: key.tag(Purpose::Dispatch, 4),
+        };
+        assert!(
+            !dispatch_proof.proof_holds(&signing),
+            "a dispatch proof is no cancel proof"
+        );
     }
 
     #[test]

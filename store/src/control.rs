@@ -35,8 +35,7 @@ impl InvocationStore {
             .condition_expression(format!("epoch = :e AND #st IN ({})", names.join(", ")))
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":e", n(inv.epoch))
-            .expression_attribute_values(":now", n(now_millis()))
-            .expression_attribute_values(":t", AttributeValue::Bool(true));
+            .expression_attribute_values(":now", n(now_millis()));
         for (name, status) in names.iter().zip(from) {
             update = update.expression_attribute_values(name.as_str(), s(status.as_str()));
         }
@@ -49,6 +48,7 @@ impl InvocationStore {
     pub async fn pause(&self, inv: &mut Invocation, why: &str) -> Result<bool, StoreError> {
         let update = self
             .transition(inv, &[Status::Running, Status::Suspended])
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
             .update_expression(
                 "SET #st = :paused, epoch = :next, lease_until = :zero, updated_at = :now, journal_kept = :t, last_error = :why \
                  REMOVE lease_shard, released, backoff_until, waiting_on",
@@ -78,6 +78,7 @@ impl InvocationStore {
         let mut set = "SET #st = :running, epoch = :next, attempt = :one, released = :t, lease_until = :lease, #shard = :shard, updated_at = :now".to_string();
         let mut update = self
             .transition(inv, &[Status::Paused])
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
             .expression_attribute_names("#shard", LEASE_SHARD)
             .expression_attribute_values(":running", s(Status::Running.as_str()))
             .expression_attribute_values(":next", n(inv.epoch + 1))
@@ -136,6 +137,7 @@ impl InvocationStore {
         let lease_until = lease_until.max(released_lease());
         let update = self
             .transition(inv, &[Status::Suspended])
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
             .update_expression(format!(
                 "SET #st = :running, epoch = :next, lease_until = :lease, #shard = :shard, updated_at = :now, journal_kept = :t, \
                  {CANCEL_REQUESTED} = if_not_exists({CANCEL_REQUESTED}, :now)"
@@ -162,6 +164,7 @@ impl InvocationStore {
     pub async fn cancel_delivered(&self, inv: &mut Invocation) -> Result<bool, StoreError> {
         let update = self
             .transition(inv, &[Status::Running])
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
             .update_expression(format!("SET {CANCEL_DELIVERED} = :t, updated_at = :now"));
         let applied = apply(update).await?;
         if applied {
@@ -176,6 +179,7 @@ impl InvocationStore {
     pub async fn retry_now(&self, inv: &mut Invocation) -> Result<bool, StoreError> {
         let update = self
             .transition(inv, &[Status::Running])
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
             .condition_expression(
                 "epoch = :e AND #st IN (:f0) AND backoff_until > :now",
             )
@@ -208,6 +212,7 @@ impl InvocationStore {
                     Status::Paused,
                 ],
             )
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
             .update_expression(format!(
                 "SET #st = :running, epoch = :next, attempt = :attempt, released = :t, lease_until = :lease, #shard = :shard, \
                  updated_at = :now, journal_kept = :t REMOVE {RESTART_REMOVES}"

@@ -577,6 +577,33 @@ impl JournalStore {
         Ok(())
     }
 
+    /// Whether an operator's cancellation of `id` waits to reach its handler (requested, not
+    /// delivered): read by a running attempt at its step boundaries. One strongly consistent
+    /// read of two attributes of the metadata item.
+    pub async fn cancel_pending(&self, id: &InvocationId) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::meta_key_item(id)))
+            .projection_expression("#r, #d")
+            .expression_attribute_names("#r", crate::invocations::CANCEL_REQUESTED)
+            .expression_attribute_names("#d", crate::invocations::CANCEL_DELIVERED)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        let Some(item) = out.item else {
+            return Ok(false);
+        };
+        let delivered = item
+            .get(crate::invocations::CANCEL_DELIVERED)
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false);
+        Ok(item.contains_key(crate::invocations::CANCEL_REQUESTED) && !delivered)
+    }
+
     /// Marks a call or send entry as dispatched (its child invocation exists).
     pub async fn mark_dispatched(&self, id: &InvocationId, index: u32) -> Result<(), StoreError> {
         self.client

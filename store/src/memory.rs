@@ -36,6 +36,10 @@ pub struct MemoryStore {
     pub promises: Mutex<BTreeMap<String, MemoryPromise>>,
     /// The entries recorded with an outcome (see [`MemoryStore::record_tail`]).
     pub tails: Mutex<Vec<JournalEntry>>,
+    /// An operator's cancellation waits to reach the handler.
+    pub cancel_pending: std::sync::atomic::AtomicBool,
+    /// How often the handler looked for one.
+    pub cancel_reads: AtomicU32,
 }
 
 impl MemoryStore {
@@ -129,6 +133,16 @@ impl Journal for MemoryStore {
             entry.completion = Some(result.clone());
             entry.completed_at_ms = Some(durable_protocol::clock::now_millis());
             Ok(Completed::Written)
+        })
+    }
+
+    fn cancel_pending<'a>(
+        &'a self,
+        _id: &'a InvocationId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.cancel_reads.fetch_add(1, Ordering::SeqCst);
+            Ok(self.cancel_pending.load(Ordering::SeqCst))
         })
     }
 }

@@ -43,6 +43,16 @@ pub trait Journal: Send + Sync {
         result: &'a StepResult,
         by: Completer,
     ) -> BoxFuture<'a, Result<Completed, StoreError>>;
+
+    /// Whether an operator's cancellation waits to reach the handler; stores that cannot be
+    /// cancelled from outside answer `false`.
+    fn cancel_pending<'a>(
+        &'a self,
+        id: &'a InvocationId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = id;
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// An object's state, as stored (written only when an invocation finishes).
@@ -193,6 +203,13 @@ impl Journal for Table {
         by: Completer,
     ) -> BoxFuture<'a, Result<Completed, StoreError>> {
         Box::pin(self.journal.complete(id, index, kind, result, by))
+    }
+
+    fn cancel_pending<'a>(
+        &'a self,
+        id: &'a InvocationId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.journal.cancel_pending(id))
     }
 }
 

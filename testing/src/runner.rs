@@ -84,6 +84,8 @@ struct Invocation {
     caller: Option<(InvocationId, u32)>,
     /// Every push it got, in order.
     pushes: u32,
+    /// Its parent cancelled it and its handler has not been told yet.
+    cancel: bool,
 }
 
 /// What the loop shares with attempts: children to start, and the virtual clock.
@@ -95,6 +97,8 @@ struct World {
     objects: HashMap<(ServiceName, ObjectKey), Arc<MemoryStore>>,
     /// Calls and sends recorded and not started yet.
     dispatched: Vec<(InvocationId, u32)>,
+    /// Children cancelled by their parent (its call or send entry), not applied yet.
+    cancels: Vec<(InvocationId, u32)>,
     /// How far the virtual clock is ahead of the real one.
     offset_ms: u64,
     /// The clock offset when each timer entry was first seen: its virtual wake time is its
@@ -156,6 +160,21 @@ impl Children for Dispatch {
         Box::pin(async { Ok(()) })
     }
 
+    fn cancel_child<'a>(
+        &'a self,
+        parent: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.world
+                .lock()
+                .expect("world poisoned")
+                .cancels
+                .push((parent.clone(), index));
+            Ok(())
+        })
+    }
+
     fn complete_awakeable<'a>(
         &'a self,
         id: &'a AwakeableId,
@@ -182,6 +201,17 @@ impl Children for Dispatch {
             Ok(())
         })
     }
+}
+
+/// Whether an entry of `store`'s journal carries a cancellation (the handler was told).
+fn carries_cancellation(store: &InvocationStore) -> bool {
+    store
+        .journal
+        .entries
+        .lock()
+        .expect("entries poisoned")
+        .values()
+        .any(JournalEntry::carries_cancellation)
 }
 
 /// Completes entry `index` of `store`'s journal with `result` unless it is completed already.
@@ -449,6 +479,7 @@ impl TestRunner {
                 step_failures: None,
                 caller,
                 pushes: 0,
+                cancel: false,
             },
         );
         Ok(())
@@ -459,6 +490,7 @@ impl TestRunner {
     pub async fn settle(&self) {
         for _ in 0..MAX_PUSHES_PER_SETTLE {
             self.start_children();
+            self.apply_cancels();
             let Some(id) = self.next_runnable() else {
                 return;
             };
@@ -603,6 +635,40 @@ impl TestRunner {
         }
     }
 
+    /// Cancels the children their parents cancelled, as the orchestrator does: a waiting
+    /// child's waits complete with `409 cancelled`, a ready or paused one is told at its next
+    /// push (its next new step records it), a finished one is left as it is.
+    fn apply_cancels(&self) {
+        let cancels = std::mem::take(&mut self.world.lock().expect("world poisoned").cancels);
+        let cancelled = StepResult::Failure(TerminalFailure::cancelled());
+        for (parent, index) in cancels {
+            let Some(child) = self
+                .entry(&parent, index)
+                .and_then(|e| e.kind.child().cloned())
+            else {
+                continue;
+            };
+            let waiting = {
+                let mut world = self.world.lock().expect("world poisoned");
+                let Some(inv) = world.invocations.get_mut(&child) else {
+                    continue;
+                };
+                match &inv.status {
+                    Status::Suspended { waiting_on } => waiting_on.clone(),
+                    Status::Ready | Status::Paused { .. } => {
+                        inv.status = Status::Ready;
+                        inv.cancel = true;
+                        continue;
+                    }
+                    _ => continue,
+                }
+            };
+            for entry in waiting {
+                self.complete_entry(&child, entry, cancelled.clone());
+            }
+        }
+    }
+
     /// The next invocation that can run: a ready one, or a suspended one a wait of which
     /// completed or can be completed now (an answered awakeable, a completed promise, a due
     /// timer).
@@ -712,6 +778,7 @@ impl TestRunner {
             .with_journal(inv.store.journal.journal())
             .at(inv.epoch, inv.attempt);
             req.step_failures = inv.step_failures;
+            req.cancel = inv.cancel;
             req.key.clone_from(&inv.key);
             req.handler_kind = inv.kind;
             if inv.kind.is_some() {
@@ -792,10 +859,20 @@ impl TestRunner {
                 None
             }
             HandlerResponse::Suspended { waiting_on, .. } => {
+                if std::mem::take(&mut inv.cancel) && !carries_cancellation(&store) {
+                    // As the orchestrator delivers a cancellation to a handler that waits.
+                    let cancelled = StepResult::Failure(TerminalFailure::cancelled());
+                    for index in &waiting_on {
+                        complete_in(&store, *index, cancelled.clone());
+                    }
+                }
                 inv.status = Status::Suspended { waiting_on };
                 None
             }
         };
+        if carries_cancellation(&store) {
+            inv.cancel = false;
+        }
         if let Some(result) = finished {
             inv.status = match &result {
                 StepResult::Value(v) => Status::Completed(v.clone()),

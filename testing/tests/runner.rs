@@ -95,6 +95,24 @@ async fn resolver(ctx: Context, awakeable_id: String) -> Result<(), HandlerError
     Ok(())
 }
 
+/// Sleeps for a day unless cancelled; tells the cancellation apart.
+async fn slow(ctx: Context, _: ()) -> Result<String, HandlerError> {
+    ctx.sleep(Duration::from_secs(24 * 3600)).await?;
+    Ok("slept".into())
+}
+
+/// Calls `slow`, cancels it, and reports what the call answered.
+async fn abandons(ctx: Context, _: ()) -> Result<String, HandlerError> {
+    let call = ctx.call::<String>("svc", "slow", &());
+    let child = call.invocation_id().cloned().expect("a call has a child");
+    ctx.cancel(&child).await?;
+    match call.await {
+        Ok(out) => Ok(out),
+        Err(e) if e.is_cancelled() => Ok(format!("child cancelled ({})", e.code())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn runner() -> TestRunner {
     TestRunner::new(
         Endpoint::new()
@@ -107,7 +125,9 @@ fn runner() -> TestRunner {
                     .handler("long_nap", long_nap)
                     .handler("sum_of_squares", sum_of_squares)
                     .handler("waiter", waiter)
-                    .handler("resolver", resolver),
+                    .handler("resolver", resolver)
+                    .handler("slow", slow)
+                    .handler("abandons", abandons),
             )
             .service(
                 VirtualObject::new("counter")
@@ -377,5 +397,18 @@ async fn a_handler_resolves_an_awakeable_it_was_handed_once() {
     assert!(
         matches!(&err, RunError::Failed(f) if f.code == 400),
         "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_handler_cancels_the_child_it_called_and_its_call_fails_with_409() {
+    let runner = runner();
+    let out: String = runner.invoke("svc", "abandons", &()).await.unwrap();
+    assert_eq!(out, "child cancelled (409)");
+    let child = runner.invocations()[1].clone();
+    assert!(
+        matches!(runner.status(&child), Some(Status::Failed(f)) if f.is_cancelled()),
+        "{:?}",
+        runner.status(&child)
     );
 }

@@ -2,10 +2,11 @@
 //! id derives from (this invocation, entry index), so retries never start a second child; the
 //! attempt's outbox records them in program order and starts the children.
 
+use crate::context::timers::DurableContext as _;
 use crate::context::timers::DurableFuture;
 use crate::context::{Context, Sealed};
 use crate::error::TerminalError;
-use crate::runtime::attempt::{Attempt, BoxFuture};
+use crate::runtime::attempt::Attempt;
 use durable_protocol::clock::now_millis;
 use durable_protocol::{EntryKind, HandlerName, InvocationId, ServiceName, Target};
 use serde::de::DeserializeOwned;
@@ -130,6 +131,53 @@ pub trait CallContext: Sealed {
         let due = now_millis() + delay.as_millis() as u64;
         send_at(self.context(), service, None, handler, input, Some(due))
     }
+
+    /// Cancels `child`, an invocation this handler called or sent (the id `send` returned, or
+    /// [`DurableFuture::invocation_id`] of a call), cooperatively, as
+    /// `POST /invocations/{child}/cancel` does: the child sees a terminal `409 cancelled` at
+    /// its next durable await and may compensate; a call's future then fails with it. A child
+    /// that finished already is left as it is. Recorded as a step named `"cancel child"`, so
+    /// a replay does not send it again. An id this handler did not make fails with a terminal
+    /// `400` (an operator cancels other invocations through the orchestrator's API).
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::prelude::*;
+    /// async fn abandon(ctx: Context, order: String) -> Result<(), HandlerError> {
+    ///     let reminder = ctx.send_after(std::time::Duration::from_secs(3600), "reminders", "send", &order)?;
+    ///     ctx.cancel(&reminder).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    fn cancel<'a>(
+        &'a self,
+        child: &'a InvocationId,
+    ) -> impl std::future::Future<Output = Result<(), TerminalError>> + Send + 'a {
+        cancel_child(self.context(), child)
+    }
+}
+
+/// `ctx.cancel(child)`: a step that sends the `cancel_child` event for the entry that made it.
+async fn cancel_child(ctx: &Context, child: &InvocationId) -> Result<(), TerminalError> {
+    let index = ctx.inner.child_entry(child).ok_or_else(|| {
+        TerminalError::new(format!(
+            "{child} is not a call or send of this handler: ctx.cancel cancels only the \
+             invocation's own children"
+        ))
+        .with_code(durable_protocol::TerminalFailure::BAD_REQUEST)
+    });
+    let inv = ctx.inner.clone();
+    ctx.run("cancel child", move || async move {
+        let index = index?;
+        // The call's entry is recorded (and its dispatch sent) before it is cancelled.
+        inv.flush().await;
+        let dispatcher = inv.dispatcher.get().cloned().ok_or_else(|| {
+            crate::error::HandlerError::retryable("no orchestrator to cancel the child")
+        })?;
+        dispatcher.cancel_child(&inv.id, index).await.map_err(|e| {
+            crate::error::HandlerError::retryable(format!("could not cancel child {index}: {e}"))
+        })
+    })
+    .await
 }
 
 fn call_target<O: DeserializeOwned + Send + 'static>(
@@ -139,22 +187,23 @@ fn call_target<O: DeserializeOwned + Send + 'static>(
 ) -> DurableFuture<O> {
     let index = ctx.allocate();
     let prepared = target.and_then(|t| Ok((t, json_input(input)?)));
-    let inner: BoxFuture<'static, Result<O, TerminalError>> = match prepared {
-        Err(e) => Box::pin(async move { Err(e) }),
+    match prepared {
+        Err(e) => DurableFuture::new(ctx, index, Box::pin(async move { Err(e) })),
         Ok((target, input)) => {
             let child = InvocationId::child(&ctx.inner.id, index, &target.service);
+            ctx.inner.note_child(&child, index);
             let recorded = ctx.inner.enqueue(
                 index,
                 EntryKind::Call {
                     target,
                     input,
-                    child,
+                    child: child.clone(),
                 },
             );
-            Box::pin(await_call(ctx.inner.clone(), index, recorded))
+            let inner = Box::pin(await_call(ctx.inner.clone(), index, recorded));
+            DurableFuture::new(ctx, index, inner).of_call(child)
         }
-    };
-    DurableFuture::new(ctx, index, inner)
+    }
 }
 
 /// Takes the send's journal index now, in program order, and queues it.
@@ -180,6 +229,7 @@ fn send_target(
     let target = target?;
     let input = json_input(input)?;
     let child = InvocationId::child(&ctx.inner.id, index, &target.service);
+    ctx.inner.note_child(&child, index);
     // Replay keeps the first due time.
     let due_at_ms = match ctx.inner.recorded(index).map(|e| &e.kind) {
         Some(EntryKind::Send { due_at_ms, .. }) => *due_at_ms,

@@ -161,6 +161,7 @@ where
         return inv.abort(reason).await;
     }
     inv.stop_if_aborted().await;
+    inv.look_for_cancellation().await;
     let attempt = inv.previous_failures(index) + 1;
     let started_at = durable_protocol::clock::now_millis();
     let injected = inv

@@ -53,6 +53,8 @@ async fn complete_awakeable(
 #[must_use = "a durable future does nothing unless awaited"]
 pub struct DurableFuture<T> {
     index: u32,
+    /// The child invocation of a call.
+    child: Option<InvocationId>,
     inner: BoxFuture<'static, Result<T, TerminalError>>,
 }
 
@@ -65,8 +67,15 @@ impl<T: Send + 'static> DurableFuture<T> {
     ) -> Self {
         Self {
             index,
+            child: None,
             inner: ctx.receiving(index, inner),
         }
+    }
+
+    /// The future of a call to `child`.
+    pub(crate) fn of_call(mut self, child: InvocationId) -> Self {
+        self.child = Some(child);
+        self
     }
 }
 
@@ -74,6 +83,12 @@ impl<T> DurableFuture<T> {
     /// The journal index of the entry behind this future.
     pub fn index(&self) -> u32 {
         self.index
+    }
+
+    /// The invocation a call runs as (`None` for timers and awakeables): what
+    /// [`crate::context::CallContext::cancel`] takes.
+    pub fn invocation_id(&self) -> Option<&InvocationId> {
+        self.child.as_ref()
     }
 }
 

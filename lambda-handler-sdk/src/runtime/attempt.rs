@@ -26,6 +26,9 @@ pub(crate) struct Limits {
     pub(crate) deadline_ms: u64,
 }
 
+/// How often a running attempt looks for an operator's cancellation at its step boundaries.
+pub(crate) const CANCEL_POLL: Duration = Duration::from_secs(1);
+
 /// Time kept free before the Lambda deadline: an in-process wait must end before it.
 pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
@@ -61,6 +64,12 @@ pub(crate) struct Attempt {
     /// An operator cancelled the invocation and no entry carries it yet: the next new step
     /// records `409 cancelled` instead of running.
     cancel: std::sync::atomic::AtomicBool,
+    /// The handler has seen the cancellation (or will at its next step): no more looking.
+    cancel_known: std::sync::atomic::AtomicBool,
+    /// When this attempt last looked for a cancellation (ms since the Unix epoch).
+    cancel_checked_at: std::sync::atomic::AtomicU64,
+    /// The children of the calls and sends made so far, and their journal entries.
+    children: Mutex<std::collections::HashMap<InvocationId, u32>>,
     /// Failures a test runner injects into steps (none in production).
     pub(crate) faults: std::sync::OnceLock<Arc<dyn crate::runtime::faults::StepFaults>>,
 }
@@ -100,13 +109,63 @@ impl Attempt {
             flagged: std::sync::atomic::AtomicBool::new(false),
             deferred: Arc::new(tokio::sync::Mutex::new(None)),
             cancel: std::sync::atomic::AtomicBool::new(false),
+            cancel_known: std::sync::atomic::AtomicBool::new(false),
+            cancel_checked_at: std::sync::atomic::AtomicU64::new(
+                durable_protocol::clock::now_millis(),
+            ),
+            children: Mutex::new(std::collections::HashMap::new()),
             faults: std::sync::OnceLock::new(),
         }
     }
 
     /// Marks a cancellation the push carried: the next new step observes it, once.
     pub(crate) fn cancel_pending(&self) {
+        self.cancel_known.store(true, Ordering::SeqCst);
         self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// The journal carries the cancellation already: the handler saw it (and may be
+    /// compensating), so it is not looked for again.
+    pub(crate) fn cancel_seen(&self) {
+        self.cancel_known.store(true, Ordering::SeqCst);
+    }
+
+    /// At a step boundary of a long-running attempt: looks (at most once per
+    /// [`CANCEL_POLL`]) whether an operator cancelled the invocation meanwhile, so the next
+    /// new step observes it without waiting for a suspension. A short attempt never looks,
+    /// and a failed read is only logged (the next suspension or push delivers it anyway).
+    pub(crate) async fn look_for_cancellation(&self) {
+        if self.cancel_known.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = durable_protocol::clock::now_millis();
+        let last = self.cancel_checked_at.load(Ordering::SeqCst);
+        if now < last + CANCEL_POLL.as_millis() as u64 {
+            return;
+        }
+        self.cancel_checked_at.store(now, Ordering::SeqCst);
+        match self.sink.cancel_pending(&self.id).await {
+            Ok(true) => self.cancel_pending(),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "could not look for a cancellation"),
+        }
+    }
+
+    /// Notes that entry `index` is a call or send to `child` (for `ctx.cancel`).
+    pub(crate) fn note_child(&self, child: &InvocationId, index: u32) {
+        self.children
+            .lock()
+            .expect("children poisoned")
+            .insert(child.clone(), index);
+    }
+
+    /// The entry of the call or send that made `child`, if this attempt made it.
+    pub(crate) fn child_entry(&self, child: &InvocationId) -> Option<u32> {
+        self.children
+            .lock()
+            .expect("children poisoned")
+            .get(child)
+            .copied()
     }
 
     /// Takes a pending cancellation: `true` once, for the step that records it.

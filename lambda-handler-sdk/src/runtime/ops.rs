@@ -1,5 +1,5 @@
 //! What the outbox carries (one op per call, send or state change) and who starts children:
-//! the orchestrator, through `dispatch` and `resume` control events.
+//! the orchestrator, through `dispatch`, `resume` and `cancel_child` control events.
 
 use durable_protocol::auth::{AwakeableId, ServiceKey};
 use durable_protocol::{ControlEvent, EntryKind, InvocationId, StepResult};
@@ -29,6 +29,13 @@ pub trait Dispatcher: Send + Sync {
         &'a self,
         id: &'a AwakeableId,
         result: StepResult,
+    ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Cancels the child of call or send entry `index` of `parent`.
+    fn cancel_child<'a>(
+        &'a self,
+        parent: &'a InvocationId,
+        index: u32,
     ) -> BoxFuture<'a, Result<(), String>>;
 }
 
@@ -88,6 +95,15 @@ impl Dispatcher for LambdaDispatcher {
             awakeable_id: id.clone(),
             result,
         }))
+    }
+
+    fn cancel_child<'a>(
+        &'a self,
+        parent: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let key = self.key.invocation_key(parent);
+        Box::pin(self.event(ControlEvent::cancel_child(parent.clone(), index, &key)))
     }
 }
 

@@ -58,6 +58,8 @@ struct MemoryDispatcher {
     resumed: Mutex<Vec<u32>>,
     /// Awakeables completed by the handler: (id, result).
     completed: Mutex<Vec<(String, StepResult)>>,
+    /// Children cancelled by the handler: their entries.
+    cancelled: Mutex<Vec<u32>>,
 }
 
 impl crate::runtime::ops::Dispatcher for MemoryDispatcher {
@@ -93,6 +95,17 @@ impl crate::runtime::ops::Dispatcher for MemoryDispatcher {
                 .lock()
                 .unwrap()
                 .push((id.to_string(), result));
+            Ok(())
+        })
+    }
+
+    fn cancel_child<'a>(
+        &'a self,
+        _parent: &'a InvocationId,
+        index: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.cancelled.lock().unwrap().push(index);
             Ok(())
         })
     }

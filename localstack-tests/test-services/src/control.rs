@@ -111,3 +111,42 @@ pub(crate) async fn hold_lock(ctx: Context, input: HolderInput) -> Result<String
         .object_call::<String>("counter", &input.key, "wait", &RunOnly { run: input.run })
         .await?)
 }
+
+/// Calls `saga_child`, sends `remind` due in 3 s, gives the child time to publish its
+/// awakeable, then cancels both and reports what the call answered.
+pub(crate) async fn cancel_children(ctx: Context, input: RunOnly) -> Result<String, HandlerError> {
+    let call = ctx.call::<String>(
+        "testbed",
+        "saga_child",
+        &RunOnly {
+            run: input.run.clone(),
+        },
+    );
+    let child = call
+        .invocation_id()
+        .cloned()
+        .expect("a call names its child");
+    let reminder = ctx.send_after(
+        std::time::Duration::from_secs(3),
+        "testbed",
+        "remind",
+        &RunOnly {
+            run: input.run.clone(),
+        },
+    )?;
+    ctx.sleep(std::time::Duration::from_secs(2)).await?;
+    ctx.cancel(&child).await?;
+    ctx.cancel(&reminder).await?;
+    match call.await {
+        Ok(v) => Ok(format!("child answered {v}")),
+        Err(e) if e.is_cancelled() => Ok("child cancelled".into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A delayed reminder: one counted step.
+pub(crate) async fn remind(ctx: Context, input: RunOnly) -> Result<u64, HandlerError> {
+    Ok(ctx
+        .run("remind", || count_effect(&input.run, "remind"))
+        .await?)
+}

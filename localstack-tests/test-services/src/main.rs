@@ -63,7 +63,9 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("saga", saga)
                     .handler("saga_child", saga_child)
                     .handler("guarded", guarded)
-                    .handler("hold_lock", hold_lock),
+                    .handler("hold_lock", hold_lock)
+                    .handler("cancel_children", cancel_children)
+                    .handler("remind", remind),
             )
             .service(
                 VirtualObject::new("counter")

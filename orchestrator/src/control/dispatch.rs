@@ -33,13 +33,26 @@ impl Services {
         };
         crash_point!("dispatch.loaded");
         // Earlier calls and sends not started yet go first; their own dispatch drives them.
+        let mut earlier_created = Vec::new();
         for earlier in journal.iter().filter(|e| e.index < index && !e.dispatched) {
             if let Some(child) = self.create_child(parent, earlier, 0, call).await? {
-                self.send_event(&self.signing.drive(child.id)).await?;
+                earlier_created.push(child.id);
             }
         }
         let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
-        match self.create_child(parent, &entry, lease, call).await? {
+        let created = self.create_child(parent, &entry, lease, call).await?;
+        if self.kill_orphans(parent, &journal, index, call).await? {
+            return replies::report(&replies::DispatchReport {
+                invocation_id: Some(parent),
+                entry: Some(index),
+                child: None,
+                status: Some("parent killed"),
+            });
+        }
+        for child in earlier_created {
+            self.send_event(&self.signing.drive(child)).await?;
+        }
+        match created {
             Some(child) => {
                 crash_point!("dispatch.child.marked");
                 let driven = self.drive(child, call, Push::First).await?;
@@ -82,6 +95,38 @@ impl Services {
                 })?)
             }
         }
+    }
+
+    /// A parent killed while its dispatch ran (a zombie attempt recorded a call after the
+    /// kill, or the kill's clean-up looked before the child existed): the children of its
+    /// unanswered calls up to entry `upto` are killed, so none runs on for nobody. Checked
+    /// after the children are created: a kill that came earlier is seen here, one that comes
+    /// later finds the children itself.
+    async fn kill_orphans(
+        &self,
+        parent: &InvocationId,
+        journal: &[durable_protocol::JournalEntry],
+        upto: u32,
+        call: &LambdaCall,
+    ) -> Result<bool, OrchestratorError> {
+        let killed = self
+            .invocations
+            .get(parent)
+            .await?
+            .is_some_and(|p| p.status == durable_protocol::Status::Killed);
+        if !killed {
+            return Ok(false);
+        }
+        for entry in journal
+            .iter()
+            .filter(|e| e.index <= upto && e.completion.is_none())
+        {
+            if let durable_protocol::EntryKind::Call { child, .. } = &entry.kind {
+                tracing::warn!(%parent, %child, "killing the child of a killed parent");
+                Box::pin(self.kill(child, call)).await?;
+            }
+        }
+        Ok(true)
     }
 
     /// Creates the child of a call or send entry and marks the entry dispatched; `Some` if this

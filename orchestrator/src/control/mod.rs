@@ -2,12 +2,14 @@
 //!
 //! * [`register`]: registering a handler Lambda's services.
 //! * [`awakeables`]: awakeables completed by handlers.
+//! * [`children`]: children cancelled by their parent's handler.
 //! * [`drive`]: `drive`, `wake` and `resume`.
 //! * [`dispatch`]: starting the children of calls and sends.
 //! * [`sweep`]: re-driving invocations whose driver is gone.
 //! * [`reports`]: the typed answers of control events.
 
 pub mod awakeables;
+pub mod children;
 pub mod dispatch;
 pub mod drive;
 pub mod register;
@@ -53,6 +55,11 @@ impl Services {
                 ..
             } => self.dispatch_entry(&invocation_id, entry, call).await,
             ControlEvent::Sweep { minutes } => self.sweep(call, minutes).await,
+            ControlEvent::CancelChild {
+                invocation_id,
+                entry,
+                ..
+            } => self.cancel_child_event(&invocation_id, entry, call).await,
             ControlEvent::CompleteAwakeable {
                 awakeable_id,
                 result,

@@ -68,6 +68,18 @@ pub struct AwakeableReport {
     pub status: &'static str,
 }
 
+/// What a `cancel_child` event did: the child's status afterwards (`running` while its
+/// cancellation is on the way, `cancelled`, or the status of a child that had finished), or
+/// why there is no child (`unknown_entry`, `not_a_call_or_send`).
+#[derive(Debug, Serialize)]
+pub struct CancelChildReport<'a> {
+    pub invocation_id: &'a InvocationId,
+    pub entry: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child: Option<&'a InvocationId>,
+    pub status: &'a str,
+}
+
 /// What `register` recorded.
 #[derive(Debug, Serialize)]
 pub struct Registered {
