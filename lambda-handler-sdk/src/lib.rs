@@ -227,7 +227,7 @@ pub use context::run::{step_attempt, Run};
 pub use context::scope::{
     BatchResult, CompletionPolicy, CompletionReason, ItemOutcome, Map, Parallel,
 };
-pub use context::timers::{DurableFuture, Either};
+pub use context::timers::{AwakeableOptions, DurableFuture, Either};
 pub use context::{
     CallContext, Context, DurableContext, KeyedContext, PromiseContext, ReadState, WriteState,
 };
@@ -240,9 +240,9 @@ pub use serve::{init_tracing, serve};
 /// What handler code usually needs: contexts, capability traits, errors, endpoint builders.
 pub mod prelude {
     pub use crate::{
-        init_tracing, object, serve, service, workflow, BatchResult, CallContext, CompletionPolicy,
-        Context, DurableContext, DurableFuture, Either, Endpoint, HandlerError, ItemOutcome,
-        KeyedContext, ObjectContext, PromiseContext, ReadState, RetryPolicy, Service,
+        init_tracing, object, serve, service, workflow, AwakeableOptions, BatchResult, CallContext,
+        CompletionPolicy, Context, DurableContext, DurableFuture, Either, Endpoint, HandlerError,
+        ItemOutcome, KeyedContext, ObjectContext, PromiseContext, ReadState, RetryPolicy, Service,
         SharedObjectContext, SharedWorkflowContext, TerminalError, VirtualObject, Workflow,
         WorkflowContext, WriteState,
     };

@@ -442,6 +442,7 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
         0,
         EntryKind::Awakeable {
             name: "awakeable".into(),
+            timeout: None,
         },
     );
     let value = StepResult::Value(json!("yes"));
@@ -578,4 +579,153 @@ async fn an_empty_resolve_completes_an_awakeable_with_null() {
     let answer = env.output(&id, Duration::from_secs(30)).await;
     assert_eq!(answer.status, 200, "{}", answer.raw);
     assert_eq!(answer.body, json!({"approved": null}));
+}
+
+/// `POST /awakeables/{id}/heartbeat`.
+async fn heartbeat(env: &Env, id: &str) -> durable_local::client::Answer {
+    env.client
+        .request(
+            reqwest::Method::POST,
+            &format!("/awakeables/{id}/heartbeat"),
+            None,
+            &[],
+        )
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn an_awakeable_with_a_timeout_of_its_own_times_out_and_refuses_a_late_resolve() {
+    let env = Env::load().await;
+    let run = run_id();
+    let id = env
+        .send(
+            "testbed",
+            "timed_awakeable",
+            json!({"run": run, "timeout_ms": 2000}),
+        )
+        .await;
+    let awakeable = env.published(&run, "awakeable").await;
+    env.wait_status(&id, "completed", Duration::from_secs(60))
+        .await;
+    let out = env.client.output(&id).await.unwrap();
+    assert_eq!(
+        out.body,
+        json!({"timed_out": "awakeable timed out"}),
+        "{}",
+        out.raw
+    );
+    let late = env.complete_awakeable(&awakeable, "resolve", "1").await;
+    assert_eq!(late.status, 410, "{}", late.raw);
+    assert_eq!(late.body["code"], "awakeable_expired", "{}", late.raw);
+    let late = env
+        .complete_awakeable(&awakeable, "reject", r#"{"message": "too late"}"#)
+        .await;
+    assert_eq!(late.status, 410, "{}", late.raw);
+    let beat = heartbeat(&env, &awakeable).await;
+    assert_eq!(beat.status, 400, "no heartbeat timeout: {}", beat.raw);
+    assert_eq!(beat.body["code"], "no_heartbeat_timeout", "{}", beat.raw);
+}
+
+#[tokio::test]
+async fn heartbeats_keep_an_awakeable_alive_past_its_heartbeat_timeout() {
+    let env = Env::load().await;
+    let run = run_id();
+    let id = env
+        .send(
+            "testbed",
+            "timed_awakeable",
+            json!({"run": run, "heartbeat_ms": 3000}),
+        )
+        .await;
+    let awakeable = env.published(&run, "awakeable").await;
+    let mut last_deadline = 0;
+    // Twice the heartbeat timeout, one heartbeat a second.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let beat = heartbeat(&env, &awakeable).await;
+        assert_eq!(beat.status, 200, "{}", beat.raw);
+        assert_eq!(beat.body["status"], "alive", "{}", beat.raw);
+        let deadline = beat.body["deadline_ms"].as_u64().unwrap();
+        assert!(deadline > last_deadline, "{}", beat.raw);
+        last_deadline = deadline;
+    }
+    assert_eq!(env.status(&id).await, "suspended", "kept alive");
+    let done = env
+        .complete_awakeable(&awakeable, "resolve", r#""done""#)
+        .await;
+    assert_eq!(done.status, 200, "{}", done.raw);
+    env.wait_status(&id, "completed", Duration::from_secs(60))
+        .await;
+    let out = env.client.output(&id).await.unwrap();
+    assert_eq!(out.body, json!({"resolved": "done"}), "{}", out.raw);
+    let beat = heartbeat(&env, &awakeable).await;
+    assert_eq!(beat.status, 409, "completed already: {}", beat.raw);
+}
+
+#[tokio::test]
+async fn an_awakeable_whose_heartbeats_stop_times_out() {
+    let env = Env::load().await;
+    let run = run_id();
+    let id = env
+        .send(
+            "testbed",
+            "timed_awakeable",
+            json!({"run": run, "heartbeat_ms": 2000, "timeout_ms": 600_000}),
+        )
+        .await;
+    let awakeable = env.published(&run, "awakeable").await;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let beat = heartbeat(&env, &awakeable).await;
+        assert_eq!(beat.status, 200, "{}", beat.raw);
+    }
+    env.wait_status(&id, "completed", Duration::from_secs(60))
+        .await;
+    let out = env.client.output(&id).await.unwrap();
+    assert_eq!(
+        out.body,
+        json!({"timed_out": "awakeable timed out"}),
+        "{}",
+        out.raw
+    );
+    let beat = heartbeat(&env, &awakeable).await;
+    assert_eq!(beat.status, 410, "{}", beat.raw);
+    let late = env.complete_awakeable(&awakeable, "resolve", "1").await;
+    assert_eq!(late.status, 410, "{}", late.raw);
+}
+
+#[tokio::test]
+async fn heartbeats_count_across_a_resume_in_between() {
+    let env = Env::load().await;
+    let run = run_id();
+    // A 4 s sleep beside the awakeable resumes the invocation while heartbeats keep it alive;
+    // its next suspension still reports the awakeable's first deadline, long past.
+    let id = env
+        .send(
+            "testbed",
+            "timed_awakeable",
+            json!({"run": run, "heartbeat_ms": 2500, "sleep_ms": 4000}),
+        )
+        .await;
+    let awakeable = env.published(&run, "awakeable").await;
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let beat = heartbeat(&env, &awakeable).await;
+        assert_eq!(beat.status, 200, "{}", beat.raw);
+    }
+    assert_eq!(
+        env.status(&id).await,
+        "suspended",
+        "kept alive past the resume"
+    );
+    env.wait_status(&id, "completed", Duration::from_secs(60))
+        .await;
+    let out = env.client.output(&id).await.unwrap();
+    assert_eq!(
+        out.body,
+        json!({"timed_out": "awakeable timed out"}),
+        "{}",
+        out.raw
+    );
 }

@@ -73,6 +73,22 @@ impl Timers {
             .await
     }
 
+    /// Schedules another wake of awakeable entry `index` of `id` at `deadline_ms` (a heartbeat
+    /// moved its deadline past the schedule that fired).
+    pub async fn schedule_deadline(
+        &self,
+        id: &InvocationId,
+        index: u32,
+        deadline_ms: u64,
+        target_arn: &str,
+    ) -> Result<(), OrchestratorError> {
+        let fire_at = deadline_ms.saturating_sub(self.config.timer_lead.as_millis() as u64);
+        let event = self.signing.wake(id.clone(), index);
+        let name = format!("{}-{}", schedule_name(id, index), deadline_ms / 1000);
+        self.schedule_event(&name, fire_at, &event, target_arn)
+            .await
+    }
+
     /// Schedules the start of a delayed send's child (created already, leased until then).
     pub async fn schedule_start(
         &self,
@@ -116,7 +132,13 @@ impl Timers {
     /// schedule left behind fires once and changes nothing.
     pub async fn delete_unfired(&self, id: &InvocationId, journal: &[JournalEntry]) {
         for entry in journal {
-            if matches!(entry.kind, EntryKind::Sleep { .. }) && entry.completion.is_none() {
+            // An awakeable with a timeout keeps its deadline's schedule after a completion.
+            let unfired = match entry.kind {
+                EntryKind::Sleep { .. } => entry.completion.is_none(),
+                EntryKind::Awakeable { timeout, .. } => timeout.is_some(),
+                _ => false,
+            };
+            if unfired {
                 self.delete(&schedule_name(id, entry.index)).await;
             }
         }

@@ -29,6 +29,8 @@ impl TerminalFailure {
     pub const CANCELLED: &'static str = "cancelled";
     /// The message a killed invocation fails with (with `409`).
     pub const KILLED: &'static str = "killed";
+    /// The code of an awakeable (or a wait) that was not completed in time.
+    pub const TIMEOUT: u16 = 408;
 
     /// A failure with a status code and message.
     pub fn new(code: u16, message: impl Into<String>) -> Self {
@@ -41,6 +43,11 @@ impl TerminalFailure {
     /// What a cancelled invocation's handler sees at its next durable await: `409 cancelled`.
     pub fn cancelled() -> Self {
         Self::new(Self::CONFLICT, Self::CANCELLED)
+    }
+
+    /// What the waiter of an awakeable that passed its deadline gets: `408`.
+    pub fn timed_out(what: &str) -> Self {
+        Self::new(Self::TIMEOUT, format!("{what} timed out"))
     }
 
     /// What a killed invocation fails with: `409 killed`.
@@ -69,6 +76,39 @@ pub enum StepResult {
     Failure(TerminalFailure),
 }
 
+/// When an awakeable must be completed: by `until_ms`, and with a heartbeat timeout within
+/// `heartbeat_ms` of its creation or of its last heartbeat. Past its deadline the orchestrator
+/// completes it with [`TerminalFailure::timed_out`] and refuses a late completion (`410`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwakeableTimeout {
+    /// When it was created (ms since the Unix epoch).
+    pub created_at_ms: u64,
+    /// The latest it may be completed, whatever the heartbeats (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// How long it may go without a completion or a heartbeat (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
+}
+
+impl AwakeableTimeout {
+    /// Its deadline, given its last heartbeat (ms), if any.
+    pub fn deadline(&self, last_beat_ms: Option<u64>) -> u64 {
+        let beat = self.heartbeat_ms.map(|h| {
+            last_beat_ms
+                .unwrap_or(self.created_at_ms)
+                .max(self.created_at_ms)
+                .saturating_add(h)
+        });
+        match (self.until_ms, beat) {
+            (Some(until), Some(beat)) => until.min(beat),
+            (Some(until), None) => until,
+            (None, Some(beat)) => beat,
+            (None, None) => u64::MAX,
+        }
+    }
+}
+
 /// What an entry records. Run and select entries are complete when written; sleep and
 /// awakeable entries are completed later (the completion is written onto the entry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,8 +121,12 @@ pub enum EntryKind {
     Scope { name: String, result: StepResult },
     /// A durable timer that fires at `wake_at_ms` (ms since the Unix epoch).
     Sleep { name: String, wake_at_ms: u64 },
-    /// A promise completed from outside (by its awakeable id).
-    Awakeable { name: String },
+    /// A promise completed from outside (by its awakeable id), with an optional deadline.
+    Awakeable {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<AwakeableTimeout>,
+    },
     /// Which of the entries `of` completed first, as the code saw it: replay takes the same one.
     Select { of: Vec<u32>, winner: u32 },
     /// A request/response call of another handler; completed with the callee's result.
@@ -325,7 +369,7 @@ impl EntryKind {
             EntryKind::Run { name, .. }
             | EntryKind::Scope { name, .. }
             | EntryKind::Sleep { name, .. }
-            | EntryKind::Awakeable { name }
+            | EntryKind::Awakeable { name, .. }
             | EntryKind::SetState { name, .. }
             | EntryKind::ClearState { name }
             | EntryKind::GetState { name, .. }
@@ -570,6 +614,28 @@ impl JournalEntry {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_awakeables_deadline_is_its_timeout_or_a_heartbeat_timeout_after_its_last_beat() {
+        let t = super::AwakeableTimeout {
+            created_at_ms: 1_000,
+            until_ms: Some(10_000),
+            heartbeat_ms: Some(2_000),
+        };
+        assert_eq!(t.deadline(None), 3_000, "created, no beat yet");
+        assert_eq!(t.deadline(Some(5_000)), 7_000, "moved on by a beat");
+        assert_eq!(t.deadline(Some(9_500)), 10_000, "never past the timeout");
+        assert_eq!(
+            t.deadline(Some(10)),
+            3_000,
+            "a beat before creation counts as creation"
+        );
+        let only_timeout = super::AwakeableTimeout {
+            heartbeat_ms: None,
+            ..t
+        };
+        assert_eq!(only_timeout.deadline(Some(9_999)), 10_000);
+    }
+
     use super::*;
 
     #[test]
@@ -596,7 +662,13 @@ mod tests {
         assert!("3..1".parse::<OpPath>().is_err());
         assert!(OpPath::root().child(4).is_implied_by(4));
         assert!(!p.is_implied_by(3));
-        let mut e = JournalEntry::new(7, EntryKind::Awakeable { name: "a".into() });
+        let mut e = JournalEntry::new(
+            7,
+            EntryKind::Awakeable {
+                name: "a".into(),
+                timeout: None,
+            },
+        );
         assert_eq!(e.op_path(), OpPath::root().child(7));
         e.op = Some(p.clone());
         e.after = Some(2);
@@ -684,6 +756,7 @@ mod tests {
             0,
             EntryKind::Awakeable {
                 name: "approval".into(),
+                timeout: None,
             },
         );
         assert_eq!(e.resolved(), None);

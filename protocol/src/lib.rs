@@ -35,7 +35,7 @@ pub use envelope::{
 };
 pub use ids::{HandlerName, IdError, IdempotencyKey, InvocationId, ObjectKey, ServiceName};
 pub use journal::{
-    ChildStart, EntryKind, EntryTag, JournalEntry, OpPath, StateDelta, StepResult, Target,
-    TerminalFailure,
+    AwakeableTimeout, ChildStart, EntryKind, EntryTag, JournalEntry, OpPath, StateDelta,
+    StepResult, Target, TerminalFailure,
 };
 pub use status::Status;

@@ -9,7 +9,9 @@ use crate::keys::{LEASE_SHARD, LEASE_SHARD_VALUE, LEASE_UNTIL};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use durable_protocol::clock::now_millis;
-use durable_protocol::{EntryKind, EntryTag, InvocationId, JournalEntry, StepResult};
+use durable_protocol::{
+    AwakeableTimeout, EntryKind, EntryTag, InvocationId, JournalEntry, StepResult,
+};
 
 /// Who appends a journal entry: the attempt's epoch, and the TTL (epoch seconds) its entries
 /// get. An attempt that is expected to finish soon gets one, so that its journal expires after
@@ -39,6 +41,13 @@ const AFTER: &str = "after";
 
 /// When an entry's completion was written.
 const COMPLETED_AT: &str = "completed_at";
+/// An awakeable's timeout: when it was created, its hard deadline, its heartbeat timeout (ms).
+const TIMEOUT_CREATED: &str = "timeout_created";
+const TIMEOUT_UNTIL: &str = "timeout_until";
+const HEARTBEAT_MS: &str = "heartbeat_ms";
+/// An awakeable's deadline now (moved on by heartbeats) and its last heartbeat (ms).
+const DEADLINE_AT: &str = "deadline_at";
+const BEAT_AT: &str = "beat_at";
 /// When a step's closure started (ms).
 const STARTED_AT: &str = "started_at";
 /// When an entry was written (ms).
@@ -70,6 +79,18 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
         }
         EntryKind::Sleep { wake_at_ms, .. } => {
             item.insert("wake_at".into(), n(wake_at_ms));
+        }
+        EntryKind::Awakeable {
+            timeout: Some(t), ..
+        } => {
+            item.insert(TIMEOUT_CREATED.into(), n(t.created_at_ms));
+            if let Some(until) = t.until_ms {
+                item.insert(TIMEOUT_UNTIL.into(), n(until));
+            }
+            if let Some(h) = t.heartbeat_ms {
+                item.insert(HEARTBEAT_MS.into(), n(h));
+            }
+            item.insert(DEADLINE_AT.into(), n(t.deadline(None)));
         }
         EntryKind::Awakeable { .. } | EntryKind::Promise { .. } => {}
         // Keyed-state and promise entries keep their details as JSON.
@@ -173,7 +194,14 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
             name,
             wake_at_ms: get_n(item, "wake_at").ok_or_else(|| corrupt(item, "no wake_at"))?,
         },
-        EntryTag::Awakeable => EntryKind::Awakeable { name },
+        EntryTag::Awakeable => EntryKind::Awakeable {
+            name,
+            timeout: get_n(item, TIMEOUT_CREATED).map(|created_at_ms| AwakeableTimeout {
+                created_at_ms,
+                until_ms: get_n(item, TIMEOUT_UNTIL),
+                heartbeat_ms: get_n(item, HEARTBEAT_MS),
+            }),
+        },
         EntryTag::Promise => EntryKind::Promise { name },
         EntryTag::SetState
         | EntryTag::ClearState
@@ -276,6 +304,25 @@ pub enum Completed {
     NoSuchEntry,
     /// The entry is of another kind (e.g. an awakeable id pointing at a step).
     WrongKind(EntryTag),
+    /// An awakeable whose deadline passed before this completion (ms): a late completion.
+    Expired(u64),
+    /// A timeout of an awakeable whose deadline (ms) is still ahead (a heartbeat moved it).
+    NotDue(u64),
+}
+
+/// What a heartbeat of an awakeable found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Beat {
+    /// Its deadline is now this (ms).
+    Extended(u64),
+    /// It was completed already, with this.
+    Completed(StepResult),
+    /// Its deadline passed (ms) before the heartbeat.
+    Expired(u64),
+    /// It has no heartbeat timeout.
+    NoHeartbeat,
+    /// There is no such awakeable.
+    NoSuchEntry,
 }
 
 /// Who writes a completion: it decides whether the sweep must be able to find it.
@@ -287,7 +334,11 @@ pub enum Completer {
     /// Anybody else (a timer's schedule, a finished child, an awakeable or promise
     /// resolution), who then resumes the waiter: the completed entry enters the `leases`
     /// index, so that the sweep resumes the waiter if the completer dies before it does.
+    /// An awakeable past its deadline refuses it ([`Completed::Expired`]).
     Other,
+    /// The orchestrator timing out an awakeable: like `Other`, but only once its deadline
+    /// passed ([`Completed::NotDue`] while a heartbeat moved it on).
+    Deadline,
 }
 
 /// The outcome of a conditional append.
@@ -387,21 +438,30 @@ impl JournalStore {
     ) -> Result<Completed, StoreError> {
         let mut values = Item::new();
         put_result(&mut values, COMPLETION, result);
-        if by == Completer::Other {
+        if by != Completer::Own {
             values.insert(LEASE_SHARD.to_owned(), s(LEASE_SHARD_VALUE));
             values.insert(LEASE_UNTIL.to_owned(), n(now_millis()));
+        }
+        let now = now_millis();
+        let mut condition =
+            "attribute_exists(sk) AND kind = :kind AND attribute_not_exists(completion_value) \
+                 AND attribute_not_exists(completion_failure_code)"
+                .to_owned();
+        match by {
+            Completer::Other => condition.push_str(&format!(
+                " AND (attribute_not_exists({DEADLINE_AT}) OR {DEADLINE_AT} >= :at)"
+            )),
+            Completer::Deadline => condition.push_str(&format!(" AND {DEADLINE_AT} <= :at")),
+            Completer::Own => {}
         }
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(keys::entry_key_item(id, index)))
-            .condition_expression(
-                "attribute_exists(sk) AND kind = :kind AND attribute_not_exists(completion_value) \
-                 AND attribute_not_exists(completion_failure_code)",
-            )
+            .condition_expression(condition)
             .expression_attribute_values(":kind", s(kind.as_str()))
-            .expression_attribute_values(":at", n(now_millis()))
+            .expression_attribute_values(":at", n(now))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let mut sets = vec![format!("{COMPLETED_AT} = :at")];
         for (i, (name, value)) in values.into_iter().enumerate() {
@@ -432,12 +492,78 @@ impl JournalStore {
                 if entry.kind.tag() != kind {
                     return Ok(Completed::WrongKind(entry.kind.tag()));
                 }
-                Ok(match entry.completion {
-                    Some(c) => Completed::AlreadyCompleted(c),
-                    None => Completed::NoSuchEntry,
+                Ok(match (entry.completion, get_n(&old, DEADLINE_AT)) {
+                    (Some(c), _) => Completed::AlreadyCompleted(c),
+                    (None, Some(deadline)) if by == Completer::Deadline => {
+                        Completed::NotDue(deadline)
+                    }
+                    (None, Some(deadline)) if deadline < now => Completed::Expired(deadline),
+                    (None, _) => Completed::NoSuchEntry,
                 })
             }
         }
+    }
+
+    /// Records a heartbeat of awakeable entry `index`, moving its deadline to `deadline`
+    /// (from its timeout and now), unless it is completed, has no heartbeat timeout, or its
+    /// deadline passed already: one conditional write.
+    pub async fn heartbeat(
+        &self,
+        id: &InvocationId,
+        index: u32,
+        deadline: u64,
+    ) -> Result<Beat, StoreError> {
+        let now = now_millis();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::entry_key_item(id, index)))
+            .condition_expression(format!(
+                "attribute_exists(sk) AND kind = :kind AND attribute_exists({HEARTBEAT_MS}) \
+                 AND attribute_not_exists(completion_value) AND attribute_not_exists(completion_failure_code) \
+                 AND {DEADLINE_AT} >= :now"
+            ))
+            .update_expression(format!("SET {DEADLINE_AT} = :deadline, {BEAT_AT} = :now"))
+            .expression_attribute_values(":kind", s(EntryTag::Awakeable.as_str()))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":deadline", n(deadline))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let Err(err) = result else {
+            return Ok(Beat::Extended(deadline));
+        };
+        let old = match err.as_service_error() {
+            Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+            _ => return Err(StoreError::dynamo("UpdateItem", err)),
+        };
+        let Some(old) = old else {
+            return Ok(Beat::NoSuchEntry);
+        };
+        let entry = entry_from_item(&old)?;
+        Ok(
+            match (&entry.kind, entry.completion, get_n(&old, DEADLINE_AT)) {
+                (EntryKind::Awakeable { .. }, Some(c), _) => Beat::Completed(c),
+                (
+                    EntryKind::Awakeable {
+                        timeout: Some(t), ..
+                    },
+                    None,
+                    Some(at),
+                ) if t.heartbeat_ms.is_some() && at < now => Beat::Expired(at),
+                (EntryKind::Awakeable { .. }, None, _) => Beat::NoHeartbeat,
+                _ => Beat::NoSuchEntry,
+            },
+        )
+    }
+
+    /// Awakeable entry `index`'s deadline now (moved on by heartbeats), if it has one.
+    pub async fn deadline(&self, id: &InvocationId, index: u32) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .get_entry_item(id, index)
+            .await?
+            .and_then(|item| get_n(&item, DEADLINE_AT)))
     }
 
     /// Journal entries by key (eventually consistent, in batches of 100): what the sweep needs
@@ -803,10 +929,29 @@ mod tests {
             2,
             EntryKind::Awakeable {
                 name: "approval".into(),
+                timeout: None,
             },
         );
         awk.completion = Some(StepResult::Failure(TerminalFailure::new(400, "rejected")));
         assert_eq!(entry_from_item(&entry_to_item(&id, &awk, 1)).unwrap(), awk);
+        let timed = JournalEntry::new(
+            4,
+            EntryKind::Awakeable {
+                name: "export".into(),
+                timeout: Some(AwakeableTimeout {
+                    created_at_ms: 1_000,
+                    until_ms: Some(61_000),
+                    heartbeat_ms: Some(5_000),
+                }),
+            },
+        );
+        let item = entry_to_item(&id, &timed, 1);
+        assert_eq!(entry_from_item(&item).unwrap(), timed);
+        assert_eq!(
+            get_n(&item, DEADLINE_AT),
+            Some(6_000),
+            "the first deadline: a heartbeat timeout after its creation"
+        );
         let select = JournalEntry::new(
             3,
             EntryKind::Select {

@@ -39,6 +39,6 @@ pub mod memory;
 
 pub use attrs::Item;
 pub use error::StoreError;
-pub use journal::{Appended, Completed, Completer, JournalStore, Writer};
+pub use journal::{Appended, Beat, Completed, Completer, JournalStore, Writer};
 pub use keyed::KeyedStore;
 pub use payloads::{PayloadError, PayloadStore};

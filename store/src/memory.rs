@@ -361,6 +361,7 @@ mod tests {
             0,
             EntryKind::Awakeable {
                 name: "other".into(),
+                timeout: None,
             },
         );
         assert_eq!(

@@ -708,12 +708,17 @@ impl TestRunner {
                 return true;
             }
             let result = match &entry.kind {
-                EntryKind::Awakeable { name } => self
+                EntryKind::Awakeable { name, timeout } => self
                     .answers
                     .lock()
                     .expect("answers poisoned")
                     .get_mut(name)
-                    .and_then(VecDeque::pop_front),
+                    .and_then(VecDeque::pop_front)
+                    .or_else(|| {
+                        let due = timeout.is_some()
+                            && self.wake_time(id, entry).is_some_and(|at| at <= now);
+                        due.then(|| StepResult::Failure(TerminalFailure::timed_out("awakeable")))
+                    }),
                 EntryKind::Sleep { .. } => {
                     let due = self.wake_time(id, entry).is_some_and(|at| at <= now);
                     due.then_some(StepResult::Value(serde_json::Value::Null))
@@ -892,7 +897,7 @@ impl TestRunner {
         let mut world = self.world.lock().expect("world poisoned");
         let offset = world.offset_ms;
         for entry in journal {
-            if matches!(entry.kind, EntryKind::Sleep { .. }) {
+            if virtual_wake(&world, id, &entry).is_some() {
                 world
                     .seen
                     .entry((id.clone(), entry.index))
@@ -907,7 +912,7 @@ impl TestRunner {
             .iter()
             .filter_map(|i| journal.iter().find(|e| e.index == *i))
             .map(|e| match &e.kind {
-                EntryKind::Awakeable { name } => {
+                EntryKind::Awakeable { name, .. } => {
                     format!("awakeable {name:?} (resolve it with resolve_awakeable)")
                 }
                 EntryKind::Promise { name } => format!("promise {name:?}"),
@@ -927,8 +932,13 @@ fn virtual_now(world: &World) -> u64 {
 /// A timer entry's virtual wake time: its recorded one plus the clock offset in force when it
 /// was first seen (`None` for other entries).
 fn virtual_wake(world: &World, id: &InvocationId, entry: &JournalEntry) -> Option<u64> {
-    let EntryKind::Sleep { wake_at_ms, .. } = entry.kind else {
-        return None;
+    let wake_at_ms = match &entry.kind {
+        EntryKind::Sleep { wake_at_ms, .. } => *wake_at_ms,
+        // No heartbeats here: an awakeable's first deadline is its deadline.
+        EntryKind::Awakeable {
+            timeout: Some(t), ..
+        } => t.deadline(None),
+        _ => return None,
     };
     let offset = world
         .seen

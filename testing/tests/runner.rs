@@ -113,6 +113,17 @@ async fn abandons(ctx: Context, _: ()) -> Result<String, HandlerError> {
     }
 }
 
+/// Waits a day at most for an approval of its own deadline.
+async fn deadline(ctx: Context, _: ()) -> Result<String, HandlerError> {
+    let options = AwakeableOptions::named("approval").timeout(Duration::from_secs(24 * 3600));
+    let (_id, approval) = ctx.awakeable_with::<String>(options).await?;
+    match approval.await {
+        Ok(by) => Ok(format!("approved by {by}")),
+        Err(e) if e.code() == 408 => Ok("expired".into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn runner() -> TestRunner {
     TestRunner::new(
         Endpoint::new()
@@ -127,7 +138,8 @@ fn runner() -> TestRunner {
                     .handler("waiter", waiter)
                     .handler("resolver", resolver)
                     .handler("slow", slow)
-                    .handler("abandons", abandons),
+                    .handler("abandons", abandons)
+                    .handler("deadline", deadline),
             )
             .service(
                 VirtualObject::new("counter")
@@ -411,4 +423,16 @@ async fn a_handler_cancels_the_child_it_called_and_its_call_fails_with_409() {
         "{:?}",
         runner.status(&child)
     );
+}
+
+#[tokio::test]
+async fn an_awakeable_of_its_own_deadline_times_out_in_virtual_time() {
+    let runner = runner();
+    let started = Instant::now();
+    let out: String = runner.invoke("svc", "deadline", &()).await.unwrap();
+    assert_eq!(out, "expired", "a day passes on the virtual clock");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    runner.resolve_awakeable("approval", &"ada");
+    let out: String = runner.invoke("svc", "deadline", &()).await.unwrap();
+    assert_eq!(out, "approved by ada");
 }

@@ -8,7 +8,7 @@ use crate::context::{Context, Sealed};
 use crate::error::HandlerError;
 use crate::error::TerminalError;
 use crate::runtime::attempt::{Abort, Attempt, BoxFuture, DEADLINE_MARGIN};
-use crate::runtime::journal::{await_entry, record};
+use crate::runtime::journal::{await_entry_until, record};
 use durable_protocol::auth::Purpose;
 use durable_protocol::clock::now_millis;
 use durable_protocol::InvocationId;
@@ -45,6 +45,60 @@ async fn complete_awakeable(
             .map_err(|e| HandlerError::retryable(format!("could not complete awakeable {id}: {e}")))
     })
     .await
+}
+
+/// How an awakeable is made: its name (shown in the journal), and optionally a timeout and a
+/// heartbeat timeout (see [`DurableContext::awakeable_with`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AwakeableOptions<'a> {
+    name: &'a str,
+    timeout: Option<Duration>,
+    heartbeat: Option<Duration>,
+}
+
+impl<'a> AwakeableOptions<'a> {
+    /// An awakeable named `name`, with no deadline.
+    pub fn named(name: &'a str) -> Self {
+        Self {
+            name,
+            timeout: None,
+            heartbeat: None,
+        }
+    }
+
+    /// It must be completed within `timeout` of its creation.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// It must be completed, or kept alive with a heartbeat, within `timeout` of its creation
+    /// and of each heartbeat.
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat = Some(timeout);
+        self
+    }
+
+    /// The timeout it gets when created at `now_ms`; a zero duration is a terminal `400`.
+    fn at(&self, now_ms: u64) -> Result<Option<durable_protocol::AwakeableTimeout>, TerminalError> {
+        if self.timeout.is_none() && self.heartbeat.is_none() {
+            return Ok(None);
+        }
+        if self.timeout.is_some_and(|d| d.is_zero()) || self.heartbeat.is_some_and(|d| d.is_zero())
+        {
+            return Err(TerminalError::new(format!(
+                "awakeable {:?}: a timeout must be longer than zero",
+                self.name
+            ))
+            .with_code(TerminalFailure::BAD_REQUEST));
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Ok(Some(durable_protocol::AwakeableTimeout {
+            created_at_ms: now_ms,
+            until_ms: self.timeout.map(|d| now_ms.saturating_add(ms(d))),
+            heartbeat_ms: self.heartbeat.map(ms),
+        }))
+    }
 }
 
 /// A future backed by a journal entry (a timer or an awakeable). Its journal index was taken
@@ -482,14 +536,49 @@ pub trait DurableContext: Sealed {
         &'a self,
         name: &'a str,
     ) -> impl Future<Output = Result<(String, DurableFuture<T>), TerminalError>> + Send + 'a {
+        self.awakeable_with(AwakeableOptions::named(name))
+    }
+
+    /// An awakeable with options: a name, a timeout of its own and a heartbeat timeout. Past
+    /// its deadline the orchestrator completes it with a terminal `408` (its waiter sees
+    /// that, also while suspended) and refuses a late resolve or reject with `410`; each
+    /// `POST /awakeables/{id}/heartbeat` moves a heartbeat deadline on (never past the
+    /// timeout). The deadline is fixed when the awakeable is created: a replay keeps it.
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::prelude::*;
+    /// # use std::time::Duration;
+    /// # async fn f(ctx: Context) -> Result<(), HandlerError> {
+    /// let options = AwakeableOptions::named("export")
+    ///     .timeout(Duration::from_secs(24 * 3600))
+    ///     .heartbeat_timeout(Duration::from_secs(300));
+    /// let (id, done) = ctx.awakeable_with::<String>(options).await?;
+    /// // hand `id` to the worker; it posts a heartbeat at least every 5 minutes
+    /// match done.await {
+    ///     Ok(file) => println!("exported {file}"),
+    ///     Err(e) if e.code() == 408 => println!("the worker went quiet"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    fn awakeable_with<'a, T: DeserializeOwned + Send + 'static>(
+        &'a self,
+        options: AwakeableOptions<'a>,
+    ) -> impl Future<Output = Result<(String, DurableFuture<T>), TerminalError>> + Send + 'a {
         let ctx = self.context();
         async move {
             let index = ctx.allocate();
+            // A replay keeps the deadline the first attempt fixed.
+            let timeout = match ctx.inner.recorded(index).map(|e| &e.kind) {
+                Some(EntryKind::Awakeable { timeout, .. }) => *timeout,
+                _ => options.at(now_millis())?,
+            };
             record(
                 &ctx.inner,
                 index,
                 EntryKind::Awakeable {
-                    name: name.to_owned(),
+                    name: options.name.to_owned(),
+                    timeout,
                 },
             )
             .await;
@@ -498,7 +587,8 @@ pub trait DurableContext: Sealed {
                 index,
                 tag: ctx.inner.key.tag(Purpose::Awakeable, index),
             };
-            let inner = Box::pin(await_entry(ctx.inner.clone(), index));
+            let deadline = timeout.map(|t| t.deadline(None));
+            let inner = Box::pin(await_entry_until(ctx.inner.clone(), index, deadline));
             Ok((id.to_string(), DurableFuture::new(ctx, index, inner)))
         }
     }

@@ -76,9 +76,19 @@ pub(crate) async fn await_entry<T: DeserializeOwned>(
     inv: Arc<Attempt>,
     index: u32,
 ) -> Result<T, TerminalError> {
+    await_entry_until(inv, index, None).await
+}
+
+/// [`await_entry`] for an entry the orchestrator completes at `deadline` (ms) if nobody does
+/// before: a suspension schedules a wake then.
+pub(crate) async fn await_entry_until<T: DeserializeOwned>(
+    inv: Arc<Attempt>,
+    index: u32,
+    deadline: Option<u64>,
+) -> Result<T, TerminalError> {
     let result = match inv.completion(index) {
         Some(r) => r,
-        None => inv.await_completion(index, None).await,
+        None => inv.await_completion(index, deadline).await,
     };
     let result = match result {
         StepResult::Value(v) => StepResult::Value(inv.resolve(v).await),

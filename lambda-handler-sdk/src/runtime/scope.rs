@@ -290,18 +290,42 @@ mod tests {
             3,
             "fresh, out of creation order"
         );
-        let e = n.entry(3, EntryKind::Awakeable { name: "a".into() });
+        let e = n.entry(
+            3,
+            EntryKind::Awakeable {
+                name: "a".into(),
+                timeout: None,
+            },
+        );
         assert_eq!((e.op, e.after), (Some("0.7".parse().unwrap()), None));
         assert_eq!(n.allocate(&root, find), Ok(4));
-        let e = n.entry(2, EntryKind::Awakeable { name: "a".into() });
+        let e = n.entry(
+            2,
+            EntryKind::Awakeable {
+                name: "a".into(),
+                timeout: None,
+            },
+        );
         assert_eq!(e.op, Some("0.1".parse().unwrap()));
-        let e = n.entry(4, EntryKind::Awakeable { name: "a".into() });
+        let e = n.entry(
+            4,
+            EntryKind::Awakeable {
+                name: "a".into(),
+                timeout: None,
+            },
+        );
         assert_eq!(
             e.op,
             Some("1".parse().unwrap()),
             "the second of the root, at index 4"
         );
-        let e = n.entry(0, EntryKind::Awakeable { name: "a".into() });
+        let e = n.entry(
+            0,
+            EntryKind::Awakeable {
+                name: "a".into(),
+                timeout: None,
+            },
+        );
         assert_eq!(e.op, None, "implied by its index");
     }
 

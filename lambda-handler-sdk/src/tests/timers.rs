@@ -174,6 +174,7 @@ async fn rejected_awakeables_fail_the_wait_terminally() {
         0,
         EntryKind::Awakeable {
             name: "awakeable".into(),
+            timeout: None,
         },
     );
     awk.completion = Some(StepResult::Failure(TerminalFailure::new(400, "no way")));
@@ -244,4 +245,74 @@ async fn a_timer_fired_in_process_is_not_lost_while_its_completion_is_written() 
             }
         );
     }
+}
+
+/// Waits for an awakeable that times out after `ms` (0 is refused).
+async fn timed_awakeable(ctx: Context, ms: u64) -> Result<String, HandlerError> {
+    let options = AwakeableOptions::named("timed").timeout(Duration::from_millis(ms));
+    let (_id, answer) = ctx.awakeable_with::<String>(options).await?;
+    match answer.await {
+        Ok(v) => Ok(v),
+        Err(e) if e.code() == 408 => Ok(format!("timed out: {}", e.message())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tokio::test]
+async fn an_awakeable_with_a_timeout_suspends_with_its_deadline_and_replays_it() {
+    let endpoint = Endpoint::new().service(Service::new("svc").handler("timed", timed_awakeable));
+    let journal = Arc::new(MemoryJournal::default());
+    let before = durable_protocol::clock::now_millis();
+    let resp = endpoint
+        .run(request("timed", json!(60_000), vec![]), journal.clone())
+        .await;
+    let HandlerResponse::Suspended { waiting_on, timers } = &resp else {
+        panic!("{resp:?}")
+    };
+    assert_eq!(waiting_on, &vec![0]);
+    let entry = journal.journal()[0].clone();
+    let EntryKind::Awakeable {
+        timeout: Some(timeout),
+        ..
+    } = entry.kind
+    else {
+        panic!("{entry:?}")
+    };
+    assert!(timeout.created_at_ms >= before);
+    assert_eq!(timeout.until_ms, Some(timeout.created_at_ms + 60_000));
+    assert_eq!(
+        timers,
+        &vec![durable_protocol::Timer {
+            index: 0,
+            wake_at_ms: timeout.created_at_ms + 60_000
+        }],
+        "the orchestrator wakes it at its deadline"
+    );
+
+    // A replay later keeps the recorded deadline; the orchestrator's timeout is a 408.
+    let mut timed_out = entry.clone();
+    timed_out.completion = Some(StepResult::Failure(TerminalFailure::timed_out("awakeable")));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let replay = Arc::new(MemoryJournal::default());
+    let resp = endpoint
+        .run(request("timed", json!(60_000), vec![timed_out]), replay)
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("timed out: awakeable timed out"),
+            tail: None
+        }
+    );
+
+    let resp = endpoint
+        .run(
+            request("timed", json!(0), vec![]),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await;
+    assert!(
+        matches!(&resp, HandlerResponse::Failed { failure, .. } if failure.code == 400),
+        "{resp:?}"
+    );
 }

@@ -45,6 +45,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("nap", nap)
                     .handler("timers", timers)
                     .handler("approval", approval)
+                    .handler("timed_awakeable", timed_awakeable)
                     .handler("complete_other", complete_other)
                     .handler("early", early)
                     .handler("chain", chain)

@@ -123,3 +123,47 @@ pub(crate) async fn early(ctx: Context, input: RunOnly) -> Result<serde_json::Va
     let value = answer.await?;
     Ok(serde_json::json!({"approved": value}))
 }
+
+#[derive(serde::Deserialize)]
+pub(crate) struct TimedAwakeableInput {
+    pub(crate) run: String,
+    #[serde(default)]
+    pub(crate) timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) heartbeat_ms: Option<u64>,
+    /// Also sleep this long while waiting (the sleep's wake resumes it in between).
+    #[serde(default)]
+    pub(crate) sleep_ms: Option<u64>,
+}
+
+/// Waits for an awakeable with a timeout and/or a heartbeat timeout of its own (its id
+/// published for the test as `awakeable`).
+pub(crate) async fn timed_awakeable(
+    ctx: Context,
+    input: TimedAwakeableInput,
+) -> Result<serde_json::Value, HandlerError> {
+    let mut options = AwakeableOptions::named("timed");
+    if let Some(ms) = input.timeout_ms {
+        options = options.timeout(std::time::Duration::from_millis(ms));
+    }
+    if let Some(ms) = input.heartbeat_ms {
+        options = options.heartbeat_timeout(std::time::Duration::from_millis(ms));
+    }
+    let (id, answer) = ctx.awakeable_with::<serde_json::Value>(options).await?;
+    ctx.run("publish", || publish(&input.run, "awakeable", &id))
+        .await?;
+    let answer = match input.sleep_ms {
+        Some(ms) => {
+            let nap = ctx.sleep(std::time::Duration::from_millis(ms));
+            let (answer, slept) = tokio::join!(answer, nap);
+            slept?;
+            answer
+        }
+        None => answer.await,
+    };
+    match answer {
+        Ok(value) => Ok(serde_json::json!({"resolved": value})),
+        Err(e) if e.code() == 408 => Ok(serde_json::json!({"timed_out": e.message()})),
+        Err(e) => Err(e.into()),
+    }
+}

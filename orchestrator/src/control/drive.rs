@@ -11,6 +11,10 @@ use durable_protocol::{EntryKind, InvocationId, StepResult};
 use durable_store::invocations::Status;
 use std::time::Duration;
 
+/// How far ahead a moved awakeable deadline must be to get a schedule of its own rather than
+/// a wait in the call that found it (schedules have whole seconds).
+const RESCHEDULE_AFTER: Duration = Duration::from_secs(1);
+
 impl Services {
     /// Drives an invocation whose driver handed it off or died.
     pub(crate) async fn redrive(
@@ -81,10 +85,16 @@ impl Services {
                 status: "unknown timer",
             });
         };
-        let EntryKind::Sleep { wake_at_ms, .. } = entry.kind else {
-            return Err(OrchestratorError::Protocol(format!(
-                "entry {index} of {id} is not a timer"
-            )));
+        let wake_at_ms = match entry.kind {
+            EntryKind::Sleep { wake_at_ms, .. } => wake_at_ms,
+            EntryKind::Awakeable {
+                timeout: Some(_), ..
+            } => return self.awakeable_deadline(id, index, call).await,
+            _ => {
+                return Err(OrchestratorError::Protocol(format!(
+                    "entry {index} of {id} is not a timer"
+                )))
+            }
         };
         // Precise mode (or an early firing): wait the rest here.
         let early = Duration::from_millis(wake_at_ms.saturating_sub(now_millis()));
@@ -114,6 +124,46 @@ impl Services {
             lag_ms: now_millis().saturating_sub(wake_at_ms),
         });
         self.resume(id, index, call).await
+    }
+
+    /// The deadline of awakeable entry `index` came: it times out (`408`) and its waiter
+    /// resumes, unless it was completed meanwhile or a heartbeat moved its deadline on (then
+    /// a schedule for the new deadline takes over; named after it, since the one that fired
+    /// may not be deleted yet).
+    async fn awakeable_deadline(
+        &self,
+        id: &InvocationId,
+        index: u32,
+        call: &LambdaCall,
+    ) -> Result<serde_json::Value, OrchestratorError> {
+        let mut status = "completed before";
+        loop {
+            match self.time_out_awakeable(id, index).await? {
+                durable_store::Completed::Written => {
+                    status = "timed out";
+                    break;
+                }
+                durable_store::Completed::NotDue(deadline) => {
+                    let early = deadline.saturating_sub(now_millis());
+                    if now_millis() + early + ANSWER_MARGIN.as_millis() as u64 > call.deadline_ms
+                        || early > (self.config.timer_lead + RESCHEDULE_AFTER).as_millis() as u64
+                    {
+                        self.timers
+                            .schedule_deadline(id, index, deadline, &call.function_arn)
+                            .await?;
+                        status = "extended";
+                        break;
+                    }
+                    // Due soon (schedules have whole seconds): wait the rest here, then again.
+                    tokio::time::sleep(Duration::from_millis(early)).await;
+                }
+                _ => break,
+            }
+        }
+        replies::report(&replies::InvocationReport {
+            invocation_id: id,
+            status,
+        })
     }
 
     /// Entry `index` completed: if the invocation is suspended on it, run it again here.

@@ -24,7 +24,7 @@ use durable_protocol::{
 };
 use durable_store::invocations::Suspension;
 use durable_store::invocations::{Invocation, Outcome, Status};
-use durable_store::{Completer, PayloadError};
+use durable_store::{Completed, Completer, PayloadError};
 use std::time::Duration;
 
 /// How long past this call's own deadline a lease lasts: after that, another call may take over.
@@ -159,8 +159,12 @@ impl Services {
                     self.hand_off(&inv).await?;
                     return Ok(Driven::Running);
                 }
-                Reply::Suspend { waiting_on, timers } => {
-                    if self.fire_due_timers(&inv.id, &timers).await? {
+                Reply::Suspend {
+                    waiting_on,
+                    mut timers,
+                } => {
+                    let (fired, moved) = self.fire_due_timers(&inv.id, &mut timers).await?;
+                    if fired {
                         continue;
                     }
                     if !inv.journal_kept {
@@ -173,9 +177,20 @@ impl Services {
                     // the next driver re-pushes and re-creating a schedule is a no-op.
                     crash_point!("driver.suspend.schedules.before");
                     for timer in &timers {
-                        self.timers
-                            .schedule(&inv.id, *timer, &call.function_arn)
-                            .await?;
+                        if moved.contains(&timer.index) {
+                            self.timers
+                                .schedule_deadline(
+                                    &inv.id,
+                                    timer.index,
+                                    timer.wake_at_ms,
+                                    &call.function_arn,
+                                )
+                                .await?;
+                        } else {
+                            self.timers
+                                .schedule(&inv.id, *timer, &call.function_arn)
+                                .await?;
+                        }
                     }
                     crash_point!("driver.suspend.before");
                     let suspension = self.invocations.suspend(&inv, &waiting_on).await?;
@@ -362,16 +377,19 @@ impl Services {
     }
 
     /// Completes timers that are already due (their wait fell short of the Lambda's time);
-    /// `true` if any was, so the invocation is pushed again at once.
+    /// `true` if any was, so the invocation is pushed again at once. An awakeable's deadline
+    /// times it out, unless a heartbeat moved it: then its timer moves to the new deadline
+    /// (the entries of the timers moved are returned too).
     async fn fire_due_timers(
         &self,
         id: &InvocationId,
-        timers: &[Timer],
-    ) -> Result<bool, OrchestratorError> {
+        timers: &mut [Timer],
+    ) -> Result<(bool, Vec<u32>), OrchestratorError> {
         let now = now_millis();
-        let mut fired = false;
-        for timer in timers.iter().filter(|t| t.wake_at_ms <= now) {
-            self.journal
+        let (mut fired, mut moved) = (false, Vec::new());
+        for timer in timers.iter_mut().filter(|t| t.wake_at_ms <= now) {
+            let completed = self
+                .journal
                 .complete(
                     id,
                     timer.index,
@@ -380,9 +398,18 @@ impl Services {
                     Completer::Own,
                 )
                 .await?;
+            if completed == Completed::WrongKind(durable_protocol::EntryTag::Awakeable) {
+                if let Completed::NotDue(deadline) =
+                    self.time_out_awakeable(id, timer.index).await?
+                {
+                    timer.wake_at_ms = deadline;
+                    moved.push(timer.index);
+                    continue;
+                }
+            }
             fired = true;
         }
-        Ok(fired)
+        Ok((fired, moved))
     }
 
     /// One push of `inv` to its pinned handler version.

@@ -8,10 +8,13 @@ use crate::http::ApiError;
 use crate::http::FunctionUrlResponse;
 use crate::services::Services;
 use durable_protocol::auth::Purpose;
+use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
-use durable_protocol::{AwakeableId, ObjectKey, ServiceName, StepResult};
-use durable_store::{Completed, Completer};
+use durable_protocol::{
+    AwakeableId, EntryKind, ObjectKey, ServiceName, StepResult, TerminalFailure,
+};
+use durable_store::{Beat, Completed, Completer};
 
 impl Services {
     /// `POST /{workflow}/{key}/promises/{name}/resolve|reject`: completes a durable promise
@@ -143,6 +146,16 @@ impl Services {
             .map_err(OrchestratorError::from)?;
         match completed {
             Completed::Written => {}
+            Completed::AlreadyCompleted(StepResult::Failure(f))
+                if f == TerminalFailure::timed_out("awakeable") =>
+            {
+                return Err(expired(id));
+            }
+            Completed::Expired(_) => {
+                // Late: the waiter gets its timeout now rather than at its schedule.
+                self.time_out_awakeable(&id.invocation, id.index).await?;
+                return Err(expired(id));
+            }
             Completed::AlreadyCompleted(_) => {
                 // A retry of a resolution whose first try may have died before the resume.
                 self.send_event(&self.signing.resume(id.invocation.clone(), id.index))
@@ -153,7 +166,9 @@ impl Services {
                     format!("awakeable {id} was already completed"),
                 ));
             }
-            Completed::NoSuchEntry | Completed::WrongKind(_) => return Err(unknown_awakeable(id)),
+            Completed::NoSuchEntry | Completed::WrongKind(_) | Completed::NotDue(_) => {
+                return Err(unknown_awakeable(id))
+            }
         }
         crash_point!("awakeable.completed");
         // Resume in a fresh call so that this request answers at once.
@@ -172,6 +187,112 @@ impl Services {
             },
         ))
     }
+}
+
+impl Services {
+    /// `POST /awakeables/{id}/heartbeat`: moves the deadline of an awakeable with a heartbeat
+    /// timeout to its heartbeat timeout from now (never past its own timeout). `409` once it
+    /// is completed, `410` once its deadline passed, `400` for one without a heartbeat timeout.
+    pub(crate) async fn heartbeat_awakeable(
+        &self,
+        id: &AwakeableId,
+    ) -> Result<FunctionUrlResponse, ApiError> {
+        if !self
+            .signing
+            .verify(&id.invocation, Purpose::Awakeable, id.index, &id.tag)
+        {
+            return Err(unknown_awakeable(id));
+        }
+        let entry = self
+            .journal
+            .entry(&id.invocation, id.index)
+            .await
+            .map_err(OrchestratorError::from)?;
+        let timeout = match entry.map(|e| e.kind) {
+            Some(EntryKind::Awakeable {
+                timeout: Some(t), ..
+            }) if t.heartbeat_ms.is_some() => t,
+            Some(EntryKind::Awakeable { .. }) => {
+                return Err(ApiError::bad_request(
+                    "no_heartbeat_timeout",
+                    format!(
+                        "awakeable {id} has no heartbeat timeout: there is nothing to keep alive"
+                    ),
+                ))
+            }
+            _ => return Err(unknown_awakeable(id)),
+        };
+        let deadline = timeout.deadline(Some(now_millis()));
+        let beat = self
+            .journal
+            .heartbeat(&id.invocation, id.index, deadline)
+            .await
+            .map_err(OrchestratorError::from)?;
+        match beat {
+            Beat::Extended(deadline) => Ok(FunctionUrlResponse::json(
+                200,
+                &replies::AwakeableAlive {
+                    awakeable_id: id.to_string(),
+                    status: "alive",
+                    deadline_ms: deadline,
+                },
+            )),
+            Beat::Completed(StepResult::Failure(f))
+                if f == TerminalFailure::timed_out("awakeable") =>
+            {
+                Err(expired(id))
+            }
+            Beat::Completed(_) => Err(ApiError::new(
+                409,
+                "already_completed",
+                format!("awakeable {id} was already completed"),
+            )),
+            Beat::Expired(_) => {
+                self.time_out_awakeable(&id.invocation, id.index).await?;
+                Err(expired(id))
+            }
+            Beat::NoHeartbeat => Err(ApiError::bad_request(
+                "no_heartbeat_timeout",
+                format!("awakeable {id} has no heartbeat timeout: there is nothing to keep alive"),
+            )),
+            Beat::NoSuchEntry => Err(unknown_awakeable(id)),
+        }
+    }
+
+    /// Completes awakeable entry `index` of `invocation` with its timeout (`408`) if its
+    /// deadline passed, and resumes its waiter; what the conditional completion found.
+    pub(crate) async fn time_out_awakeable(
+        &self,
+        invocation: &durable_protocol::InvocationId,
+        index: u32,
+    ) -> Result<Completed, OrchestratorError> {
+        let completed = self
+            .journal
+            .complete(
+                invocation,
+                index,
+                durable_protocol::EntryTag::Awakeable,
+                &StepResult::Failure(TerminalFailure::timed_out("awakeable")),
+                Completer::Deadline,
+            )
+            .await?;
+        if completed == Completed::Written {
+            crash_point!("awakeable.timed_out");
+            tracing::info!(%invocation, index, "awakeable timed out");
+            self.send_event(&self.signing.resume(invocation.clone(), index))
+                .await?;
+        }
+        Ok(completed)
+    }
+}
+
+/// The answer to a completion or heartbeat that came after the awakeable's deadline.
+fn expired(id: &AwakeableId) -> ApiError {
+    ApiError::new(
+        410,
+        "awakeable_expired",
+        format!("awakeable {id} timed out before this request; its waiter got a 408"),
+    )
 }
 
 /// The answer to an awakeable id that names nothing (or whose tag does not hold: the same

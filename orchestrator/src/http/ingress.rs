@@ -47,6 +47,8 @@ pub enum Route {
     Attach { id: InvocationId },
     /// `POST /awakeables/{id}/resolve` or `/reject`: complete an awakeable.
     CompleteAwakeable { id: AwakeableId, result: StepResult },
+    /// `POST /awakeables/{id}/heartbeat`: keep an awakeable with a heartbeat timeout alive.
+    HeartbeatAwakeable { id: AwakeableId },
     /// `POST /invocations/{id}/cancel|kill|pause|resume|retry|restart`: an operator's action.
     Manage { id: InvocationId, action: Action },
     /// `GET /invocations?service=&status=&...`: a page of invocations, newest first.
@@ -191,6 +193,15 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
                 action: action_of(req, action)?,
             })
         }
+        ["awakeables", id, "heartbeat"] => {
+            if method != "POST" {
+                return Err(method_not_allowed(&method, "POST", path));
+            }
+            let id = AwakeableId::parse(id).map_err(|_| {
+                ApiError::not_found("unknown_awakeable", format!("no awakeable {id}"))
+            })?;
+            Ok(Route::HeartbeatAwakeable { id })
+        }
         ["awakeables", id, action @ ("resolve" | "reject")] => {
             if method != "POST" {
                 return Err(method_not_allowed(&method, "POST", path));
@@ -256,7 +267,7 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
                  GET /{{workflow}}/{{key}}/output|attach, \
                  POST /invocations/{{id}}/cancel|kill|pause|resume|retry|restart, \
                  POST /{{workflow}}/{{key}}/promises/{{name}}/resolve|reject or \
-                 POST /awakeables/{{id}}/resolve|reject"
+                 POST /awakeables/{{id}}/resolve|reject|heartbeat"
             ),
         )),
     }

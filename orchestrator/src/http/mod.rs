@@ -73,6 +73,7 @@ impl Services {
             Ok(Route::CompleteAwakeable { id, result }) => {
                 self.complete_awakeable(&id, &result, call).await
             }
+            Ok(Route::HeartbeatAwakeable { id }) => self.heartbeat_awakeable(&id).await,
             Ok(Route::Manage { id, action }) => self.manage(&id, &action, call).await,
             Ok(Route::List(params)) => self.list(&params, call).await,
             Ok(Route::Describe { id }) => self.describe(&id).await,

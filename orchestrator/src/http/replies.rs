@@ -71,6 +71,14 @@ pub struct AwakeableCompleted<'a> {
     pub status: &'a str,
 }
 
+/// The answer to a heartbeat: the awakeable's deadline now (ms since the Unix epoch).
+#[derive(Debug, Serialize)]
+pub struct AwakeableAlive<'a> {
+    pub awakeable_id: String,
+    pub status: &'a str,
+    pub deadline_ms: u64,
+}
+
 impl Services {
     /// The HTTP answer for where an invocation got to; an output kept in S3 is answered inline
     /// when it fits in a Lambda response, else with `303 See Other` to a presigned download URL.
