@@ -223,6 +223,7 @@ pub use context::determinism::DurableRng;
 pub use context::keyed::{
     ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext,
 };
+pub use context::poll::{Check, Poll, WaitStrategy, MAX_POLL_CHECKS};
 pub use context::run::{step_attempt, Run};
 pub use context::scope::{
     BatchResult, CompletionPolicy, CompletionReason, ItemOutcome, Map, Parallel,
@@ -241,10 +242,10 @@ pub use serve::{init_tracing, serve};
 pub mod prelude {
     pub use crate::{
         init_tracing, object, serve, service, workflow, AwakeableOptions, BatchResult, CallContext,
-        CompletionPolicy, Context, DurableContext, DurableFuture, Either, Endpoint, HandlerError,
-        ItemOutcome, KeyedContext, ObjectContext, PromiseContext, ReadState, RetryPolicy, Service,
-        SharedObjectContext, SharedWorkflowContext, TerminalError, VirtualObject, Workflow,
-        WorkflowContext, WriteState,
+        Check, CompletionPolicy, Context, DurableContext, DurableFuture, Either, Endpoint,
+        HandlerError, ItemOutcome, KeyedContext, ObjectContext, PromiseContext, ReadState,
+        RetryPolicy, Service, SharedObjectContext, SharedWorkflowContext, TerminalError,
+        VirtualObject, WaitStrategy, Workflow, WorkflowContext, WriteState,
     };
 }
 

@@ -729,3 +729,38 @@ async fn heartbeats_count_across_a_resume_in_between() {
         out.raw
     );
 }
+
+#[tokio::test]
+async fn a_poll_that_needs_five_checks_waits_with_real_timers_between_them() {
+    let env = Env::load().await;
+    let run = run_id();
+    let id = env
+        .send("testbed", "poll_until", json!({"run": run, "checks": 5}))
+        .await;
+    env.wait_status(&id, "completed", Duration::from_secs(90))
+        .await;
+    let out = env.client.output(&id).await.unwrap();
+    let times: Vec<u64> = serde_json::from_value(out.body["times"].clone()).unwrap();
+    assert_eq!(times.len(), 5, "{}", out.raw);
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, wait) in gaps.iter().zip([1000, 2000, 3000, 3000]) {
+        assert!(
+            *gap >= wait,
+            "waited {gap} ms for a {wait} ms wait: {gaps:?}"
+        );
+    }
+    assert_eq!(env.effects(&run, "check").await, 5, "each check ran once");
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.journal.len(),
+        9,
+        "two entries per check: {:?}",
+        stored.journal
+    );
+    let pushes = lambda_invocations(&env.function("testbed"), &id)
+        .unwrap()
+        .len();
+    assert!(pushes >= 3, "the 3 s waits suspended: {pushes} pushes");
+}

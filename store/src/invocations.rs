@@ -35,10 +35,7 @@ pub use crate::keys::{LEASE_INDEX, LEASE_SHARD, LEASE_SHARD_VALUE, LEASE_UNTIL};
 const TRACEPARENT: &str = "traceparent";
 /// The retention (seconds) its service's registration gave it.
 const RETENTION_SECS: &str = "retention_secs";
-/// When an operator asked to cancel the invocation (ms).
-pub(crate) const CANCEL_REQUESTED: &str = "cancel_requested";
-/// The flag of a cancellation that reached the handler.
-pub(crate) const CANCEL_DELIVERED: &str = "cancel_delivered";
+pub(crate) use crate::keys::{CANCEL_DELIVERED, CANCEL_REQUESTED};
 /// When a running invocation's next attempt is due (ms), while it waits for it.
 pub(crate) const BACKOFF_UNTIL: &str = "backoff_until";
 /// The flag set when an invocation leaves its first attempt: its journal is kept from then on.

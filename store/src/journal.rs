@@ -713,8 +713,8 @@ impl JournalStore {
             .table_name(&self.table)
             .set_key(Some(keys::meta_key_item(id)))
             .projection_expression("#r, #d")
-            .expression_attribute_names("#r", crate::invocations::CANCEL_REQUESTED)
-            .expression_attribute_names("#d", crate::invocations::CANCEL_DELIVERED)
+            .expression_attribute_names("#r", keys::CANCEL_REQUESTED)
+            .expression_attribute_names("#d", keys::CANCEL_DELIVERED)
             .consistent_read(true)
             .send()
             .await
@@ -723,11 +723,11 @@ impl JournalStore {
             return Ok(false);
         };
         let delivered = item
-            .get(crate::invocations::CANCEL_DELIVERED)
+            .get(keys::CANCEL_DELIVERED)
             .and_then(|v| v.as_bool().ok())
             .copied()
             .unwrap_or(false);
-        Ok(item.contains_key(crate::invocations::CANCEL_REQUESTED) && !delivered)
+        Ok(item.contains_key(keys::CANCEL_REQUESTED) && !delivered)
     }
 
     /// Marks a call or send entry as dispatched (its child invocation exists).

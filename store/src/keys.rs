@@ -26,6 +26,10 @@ use durable_protocol::{InvocationId, ServiceName};
 pub use crate::attrs::{PK, SK};
 /// The sort key of an invocation's metadata item.
 pub const META_SK: &str = "meta";
+/// When an operator asked to cancel the invocation (ms; a metadata attribute).
+pub const CANCEL_REQUESTED: &str = "cancel_requested";
+/// The flag of a cancellation that reached the handler (a metadata attribute).
+pub const CANCEL_DELIVERED: &str = "cancel_delivered";
 /// The sort key prefix of journal entries.
 pub const JOURNAL_SK_PREFIX: &str = "j#";
 /// The TTL attribute of the table (epoch seconds).

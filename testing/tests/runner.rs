@@ -124,6 +124,20 @@ async fn deadline(ctx: Context, _: ()) -> Result<String, HandlerError> {
     }
 }
 
+/// Polls hourly, then more slowly, until the fifth check.
+async fn hourly(ctx: Context, _: ()) -> Result<u32, HandlerError> {
+    Ok(ctx
+        .poll("stock", 0u32, |seen, n| async move {
+            Ok(if n == 5 {
+                Check::Done(seen)
+            } else {
+                Check::Again(seen + 1)
+            })
+        })
+        .wait(WaitStrategy::exponential(Duration::from_secs(3600)))
+        .await?)
+}
+
 fn runner() -> TestRunner {
     TestRunner::new(
         Endpoint::new()
@@ -139,7 +153,8 @@ fn runner() -> TestRunner {
                     .handler("resolver", resolver)
                     .handler("slow", slow)
                     .handler("abandons", abandons)
-                    .handler("deadline", deadline),
+                    .handler("deadline", deadline)
+                    .handler("hourly", hourly),
             )
             .service(
                 VirtualObject::new("counter")
@@ -435,4 +450,22 @@ async fn an_awakeable_of_its_own_deadline_times_out_in_virtual_time() {
     runner.resolve_awakeable("approval", &"ada");
     let out: String = runner.invoke("svc", "deadline", &()).await.unwrap();
     assert_eq!(out, "approved by ada");
+}
+
+#[tokio::test]
+async fn a_poll_with_hours_between_checks_finishes_on_the_virtual_clock() {
+    let runner = runner();
+    let started = Instant::now();
+    let id = runner.start("svc", "hourly", &()).await.unwrap();
+    let seen: u32 = runner.finish(&id).await.unwrap();
+    assert_eq!(seen, 4, "four checks said again, the fifth done");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let sleeps = runner
+        .journal(&id)
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::Sleep { .. }))
+        .count();
+    assert_eq!(sleeps, 4, "a durable timer between every two checks");
+    assert_eq!(runner.pushes(&id), 5, "it suspended at each long wait");
+    assert_eq!(runner.step_runs("stock"), 5, "each check ran once");
 }

@@ -5,11 +5,13 @@
 //! * [`calls`]: calls and sends to other handlers.
 //! * [`keyed`]: the contexts of virtual objects and workflows: state and promises.
 //! * [`scope`]: blocks with their own operation numbering, and `map`/`parallel` over them.
+//! * [`poll`]: waiting for a condition, checked in steps with durable timers between.
 //! * [`determinism`]: recorded time, seeded random numbers, replay awareness.
 
 pub(crate) mod calls;
 pub(crate) mod determinism;
 pub(crate) mod keyed;
+pub(crate) mod poll;
 pub(crate) mod run;
 pub(crate) mod scope;
 pub(crate) mod timers;

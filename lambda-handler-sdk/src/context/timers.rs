@@ -3,6 +3,7 @@
 //! the Lambda call (suspension) once nothing else can make progress; the orchestrator pushes
 //! the invocation again when it completes, and replay finds the completion in the journal.
 
+use crate::context::poll::{Check, Poll as PollBuilder, MAX_POLL_CHECKS};
 use crate::context::run::Run;
 use crate::context::{Context, Sealed};
 use crate::error::HandlerError;
@@ -454,6 +455,45 @@ pub trait DurableContext: Sealed {
         crate::context::scope::Parallel::new(self, name)
     }
 
+    /// Waits for a condition: runs `check(state, n)` (`n` counts from 1) as a step named
+    /// `name` until it returns [`Check::Done`](crate::Check::Done), handing each
+    /// [`Check::Again`](crate::Check::Again) state to the next check, with a durable timer
+    /// between two checks (`.wait(strategy)`; a long wait suspends and costs nothing). Each
+    /// check is recorded once, so a replay repeats none; the journal grows by two entries per
+    /// check, and `.max_checks(n)` (60 by default, at most 1,000) bounds it: when the last
+    /// check still finds `Again` the poll fails with a terminal `408`. A check's error fails
+    /// the poll terminally (catch it to go on).
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::prelude::*;
+    /// # use std::time::Duration;
+    /// # async fn f(ctx: Context) -> Result<(), HandlerError> {
+    /// let url: String = ctx
+    ///     .poll("export ready", 0u32, |tries, _n| async move {
+    ///         // ask the export service; `tries` is the state threaded through the checks
+    ///         if tries >= 3 { Ok(Check::Done("s3://exports/1".to_owned())) } else { Ok(Check::Again(tries + 1)) }
+    ///     })
+    ///     .wait(WaitStrategy::exponential(Duration::from_secs(2)).max_delay(Duration::from_secs(60)))
+    ///     .max_checks(20)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    fn poll<'a, S, T, F, Fut>(
+        &'a self,
+        name: &'a str,
+        initial: S,
+        check: F,
+    ) -> crate::context::poll::Poll<'a, Self, S, T, F>
+    where
+        Self: Sized,
+        S: Serialize + DeserializeOwned + Clone + Send + 'a,
+        T: Serialize + DeserializeOwned + Send + 'a,
+        F: Fn(S, u32) -> Fut + Send + Sync + 'a,
+        Fut: Future<Output = Result<crate::context::poll::Check<S, T>, HandlerError>> + Send + 'a,
+    {
+        crate::context::poll::Poll::new(self, name, initial, check)
+    }
+
     /// The current time, recorded (a step), so that replays see the same.
     fn now(
         &self,
@@ -785,3 +825,59 @@ impl<T> Future for JoinAll<T> {
 }
 
 impl<T> Unpin for JoinAll<T> {}
+
+/// Awaiting a poll: its checks as steps, durable timers between them (see `context::poll`).
+impl<'a, C, S, T, F, Fut> std::future::IntoFuture for PollBuilder<'a, C, S, T, F>
+where
+    C: DurableContext + Sync + 'a,
+    S: Serialize + DeserializeOwned + Clone + Send + 'a,
+    T: Serialize + DeserializeOwned + Send + 'a,
+    F: Fn(S, u32) -> Fut + Send + Sync + 'a,
+    Fut: Future<Output = Result<Check<S, T>, HandlerError>> + Send + 'a,
+{
+    type Output = Result<T, TerminalError>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let PollBuilder {
+                ctx,
+                name,
+                mut state,
+                check,
+                wait,
+                max_checks,
+                ..
+            } = self;
+            if max_checks == 0 || max_checks > MAX_POLL_CHECKS {
+                return Err(TerminalError::new(format!(
+                    "poll {name:?}: max_checks must be 1 to {MAX_POLL_CHECKS}, not {max_checks}"
+                ))
+                .with_code(durable_protocol::TerminalFailure::BAD_REQUEST));
+            }
+            let wait_name = format!("{name} wait");
+            let check = &check;
+            for n in 1..=max_checks {
+                let current = state.clone();
+                // A check's error fails the poll (terminally): a caller may catch it.
+                let found: Check<S, T> = ctx
+                    .run(name, move || check(current, n))
+                    .retry_policy(crate::retry::RetryPolicy::default().max_attempts(1))
+                    .await?;
+                match found {
+                    Check::Done(result) => return Ok(result),
+                    Check::Again(next) => state = next,
+                }
+                if n < max_checks {
+                    let unit = ctx.rng().next_f64();
+                    ctx.sleep_named(&wait_name, wait.delay_after(n, unit))
+                        .await?;
+                }
+            }
+            Err(TerminalError::new(format!(
+                "poll {name:?}: the condition did not hold after {max_checks} checks"
+            ))
+            .with_code(durable_protocol::TerminalFailure::TIMEOUT))
+        })
+    }
+}

@@ -316,3 +316,94 @@ async fn an_awakeable_with_a_timeout_suspends_with_its_deadline_and_replays_it()
         "{resp:?}"
     );
 }
+
+/// Polls until the third check; counts how often each check's closure ran.
+async fn polls(ctx: Context, max_checks: u32) -> Result<String, HandlerError> {
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let found: Result<String, TerminalError> = ctx
+        .poll("ready", 10u32, |seen, n| async move {
+            RUNS.fetch_add(1, Ordering::SeqCst);
+            if n == 3 {
+                Ok(Check::Done(format!("ready after {seen}")))
+            } else {
+                Ok(Check::Again(seen + n))
+            }
+        })
+        .wait(WaitStrategy::fixed(Duration::from_millis(5)))
+        .max_checks(max_checks)
+        .await;
+    match found {
+        Ok(v) => Ok(format!(
+            "{v}; closures ran {}",
+            RUNS.swap(0, Ordering::SeqCst)
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tokio::test]
+async fn a_poll_threads_its_state_through_checks_with_timers_between_and_replays_none() {
+    let endpoint = Endpoint::new().service(Service::new("svc").handler("polls", polls));
+    let journal = Arc::new(MemoryJournal::default());
+    let resp = endpoint
+        .run(request("polls", json!(5), vec![]), journal.clone())
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("ready after 13; closures ran 3"),
+            tail: None
+        },
+        "states 10 -> 11 -> 13, done at the third check"
+    );
+    let kinds: Vec<String> = journal
+        .journal()
+        .iter()
+        .map(|e| format!("{:?} {}", e.kind.tag(), e.kind.name()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "Run ready",
+            "Sleep ready wait",
+            "Run ready",
+            "Sleep ready wait",
+            "Run ready"
+        ],
+        "two entries per check, none after the last"
+    );
+    // A replay of the whole journal runs no check again.
+    let replay = Arc::new(MemoryJournal::default());
+    let resp = endpoint
+        .run(request("polls", json!(5), journal.journal()), replay)
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("ready after 13; closures ran 0"),
+            tail: None
+        }
+    );
+
+    // Out of checks: a terminal 408; a bound of 0 is a 400.
+    let resp = endpoint
+        .run(
+            request("polls", json!(2), vec![]),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await;
+    assert!(
+        matches!(&resp, HandlerResponse::Failed { failure, .. } if failure.code == 408 && failure.message.contains("after 2 checks")),
+        "{resp:?}"
+    );
+    let resp = endpoint
+        .run(
+            request("polls", json!(0), vec![]),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await;
+    assert!(
+        matches!(&resp, HandlerResponse::Failed { failure, .. } if failure.code == 400),
+        "{resp:?}"
+    );
+}

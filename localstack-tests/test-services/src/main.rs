@@ -46,6 +46,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("timers", timers)
                     .handler("approval", approval)
                     .handler("timed_awakeable", timed_awakeable)
+                    .handler("poll_until", poll_until)
                     .handler("complete_other", complete_other)
                     .handler("early", early)
                     .handler("chain", chain)

@@ -167,3 +167,38 @@ pub(crate) async fn timed_awakeable(
         Err(e) => Err(e.into()),
     }
 }
+
+#[derive(serde::Deserialize)]
+pub(crate) struct PollInput {
+    pub(crate) run: String,
+    /// The check that finds the condition true.
+    pub(crate) checks: u32,
+}
+
+/// Polls a condition that holds at check `checks`, waiting 1 s, 2 s, then 3 s between checks
+/// (the longer waits suspend); each check counts an effect and threads the checks' times.
+pub(crate) async fn poll_until(
+    ctx: Context,
+    input: PollInput,
+) -> Result<serde_json::Value, HandlerError> {
+    let run = input.run.clone();
+    let times: Vec<u64> = ctx
+        .poll("condition", Vec::<u64>::new(), |mut times, n| {
+            let run = run.clone();
+            async move {
+                count_effect(&run, "check").await?;
+                times.push(now_ms());
+                Ok(if n == input.checks {
+                    Check::Done(times)
+                } else {
+                    Check::Again(times)
+                })
+            }
+        })
+        .wait(
+            WaitStrategy::exponential(std::time::Duration::from_secs(1))
+                .max_delay(std::time::Duration::from_secs(3)),
+        )
+        .await?;
+    Ok(serde_json::json!({ "times": times }))
+}
