@@ -392,6 +392,7 @@ impl Endpoint {
             Err(e) => return retry(format!("could not read the input: {e}")),
         }
         let key = req.service_key.invocation_key(&req.invocation_id);
+        let headers = std::mem::take(&mut req.headers);
         // A cancellation that an entry carries already reached the handler (one time only).
         let carried = req
             .journal
@@ -425,6 +426,7 @@ impl Endpoint {
                 }
             }
         }
+        let _ = inv.headers.set(headers);
         if cancel {
             inv.cancel_pending();
         } else if carried {

@@ -232,6 +232,7 @@ pub use context::timers::{AwakeableOptions, DurableFuture, Either};
 pub use context::{
     CallContext, Context, DurableContext, KeyedContext, PromiseContext, ReadState, WriteState,
 };
+pub use durable_protocol::Headers;
 pub use endpoint::{Endpoint, Service, VirtualObject, Workflow};
 pub use error::{HandlerError, TerminalError};
 pub use replay_log::ReplayAwareFilter;

@@ -213,3 +213,39 @@ async fn the_fan_out_example_joins_one_child_per_document() {
         json!((1..=12).collect::<Vec<u64>>())
     );
 }
+
+#[tokio::test]
+async fn a_handler_sees_its_callers_headers_and_its_children_see_them_too() {
+    let env = Env::load().await;
+    let answer = env
+        .client
+        .post_json(
+            "/testbed/headers",
+            "1",
+            &[
+                ("x-tenant", "acme"),
+                ("x-request-id", "r-42"),
+                ("authorization", "Bearer not-for-handlers"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let expected = json!({"x-request-id": "r-42", "x-tenant": "acme"});
+    assert_eq!(answer.body["headers"], expected, "{}", answer.raw);
+    assert_eq!(
+        answer.body["child"]["headers"], expected,
+        "propagated to the child it called: {}",
+        answer.raw
+    );
+    // Too many headers are refused before anything is written.
+    let names: Vec<String> = (0..40).map(|i| format!("x-h{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    let refused = env
+        .client
+        .post_json("/testbed/headers", "0", &many)
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 431, "{}", refused.raw);
+    assert_eq!(refused.body["code"], "headers_too_large", "{}", refused.raw);
+}

@@ -526,6 +526,7 @@ async fn a_dead_drivers_invocation_is_taken_over_and_replayed() {
             handler_kind: None,
             traceparent: None,
             retention: None,
+            headers: Default::default(),
         })
         .await
         .unwrap();
@@ -585,6 +586,7 @@ async fn a_stale_driver_cannot_finish_an_invocation() {
             handler_kind: None,
             traceparent: None,
             retention: None,
+            headers: Default::default(),
         })
         .await
         .unwrap()
@@ -686,6 +688,7 @@ async fn the_sweep_re_drives_an_invocation_whose_driver_died() {
             handler_kind: None,
             traceparent: None,
             retention: None,
+            headers: Default::default(),
         })
         .await
         .unwrap();

@@ -87,6 +87,7 @@ fn new_invocation(
         handler_kind: None,
         traceparent: None,
         retention: None,
+        headers: Default::default(),
     }
 }
 

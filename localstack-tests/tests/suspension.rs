@@ -437,6 +437,7 @@ async fn a_completion_racing_with_the_suspension_is_not_lost() {
         handler_kind: None,
         traceparent: None,
         retention: None,
+        headers: Default::default(),
     };
     let awakeable = JournalEntry::new(
         0,

@@ -164,6 +164,7 @@ mod tests {
             handler_kind: None,
             traceparent: None,
             retention: None,
+            headers: Default::default(),
         };
         let item = durable_store::invocations::InvocationStore::new_item(&new, Status::Running);
         let inv = durable_store::invocations::InvocationStore::decode(&item).unwrap();

@@ -76,6 +76,10 @@ pub struct InvokeRequest {
     /// carry its trace id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The request headers the handler sees (`ctx.headers()`): its HTTP caller's, or its
+    /// caller's for a child.
+    #[serde(default, skip_serializing_if = "crate::Headers::is_empty")]
+    pub headers: crate::Headers,
 }
 
 impl InvokeRequest {
@@ -110,6 +114,7 @@ impl InvokeRequest {
             journal_expires_at: None,
             cancel: false,
             traceparent: None,
+            headers: crate::Headers::default(),
         }
     }
 

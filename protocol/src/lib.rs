@@ -4,6 +4,7 @@
 //! * [`auth`]: the keys and tags that make awakeable ids and control events unforgeable.
 //! * [`ids`]: typed identifiers (invocations, services, handlers, keys) and their validation.
 //! * [`journal`]: the journal entry model that replay is built on.
+//! * [`headers`]: the request headers handed to a handler and its children.
 //! * [`envelope`]: what the orchestrator pushes to a handler Lambda and what it answers.
 //! * [`control`]: the control events the orchestrator receives from itself, timers and handlers.
 //! * [`status`]: the lifecycle states of an invocation.
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod control;
 pub mod crash;
 pub mod envelope;
+pub mod headers;
 pub mod ids;
 pub mod journal;
 pub mod keyed;
@@ -33,6 +35,7 @@ pub use envelope::{
     DiscoveryResponse, EagerState, HandlerDescriptor, HandlerKind, HandlerRequest, HandlerResponse,
     InvokeRequest, ServiceDescriptor, ServiceKind, StepFailures, Timer, PROTOCOL_VERSION,
 };
+pub use headers::Headers;
 pub use ids::{HandlerName, IdError, IdempotencyKey, InvocationId, ObjectKey, ServiceName};
 pub use journal::{
     AwakeableTimeout, ChildStart, EntryKind, EntryTag, JournalEntry, OpPath, StateDelta,

@@ -33,6 +33,8 @@ pub use durable_protocol::Status;
 pub use crate::keys::{LEASE_INDEX, LEASE_SHARD, LEASE_SHARD_VALUE, LEASE_UNTIL};
 /// The W3C trace context an invocation came with, when it came with one.
 const TRACEPARENT: &str = "traceparent";
+/// The request headers its handler sees, as JSON (only when there are any).
+const HEADERS: &str = "headers";
 /// The retention (seconds) its service's registration gave it.
 const RETENTION_SECS: &str = "retention_secs";
 pub(crate) use crate::keys::{CANCEL_DELIVERED, CANCEL_REQUESTED};
@@ -115,6 +117,8 @@ pub struct Invocation {
     pub times: Times,
     /// The trace it runs in: the one it came with, else one derived from its id.
     pub trace: TraceParent,
+    /// The request headers its handler sees (its HTTP caller's, or its caller's).
+    pub headers: durable_protocol::Headers,
     /// Its service's retention when it started, if the registration set one.
     pub retention: Option<Duration>,
 }
@@ -229,6 +233,8 @@ pub struct NewInvocation {
     /// How long it is kept once finished, when its service's registration sets it (else the
     /// orchestrator's default applies); stored only when given.
     pub retention: Option<Duration>,
+    /// The request headers its handler sees; stored only when there are any.
+    pub headers: durable_protocol::Headers,
 }
 
 /// The result of a create.
@@ -329,6 +335,11 @@ impl Invocation {
             trace: get_s(item, TRACEPARENT)
                 .and_then(|t| TraceParent::parse(t).ok())
                 .unwrap_or_else(|| TraceParent::of_invocation(&id)),
+            headers: get_s(item, HEADERS)
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt(&id, &format!("headers: {e}")))?
+                .unwrap_or_default(),
             attempt_errors: item
                 .get("attempt_errors")
                 .and_then(|v| v.as_l().ok())
@@ -477,6 +488,12 @@ impl InvocationStore {
         }
         if let Some(r) = new.retention {
             item.insert(RETENTION_SECS.into(), n(r.as_secs()));
+        }
+        if !new.headers.is_empty() {
+            item.insert(
+                HEADERS.into(),
+                s(serde_json::to_string(&new.headers).expect("headers serialize")),
+            );
         }
         item
     }

@@ -521,6 +521,18 @@ pub trait DurableContext: Sealed {
         self.rng().uuid()
     }
 
+    /// The request headers of the invocation: what its HTTP caller sent (without transport,
+    /// credential and AWS headers such as `authorization`, `cookie`, `host`, `x-amz-*`), or
+    /// for a child of a call or send, its caller's. The same on every replay.
+    fn headers(&self) -> &durable_protocol::Headers {
+        static NONE: std::sync::OnceLock<durable_protocol::Headers> = std::sync::OnceLock::new();
+        self.context()
+            .inner
+            .headers
+            .get()
+            .unwrap_or_else(|| NONE.get_or_init(Default::default))
+    }
+
     /// Whether the handler is still replaying what an earlier attempt recorded: true until it
     /// creates its first operation the journal does not have. Use it to keep log lines and
     /// metrics from repeating on every replay (or install [`ReplayAwareFilter`](crate::ReplayAwareFilter)).

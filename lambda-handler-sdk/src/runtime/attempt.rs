@@ -70,6 +70,8 @@ pub(crate) struct Attempt {
     cancel_checked_at: std::sync::atomic::AtomicU64,
     /// The children of the calls and sends made so far, and their journal entries.
     children: Mutex<std::collections::HashMap<InvocationId, u32>>,
+    /// The request headers the handler sees (its HTTP caller's, or its caller's).
+    pub(crate) headers: std::sync::OnceLock<durable_protocol::Headers>,
     /// Failures a test runner injects into steps (none in production).
     pub(crate) faults: std::sync::OnceLock<Arc<dyn crate::runtime::faults::StepFaults>>,
 }
@@ -114,6 +116,7 @@ impl Attempt {
                 durable_protocol::clock::now_millis(),
             ),
             children: Mutex::new(std::collections::HashMap::new()),
+            headers: std::sync::OnceLock::new(),
             faults: std::sync::OnceLock::new(),
         }
     }

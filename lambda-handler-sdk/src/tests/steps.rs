@@ -387,3 +387,38 @@ async fn the_closure_sees_its_attempt_and_a_predicate_stops_retries() {
         "{resp:?}"
     );
 }
+
+async fn tenant(ctx: Context, _: ()) -> Result<Option<String>, HandlerError> {
+    Ok(ctx.headers().get("X-Tenant").map(str::to_owned))
+}
+
+#[tokio::test]
+async fn a_handler_reads_the_headers_its_push_carried() {
+    let endpoint = Endpoint::new().service(Service::new("svc").handler("tenant", tenant));
+    let headers = durable_protocol::Headers::from_request([("x-tenant", "acme")]).unwrap();
+    let req = InvokeRequest {
+        headers,
+        ..request("tenant", json!(null), vec![])
+    };
+    let resp = endpoint.run(req, Arc::new(MemoryJournal::default())).await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!("acme"),
+            tail: None
+        }
+    );
+    let resp = endpoint
+        .run(
+            request("tenant", json!(null), vec![]),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await;
+    assert_eq!(
+        resp,
+        HandlerResponse::Completed {
+            output: json!(null),
+            tail: None
+        }
+    );
+}

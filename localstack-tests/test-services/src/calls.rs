@@ -168,3 +168,13 @@ pub(crate) async fn call_unknown(
         Err(e) => Ok(serde_json::json!({"code": e.code(), "message": e.message()})),
     }
 }
+
+/// The headers this invocation sees, and (when `depth` > 0) those of a child it calls.
+pub(crate) async fn headers(ctx: Context, depth: u32) -> Result<serde_json::Value, HandlerError> {
+    let own = serde_json::to_value(ctx.headers()).map_err(|e| TerminalError::new(e.to_string()))?;
+    if depth == 0 {
+        return Ok(serde_json::json!({ "headers": own }));
+    }
+    let child: serde_json::Value = ctx.call("testbed", "headers", &(depth - 1)).await?;
+    Ok(serde_json::json!({ "headers": own, "child": child }))
+}

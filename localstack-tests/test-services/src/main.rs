@@ -50,6 +50,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("complete_other", complete_other)
                     .handler("early", early)
                     .handler("chain", chain)
+                    .handler("headers", headers)
                     .handler("record", record)
                     .handler("sends", sends)
                     .handler("square", square)

@@ -235,6 +235,13 @@ impl Services {
             }
             _ => input.clone(),
         };
+        // The child runs in its caller's trace and sees its caller's headers (one read of the
+        // caller's metadata).
+        let caller_meta = self.invocations.get_eventually(parent).await?;
+        let (trace, headers) = caller_meta.map_or_else(
+            || (TraceParent::of_invocation(parent), Default::default()),
+            |p| (p.trace, p.headers),
+        );
         let new = NewInvocation {
             id: child.clone(),
             service: target.service.clone(),
@@ -251,14 +258,8 @@ impl Services {
             }),
             key: target.key.clone(),
             handler_kind,
-            // The child runs in its caller's trace (one read of the caller's metadata).
-            traceparent: Some(
-                self.invocations
-                    .get_eventually(parent)
-                    .await?
-                    .map_or_else(|| TraceParent::of_invocation(parent), |p| p.trace)
-                    .child(child),
-            ),
+            traceparent: Some(trace.child(child)),
+            headers,
         };
         if handler_kind == Some(HandlerKind::Exclusive) {
             // Into the object's inbox, due now or when a delayed send is due (a schedule

@@ -430,6 +430,7 @@ impl Services {
             journal_expires_at: self.journal_expiry(inv),
             cancel: inv.cancel_pending(),
             traceparent: Some(inv.trace.to_string()),
+            headers: inv.headers.clone(),
             state: match inv.object() {
                 // Small state travels with the push; larger state is read key by key.
                 Some(object) => Some(

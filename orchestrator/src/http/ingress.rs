@@ -27,6 +27,8 @@ pub enum Route {
         idempotency_key: Option<IdempotencyKey>,
         /// A valid `traceparent` header (an invalid one is ignored, as W3C trace context says).
         traceparent: Option<TraceParent>,
+        /// The headers the handler sees (`ctx.headers()`).
+        headers: durable_protocol::Headers,
     },
     /// `GET /{workflow}/{key}/output` or `/attach`: a workflow's result by its key.
     WorkflowOutput {
@@ -248,6 +250,10 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
                     ApiError::bad_request("invalid_idempotency_key", e.to_string())
                 })?),
             };
+            let headers = durable_protocol::Headers::from_request(
+                req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            )
+            .map_err(|e| ApiError::new(431, "headers_too_large", e.to_string()))?;
             Ok(Route::Invoke {
                 service,
                 rest: rest.iter().map(std::string::ToString::to_string).collect(),
@@ -256,6 +262,7 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
                 traceparent: req
                     .header("traceparent")
                     .and_then(|t| TraceParent::parse(t).ok()),
+                headers,
             })
         }
         _ => Err(ApiError::not_found(
@@ -581,6 +588,9 @@ mod tests {
             "content-type".into(),
             "application/json; charset=utf-8".into(),
         );
+        r.headers.insert("x-tenant".into(), "acme".into());
+        r.headers
+            .insert("authorization".into(), "Bearer secret".into());
         match route(&r).unwrap() {
             Route::Invoke {
                 service,
@@ -588,8 +598,14 @@ mod tests {
                 input,
                 idempotency_key,
                 traceparent,
+                headers,
             } => {
                 assert_eq!(traceparent, None);
+                assert_eq!(
+                    headers.iter().collect::<Vec<_>>(),
+                    vec![("x-tenant", "acme")],
+                    "the caller's own headers only: no credentials, no transport"
+                );
                 assert_eq!(service.as_str(), "checkout");
                 assert_eq!(rest, vec!["run".to_string()]);
                 assert_eq!(input, serde_json::json!({"id": 1}));

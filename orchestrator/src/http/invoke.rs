@@ -26,6 +26,8 @@ pub(crate) struct InvokeParts {
     pub(crate) idempotency_key: Option<IdempotencyKey>,
     /// The caller's W3C trace context (`traceparent` header), if it sent a valid one.
     pub(crate) traceparent: Option<durable_protocol::trace::TraceParent>,
+    /// The headers its handler sees.
+    pub(crate) headers: durable_protocol::Headers,
 }
 
 impl Services {
@@ -40,6 +42,7 @@ impl Services {
             input,
             idempotency_key,
             traceparent,
+            headers,
         } = req;
         let reg = self.registration(&service).await?;
         let target = resolve_target(&service, reg.kind, &rest, |h| reg.kind_of(h))?;
@@ -85,6 +88,7 @@ impl Services {
             key,
             handler_kind,
             traceparent,
+            headers,
         };
         // `owned`: this call created the invocation and may run it now (a one-way send runs
         // in a fresh call). An exclusive arrival is owned only if it got its object's lock.

@@ -44,6 +44,7 @@ impl Services {
                 input,
                 idempotency_key,
                 traceparent,
+                headers,
             }) => {
                 self.invoke(
                     InvokeParts {
@@ -52,6 +53,7 @@ impl Services {
                         input,
                         idempotency_key,
                         traceparent,
+                        headers,
                     },
                     call,
                 )
