@@ -232,7 +232,7 @@ pub use context::timers::{AwakeableOptions, DurableFuture, Either};
 pub use context::{
     CallContext, Context, DurableContext, KeyedContext, PromiseContext, ReadState, WriteState,
 };
-pub use durable_protocol::Headers;
+pub use durable_protocol::{Bytes, Headers};
 pub use endpoint::{Endpoint, Service, VirtualObject, Workflow};
 pub use error::{HandlerError, TerminalError};
 pub use replay_log::ReplayAwareFilter;
@@ -242,10 +242,10 @@ pub use serve::{init_tracing, serve};
 /// What handler code usually needs: contexts, capability traits, errors, endpoint builders.
 pub mod prelude {
     pub use crate::{
-        init_tracing, object, serve, service, workflow, AwakeableOptions, BatchResult, CallContext,
-        Check, CompletionPolicy, Context, DurableContext, DurableFuture, Either, Endpoint,
-        HandlerError, ItemOutcome, KeyedContext, ObjectContext, PromiseContext, ReadState,
-        RetryPolicy, Service, SharedObjectContext, SharedWorkflowContext, TerminalError,
+        init_tracing, object, serve, service, workflow, AwakeableOptions, BatchResult, Bytes,
+        CallContext, Check, CompletionPolicy, Context, DurableContext, DurableFuture, Either,
+        Endpoint, HandlerError, ItemOutcome, KeyedContext, ObjectContext, PromiseContext,
+        ReadState, RetryPolicy, Service, SharedObjectContext, SharedWorkflowContext, TerminalError,
         VirtualObject, WaitStrategy, Workflow, WorkflowContext, WriteState,
     };
 }

@@ -88,6 +88,35 @@ impl OrchestratorClient {
         })
     }
 
+    /// `POST` of raw bytes as `application/octet-stream`: the status, the answer's content
+    /// type and its bytes.
+    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> Result<(u16, String, Vec<u8>)> {
+        let url = self
+            .base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| ToolError::Message(e.to_string()))?;
+        let resp = self
+            .http
+            .post(url)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ToolError::Message(format!("HTTP request failed: {e}")))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ToolError::Message(format!("reading the answer: {e}")))?;
+        Ok((status, content_type, bytes.to_vec()))
+    }
+
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Result<Answer> {
         self.request(reqwest::Method::GET, path, None, &[]).await

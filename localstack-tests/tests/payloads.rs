@@ -309,3 +309,44 @@ async fn a_large_call_input_to_another_service_is_copied_under_the_callees_prefi
     );
     assert!(durable_store::keys::owns_payload(&child, &reference.key));
 }
+
+#[tokio::test]
+async fn a_raw_bytes_handler_takes_and_answers_application_octet_stream() {
+    let env = Env::load().await;
+    // Every byte value, so nothing survives by accident of an encoding.
+    let input: Vec<u8> = (0..=255u8).chain([0, 255, 10, 13]).collect();
+    let (status, content_type, body) = env
+        .client
+        .post_bytes("/testbed/reverse_bytes", input.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(content_type, "application/octet-stream");
+    let mut expected = vec![0xff, 0x00];
+    expected.extend(input.iter().rev());
+    assert_eq!(body, expected);
+    // A JSON body for a handler that takes raw bytes is its 400, saying what to send.
+    let json = env
+        .client
+        .post_json("/testbed/reverse_bytes", r#"{"not": "bytes"}"#, &[])
+        .await
+        .unwrap();
+    assert_eq!(json.status, 400, "{}", json.raw);
+    assert!(
+        json.raw.contains("application/octet-stream"),
+        "{}",
+        json.raw
+    );
+    // Other media types are still refused at the door.
+    let other = env
+        .client
+        .request(
+            reqwest::Method::POST,
+            "/testbed/reverse_bytes",
+            Some("x"),
+            &[("content-type", "text/plain")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.status, 415, "{}", other.raw);
+}

@@ -5,6 +5,7 @@
 //! * [`ids`]: typed identifiers (invocations, services, handlers, keys) and their validation.
 //! * [`journal`]: the journal entry model that replay is built on.
 //! * [`headers`]: the request headers handed to a handler and its children.
+//! * [`bytes`]: raw bytes as a handler's input or output (`application/octet-stream`).
 //! * [`envelope`]: what the orchestrator pushes to a handler Lambda and what it answers.
 //! * [`control`]: the control events the orchestrator receives from itself, timers and handlers.
 //! * [`status`]: the lifecycle states of an invocation.
@@ -16,6 +17,7 @@
 //! * [`crash`]: crash points that tests arm to kill a process at a chosen place.
 
 pub mod auth;
+pub mod bytes;
 pub mod clock;
 pub mod control;
 pub mod crash;
@@ -30,6 +32,7 @@ pub mod trace;
 pub mod views;
 
 pub use auth::AwakeableId;
+pub use bytes::Bytes;
 pub use control::{ControlEvent, MinuteRange};
 pub use envelope::{
     DiscoveryResponse, EagerState, HandlerDescriptor, HandlerKind, HandlerRequest, HandlerResponse,

@@ -61,6 +61,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("echo", echo)
                     .handler("big_step", big_step)
                     .handler("big_output", big_output)
+                    .handler("reverse_bytes", reverse_bytes)
                     .handler("map_items", map_items)
                     .handler("nested_parallel", nested_parallel)
                     .handler("saga", saga)

@@ -66,3 +66,15 @@ pub(crate) async fn big_step(
 pub(crate) async fn big_output(_ctx: Context, input: BigInput) -> Result<String, HandlerError> {
     Ok(content(&input.run, input.size))
 }
+
+/// Takes raw bytes and answers them reversed, with a two-byte header (as binary as it gets).
+pub(crate) async fn reverse_bytes(ctx: Context, input: Bytes) -> Result<Bytes, HandlerError> {
+    let reversed: Bytes = ctx
+        .run("reverse", || async move {
+            let mut out = vec![0xff, 0x00];
+            out.extend(input.0.iter().rev());
+            Ok(Bytes(out))
+        })
+        .await?;
+    Ok(reversed)
+}

@@ -73,6 +73,19 @@ impl FunctionUrlResponse {
         }
     }
 
+    /// An `application/octet-stream` response of `bytes` (base64 on the wire, as Function
+    /// URLs want binary bodies).
+    pub fn bytes(status_code: u16, bytes: &[u8]) -> Self {
+        let mut headers = HashMap::new();
+        headers.insert("content-type".into(), "application/octet-stream".into());
+        Self {
+            status_code,
+            headers,
+            body: aws_smithy_types::base64::encode(bytes),
+            is_base64_encoded: true,
+        }
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());

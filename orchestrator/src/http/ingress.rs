@@ -243,7 +243,7 @@ pub fn route(req: &FunctionUrlRequest) -> Result<Route, ApiError> {
                 return Err(method_not_allowed(&method, "POST", path));
             }
             let service = service_name(service)?;
-            let input = json_body(req)?;
+            let input = invocation_input(req)?;
             let idempotency_key = match req.header(IDEMPOTENCY_HEADER) {
                 None => None,
                 Some(k) => Some(IdempotencyKey::new(k).map_err(|e| {
@@ -466,22 +466,40 @@ fn json_body(req: &FunctionUrlRequest) -> Result<serde_json::Value, ApiError> {
     })
 }
 
-/// The JSON body, `None` if it is empty.
-fn json_body_or_empty(req: &FunctionUrlRequest) -> Result<Option<serde_json::Value>, ApiError> {
-    if let Some(ct) = req.header("content-type") {
-        let media = ct
-            .split(';')
+/// An invocation's input: the JSON body, or raw bytes for `application/octet-stream` (a
+/// handler that takes `Bytes`).
+fn invocation_input(req: &FunctionUrlRequest) -> Result<serde_json::Value, ApiError> {
+    if media_type(req).as_deref() == Some("application/octet-stream") {
+        let bytes = req
+            .body_bytes()
+            .map_err(|e| ApiError::bad_request("invalid_body", e))?;
+        return Ok(durable_protocol::Bytes(bytes).to_json());
+    }
+    json_body(req)
+}
+
+/// The request's media type, lower-cased, without parameters.
+fn media_type(req: &FunctionUrlRequest) -> Option<String> {
+    req.header("content-type").map(|ct| {
+        ct.split(';')
             .next()
             .unwrap_or("")
             .trim()
-            .to_ascii_lowercase();
-        if media != "application/json" {
-            return Err(ApiError::new(
-                415,
-                "unsupported_media_type",
-                format!("content-type {ct:?} is not supported; send application/json"),
-            ));
-        }
+            .to_ascii_lowercase()
+    })
+}
+
+/// The JSON body, `None` if it is empty.
+fn json_body_or_empty(req: &FunctionUrlRequest) -> Result<Option<serde_json::Value>, ApiError> {
+    if let Some(media) = media_type(req).filter(|m| m != "application/json") {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            format!(
+                "content-type {media:?} is not supported; send application/json (or \
+                 application/octet-stream to a handler that takes raw bytes)"
+            ),
+        ));
     }
     let bytes = req
         .body_bytes()
@@ -892,5 +910,15 @@ mod tests {
         let mut r = req("POST", "/s/h", Some("/w==")); // base64 of 0xff: not UTF-8
         r.is_base64_encoded = true;
         assert_eq!(err(route(&r)), (400, "invalid_json"));
+        // The same bytes as application/octet-stream are a raw-bytes input.
+        r.headers
+            .insert("content-type".into(), "application/octet-stream".into());
+        match route(&r).unwrap() {
+            Route::Invoke { input, .. } => assert_eq!(
+                durable_protocol::Bytes::of_json(&input),
+                Some(durable_protocol::Bytes(vec![0xff]))
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

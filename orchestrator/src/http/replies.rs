@@ -135,7 +135,12 @@ pub(crate) fn join(names: &[HandlerName]) -> String {
 /// The HTTP answer for where an invocation got to.
 pub(crate) fn respond(id: &InvocationId, driven: Driven) -> FunctionUrlResponse {
     let response = match driven {
-        Driven::Finished(Outcome::Completed(output)) => FunctionUrlResponse::json(200, &output),
+        Driven::Finished(Outcome::Completed(output)) => {
+            match durable_protocol::Bytes::of_json(&output) {
+                Some(bytes) => FunctionUrlResponse::bytes(200, &bytes.0),
+                None => FunctionUrlResponse::json(200, &output),
+            }
+        }
         Driven::Finished(Outcome::Failed(failure)) => failure_response(id, &failure),
         Driven::Running | Driven::Suspended | Driven::Paused => FunctionUrlResponse::json(
             202,
@@ -186,6 +191,14 @@ mod tests {
         assert_eq!(ok.status_code, 200);
         assert_eq!(ok.body, r#"{"a":1}"#);
         assert_eq!(ok.headers["x-invocation-id"], id.as_str());
+        let raw = durable_protocol::Bytes(vec![0, 255, 7]).to_json();
+        let bytes = respond(&id, Driven::Finished(Outcome::Completed(raw)));
+        assert_eq!(bytes.headers["content-type"], "application/octet-stream");
+        assert!(bytes.is_base64_encoded);
+        assert_eq!(
+            bytes.body, "AP8H",
+            "the bytes themselves, base64 on the wire"
+        );
         let failed = respond(
             &id,
             Driven::Finished(Outcome::Failed(TerminalFailure::new(409, "sold out"))),
