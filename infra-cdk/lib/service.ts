@@ -82,25 +82,33 @@ export class DurableService extends Construct {
     const keys = (prefix: string) => props.services.map((name) => `${prefix}#${name}#*`);
     // Every item a handler may touch leads with its service (`inv#<service>#…`, see
     // docs/ARCHITECTURE.md), so `LeadingKeys` grants exactly this Lambda's services. The SDK
-    // appends journal entries, completes in-process timers and flags payloads there.
+    // appends journal entries, completes in-process timers and flags payloads there, reads
+    // whether an operator cancelled a long attempt, and checks that a workflow's run still owns
+    // its invocation when it writes its state through.
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
-        actions: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
+        actions: [
+          'dynamodb:PutItem',
+          'dynamodb:GetItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:Query',
+          'dynamodb:ConditionCheckItem',
+        ],
         resources: [orchestrator.table.tableArn],
         conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': keys('inv') } },
       }),
     );
     // The metadata item of a dated invocation lives in its service's minute partition
-    // (`run#<service>#…`): the SDK only flags its payloads there.
+    // (`run#<service>#…`): the SDK flags its payloads there and reads whether it was cancelled.
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
-        actions: ['dynamodb:UpdateItem'],
+        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
         resources: [orchestrator.table.tableArn],
         conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': keys('run') } },
       }),
     );
-    // Objects and workflows: read state (written only by the orchestrator, which applies it when
-    // an invocation finishes), and wait for, peek and complete durable promises.
+    // Objects and workflows: read state (applied by the orchestrator when an invocation finishes;
+    // a workflow's run also updates it as it goes), and wait for, peek and complete promises.
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],

@@ -168,23 +168,30 @@ test('handlers may touch only their own services\' invocation, dated metadata an
     PolicyDocument: {
       Statement: Match.arrayWith([
         Match.objectLike({
-          Action: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
+          Action: [
+            'dynamodb:PutItem',
+            'dynamodb:GetItem',
+            'dynamodb:UpdateItem',
+            'dynamodb:Query',
+            'dynamodb:ConditionCheckItem',
+          ],
           Condition: {
             'ForAllValues:StringLike': {
               'dynamodb:LeadingKeys': ['inv#trips#*', 'inv#flights#*', 'inv#hotels#*', 'inv#payments#*'],
             },
           },
         }),
-        // Dated invocations' metadata items: only their payload flag is set by handlers.
+        // Dated invocations' metadata items: handlers set their payload flag and read whether
+        // they were cancelled, nothing else.
         Match.objectLike({
-          Action: 'dynamodb:UpdateItem',
+          Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
           Condition: {
             'ForAllValues:StringLike': {
               'dynamodb:LeadingKeys': ['run#trips#*', 'run#flights#*', 'run#hotels#*', 'run#payments#*'],
             },
           },
         }),
-        // Object state is read, never written, by handlers: no PutItem or DeleteItem there.
+        // Object state is never put or deleted by handlers (a workflow's run updates it).
         Match.objectLike({
           Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
           Condition: {

@@ -414,9 +414,11 @@ impl Endpoint {
         if handler_kind.is_some() {
             match crate::context::keyed::object_of(&req.service, req.key.take()) {
                 Ok(object) => {
-                    let _ = inv
-                        .keyed
-                        .set(crate::runtime::keyed::Keyed::new(object, req.state.take()));
+                    let _ = inv.keyed.set(crate::runtime::keyed::Keyed::new(
+                        object,
+                        req.state.take(),
+                        handler_kind == Some(HandlerKind::Workflow),
+                    ));
                 }
                 Err(failure) => {
                     return HandlerResponse::Failed {

@@ -348,6 +348,12 @@ async fn a_workflow_submitted_twice_runs_once_and_answers_with_its_promise() {
     );
     let status = post(&env, &format!("/onboarding/{key}/status"), json!(null)).await;
     assert_eq!(status.body["link"], json!(null));
+    assert_eq!(
+        status.body["status"],
+        json!("waiting"),
+        "the run's state is visible while it runs: {}",
+        status.raw
+    );
     // Resolved through the ingress; a second resolution is refused.
     let resolved = post(
         &env,

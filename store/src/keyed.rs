@@ -10,6 +10,11 @@ use aws_sdk_dynamodb::Client;
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::{EagerState, StepResult};
 
+/// On a state item a running workflow wrote: the journal entry of that change.
+const WRITTEN_AT_ENTRY: &str = "wt_entry";
+/// On a state item a running workflow cleared: readers treat the key as gone.
+const WRITTEN_CLEAR: &str = "wt_cleared";
+
 fn waiters(item: &Item) -> Vec<Waiter> {
     item.get("waiters")
         .and_then(|v| v.as_ss().ok())
@@ -64,7 +69,7 @@ impl KeyedStore {
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(keys::object_ref_pk(object)))
                 .expression_attribute_values(":prefix", s(keys::STATE_SK_PREFIX))
-                .set_projection_expression(keys_only.then(|| "sk".to_owned()))
+                .set_projection_expression(keys_only.then(|| format!("sk, {WRITTEN_CLEAR}")))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -136,10 +141,97 @@ impl KeyedStore {
         Ok(whole.then_some(state))
     }
 
+    /// Writes one state change of a running workflow's `run` as it records it (journal entry
+    /// `version`; `None` clears the key), so the workflow's shared handlers see its progress
+    /// before it finishes. One transaction: the write applies only while `owner` (the
+    /// invocation at its epoch) still runs, so an attempt that lost its invocation (or one
+    /// that finished) cannot write, and an older change never overwrites a newer one. The
+    /// finish writes the final state as for any keyed handler. `false` if it did not apply.
+    pub async fn write_through(
+        &self,
+        object: &ObjectRef,
+        name: &str,
+        value: Option<&serde_json::Value>,
+        version: u32,
+        owner: (&durable_protocol::InvocationId, u64),
+    ) -> Result<bool, StoreError> {
+        use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::meta_key_item(owner.0)))
+            .condition_expression(crate::conditional::OWNED);
+        let check = crate::conditional::bind_owned(check, owner.1)
+            .build()
+            .map_err(crate::conditional::build_err)?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(keys::PK, s(keys::object_ref_pk(object)))
+            .key(keys::SK, s(keys::state_sk(name)))
+            .condition_expression(format!(
+                "attribute_not_exists({WRITTEN_AT_ENTRY}) OR {WRITTEN_AT_ENTRY} <= :version"
+            ))
+            .expression_attribute_values(":version", crate::attrs::n(version))
+            .expression_attribute_values(
+                ":now",
+                crate::attrs::n(durable_protocol::clock::now_millis()),
+            )
+            .expression_attribute_names("#v", "value");
+        let update = match value {
+            Some(v) => update
+                .update_expression(format!(
+                    "SET #v = :value, updated_at = :now, {WRITTEN_AT_ENTRY} = :version REMOVE {WRITTEN_CLEAR}"
+                ))
+                .expression_attribute_values(":value", s(v.to_string())),
+            None => update
+                .update_expression(format!(
+                    "SET updated_at = :now, {WRITTEN_AT_ENTRY} = :version, {WRITTEN_CLEAR} = :t REMOVE #v"
+                ))
+                .expression_attribute_values(":t", AttributeValue::Bool(true)),
+        }
+        .build()
+        .map_err(crate::conditional::build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .and_then(crate::conditional::failed_conditions)
+                    .is_some() =>
+            {
+                Ok(false) // not owned any more, or a newer change is there already
+            }
+            Err(e) => Err(StoreError::dynamo("TransactWriteItems", e)),
+        }
+    }
+
     /// The names of every state key of `object`.
     pub async fn names(&self, object: &ObjectRef) -> Result<Vec<String>, StoreError> {
+        self.names_of(object, false).await
+    }
+
+    /// The names of every state item of `object`, also of keys a running workflow cleared
+    /// (what a finish that clears all state deletes).
+    pub async fn stored_names(&self, object: &ObjectRef) -> Result<Vec<String>, StoreError> {
+        self.names_of(object, true).await
+    }
+
+    async fn names_of(
+        &self,
+        object: &ObjectRef,
+        with_cleared: bool,
+    ) -> Result<Vec<String>, StoreError> {
         let mut names = Vec::new();
         self.walk_state(object, true, |item| {
+            // A key a running workflow cleared is gone for readers (its item goes at the finish).
+            if !with_cleared && item.contains_key(WRITTEN_CLEAR) {
+                return Ok(true);
+            }
             if let Some(sk) = get_s(item, keys::SK) {
                 names.push(sk.trim_start_matches(keys::STATE_SK_PREFIX).to_owned());
             }

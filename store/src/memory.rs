@@ -178,6 +178,25 @@ impl State for MemoryStore {
                 .collect())
         })
     }
+
+    fn write_through<'a>(
+        &'a self,
+        _object: &'a ObjectRef,
+        name: &'a str,
+        value: Option<&'a serde_json::Value>,
+        _version: u32,
+        _owner: (&'a InvocationId, u64),
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        // One attempt runs at a time here, in order: the change is simply applied.
+        Box::pin(async move {
+            let mut state = self.state.lock().expect("state poisoned");
+            match value {
+                Some(v) => state.insert(name.to_owned(), v.clone()),
+                None => state.remove(name),
+            };
+            Ok(true)
+        })
+    }
 }
 
 impl Promises for MemoryStore {

@@ -106,10 +106,12 @@ impl Objects {
                     .and_then(|(due, id)| Some((due.parse().ok()?, InvocationId::parse(id).ok()?)));
                 snap.queue.extend(parsed);
             } else if let Some(name) = sk.strip_prefix(keys::STATE_SK_PREFIX) {
-                let value = get_s(&item, "value")
-                    .and_then(|v| serde_json::from_str(v).ok())
-                    .unwrap_or(serde_json::Value::Null);
-                snap.state.push((name.to_owned(), value));
+                // A key a running workflow cleared has no value: it is not shown.
+                if let Some(value) =
+                    get_s(&item, "value").and_then(|v| serde_json::from_str(v).ok())
+                {
+                    snap.state.push((name.to_owned(), value));
+                }
             }
         }
         Ok(snap)
@@ -315,7 +317,7 @@ impl Objects {
     ) -> Result<Vec<(TransactWriteItem, usize)>, StoreError> {
         let mut writes = Vec::new();
         if delta.clear_all {
-            for name in self.keyed.names(object).await? {
+            for name in self.keyed.stored_names(object).await? {
                 if !matches!(delta.changes.get(&name), Some(Some(_))) {
                     let delete = Delete::builder()
                         .table_name(&self.table)

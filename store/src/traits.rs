@@ -69,6 +69,22 @@ pub trait State: Send + Sync {
         &'a self,
         object: &'a ObjectRef,
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+
+    /// Writes a running workflow's state change (journal entry `version`; `None` clears it)
+    /// for its shared handlers to see before it finishes, while `owner` (invocation, epoch)
+    /// still runs; `false` if it did not apply. Stores that apply state only at the finish do
+    /// nothing.
+    fn write_through<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        value: Option<&'a serde_json::Value>,
+        version: u32,
+        owner: (&'a InvocationId, u64),
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = (object, name, value, version, owner);
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// A workflow's durable promises.
@@ -227,6 +243,20 @@ impl State for Table {
         object: &'a ObjectRef,
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         Box::pin(self.keyed.names(object))
+    }
+
+    fn write_through<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        value: Option<&'a serde_json::Value>,
+        version: u32,
+        owner: (&'a InvocationId, u64),
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(
+            self.keyed
+                .write_through(object, name, value, version, owner),
+        )
     }
 }
 

@@ -115,6 +115,18 @@ impl State for InvocationStore {
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         self.object.state_names(object)
     }
+
+    fn write_through<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        name: &'a str,
+        value: Option<&'a serde_json::Value>,
+        version: u32,
+        owner: (&'a InvocationId, u64),
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.object
+            .write_through(object, name, value, version, owner)
+    }
 }
 
 impl Promises for InvocationStore {

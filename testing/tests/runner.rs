@@ -74,8 +74,14 @@ async fn total(ctx: SharedObjectContext, _: ()) -> Result<u32, HandlerError> {
 }
 
 async fn signup(ctx: WorkflowContext, email: String) -> Result<String, HandlerError> {
+    ctx.set("stage", &"waiting for the code")?;
     let code: String = ctx.promise("code").await?;
+    ctx.set("stage", &"confirmed")?;
     Ok(format!("{email} confirmed with {code}"))
+}
+
+async fn stage(ctx: SharedWorkflowContext, _: ()) -> Result<Option<String>, HandlerError> {
+    Ok(ctx.get::<String>("stage").await?)
 }
 
 async fn confirm(ctx: SharedWorkflowContext, code: String) -> Result<(), HandlerError> {
@@ -161,7 +167,11 @@ fn runner() -> TestRunner {
                     .exclusive("add", add)
                     .shared("total", total),
             )
-            .service(Workflow::new("signup", signup).shared("confirm", confirm)),
+            .service(
+                Workflow::new("signup", signup)
+                    .shared("confirm", confirm)
+                    .shared("stage", stage),
+            ),
     )
     .with(
         Endpoint::new()
@@ -390,6 +400,15 @@ async fn a_workflow_waits_for_its_promise_until_a_shared_handler_resolves_it() {
         runner.status(&run),
         Some(Status::Suspended { .. })
     ));
+    let stage: Option<String> = runner
+        .invoke_keyed("signup", "ada", "stage", &())
+        .await
+        .unwrap();
+    assert_eq!(
+        stage.as_deref(),
+        Some("waiting for the code"),
+        "the run's progress is visible while it runs"
+    );
     let (): () = runner
         .invoke_keyed("signup", "ada", "confirm", &"1234")
         .await

@@ -10,6 +10,9 @@ use std::sync::Mutex;
 pub(crate) struct Keyed {
     pub(crate) object: ObjectRef,
     pub(crate) view: Mutex<StateView>,
+    /// A workflow's `run`: its state changes are also written as they are recorded, so its
+    /// shared handlers see its progress (an exclusive handler's apply only when it finishes).
+    pub(crate) writes_through: bool,
 }
 
 /// Known state values (`None`: no value) over what is stored.
@@ -20,10 +23,11 @@ pub(crate) struct StateView {
 }
 
 impl Keyed {
-    pub(crate) fn new(object: ObjectRef, eager: Option<EagerState>) -> Self {
+    pub(crate) fn new(object: ObjectRef, eager: Option<EagerState>, writes_through: bool) -> Self {
         let eager = eager.unwrap_or_default();
         Self {
             object,
+            writes_through,
             view: Mutex::new(StateView {
                 values: eager
                     .values

@@ -59,8 +59,10 @@ pub(crate) async fn outbox_worker(
                 }
             },
         };
+        write_through(&inv, index, &kind).await;
         // Not yet dispatched (or not known to be): dispatching again is harmless, the child is
-        // created with a conditional put. State changes are only recorded.
+        // created with a conditional put. State changes are recorded (and a workflow's run
+        // writes them through).
         if !dispatched && kind.child().is_some() {
             inv.stop_if_aborted().await;
             durable_protocol::crash_point!("sdk.outbox.recorded");
@@ -71,6 +73,45 @@ pub(crate) async fn outbox_worker(
         }
         let _ = done.send(());
         inv.op_done();
+    }
+}
+
+/// A workflow's `run` writes each state change through as it is recorded (see
+/// `Keyed::writes_through`); a replayed change was written by the attempt that recorded it.
+/// A failed write is only logged: the finish writes the final state anyway.
+async fn write_through(inv: &Attempt, index: u32, kind: &EntryKind) {
+    let Some(keyed) = inv.keyed.get().filter(|k| k.writes_through) else {
+        return;
+    };
+    if inv.recorded(index).is_some() {
+        return;
+    }
+    let changes: Vec<(String, Option<&serde_json::Value>)> = match kind {
+        EntryKind::SetState { name, value } => vec![(name.clone(), Some(value))],
+        EntryKind::ClearState { name } => vec![(name.clone(), None)],
+        EntryKind::ClearAllState => match inv.sink.state_names(&keyed.object).await {
+            Ok(names) => names.into_iter().map(|n| (n, None)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the state to clear it through");
+                return;
+            }
+        },
+        _ => return,
+    };
+    for (name, value) in changes {
+        if let Err(e) = inv
+            .sink
+            .write_through(
+                &keyed.object,
+                &name,
+                value,
+                index,
+                (&inv.id, inv.writer.epoch),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, state = %name, "could not write a workflow's state change through; it appears when the run finishes");
+        }
     }
 }
 
