@@ -249,3 +249,49 @@ async fn a_handler_sees_its_callers_headers_and_its_children_see_them_too() {
     assert_eq!(refused.status, 431, "{}", refused.raw);
     assert_eq!(refused.body["code"], "headers_too_large", "{}", refused.raw);
 }
+
+#[tokio::test]
+async fn idempotent_sends_from_two_invocations_and_an_http_request_start_one_child() {
+    let env = Env::load().await;
+    let run = run_id();
+    let key = format!("record-{run}");
+    let body = json!({"run": run, "key": key});
+    let first = env
+        .client
+        .invoke("testbed", "send_once", &body, None)
+        .await
+        .unwrap();
+    let second = env
+        .client
+        .invoke("testbed", "send_once", &body, None)
+        .await
+        .unwrap();
+    assert_eq!(first.status, 200, "{}", first.raw);
+    assert_ne!(first.invocation_id, second.invocation_id, "two senders");
+    assert_eq!(
+        first.body, second.body,
+        "one child: {} / {}",
+        first.raw, second.raw
+    );
+    let child = first.body.as_str().unwrap().to_owned();
+    env.wait_status(&child, "completed", Duration::from_secs(60))
+        .await;
+    // The same key over HTTP names the same invocation: it answers its output, runs nothing.
+    let http = env
+        .client
+        .invoke(
+            "testbed",
+            "record",
+            &json!({"run": run, "tag": "once"}),
+            Some(&key),
+        )
+        .await
+        .unwrap();
+    assert_eq!(http.status, 200, "{}", http.raw);
+    assert_eq!(http.invocation_id.as_deref(), Some(child.as_str()));
+    assert_eq!(
+        env.effects(&run, "record-once").await,
+        1,
+        "the child ran once"
+    );
+}

@@ -142,6 +142,10 @@ pub enum EntryKind {
         child: InvocationId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         due_at_ms: Option<u64>,
+        /// The send is idempotent by this key: its child is the invocation the same key names
+        /// for the target (whoever sent it, also over HTTP), started once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<crate::ids::IdempotencyKey>,
     },
     /// A state change of a virtual object or workflow: applied when the invocation finishes.
     SetState {
@@ -186,6 +190,19 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<ObjectKey>,
     pub handler: HandlerName,
+}
+
+impl Target {
+    /// The invocation an idempotency key names for this target: the same whether an HTTP
+    /// request or a handler's send carries the key.
+    pub fn idempotent_id(&self, key: &crate::ids::IdempotencyKey) -> InvocationId {
+        match &self.key {
+            Some(object) => {
+                InvocationId::for_keyed_idempotency_key(&self.service, object, &self.handler, key)
+            }
+            None => InvocationId::for_idempotency_key(&self.service, &self.handler, key),
+        }
+    }
 }
 
 impl Target {
@@ -304,6 +321,8 @@ pub struct ChildStart<'a> {
     pub awaited: bool,
     /// A delayed send's start time.
     pub due_at_ms: Option<u64>,
+    /// An idempotent send's key (its child's id derives from it and the target).
+    pub idempotency_key: Option<&'a crate::ids::IdempotencyKey>,
 }
 
 impl EntryKind {
@@ -320,18 +339,21 @@ impl EntryKind {
                 child,
                 awaited: true,
                 due_at_ms: None,
+                idempotency_key: None,
             }),
             EntryKind::Send {
                 target,
                 input,
                 child,
                 due_at_ms,
+                idempotency_key,
             } => Some(ChildStart {
                 target,
                 input,
                 child,
                 awaited: false,
                 due_at_ms: *due_at_ms,
+                idempotency_key: idempotency_key.as_ref(),
             }),
             _ => None,
         }

@@ -135,6 +135,13 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
             {
                 item.insert("due_at".into(), n(due));
             }
+            if let EntryKind::Send {
+                idempotency_key: Some(key),
+                ..
+            } = &entry.kind
+            {
+                item.insert("idempotency_key".into(), s(key.as_str()));
+            }
         }
     }
     if let Some(op) = &entry.op {
@@ -252,6 +259,10 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
                     input,
                     child,
                     due_at_ms: get_n(item, "due_at"),
+                    idempotency_key: get_s(item, "idempotency_key")
+                        .map(durable_protocol::IdempotencyKey::new)
+                        .transpose()
+                        .map_err(|e| corrupt(item, e.to_string()))?,
                 }
             }
         }
@@ -1018,6 +1029,7 @@ mod tests {
                     &durable_protocol::ServiceName::new("svc").unwrap(),
                 ),
                 due_at_ms: Some(99),
+                idempotency_key: Some(durable_protocol::IdempotencyKey::new("order-7").unwrap()),
             },
         );
         assert_eq!(

@@ -144,6 +144,12 @@ async fn hourly(ctx: Context, _: ()) -> Result<u32, HandlerError> {
         .await?)
 }
 
+/// Logs order `order` once, however many invocations ask (an idempotent send).
+async fn log_once(ctx: Context, order: u32) -> Result<String, HandlerError> {
+    let child = ctx.send_idempotent("audit", "log", &format!("order-{order}"), &order)?;
+    Ok(child.to_string())
+}
+
 fn runner() -> TestRunner {
     TestRunner::new(
         Endpoint::new()
@@ -160,7 +166,8 @@ fn runner() -> TestRunner {
                     .handler("slow", slow)
                     .handler("abandons", abandons)
                     .handler("deadline", deadline)
-                    .handler("hourly", hourly),
+                    .handler("hourly", hourly)
+                    .handler("log_once", log_once),
             )
             .service(
                 VirtualObject::new("counter")
@@ -487,4 +494,19 @@ async fn a_poll_with_hours_between_checks_finishes_on_the_virtual_clock() {
     assert_eq!(sleeps, 4, "a durable timer between every two checks");
     assert_eq!(runner.pushes(&id), 5, "it suspended at each long wait");
     assert_eq!(runner.step_runs("stock"), 5, "each check ran once");
+}
+
+#[tokio::test]
+async fn idempotent_sends_with_one_key_start_one_child() {
+    let runner = runner();
+    let first: String = runner.invoke("svc", "log_once", &7).await.unwrap();
+    let second: String = runner.invoke("svc", "log_once", &7).await.unwrap();
+    assert_eq!(first, second, "the key names the child");
+    let other: String = runner.invoke("svc", "log_once", &8).await.unwrap();
+    assert_ne!(first, other);
+    assert_eq!(
+        runner.step_runs("write log"),
+        2,
+        "orders 7 and 8, once each"
+    );
 }

@@ -132,6 +132,42 @@ pub trait CallContext: Sealed {
         send_at(self.context(), service, None, handler, input, Some(due))
     }
 
+    /// Like [`CallContext::send`], idempotent by `idempotency_key`: the child is the
+    /// invocation that key names for `service/handler`, whoever sends it (another invocation,
+    /// or an HTTP request with the header `idempotency-key`), so it starts once; sending it
+    /// again returns the same id. A malformed key is a terminal `400`.
+    fn send_idempotent(
+        &self,
+        service: &str,
+        handler: &str,
+        idempotency_key: &str,
+        input: &impl Serialize,
+    ) -> Result<InvocationId, TerminalError> {
+        send_keyed(
+            self.context(),
+            (service, None, handler),
+            idempotency_key,
+            input,
+        )
+    }
+
+    /// [`CallContext::send_idempotent`] to handler `handler` of object `service` at `key`.
+    fn object_send_idempotent(
+        &self,
+        service: &str,
+        key: &str,
+        handler: &str,
+        idempotency_key: &str,
+        input: &impl Serialize,
+    ) -> Result<InvocationId, TerminalError> {
+        send_keyed(
+            self.context(),
+            (service, Some(key), handler),
+            idempotency_key,
+            input,
+        )
+    }
+
     /// Cancels `child`, an invocation this handler called or sent (the id `send` returned, or
     /// [`DurableFuture::invocation_id`] of a call), cooperatively, as
     /// `POST /invocations/{child}/cancel` does: the child sees a terminal `409 cancelled` at
@@ -216,7 +252,34 @@ fn send_at(
     due_at_ms: Option<u64>,
 ) -> Result<InvocationId, TerminalError> {
     let index = ctx.allocate();
-    send_target(ctx, index, target(service, key, handler), input, due_at_ms)
+    send_target(
+        ctx,
+        index,
+        target(service, key, handler),
+        input,
+        due_at_ms,
+        None,
+    )
+}
+
+/// An idempotent send: its child is the invocation `idempotency_key` names for the target.
+fn send_keyed(
+    ctx: &Context,
+    (service, key, handler): (&str, Option<&str>, &str),
+    idempotency_key: &str,
+    input: &impl Serialize,
+) -> Result<InvocationId, TerminalError> {
+    let index = ctx.allocate();
+    let idempotency_key = durable_protocol::IdempotencyKey::new(idempotency_key)
+        .map_err(|e| TerminalError::new(e.to_string()).with_code(400))?;
+    send_target(
+        ctx,
+        index,
+        target(service, key, handler),
+        input,
+        None,
+        Some(idempotency_key),
+    )
 }
 
 fn send_target(
@@ -225,10 +288,14 @@ fn send_target(
     target: Result<Target, TerminalError>,
     input: &impl Serialize,
     due_at_ms: Option<u64>,
+    idempotency_key: Option<durable_protocol::IdempotencyKey>,
 ) -> Result<InvocationId, TerminalError> {
     let target = target?;
     let input = json_input(input)?;
-    let child = InvocationId::child(&ctx.inner.id, index, &target.service);
+    let child = match &idempotency_key {
+        Some(k) => target.idempotent_id(k),
+        None => InvocationId::child(&ctx.inner.id, index, &target.service),
+    };
     ctx.inner.note_child(&child, index);
     // Replay keeps the first due time.
     let due_at_ms = match ctx.inner.recorded(index).map(|e| &e.kind) {
@@ -242,6 +309,7 @@ fn send_target(
             input,
             child: child.clone(),
             due_at_ms,
+            idempotency_key,
         },
     );
     Ok(child)

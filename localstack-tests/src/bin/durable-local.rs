@@ -415,6 +415,7 @@ async fn print_invocation(
                 input,
                 child,
                 due_at_ms,
+                ..
             } => match due_at_ms {
                 Some(due) => format!(
                     "send {} {input} at {due} ms -> child {child}",

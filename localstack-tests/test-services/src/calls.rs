@@ -178,3 +178,23 @@ pub(crate) async fn headers(ctx: Context, depth: u32) -> Result<serde_json::Valu
     let child: serde_json::Value = ctx.call("testbed", "headers", &(depth - 1)).await?;
     Ok(serde_json::json!({ "headers": own, "child": child }))
 }
+
+#[derive(Deserialize)]
+pub(crate) struct SendOnceInput {
+    pub(crate) run: String,
+    pub(crate) key: String,
+}
+
+/// Sends `record` (tag `once`) idempotently by `key`; answers the child's id.
+pub(crate) async fn send_once(ctx: Context, input: SendOnceInput) -> Result<String, HandlerError> {
+    let child = ctx.send_idempotent(
+        "testbed",
+        "record",
+        &input.key,
+        &Tagged {
+            run: input.run.clone(),
+            tag: "once".into(),
+        },
+    )?;
+    Ok(child.to_string())
+}

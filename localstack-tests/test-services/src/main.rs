@@ -51,6 +51,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("early", early)
                     .handler("chain", chain)
                     .handler("headers", headers)
+                    .handler("send_once", send_once)
                     .handler("record", record)
                     .handler("sends", sends)
                     .handler("square", square)

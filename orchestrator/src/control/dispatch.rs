@@ -160,7 +160,11 @@ impl Services {
         // The child's id is the one its caller's entry must name: made from the caller and
         // the entry, in the target's service. Anything else would let a handler choose which
         // partition the orchestrator writes a child into.
-        let expected = InvocationId::child(parent, entry.index, &target.service);
+        // An idempotent send's child is the one its key names for the target (as over HTTP).
+        let expected = match start.idempotency_key {
+            Some(key) => target.idempotent_id(key),
+            None => InvocationId::child(parent, entry.index, &target.service),
+        };
         let refused = match &registration {
             _ if *child != expected => Some(TerminalFailure::new(
                 TerminalFailure::BAD_REQUEST,
@@ -249,7 +253,7 @@ impl Services {
             function_arn: registration.function_arn,
             retention: registration.retention,
             input,
-            idempotency_key: None,
+            idempotency_key: start.idempotency_key.cloned(),
             lease_until,
             released: false,
             caller: is_call.then(|| durable_store::invocations::Caller {
