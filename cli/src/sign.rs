@@ -24,12 +24,27 @@ pub async fn sign(
         .provide_credentials()
         .await
         .map_err(|e| CliError::Sign(format!("no AWS credentials: {e}")))?;
+    sign_as(
+        credentials,
+        std::time::SystemTime::now(),
+        (method, url, headers, body),
+        region,
+    )
+}
+
+/// The signing itself, for `identity` at `time` (apart so that it can be checked offline).
+fn sign_as(
+    credentials: aws_credential_types::Credentials,
+    time: std::time::SystemTime,
+    (method, url, headers, body): (&str, &str, &[(String, String)], &[u8]),
+    region: &str,
+) -> Result<Vec<(String, String)>, CliError> {
     let identity = credentials.into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
         .name("lambda")
-        .time(std::time::SystemTime::now())
+        .time(time)
         .settings(SigningSettings::default())
         .build()
         .map_err(|e| CliError::Sign(e.to_string()))?
@@ -48,4 +63,58 @@ pub async fn sign(
         .headers()
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(body: &[u8]) -> Vec<(String, String)> {
+        let credentials = aws_credential_types::Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        );
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_342_400);
+        sign_as(
+            credentials,
+            time,
+            (
+                "POST",
+                "https://abc.lambda-url.eu-west-1.on.aws/invocations/inv_x/cancel",
+                &[("content-type".into(), "application/json".into())],
+                body,
+            ),
+            "eu-west-1",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_request_is_signed_for_lambda_in_the_urls_region_with_its_body() {
+        let headers = signed(b"{}");
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or_else(|| panic!("no {name} in {headers:?}"), |(_, v)| v.clone())
+        };
+        let auth = get("authorization");
+        assert!(
+            auth.starts_with(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261204/eu-west-1/lambda/aws4_request"
+            ),
+            "{auth}"
+        );
+        assert!(
+            auth.contains("SignedHeaders=content-type;host;x-amz-date"),
+            "{auth}"
+        );
+        assert_eq!(get("x-amz-date"), "20261204T000000Z");
+        let other = signed(b"{\"from_entry\": 1}");
+        let other_auth = &other.iter().find(|(n, _)| n == "authorization").unwrap().1;
+        assert_ne!(&auth, other_auth, "the body is part of the signature");
+    }
 }
