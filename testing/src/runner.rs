@@ -825,6 +825,7 @@ impl TestRunner {
             inv.status = Status::Ready;
             return;
         }
+        let carried = carries_cancellation(&store);
         let finished = match response {
             HandlerResponse::Completed { output, tail } => {
                 record_tail(&store, tail);
@@ -864,7 +865,7 @@ impl TestRunner {
                 None
             }
             HandlerResponse::Suspended { waiting_on, .. } => {
-                if std::mem::take(&mut inv.cancel) && !carries_cancellation(&store) {
+                if std::mem::take(&mut inv.cancel) && !carried {
                     // As the orchestrator delivers a cancellation to a handler that waits.
                     let cancelled = StepResult::Failure(TerminalFailure::cancelled());
                     for index in &waiting_on {
@@ -875,7 +876,7 @@ impl TestRunner {
                 None
             }
         };
-        if carries_cancellation(&store) {
+        if carried {
             inv.cancel = false;
         }
         if let Some(result) = finished {

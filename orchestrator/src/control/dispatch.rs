@@ -41,16 +41,18 @@ impl Services {
         }
         let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
         let created = self.create_child(parent, &entry, lease, call).await?;
-        if self.kill_orphans(parent, &journal, index, call).await? {
+        let killed = self.kill_orphans(parent, &journal, index, call).await?;
+        // The children of sends are delivered either way; a killed child's drive does nothing.
+        for child in earlier_created {
+            self.send_event(&self.signing.drive(child)).await?;
+        }
+        if killed && entry.kind.child_start().is_some_and(|s| s.awaited) {
             return replies::report(&replies::DispatchReport {
                 invocation_id: Some(parent),
                 entry: Some(index),
                 child: None,
                 status: Some("parent killed"),
             });
-        }
-        for child in earlier_created {
-            self.send_event(&self.signing.drive(child)).await?;
         }
         match created {
             Some(child) => {
@@ -109,24 +111,30 @@ impl Services {
         upto: u32,
         call: &LambdaCall,
     ) -> Result<bool, OrchestratorError> {
+        let awaited: Vec<&InvocationId> = journal
+            .iter()
+            .filter(|e| e.index <= upto && e.completion.is_none())
+            .filter_map(|e| match &e.kind {
+                durable_protocol::EntryKind::Call { child, .. } => Some(child),
+                _ => None,
+            })
+            .collect();
+        // Only a dispatch with an unanswered call pays the read (a send's child is delivered).
+        if awaited.is_empty() {
+            return Ok(false);
+        }
         let killed = self
             .invocations
             .get(parent)
             .await?
             .is_some_and(|p| p.status == durable_protocol::Status::Killed);
-        if !killed {
-            return Ok(false);
-        }
-        for entry in journal
-            .iter()
-            .filter(|e| e.index <= upto && e.completion.is_none())
-        {
-            if let durable_protocol::EntryKind::Call { child, .. } = &entry.kind {
+        if killed {
+            for child in awaited {
                 tracing::warn!(%parent, %child, "killing the child of a killed parent");
                 Box::pin(self.kill(child, call)).await?;
             }
         }
-        Ok(true)
+        Ok(killed)
     }
 
     /// Creates the child of a call or send entry and marks the entry dispatched; `Some` if this

@@ -212,14 +212,7 @@ impl Services {
             Some(EntryKind::Awakeable {
                 timeout: Some(t), ..
             }) if t.heartbeat_ms.is_some() => t,
-            Some(EntryKind::Awakeable { .. }) => {
-                return Err(ApiError::bad_request(
-                    "no_heartbeat_timeout",
-                    format!(
-                        "awakeable {id} has no heartbeat timeout: there is nothing to keep alive"
-                    ),
-                ))
-            }
+            Some(EntryKind::Awakeable { .. }) => return Err(no_heartbeat_timeout(id)),
             _ => return Err(unknown_awakeable(id)),
         };
         let deadline = timeout.deadline(Some(now_millis()));
@@ -251,10 +244,7 @@ impl Services {
                 self.time_out_awakeable(&id.invocation, id.index).await?;
                 Err(expired(id))
             }
-            Beat::NoHeartbeat => Err(ApiError::bad_request(
-                "no_heartbeat_timeout",
-                format!("awakeable {id} has no heartbeat timeout: there is nothing to keep alive"),
-            )),
+            Beat::NoHeartbeat => Err(no_heartbeat_timeout(id)),
             Beat::NoSuchEntry => Err(unknown_awakeable(id)),
         }
     }
@@ -284,6 +274,14 @@ impl Services {
         }
         Ok(completed)
     }
+}
+
+/// The answer to a heartbeat of an awakeable made without a heartbeat timeout.
+fn no_heartbeat_timeout(id: &AwakeableId) -> ApiError {
+    ApiError::bad_request(
+        "no_heartbeat_timeout",
+        format!("awakeable {id} has no heartbeat timeout: there is nothing to keep alive"),
+    )
 }
 
 /// The answer to a completion or heartbeat that came after the awakeable's deadline.
