@@ -95,14 +95,18 @@ async fn a_crash_after_step_two_resumes_without_rerunning_steps() {
     let id = answer.invocation_id.unwrap();
 
     // Side effects counted in DynamoDB by the steps themselves: each ran exactly once.
-    for step in ["step-1", "step-2", "step-3"] {
-        assert_eq!(env.effects(&run, step).await, 1, "{step}");
-    }
     let calls = lambda_invocations(&env.function("testbed"), &id).unwrap();
+    let meta = env.meta(&id).await;
+    for step in ["step-1", "step-2", "step-3"] {
+        assert_eq!(
+            env.effects(&run, step).await,
+            1,
+            "{step}; handler calls {calls:?}; metadata {meta:?}"
+        );
+    }
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert_eq!(calls[0].error_type.as_deref(), Some("Runtime.ExitError"));
     assert!(!calls[1].is_error);
-    let meta = env.meta(&id).await;
     assert_eq!(num(&meta, "attempt"), 2);
     assert_eq!(num(&meta, "epoch"), 2);
     assert!(meta["last_error"]

@@ -349,10 +349,13 @@ pub trait DurableContext: Sealed {
 
     /// A durable step: runs `closure` once, records its result in the journal with one
     /// conditional write, and on replay returns the recorded result without running the
-    /// closure again. The write is made as soon as the handler awaits anything after the step
-    /// (another step, a sleep, a call, or any other future), before the handler goes on; a
-    /// handler that returns without awaiting anything after its last step has that step
-    /// recorded together with its outcome, in the same write.
+    /// closure again. The write is made when the handler next waits for something that is not
+    /// ready yet (any durable operation counts: another step, a sleep, a call), before the
+    /// handler goes on; a handler that returns without waiting after its last step has that
+    /// step recorded together with its outcome, in the same write. Code between the step and
+    /// that point runs before the entry is written, including an `.await` that happens to be
+    /// ready at once (a fast network call on a loaded machine can be): a crash there runs the
+    /// step again, its at-least-once. Side effects belong in steps.
     ///
     /// The closure may fail with a [`TerminalError`] (recorded, returned on every replay) or
     /// any other error (the attempt ends and the invocation is retried per the step's

@@ -30,10 +30,7 @@ pub(crate) async fn counter_crash_add(
     ctx.set("count", &(old + input.n))?;
     ctx.run("counted", || count_effect(&input.run, "counted"))
         .await?;
-    if first_time(&input.run, "crash").await? {
-        eprintln!("test-services: crashing on purpose while holding the lock");
-        std::process::exit(22);
-    }
+    crash_once(&input.run, "crash", 22, "while holding the lock").await?;
     Ok(serde_json::json!({"old": old, "new": old + input.n}))
 }
 

@@ -48,9 +48,8 @@ pub(crate) async fn big_step(
             Ok(content(&input.run, input.size))
         })
         .await?;
-    if input.crash && first_time(&input.run, "big-crash").await? {
-        eprintln!("test-services: crashing on purpose after a large step");
-        std::process::exit(21);
+    if input.crash {
+        crash_once(&input.run, "big-crash", 21, "after a large step").await?;
     }
     if input.hold {
         let (_id, release) = ctx.awakeable::<serde_json::Value>().await?;

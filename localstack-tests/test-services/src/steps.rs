@@ -29,9 +29,8 @@ pub(crate) async fn steps(ctx: Context, input: StepsInput) -> Result<StepsOutput
             })
             .await?;
         results.push(value);
-        if input.crash_after == Some(i) && first_time(&input.run, "crash").await? {
-            eprintln!("test-services: crashing on purpose after {name}");
-            std::process::exit(17);
+        if input.crash_after == Some(i) {
+            crash_once(&input.run, "crash", 17, &format!("after {name}")).await?;
         }
     }
     Ok(StepsOutput { results })
