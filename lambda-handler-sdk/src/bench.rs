@@ -54,6 +54,15 @@ impl Journal for ReplayOnly {
     ) -> BoxFuture<'a, Result<Completed, StoreError>> {
         Box::pin(async { unexpected("complete") })
     }
+    fn retry_started<'a>(
+        &'a self,
+        _: &'a InvocationId,
+        _: u32,
+        _: (u32, u32),
+        _: durable_store::Writer,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { unexpected("retry_started") })
+    }
 }
 
 impl State for ReplayOnly {

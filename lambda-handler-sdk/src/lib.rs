@@ -224,7 +224,7 @@ pub use context::keyed::{
     ObjectContext, SharedObjectContext, SharedWorkflowContext, WorkflowContext,
 };
 pub use context::poll::{Check, Poll, WaitStrategy, MAX_POLL_CHECKS};
-pub use context::run::{step_attempt, Run};
+pub use context::run::{step_attempt, Run, StepSemantics};
 pub use context::scope::{
     BatchResult, CompletionPolicy, CompletionReason, ItemOutcome, Map, Parallel,
 };
@@ -245,8 +245,8 @@ pub mod prelude {
         init_tracing, object, serve, service, workflow, AwakeableOptions, BatchResult, Bytes,
         CallContext, Check, CompletionPolicy, Context, DurableContext, DurableFuture, Either,
         Endpoint, HandlerError, ItemOutcome, KeyedContext, ObjectContext, PromiseContext,
-        ReadState, RetryPolicy, Service, SharedObjectContext, SharedWorkflowContext, TerminalError,
-        VirtualObject, WaitStrategy, Workflow, WorkflowContext, WriteState,
+        ReadState, RetryPolicy, Service, SharedObjectContext, SharedWorkflowContext, StepSemantics,
+        TerminalError, VirtualObject, WaitStrategy, Workflow, WorkflowContext, WriteState,
     };
 }
 

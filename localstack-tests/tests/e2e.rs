@@ -840,3 +840,79 @@ async fn the_local_pump_fires_rate_schedules() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn an_at_most_once_step_interrupted_by_a_crash_is_not_run_again_in_that_try() {
+    let env = Env::load().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .invoke(
+            "testbed",
+            "charge_once",
+            &json!({"run": run, "tries": 3}),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!(2), "the result comes from try 2");
+    let id = answer.invocation_id.unwrap();
+    // Try 1 ran its side effect and died; try 2 ran it once more: never twice in one try.
+    assert_eq!(env.effects(&run, "charge").await, 2);
+    let calls = lambda_invocations(&env.function("testbed"), &id).unwrap();
+    assert_eq!(
+        calls.len(),
+        3,
+        "the crash, the attempt that fails try 1 as interrupted, try 2: {calls:?}"
+    );
+    assert_eq!(calls[0].error_type.as_deref(), Some("Runtime.ExitError"));
+    let stored = inspect::invocation(&env.clients, &env.deployment.table, &id)
+        .await
+        .unwrap();
+    assert_eq!(stored.journal.len(), 1);
+    assert_eq!(
+        stored.journal[0].kind,
+        durable_protocol::EntryKind::Started {
+            name: "charge".into(),
+            attempt: 2
+        }
+    );
+    let meta = stored.meta.unwrap();
+    assert!(
+        meta["attempt_errors"]
+            .as_l()
+            .unwrap()
+            .iter()
+            .any(|e| format!("{e:?}").contains("was interrupted")),
+        "{meta:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_at_most_once_step_with_no_tries_left_fails_when_interrupted() {
+    let env = Env::load().await;
+    let run = run_id();
+    let answer = env
+        .client
+        .invoke(
+            "testbed",
+            "charge_once",
+            &json!({"run": run, "tries": 1}),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 500, "{}", answer.raw);
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("was interrupted"),
+        "{}",
+        answer.raw
+    );
+    assert_eq!(env.effects(&run, "charge").await, 1, "never run again");
+    let id = answer.invocation_id.unwrap();
+    assert_eq!(env.meta(&id).await["status"].as_s().unwrap(), "failed");
+}

@@ -116,6 +116,10 @@ impl AwakeableTimeout {
 pub enum EntryKind {
     /// A `ctx.run` step and its result.
     Run { name: String, result: StepResult },
+    /// An at-most-once step (`StepSemantics::AtMostOncePerRetry`) whose closure started, in
+    /// the step's try `attempt` (from 1); its result is the entry's completion. An entry
+    /// without one is a try that was interrupted (or failed retryably): it is not run again.
+    Started { name: String, attempt: u32 },
     /// A scope (`ctx.scope`, `ctx.map`, `ctx.parallel`) and its result, recorded when the
     /// block finished: replay returns it without running the block's operations again.
     Scope { name: String, result: StepResult },
@@ -222,6 +226,8 @@ impl Target {
 pub enum EntryTag {
     /// A `ctx.run` step.
     Run,
+    /// An at-most-once step that started.
+    Started,
     /// A scope's result.
     Scope,
     /// A durable timer.
@@ -254,8 +260,9 @@ pub enum EntryTag {
 
 impl EntryTag {
     /// Every tag, in declaration order.
-    pub const ALL: [EntryTag; 15] = [
+    pub const ALL: [EntryTag; 16] = [
         EntryTag::Run,
+        EntryTag::Started,
         EntryTag::Scope,
         EntryTag::Sleep,
         EntryTag::Awakeable,
@@ -276,6 +283,7 @@ impl EntryTag {
     pub fn as_str(self) -> &'static str {
         match self {
             EntryTag::Run => "run",
+            EntryTag::Started => "started",
             EntryTag::Scope => "scope",
             EntryTag::Sleep => "sleep",
             EntryTag::Awakeable => "awakeable",
@@ -363,6 +371,7 @@ impl EntryKind {
     pub fn tag(&self) -> EntryTag {
         match self {
             EntryKind::Run { .. } => EntryTag::Run,
+            EntryKind::Started { .. } => EntryTag::Started,
             EntryKind::Scope { .. } => EntryTag::Scope,
             EntryKind::Sleep { .. } => EntryTag::Sleep,
             EntryKind::Awakeable { .. } => EntryTag::Awakeable,
@@ -389,6 +398,7 @@ impl EntryKind {
     pub fn name(&self) -> Cow<'_, str> {
         match self {
             EntryKind::Run { name, .. }
+            | EntryKind::Started { name, .. }
             | EntryKind::Scope { name, .. }
             | EntryKind::Sleep { name, .. }
             | EntryKind::Awakeable { name, .. }
@@ -420,7 +430,8 @@ impl EntryKind {
     pub fn completes_later(&self) -> bool {
         matches!(
             self,
-            EntryKind::Sleep { .. }
+            EntryKind::Started { .. }
+                | EntryKind::Sleep { .. }
                 | EntryKind::Awakeable { .. }
                 | EntryKind::Call { .. }
                 | EntryKind::Promise { .. }

@@ -50,6 +50,8 @@ const DEADLINE_AT: &str = "deadline_at";
 const BEAT_AT: &str = "beat_at";
 /// When a step's closure started (ms).
 const STARTED_AT: &str = "started_at";
+/// An at-most-once step's try that started (from 1).
+const STEP_TRY: &str = "step_try";
 /// When an entry was written (ms).
 const WRITTEN_AT: &str = "written_at";
 
@@ -76,6 +78,9 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
     match &entry.kind {
         EntryKind::Run { result, .. } | EntryKind::Scope { result, .. } => {
             put_result(&mut item, "", result);
+        }
+        EntryKind::Started { attempt, .. } => {
+            item.insert(STEP_TRY.into(), n(attempt));
         }
         EntryKind::Sleep { wake_at_ms, .. } => {
             item.insert("wake_at".into(), n(wake_at_ms));
@@ -191,6 +196,10 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
             name,
             result: read_result(item, "")?
                 .ok_or_else(|| corrupt(item, "neither value nor failure"))?,
+        },
+        EntryTag::Started => EntryKind::Started {
+            name,
+            attempt: get_n(item, STEP_TRY).ok_or_else(|| corrupt(item, "no step_try"))?,
         },
         EntryTag::Scope => EntryKind::Scope {
             name,
@@ -513,6 +522,37 @@ impl JournalStore {
                 })
             }
         }
+    }
+
+    /// Starts try `to` of the at-most-once step at entry `index`, whose try `from` started and
+    /// never finished: one conditional write, so two attempts that both find it cannot both
+    /// run it. `false` if the entry moved on (another try started, or it has its result).
+    pub async fn retry_started(
+        &self,
+        id: &InvocationId,
+        index: u32,
+        (from, to): (u32, u32),
+        writer: impl Into<Writer>,
+    ) -> Result<bool, StoreError> {
+        let writer = writer.into();
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::entry_key_item(id, index)))
+            .condition_expression(format!(
+                "kind = :kind AND {STEP_TRY} = :from \
+                 AND attribute_not_exists(completion_value) AND attribute_not_exists(completion_failure_code)"
+            ))
+            .update_expression(format!(
+                "SET {STEP_TRY} = :to, epoch = :e, {STARTED_AT} = :now, {WRITTEN_AT} = :now"
+            ))
+            .expression_attribute_values(":kind", s(EntryTag::Started.as_str()))
+            .expression_attribute_values(":from", n(from))
+            .expression_attribute_values(":to", n(to))
+            .expression_attribute_values(":e", n(writer.epoch))
+            .expression_attribute_values(":now", n(now_millis()));
+        apply_update(update).await
     }
 
     /// Records a heartbeat of awakeable entry `index`, moving its deadline to `deadline`
@@ -935,6 +975,22 @@ mod tests {
         assert_eq!(
             entry_from_item(&entry_to_item(&id, &sleep, 1)).unwrap(),
             sleep
+        );
+        let mut started = JournalEntry::new(
+            4,
+            EntryKind::Started {
+                name: "charge".into(),
+                attempt: 2,
+            },
+        );
+        started.started_at_ms = Some(99);
+        let item = entry_to_item(&id, &started, 1);
+        assert_eq!(get_n::<u32>(&item, STEP_TRY), Some(2));
+        assert_eq!(entry_from_item(&item).unwrap(), started);
+        started.completion = Some(StepResult::Value(serde_json::json!("paid")));
+        assert_eq!(
+            entry_from_item(&entry_to_item(&id, &started, 1)).unwrap(),
+            started
         );
         let mut awk = JournalEntry::new(
             2,

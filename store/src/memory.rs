@@ -8,7 +8,7 @@ use crate::PayloadError;
 use crate::{Appended, Completed, Completer, StoreError, Writer};
 use durable_protocol::keyed::{ObjectRef, PromiseCompletion, Waiter};
 use durable_protocol::payload::{as_ref, Limits, PayloadRef, REF_KEY};
-use durable_protocol::{EntryTag, InvocationId, JournalEntry, StepResult};
+use durable_protocol::{EntryKind, EntryTag, InvocationId, JournalEntry, StepResult};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -133,6 +133,31 @@ impl Journal for MemoryStore {
             entry.completion = Some(result.clone());
             entry.completed_at_ms = Some(durable_protocol::clock::now_millis());
             Ok(Completed::Written)
+        })
+    }
+
+    fn retry_started<'a>(
+        &'a self,
+        _id: &'a InvocationId,
+        index: u32,
+        (from, to): (u32, u32),
+        _writer: Writer,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            let mut entries = self.entries.lock().expect("entries poisoned");
+            let Some(entry) = entries.get_mut(&index) else {
+                return Ok(false);
+            };
+            match &mut entry.kind {
+                EntryKind::Started { attempt, .. }
+                    if *attempt == from && entry.completion.is_none() =>
+                {
+                    *attempt = to;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
         })
     }
 

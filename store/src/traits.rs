@@ -44,6 +44,16 @@ pub trait Journal: Send + Sync {
         by: Completer,
     ) -> BoxFuture<'a, Result<Completed, StoreError>>;
 
+    /// Starts try `to` of the at-most-once step at entry `index` whose try `from` never
+    /// finished; `false` if another try started first or the step has its result.
+    fn retry_started<'a>(
+        &'a self,
+        id: &'a InvocationId,
+        index: u32,
+        tries: (u32, u32),
+        writer: Writer,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
     /// Whether an operator's cancellation waits to reach the handler; stores that cannot be
     /// cancelled from outside answer `false`.
     fn cancel_pending<'a>(
@@ -219,6 +229,16 @@ impl Journal for Table {
         by: Completer,
     ) -> BoxFuture<'a, Result<Completed, StoreError>> {
         Box::pin(self.journal.complete(id, index, kind, result, by))
+    }
+
+    fn retry_started<'a>(
+        &'a self,
+        id: &'a InvocationId,
+        index: u32,
+        tries: (u32, u32),
+        writer: Writer,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.journal.retry_started(id, index, tries, writer))
     }
 
     fn cancel_pending<'a>(

@@ -98,6 +98,21 @@ impl Journal for InvocationStore {
             self.journal.complete(id, index, kind, result, by).await
         })
     }
+
+    fn retry_started<'a>(
+        &'a self,
+        id: &'a InvocationId,
+        index: u32,
+        tries: (u32, u32),
+        writer: Writer,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            if let Some(e) = self.dead() {
+                return Err(e);
+            }
+            self.journal.retry_started(id, index, tries, writer).await
+        })
+    }
 }
 
 impl State for InvocationStore {

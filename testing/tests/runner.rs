@@ -14,6 +14,16 @@ async fn three_steps(ctx: Context, base: u32) -> Result<u32, HandlerError> {
     Ok(c)
 }
 
+async fn charge_once(ctx: Context, _: ()) -> Result<u32, HandlerError> {
+    let try_number = ctx
+        .run("charge", || async {
+            Ok(lambda_handler_sdk::step_attempt().unwrap_or(0))
+        })
+        .semantics(StepSemantics::AtMostOncePerRetry)
+        .await?;
+    Ok(try_number)
+}
+
 async fn declined(ctx: Context, _: ()) -> Result<(), HandlerError> {
     ctx.run("charge", || async {
         Err::<(), _>(TerminalError::new("card declined").with_code(402).into())
@@ -157,6 +167,7 @@ fn runner() -> TestRunner {
                 Service::new("svc")
                     .handler("three", three_steps)
                     .handler("declined", declined)
+                    .handler("charge_once", charge_once)
                     .handler("approval", approval)
                     .handler("forever", forever)
                     .handler("long_nap", long_nap)
@@ -265,6 +276,23 @@ async fn a_crash_after_an_entry_replays_it_and_repeats_only_the_unrecorded_step(
         ),
         (1, 1, 2)
     );
+}
+
+#[tokio::test]
+async fn a_crash_during_an_at_most_once_step_fails_that_try_and_runs_the_next_once() {
+    let runner = runner();
+    // The attempt dies right after the marker of try 1 is recorded: its closure's result is
+    // lost, and the step is not run again in try 1.
+    runner.crash_after_entry(0);
+    let out: u32 = runner.invoke("svc", "charge_once", &()).await.unwrap();
+    assert_eq!(out, 2, "the result of try 2");
+    let id = runner.invocations()[0].clone();
+    assert_eq!(runner.step_runs("charge"), 2, "once per try");
+    assert_eq!(runner.attempts(&id), 3, "crash, interrupted, try 2");
+    assert!(matches!(
+        runner.journal(&id)[0].kind,
+        EntryKind::Started { attempt: 2, .. }
+    ));
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@ use crate::error::{ErrorKind, HandlerError, TerminalError};
 use crate::retry::RetryPolicy;
 use crate::runtime::attempt::{Abort, Attempt, BoxFuture};
 use crate::runtime::divergence::mismatch;
-use durable_protocol::{EntryKind, StepResult, TerminalFailure};
+use durable_protocol::{EntryKind, EntryTag, StepResult, TerminalFailure};
+use durable_store::{Appended, Completed, Completer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::{Future, IntoFuture};
@@ -35,6 +36,22 @@ fn jitter_unit() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// How often a step's closure may run per try (a try ends with a result or a retryable error;
+/// the step's [`RetryPolicy`] decides how many tries there are).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StepSemantics {
+    /// The closure may run again in the same try if the attempt dies before its result is
+    /// recorded (no write before it runs). The default: idempotent work, one write per step.
+    #[default]
+    AtLeastOncePerRetry,
+    /// A marker is recorded before the closure runs; an attempt that finds a try started and
+    /// unfinished (the attempt died, or timed out, mid-closure) does not run it again but
+    /// fails that try as interrupted: retried per the step's policy (a fresh try, with a
+    /// marker of its own) or, with no tries left, a terminal `500`. For work that must not be
+    /// repeated blindly (a payment without an idempotency key). Costs a second write.
+    AtMostOncePerRetry,
+}
+
 /// A step being built by [`DurableContext::run`](crate::DurableContext::run); `.await` it to run it.
 #[must_use = "a step does nothing until it is awaited"]
 pub struct Run<'a, T, F> {
@@ -42,6 +59,7 @@ pub struct Run<'a, T, F> {
     name: &'a str,
     closure: F,
     policy: RetryPolicy,
+    semantics: StepSemantics,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -50,6 +68,7 @@ impl<T, F> std::fmt::Debug for Run<'_, T, F> {
         f.debug_struct("Run")
             .field("name", &self.name)
             .field("policy", &self.policy)
+            .field("semantics", &self.semantics)
             .finish_non_exhaustive()
     }
 }
@@ -61,6 +80,7 @@ impl<'a, T, F> Run<'a, T, F> {
             name,
             closure,
             policy: RetryPolicy::default(),
+            semantics: StepSemantics::default(),
             _t: PhantomData,
         }
     }
@@ -68,6 +88,12 @@ impl<'a, T, F> Run<'a, T, F> {
     /// Sets the retry policy of this step.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Sets how often the closure may run per try (see [`StepSemantics`]).
+    pub fn semantics(mut self, semantics: StepSemantics) -> Self {
+        self.semantics = semantics;
         self
     }
 }
@@ -91,7 +117,7 @@ where
                 index,
                 self.name,
                 self.closure,
-                self.policy,
+                (self.policy, self.semantics),
             ),
         )
     }
@@ -135,24 +161,40 @@ async fn run_step<T, F, Fut>(
     index: u32,
     name: &str,
     closure: F,
-    policy: RetryPolicy,
+    (policy, semantics): (RetryPolicy, StepSemantics),
 ) -> Result<T, TerminalError>
 where
     T: Serialize + DeserializeOwned,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, HandlerError>>,
 {
+    // An at-most-once try that started earlier and has no result: `Some(its try)`.
+    let mut unfinished = None;
     if let Some(entry) = inv.recorded(index) {
-        return match &entry.kind {
-            EntryKind::Run {
-                name: recorded,
-                result,
-            } if recorded == name => decode(&inv, index, name, result.clone()).await,
-            other => {
-                inv.abort(Abort::Fatal(mismatch(index, other, &asked_run(name))))
+        match (&entry.kind, &entry.completion) {
+            (
+                EntryKind::Run {
+                    name: recorded,
+                    result,
+                },
+                _,
+            ) if recorded == name => return decode(&inv, index, name, result.clone()).await,
+            (
+                EntryKind::Started {
+                    name: recorded,
+                    attempt,
+                },
+                completion,
+            ) if recorded == name => match completion {
+                Some(result) => return decode(&inv, index, name, result.clone()).await,
+                None => unfinished = Some(*attempt),
+            },
+            (other, _) => {
+                return inv
+                    .abort(Abort::Fatal(mismatch(index, other, &asked_run(name))))
                     .await
             }
-        };
+        }
     }
 
     let _busy = inv.busy();
@@ -164,16 +206,37 @@ where
     inv.look_for_cancellation().await;
     let attempt = inv.previous_failures(index) + 1;
     let started_at = durable_protocol::clock::now_millis();
+    if inv.take_cancellation() {
+        // The invocation was cancelled: this step records it instead of running.
+        let cancelled = StepResult::Failure(TerminalFailure::cancelled());
+        return match unfinished {
+            Some(_) => complete_started(&inv, index, name, cancelled).await,
+            None => record_outcome(&inv, index, name, cancelled, started_at, run_kind).await,
+        };
+    }
+    let at_most_once = match unfinished {
+        Some(started) => {
+            if let Some(failure) =
+                start_another_try(&inv, index, name, &policy, started, attempt).await
+            {
+                return complete_started(&inv, index, name, StepResult::Failure(failure)).await;
+            }
+            true
+        }
+        None if semantics == StepSemantics::AtMostOncePerRetry => {
+            if let Some(recorded) = mark_started(&inv, index, name, attempt, started_at).await {
+                return decode(&inv, index, name, recorded).await;
+            }
+            true
+        }
+        None => false,
+    };
+
     let injected = inv
         .faults
         .get()
         .and_then(|f| f.step_fault(&inv.id, name, attempt));
-    let outcome = if inv.take_cancellation() {
-        // The invocation was cancelled: this step records it instead of running.
-        Err(HandlerError(ErrorKind::Terminal(
-            TerminalFailure::cancelled().into(),
-        )))
-    } else if let Some(fault) = injected {
+    let outcome = if let Some(fault) = injected {
         Err(fault)
     } else {
         use tracing::Instrument;
@@ -220,10 +283,180 @@ where
         }
     };
 
-    record_outcome(&inv, index, name, result, started_at, |name, result| {
-        EntryKind::Run { name, result }
+    if at_most_once {
+        complete_started(&inv, index, name, result).await
+    } else {
+        record_outcome(&inv, index, name, result, started_at, run_kind).await
+    }
+}
+
+fn run_kind(name: String, result: StepResult) -> EntryKind {
+    EntryKind::Run { name, result }
+}
+
+/// Records that try `attempt` of the at-most-once step at `index` starts, before its closure
+/// runs. `Some(result)` if another attempt recorded the step's result first; an attempt that
+/// finds another's unfinished try ends (the next one judges it).
+async fn mark_started(
+    inv: &Attempt,
+    index: u32,
+    name: &str,
+    attempt: u32,
+    started_at: u64,
+) -> Option<StepResult> {
+    let mut marker = inv.entry(
+        index,
+        EntryKind::Started {
+            name: name.to_owned(),
+            attempt,
+        },
+    );
+    marker.started_at_ms = Some(started_at);
+    match inv.append(&marker).await {
+        Ok(Appended::Written) => None,
+        Ok(Appended::AlreadyRecorded(recorded)) if !inv.same_operation(&recorded) => {
+            inv.abort(inv.taken(&recorded)).await
+        }
+        Ok(Appended::AlreadyRecorded(recorded)) => match (&recorded.kind, &recorded.completion) {
+            (EntryKind::Run { result, .. }, _) if recorded.kind.same_command(&asked_run(name)) => {
+                Some(result.clone())
+            }
+            (EntryKind::Started { .. }, Some(result)) if recorded.kind.name() == name => {
+                Some(result.clone())
+            }
+            (EntryKind::Started { .. }, None) if recorded.kind.name() == name => {
+                inv.abort(Abort::retry(format!(
+                    "another attempt started step {name:?} (journal entry {index}) first"
+                )))
+                .await
+            }
+            (other, _) => {
+                inv.abort(Abort::Fatal(mismatch(index, other, &asked_run(name))))
+                    .await
+            }
+        },
+        Err(e) => {
+            inv.abort(Abort::retry(format!(
+                "could not record that step {name:?} starts (journal entry {index}): {e}"
+            )))
+            .await
+        }
+    }
+}
+
+/// The at-most-once step at `index` has try `started` recorded and unfinished. If the
+/// orchestrator counted it as failed (the closure returned a retryable error), try `attempt`
+/// starts in its place; otherwise the try was interrupted (its attempt died mid-closure): it
+/// is failed, and retried per `policy` by a later attempt, or, with no tries left, answered
+/// as the step's terminal failure (`Some`).
+async fn start_another_try(
+    inv: &Attempt,
+    index: u32,
+    name: &str,
+    policy: &RetryPolicy,
+    started: u32,
+    attempt: u32,
+) -> Option<TerminalFailure> {
+    if attempt > started {
+        return match inv
+            .sink
+            .retry_started(&inv.id, index, (started, attempt), inv.writer)
+            .await
+        {
+            Ok(true) => None,
+            Ok(false) => {
+                inv.abort(Abort::retry(format!(
+                    "another attempt moved step {name:?} (journal entry {index}) on first"
+                )))
+                .await
+            }
+            Err(e) => {
+                inv.abort(Abort::retry(format!(
+                    "could not start try {attempt} of step {name:?}: {e}"
+                )))
+                .await
+            }
+        };
+    }
+    let message = format!(
+        "step {name:?} was interrupted: its try {started} started and did not finish \
+         (its attempt died or timed out), and an at-most-once step does not run it again"
+    );
+    if !policy.retries(&message) || policy.exhausted_after(started) {
+        return Some(TerminalFailure::new(TerminalFailure::INTERNAL, message));
+    }
+    tracing::warn!(
+        step = name,
+        attempt = started,
+        "{message}; the invocation will be retried"
+    );
+    inv.abort(Abort::Retry {
+        message,
+        step: Some(inv.step_key(index)),
+        retry_after: Some(policy.jittered_delay_after(started, jitter_unit())),
     })
     .await
+}
+
+/// Writes `result` onto the at-most-once step's marker at `index` (a large value goes to S3)
+/// and returns it decoded; a result another writer recorded first wins.
+async fn complete_started<T: DeserializeOwned>(
+    inv: &Attempt,
+    index: u32,
+    name: &str,
+    result: StepResult,
+) -> Result<T, TerminalError> {
+    let (result, recorded) = match stored(inv, index, name, result).await {
+        Ok(pair) => pair,
+        Err(reason) => return inv.abort(reason).await,
+    };
+    inv.stop_if_failed().await;
+    let completed = inv
+        .sink
+        .complete(&inv.id, index, EntryTag::Started, &recorded, Completer::Own)
+        .await;
+    match completed {
+        Ok(Completed::Written) => decode(inv, index, name, result).await,
+        Ok(Completed::AlreadyCompleted(first)) => decode(inv, index, name, first).await,
+        Ok(other) => {
+            inv.abort(Abort::retry(format!(
+                "could not record the result of step {name:?} (journal entry {index}): {other:?}"
+            )))
+            .await
+        }
+        Err(e) => {
+            inv.abort(Abort::retry(format!(
+                "could not record the result of step {name:?} (journal entry {index}): {e}"
+            )))
+            .await
+        }
+    }
+}
+
+/// `result` as the handler gets it and as it is recorded: a large value goes to S3 and is
+/// recorded as a reference; one over the limit becomes a `413` failure.
+async fn stored(
+    inv: &Attempt,
+    index: u32,
+    name: &str,
+    result: StepResult,
+) -> Result<(StepResult, StepResult), Abort> {
+    match result {
+        StepResult::Value(v) => match inv.offload(&format!("j{index}"), v.clone()).await {
+            Ok(stored) => Ok((StepResult::Value(v), StepResult::Value(stored))),
+            Err(durable_store::PayloadError::TooLarge { size, max }) => {
+                let failure = StepResult::Failure(TerminalFailure::new(
+                    413,
+                    format!("the result of {name:?} is {size} bytes, over the limit of {max}"),
+                ));
+                Ok((failure.clone(), failure))
+            }
+            Err(e) => Err(Abort::retry(format!(
+                "could not store the result of {name:?}: {e}"
+            ))),
+        },
+        failure => Ok((failure.clone(), failure)),
+    }
 }
 
 /// Records the outcome of the step or scope at `index` as `kind` (a large value goes to S3,
@@ -238,22 +471,9 @@ pub(crate) async fn record_outcome<T: DeserializeOwned>(
     started_at: u64,
     kind: fn(String, StepResult) -> EntryKind,
 ) -> Result<T, TerminalError> {
-    let (result, recorded) = match result {
-        StepResult::Value(v) => match inv.offload(&format!("j{index}"), v.clone()).await {
-            Ok(stored) => (StepResult::Value(v), StepResult::Value(stored)),
-            Err(durable_store::PayloadError::TooLarge { size, max }) => {
-                let failure = StepResult::Failure(TerminalFailure::new(
-                    413,
-                    format!("the result of {name:?} is {size} bytes, over the limit of {max}"),
-                ));
-                (failure.clone(), failure)
-            }
-            Err(e) => {
-                let message = format!("could not store the result of {name:?}: {e}");
-                return inv.abort(Abort::retry(message)).await;
-            }
-        },
-        failure => (failure.clone(), failure),
+    let (result, recorded) = match stored(inv, index, name, result).await {
+        Ok(pair) => pair,
+        Err(reason) => return inv.abort(reason).await,
     };
     let mut entry = inv.entry(index, kind(name.to_owned(), recorded));
     entry.started_at_ms = Some(started_at);

@@ -8,6 +8,7 @@ mod deferred_steps;
 mod discovery;
 mod keyed;
 mod steps;
+mod steps_at_most_once;
 mod timers;
 
 use crate::prelude::*;

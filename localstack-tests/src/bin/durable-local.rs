@@ -390,6 +390,12 @@ async fn print_invocation(
                     show_result(result)
                 )
             }
+            durable_protocol::EntryKind::Started { name, attempt } => {
+                format!(
+                    "run {:<10} (at most once, try {attempt})",
+                    format!("{name:?}")
+                )
+            }
             durable_protocol::EntryKind::Sleep { wake_at_ms, .. } => {
                 format!("sleep until {wake_at_ms} ms")
             }

@@ -34,6 +34,7 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
             .service(
                 Service::new("testbed")
                     .handler("steps", steps)
+                    .handler("charge_once", charge_once)
                     .handler("diverge", diverge)
                     .handler("reject", reject)
                     .handler("flaky", flaky)

@@ -160,3 +160,35 @@ pub(crate) async fn backoff(ctx: Context, input: RunOnly) -> Result<u64, Handler
         .await?;
     Ok(n)
 }
+
+#[derive(Deserialize)]
+pub(crate) struct ChargeOnceInput {
+    pub(crate) run: String,
+    /// Tries the step's policy allows.
+    pub(crate) tries: u32,
+}
+
+/// An at-most-once step whose first try dies in the middle of its closure (the process
+/// exits after the side effect, before the result is recorded): the next attempt must not
+/// run that try again; per policy it runs a fresh try, or fails terminally.
+pub(crate) async fn charge_once(ctx: Context, input: ChargeOnceInput) -> Result<u32, HandlerError> {
+    let run = input.run.clone();
+    let try_number: u32 = ctx
+        .run("charge", || async move {
+            count_effect(&run, "charge").await?;
+            if first_time(&run, "charge-crash").await? {
+                eprintln!(
+                    "test-services: crashing on purpose in the middle of an at-most-once step"
+                );
+                std::process::exit(23);
+            }
+            Ok(lambda_handler_sdk::step_attempt().unwrap_or(0))
+        })
+        .semantics(StepSemantics::AtMostOncePerRetry)
+        .retry_policy(
+            RetryPolicy::exponential(std::time::Duration::from_millis(50), 2.0)
+                .max_attempts(input.tries),
+        )
+        .await?;
+    Ok(try_number)
+}

@@ -186,6 +186,15 @@ impl Services {
                 row.ended_at = r.written_at;
                 Some(result.clone())
             }
+            EntryKind::Started { attempt, .. } => {
+                // A try that started and has no result shows as pending: interrupted, or
+                // running now.
+                row.started_at = e.started_at_ms;
+                row.ended_at = e.completed_at_ms;
+                row.pending = e.completion.is_none();
+                row.retries = row.retries.max(attempt.saturating_sub(1));
+                e.completion.clone()
+            }
             EntryKind::Sleep { wake_at_ms, .. } => {
                 row.wake_at = Some(*wake_at_ms);
                 self.waited(&mut row, r)
