@@ -6,8 +6,8 @@
 use crate::store::InvocationStore;
 use durable_protocol::auth::{AwakeableId, Purpose, SigningKey};
 use durable_protocol::{
-    EagerState, EntryKind, HandlerKind, HandlerName, HandlerResponse, InvocationId, InvokeRequest,
-    JournalEntry, ObjectKey, ServiceName, StepFailures, StepResult, TerminalFailure,
+    EagerState, EntryKind, HandlerKind, HandlerName, HandlerResponse, Headers, InvocationId,
+    InvokeRequest, JournalEntry, ObjectKey, ServiceName, StepFailures, StepResult, TerminalFailure,
 };
 use durable_store::memory::{MemoryPayloads, MemoryStore};
 use durable_store::traits::BoxFuture;
@@ -86,6 +86,8 @@ struct Invocation {
     pushes: u32,
     /// Its parent cancelled it and its handler has not been told yet.
     cancel: bool,
+    /// The request headers its handler sees (`ctx.headers()`); children get their caller's.
+    headers: Headers,
 }
 
 /// What the loop shares with attempts: children to start, and the virtual clock.
@@ -104,6 +106,9 @@ struct World {
     /// The clock offset when each timer entry was first seen: its virtual wake time is its
     /// recorded wake time plus this.
     seen: HashMap<(InvocationId, u32), u64>,
+    /// The last heartbeat of each awakeable entry, in the entry's own clock (virtual time
+    /// less the offset it was first seen at), as its deadline counts it.
+    beats: HashMap<(InvocationId, u32), u64>,
 }
 
 /// Step failures to inject and step runs seen.
@@ -262,6 +267,7 @@ pub struct TestRunner {
     /// Awakeable name -> results to complete its next waits with, in order.
     answers: Mutex<HashMap<String, VecDeque<StepResult>>>,
     next_crash: Mutex<Option<u32>>,
+    next_headers: Mutex<Headers>,
     max_attempts: u32,
 }
 
@@ -277,6 +283,7 @@ impl TestRunner {
             signing: SigningKey::random(),
             answers: Mutex::default(),
             next_crash: Mutex::default(),
+            next_headers: Mutex::default(),
             max_attempts: 10,
         }
     }
@@ -322,6 +329,61 @@ impl TestRunner {
     /// attempt records journal entry `index` (its answer is lost; the next attempt replays).
     pub fn crash_after_entry(&self, index: u32) {
         *self.next_crash.lock().expect("crash poisoned") = Some(index);
+    }
+
+    /// The next invocation started from outside (`invoke`, `start`, ...) gets these request
+    /// headers, filtered and limited as the ingress does (`ctx.headers()`; its calls and
+    /// sends hand them on).
+    pub fn request_headers<'a>(
+        &self,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), RunError> {
+        let headers = Headers::from_request(headers).map_err(|e| RunError::Types(e.to_string()))?;
+        *self.next_headers.lock().expect("headers poisoned") = headers;
+        Ok(())
+    }
+
+    /// A heartbeat of the pending awakeable named `name`, now on the virtual clock, as
+    /// `POST /awakeables/{id}/heartbeat` is: its heartbeat timeout starts again (never past
+    /// its own timeout). An error if no awakeable of that name waits, if it has no heartbeat
+    /// timeout, or if its deadline passed already.
+    pub fn heartbeat_awakeable(&self, name: &str) -> Result<(), RunError> {
+        let mut world = self.world.lock().expect("world poisoned");
+        let now = virtual_now(&world);
+        let pending = world.invocations.iter().find_map(|(id, inv)| {
+            inv.store
+                .journal
+                .journal()
+                .into_iter()
+                .find_map(|e| match &e.kind {
+                    EntryKind::Awakeable { name: n, timeout }
+                        if n == name && e.completion.is_none() =>
+                    {
+                        Some((id.clone(), e.clone(), *timeout))
+                    }
+                    _ => None,
+                })
+        });
+        let Some((id, entry, timeout)) = pending else {
+            return Err(RunError::Unknown(format!(
+                "a pending awakeable named {name:?}"
+            )));
+        };
+        if timeout.is_none_or(|t| t.heartbeat_ms.is_none()) {
+            return Err(RunError::Types(format!(
+                "awakeable {name:?} has no heartbeat timeout (AwakeableOptions::heartbeat_timeout)"
+            )));
+        }
+        if virtual_wake(&world, &id, &entry).is_some_and(|at| at <= now) {
+            return Err(RunError::Failed(TerminalFailure::timed_out("awakeable")));
+        }
+        let offset = world
+            .seen
+            .get(&(id.clone(), entry.index))
+            .copied()
+            .unwrap_or(world.offset_ms);
+        world.beats.insert((id, entry.index), now - offset);
+        Ok(())
     }
 
     /// The next wait on an awakeable named `name` (`ctx.awakeable_named`; `"awakeable"` for
@@ -411,7 +473,17 @@ impl TestRunner {
             _ => InvocationId::random(&service),
         };
         let crash = self.next_crash.lock().expect("crash poisoned").take();
+        let headers = std::mem::take(&mut *self.next_headers.lock().expect("headers poisoned"));
         self.create(id.clone(), &service, handler, key, input, None, crash)?;
+        if let Some(inv) = self
+            .world
+            .lock()
+            .expect("world poisoned")
+            .invocations
+            .get_mut(&id)
+        {
+            inv.headers = headers;
+        }
         self.settle().await;
         Ok(id)
     }
@@ -480,6 +552,7 @@ impl TestRunner {
                 caller,
                 pushes: 0,
                 cancel: false,
+                headers: Headers::default(),
             },
         );
         Ok(())
@@ -625,6 +698,17 @@ impl TestRunner {
                 caller.clone(),
                 None,
             );
+            if started.is_ok() {
+                let mut world = self.world.lock().expect("world poisoned");
+                let headers = world.invocations.get(&parent).map(|p| p.headers.clone());
+                if let (Some(headers), Some(inv)) =
+                    (headers, world.invocations.get_mut(&start.child.clone()))
+                {
+                    if inv.pushes == 0 {
+                        inv.headers = headers;
+                    }
+                }
+            }
             if let (Err(e), Some((parent, index))) = (started, caller) {
                 self.complete_entry(
                     &parent,
@@ -784,6 +868,7 @@ impl TestRunner {
             .at(inv.epoch, inv.attempt);
             req.step_failures = inv.step_failures;
             req.cancel = inv.cancel;
+            req.headers = inv.headers.clone();
             req.key.clone_from(&inv.key);
             req.handler_kind = inv.kind;
             if inv.kind.is_some() {
@@ -935,10 +1020,9 @@ fn virtual_now(world: &World) -> u64 {
 fn virtual_wake(world: &World, id: &InvocationId, entry: &JournalEntry) -> Option<u64> {
     let wake_at_ms = match &entry.kind {
         EntryKind::Sleep { wake_at_ms, .. } => *wake_at_ms,
-        // No heartbeats here: an awakeable's first deadline is its deadline.
         EntryKind::Awakeable {
             timeout: Some(t), ..
-        } => t.deadline(None),
+        } => t.deadline(world.beats.get(&(id.clone(), entry.index)).copied()),
         _ => return None,
     };
     let offset = world

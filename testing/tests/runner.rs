@@ -140,6 +140,30 @@ async fn deadline(ctx: Context, _: ()) -> Result<String, HandlerError> {
     }
 }
 
+/// Waits for a worker that must beat every 10 minutes, for at most a day.
+async fn worker(ctx: Context, _: ()) -> Result<String, HandlerError> {
+    let options = AwakeableOptions::named("worker")
+        .timeout(Duration::from_secs(24 * 3600))
+        .heartbeat_timeout(Duration::from_secs(600));
+    let (_id, done) = ctx.awakeable_with::<String>(options).await?;
+    match done.await {
+        Ok(result) => Ok(result),
+        Err(e) if e.code() == 408 => Ok("worker lost".into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The tenant its caller named in a header, and the one its callee sees.
+async fn tenant(ctx: Context, _: ()) -> Result<(String, String), HandlerError> {
+    let mine = ctx.headers().get("x-tenant").unwrap_or("none").to_owned();
+    let callee: String = ctx.call("svc", "tenant_of_callee", &()).await?;
+    Ok((mine, callee))
+}
+
+async fn tenant_of_callee(ctx: Context, _: ()) -> Result<String, HandlerError> {
+    Ok(ctx.headers().get("x-tenant").unwrap_or("none").to_owned())
+}
+
 /// Polls hourly, then more slowly, until the fifth check.
 async fn hourly(ctx: Context, _: ()) -> Result<u32, HandlerError> {
     Ok(ctx
@@ -168,6 +192,9 @@ fn runner() -> TestRunner {
                     .handler("three", three_steps)
                     .handler("declined", declined)
                     .handler("charge_once", charge_once)
+                    .handler("worker", worker)
+                    .handler("tenant", tenant)
+                    .handler("tenant_of_callee", tenant_of_callee)
                     .handler("approval", approval)
                     .handler("forever", forever)
                     .handler("long_nap", long_nap)
@@ -504,6 +531,52 @@ async fn an_awakeable_of_its_own_deadline_times_out_in_virtual_time() {
     runner.resolve_awakeable("approval", &"ada");
     let out: String = runner.invoke("svc", "deadline", &()).await.unwrap();
     assert_eq!(out, "approved by ada");
+}
+
+#[tokio::test]
+async fn heartbeats_keep_an_awakeable_alive_past_its_heartbeat_timeout() {
+    let runner = runner();
+    let id = runner.start("svc", "worker", &()).await.unwrap();
+    for _ in 0..3 {
+        runner.advance(Duration::from_secs(8 * 60)).await;
+        runner.heartbeat_awakeable("worker").unwrap();
+    }
+    assert!(matches!(runner.status(&id), Some(Status::Suspended { .. })));
+    runner.resolve_awakeable("worker", &"built");
+    let out: String = runner.finish(&id).await.unwrap();
+    assert_eq!(out, "built", "24 minutes of beats, none 10 apart");
+
+    // Without beats, the heartbeat timeout ends the wait; a beat after that is refused.
+    let lost = runner.start("svc", "worker", &()).await.unwrap();
+    runner.advance(Duration::from_secs(11 * 60)).await;
+    let out: String = runner.finish(&lost).await.unwrap();
+    assert_eq!(out, "worker lost");
+    assert!(matches!(
+        runner.heartbeat_awakeable("worker"),
+        Err(RunError::Unknown(_))
+    ));
+    // An awakeable with no heartbeat timeout takes no beats.
+    let plain = runner.start("svc", "deadline", &()).await.unwrap();
+    assert!(matches!(
+        runner.heartbeat_awakeable("approval"),
+        Err(RunError::Types(m)) if m.contains("no heartbeat timeout")
+    ));
+    runner.resolve_awakeable("approval", &"ada");
+    runner.settle().await;
+    assert!(matches!(runner.status(&plain), Some(Status::Completed(_))));
+}
+
+#[tokio::test]
+async fn request_headers_reach_the_handler_and_its_callees() {
+    let runner = runner();
+    runner
+        .request_headers([("X-Tenant", "acme"), ("Authorization", "secret")])
+        .unwrap();
+    let out: (String, String) = runner.invoke("svc", "tenant", &()).await.unwrap();
+    assert_eq!(out, ("acme".to_owned(), "acme".to_owned()));
+    // Only the next invocation from outside gets them.
+    let out: (String, String) = runner.invoke("svc", "tenant", &()).await.unwrap();
+    assert_eq!(out, ("none".to_owned(), "none".to_owned()));
 }
 
 #[tokio::test]
