@@ -377,11 +377,7 @@ impl TestRunner {
         if virtual_wake(&world, &id, &entry).is_some_and(|at| at <= now) {
             return Err(RunError::Failed(TerminalFailure::timed_out("awakeable")));
         }
-        let offset = world
-            .seen
-            .get(&(id.clone(), entry.index))
-            .copied()
-            .unwrap_or(world.offset_ms);
+        let offset = seen_offset(&world, &id, entry.index);
         world.beats.insert((id, entry.index), now - offset);
         Ok(())
     }
@@ -474,16 +470,15 @@ impl TestRunner {
         };
         let crash = self.next_crash.lock().expect("crash poisoned").take();
         let headers = std::mem::take(&mut *self.next_headers.lock().expect("headers poisoned"));
-        self.create(id.clone(), &service, handler, key, input, None, crash)?;
-        if let Some(inv) = self
-            .world
-            .lock()
-            .expect("world poisoned")
-            .invocations
-            .get_mut(&id)
-        {
-            inv.headers = headers;
-        }
+        self.create(
+            id.clone(),
+            &service,
+            handler,
+            key,
+            input,
+            None,
+            (crash, headers),
+        )?;
         self.settle().await;
         Ok(id)
     }
@@ -504,7 +499,7 @@ impl TestRunner {
         key: Option<ObjectKey>,
         input: serde_json::Value,
         caller: Option<(InvocationId, u32)>,
-        crash: Option<u32>,
+        (crash, headers): (Option<u32>, Headers),
     ) -> Result<(), RunError> {
         let (endpoint, kind) = self
             .endpoints
@@ -552,7 +547,7 @@ impl TestRunner {
                 caller,
                 pushes: 0,
                 cancel: false,
-                headers: Headers::default(),
+                headers,
             },
         );
         Ok(())
@@ -689,6 +684,15 @@ impl TestRunner {
                 start.awaited,
             );
             let caller = waits.then(|| (parent.clone(), index));
+            // Children see their caller's headers, as the orchestrator copies them.
+            let headers = self
+                .world
+                .lock()
+                .expect("world poisoned")
+                .invocations
+                .get(&parent)
+                .map(|p| p.headers.clone())
+                .unwrap_or_default();
             let started = self.create(
                 child,
                 &target.service,
@@ -696,19 +700,8 @@ impl TestRunner {
                 target.key.clone(),
                 input,
                 caller.clone(),
-                None,
+                (None, headers),
             );
-            if started.is_ok() {
-                let mut world = self.world.lock().expect("world poisoned");
-                let headers = world.invocations.get(&parent).map(|p| p.headers.clone());
-                if let (Some(headers), Some(inv)) =
-                    (headers, world.invocations.get_mut(&start.child.clone()))
-                {
-                    if inv.pushes == 0 {
-                        inv.headers = headers;
-                    }
-                }
-            }
             if let (Err(e), Some((parent, index))) = (started, caller) {
                 self.complete_entry(
                     &parent,
@@ -1025,12 +1018,16 @@ fn virtual_wake(world: &World, id: &InvocationId, entry: &JournalEntry) -> Optio
         } => t.deadline(world.beats.get(&(id.clone(), entry.index)).copied()),
         _ => return None,
     };
-    let offset = world
+    Some(wake_at_ms + seen_offset(world, id, entry.index))
+}
+
+/// The clock offset in force when entry `index` of `id` was first seen (now's, if not yet).
+fn seen_offset(world: &World, id: &InvocationId, index: u32) -> u64 {
+    world
         .seen
-        .get(&(id.clone(), entry.index))
+        .get(&(id.clone(), index))
         .copied()
-        .unwrap_or(world.offset_ms);
-    Some(wake_at_ms + offset)
+        .unwrap_or(world.offset_ms)
 }
 
 /// The virtual wake times of the pending timers suspended invocations wait on.

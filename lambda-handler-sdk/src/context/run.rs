@@ -418,15 +418,13 @@ async fn complete_started<T: DeserializeOwned>(
     match completed {
         Ok(Completed::Written) => decode(inv, index, name, result).await,
         Ok(Completed::AlreadyCompleted(first)) => decode(inv, index, name, first).await,
-        Ok(other) => {
+        other => {
+            let why = match other {
+                Ok(unexpected) => format!("{unexpected:?}"),
+                Err(e) => e.to_string(),
+            };
             inv.abort(Abort::retry(format!(
-                "could not record the result of step {name:?} (journal entry {index}): {other:?}"
-            )))
-            .await
-        }
-        Err(e) => {
-            inv.abort(Abort::retry(format!(
-                "could not record the result of step {name:?} (journal entry {index}): {e}"
+                "could not record the result of step {name:?} (journal entry {index}): {why}"
             )))
             .await
         }

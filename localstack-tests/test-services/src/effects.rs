@@ -18,13 +18,12 @@ pub(crate) fn dynamo() -> &'static (aws_sdk_dynamodb::Client, String) {
 /// own and an update that finds its token already there is the same execution counted once.
 pub(crate) async fn count_effect(run: &str, step: &str) -> Result<u64, HandlerError> {
     let (client, table) = dynamo();
-    let key = |b: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder| {
-        b.table_name(table)
-            .key("pk", AttributeValue::S(format!("test#{run}")))
-            .key("sk", AttributeValue::S(format!("effect#{step}")))
-    };
     let token = execution_token();
-    let out = key(client.update_item())
+    let out = client
+        .update_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(format!("test#{run}")))
+        .key("sk", AttributeValue::S(format!("effect#{step}")))
         .update_expression("SET #c = if_not_exists(#c, :zero) + :one, #t = :token")
         .condition_expression("attribute_not_exists(#t) OR #t <> :token")
         .expression_attribute_names("#c", "count")
