@@ -169,6 +169,9 @@ pub async fn describe(endpoint: &Endpoint, id: &str, json: bool) -> Printed {
             format!("{c} (entry {})", d.caller_entry.unwrap_or(0)),
         );
     }
+    if !d.waiters.is_empty() {
+        field("Also awaited by", d.waiters.join(", "));
+    }
     if let Some(k) = &s.idempotency_key {
         field("Idempotency", k.clone());
     }

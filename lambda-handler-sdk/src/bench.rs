@@ -131,6 +131,15 @@ impl crate::runtime::ops::Dispatcher for NoDispatch {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Err("a full replay cancels nothing".into()) })
     }
+    fn complete_promise<'a>(
+        &'a self,
+        _: &'a InvocationId,
+        _: &'a durable_protocol::keyed::ObjectRef,
+        _: &'a str,
+        _: durable_protocol::StepResult,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Err("a full replay completes nothing".into()) })
+    }
 }
 
 async fn steps(ctx: Context, n: u32) -> Result<u64, HandlerError> {

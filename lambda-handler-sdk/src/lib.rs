@@ -188,7 +188,26 @@
 /// }
 /// ```
 ///
-/// whose `run` is submitted through the ingress, not called from handlers:
+/// and its `run`: `run` submits the key (or finds its run) and waits for the result,
+/// `submit` does not wait, `attach` waits for a run submitted elsewhere, and
+/// `resolve_promise` / `reject_promise` complete one of its promises:
+///
+/// ```no_run
+/// use lambda_handler_sdk::prelude::*;
+///
+/// #[workflow(name = "signup")]
+/// pub trait Signup {
+///     async fn run(&self, ctx: WorkflowContext, email: String) -> Result<bool, HandlerError>;
+/// }
+///
+/// async fn caller(ctx: Context) -> Result<bool, HandlerError> {
+///     let signup = SignupClient::new(&ctx, "ada");
+///     signup.resolve_promise("approved", &true).await?;
+///     Ok(signup.run(&"a@b.c".to_string()).await?)
+/// }
+/// ```
+///
+/// whose input is typed too:
 ///
 /// ```compile_fail
 /// use lambda_handler_sdk::prelude::*;
@@ -199,7 +218,7 @@
 /// }
 ///
 /// async fn caller(ctx: Context) -> Result<bool, HandlerError> {
-///     Ok(SignupClient::new(&ctx, "ada").run(&"a@b.c".to_string()).await?)
+///     Ok(SignupClient::new(&ctx, "ada").run(&42u32).await?)
 /// }
 /// ```
 pub mod typed {}
@@ -270,6 +289,10 @@ pub use lambda_handler_sdk_macros::{object, service, workflow};
 
 /// Re-exported so that handler crates need no direct dependency to write `main`.
 pub use lambda_runtime;
+
+/// Re-exported for the code the macros generate.
+#[doc(hidden)]
+pub use serde as __serde;
 
 #[cfg(test)]
 mod tests;

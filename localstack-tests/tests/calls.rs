@@ -295,3 +295,64 @@ async fn idempotent_sends_from_two_invocations_and_an_http_request_start_one_chi
         "the child ran once"
     );
 }
+
+#[tokio::test]
+async fn idempotent_calls_from_two_invocations_and_an_http_request_share_one_child() {
+    let env = Env::load().await;
+    let run = run_id();
+    let key = format!("settle-{run}");
+    // The settlement takes 3 s, so the second caller joins it while it runs.
+    let body = json!({"run": run, "key": key, "settle_ms": 3000});
+    let (first, second) = tokio::join!(
+        env.client.invoke("testbed", "pay_once", &body, None),
+        async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            env.client.invoke("testbed", "pay_once", &body, None).await
+        }
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.status, 200, "{}", first.raw);
+    assert_eq!(second.status, 200, "{}", second.raw);
+    assert_ne!(first.invocation_id, second.invocation_id, "two callers");
+    assert_eq!(first.body, second.body, "one settlement's result");
+    // A caller after it finished gets the same result at once.
+    let late = env
+        .client
+        .invoke("testbed", "pay_once", &body, None)
+        .await
+        .unwrap();
+    assert_eq!(late.status, 200, "{}", late.raw);
+    assert_eq!(late.body, first.body);
+    // The same key over HTTP names the same invocation: its output, nothing run again.
+    let http = env
+        .client
+        .invoke(
+            "testbed",
+            "settle",
+            &json!({"run": run, "settle_ms": 3000}),
+            Some(&key),
+        )
+        .await
+        .unwrap();
+    assert_eq!(http.status, 200, "{}", http.raw);
+    assert_eq!(http.body, first.body);
+    assert_eq!(env.effects(&run, "settle").await, 1, "the child ran once");
+    // The first caller made it; the second joined it while it ran.
+    let child = http.invocation_id.unwrap();
+    let detail = env
+        .client
+        .get(&format!("/invocations/{child}"))
+        .await
+        .unwrap();
+    let callers = [
+        detail.body["caller"].as_str().unwrap_or_default(),
+        detail.body["waiters"][0].as_str().unwrap_or_default(),
+    ];
+    let ids = [first.invocation_id.unwrap(), second.invocation_id.unwrap()];
+    assert!(
+        callers[0] == ids[0] && callers[1] == format!("{}:0", ids[1])
+            || callers[0] == ids[1] && callers[1] == format!("{}:0", ids[0]),
+        "{callers:?} {ids:?}: {}",
+        detail.raw
+    );
+}

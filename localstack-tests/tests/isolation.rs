@@ -156,6 +156,8 @@ async fn a_dispatch_for_another_services_invocation_is_refused_and_writes_nothin
             target,
             input: json!({"run": run_id(), "steps": 1}),
             child: child.clone(),
+            idempotency_key: None,
+            attach: false,
         },
     );
     JournalStore::new(env.clients.dynamo.clone(), &env.deployment.table)

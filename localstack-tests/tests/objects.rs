@@ -519,3 +519,30 @@ async fn the_signup_example_waits_for_the_link() {
     let status = post(&env, &format!("/signup/{email}/status"), json!(null)).await;
     assert_eq!(status.body, json!({"status": "confirmed", "clicked": true}));
 }
+
+#[tokio::test]
+async fn another_handler_submits_a_workflow_resolves_its_promise_and_attaches_to_it() {
+    let env = Env::load().await;
+    let run = run_id();
+    let key = format!("{run}@example.org");
+    let body = json!({"run": run, "key": key});
+    let answer = post(&env, "/testbed/onboard", body.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!({"confirmed_with": "from a handler"}));
+    // A workflow runs once per key: a later call from a handler gets that run's result.
+    let joined = post(&env, "/testbed/join_onboarding", body).await;
+    assert_eq!(joined.status, 200, "{}", joined.raw);
+    assert_eq!(joined.body, answer.body);
+    assert_eq!(env.effects(&run, "send e-mail").await, 1, "one run");
+    let output = get(&env, &format!("/onboarding/{key}/output")).await;
+    assert_eq!(output.body, answer.body, "{}", output.raw);
+    // What cannot be done: attaching to a key never submitted, calling `run` as a handler.
+    let misuse = post(
+        &env,
+        "/testbed/misuse_workflow",
+        json!(format!("nobody-{run}")),
+    )
+    .await;
+    assert_eq!(misuse.status, 200, "{}", misuse.raw);
+    assert_eq!(misuse.body, json!([404, 400]));
+}

@@ -8,7 +8,7 @@ use crate::driver::{LambdaCall, Transition};
 use crate::error::OrchestratorError;
 use crate::services::Services;
 use durable_protocol::crash_point;
-use durable_protocol::{EntryKind, HandlerKind, InvocationId, Status, TerminalFailure};
+use durable_protocol::{HandlerKind, InvocationId, Status, TerminalFailure};
 use durable_store::invocations::{Ending, Invocation, Outcome};
 use durable_store::JournalStore;
 
@@ -111,8 +111,9 @@ impl Services {
         call: &LambdaCall,
     ) -> Result<(), OrchestratorError> {
         let journal = self.journal.load(&inv.id).await?;
+        // A shared child (an idempotent call's, a workflow's run) runs on for its others.
         for entry in &journal {
-            if let EntryKind::Call { child, .. } = &entry.kind {
+            if let Some(child) = entry.kind.owned_call_child(&inv.id, entry.index) {
                 if entry.completion.is_none() {
                     Box::pin(self.kill(child, call)).await?;
                 }

@@ -31,6 +31,8 @@ pub enum Purpose {
     Wake,
     /// A `cancel_child` event (a handler cancels the child of one of its calls or sends).
     CancelChild,
+    /// A `complete_promise` event (a handler completes a workflow's promise).
+    CompletePromise,
 }
 
 impl Purpose {
@@ -42,6 +44,7 @@ impl Purpose {
             Purpose::Drive => b"drive",
             Purpose::Wake => b"wake",
             Purpose::CancelChild => b"cancel_child",
+            Purpose::CompletePromise => b"complete_promise",
         }
     }
 }

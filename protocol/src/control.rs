@@ -1,6 +1,6 @@
 //! Control events: what the orchestrator receives besides HTTP requests. The orchestrator sends
 //! most of them to itself (hand-offs), EventBridge Scheduler sends timers and the sweep, the SDK
-//! sends `dispatch`, `resume` and `complete_awakeable`, and the deployer sends `register`. Every sender serializes these
+//! sends `dispatch`, `resume`, `cancel_child`, `complete_awakeable` and `complete_promise`, and the deployer sends `register`. Every sender serializes these
 //! types and the orchestrator parses them, so a renamed field cannot break one side silently.
 
 use crate::auth::{AwakeableId, InvocationKey, Purpose, SigningKey, Tag};
@@ -70,6 +70,17 @@ pub enum ControlEvent {
         awakeable_id: AwakeableId,
         result: crate::StepResult,
     },
+    /// A handler completes promise `name` of workflow `workflow` at `key`, as
+    /// `POST /{workflow}/{key}/promises/{name}/resolve` (or `/reject`) does; sent by a step of
+    /// invocation `invocation_id` and proven with its key.
+    CompletePromise {
+        invocation_id: InvocationId,
+        proof: Tag,
+        workflow: crate::ids::ServiceName,
+        key: crate::ids::ObjectKey,
+        name: String,
+        result: crate::StepResult,
+    },
 }
 
 impl ControlEvent {
@@ -113,6 +124,25 @@ impl ControlEvent {
         }
     }
 
+    /// A `complete_promise` of promise `name` of `workflow` sent by `invocation_id`, proven
+    /// with that invocation's key.
+    pub fn complete_promise(
+        invocation_id: InvocationId,
+        (workflow, name): (crate::keyed::ObjectRef, String),
+        result: crate::StepResult,
+        key: &InvocationKey,
+    ) -> Self {
+        let proof = key.tag(Purpose::CompletePromise, 0);
+        ControlEvent::CompletePromise {
+            invocation_id,
+            proof,
+            workflow: workflow.service,
+            key: workflow.key,
+            name,
+            result,
+        }
+    }
+
     /// A `drive`, proven with the invocation's key.
     pub fn drive(invocation_id: InvocationId, key: &InvocationKey) -> Self {
         let proof = key.tag(Purpose::Drive, 0);
@@ -150,6 +180,11 @@ impl ControlEvent {
                 entry,
                 proof,
             } => Some((invocation_id, Purpose::CancelChild, *entry, proof)),
+            ControlEvent::CompletePromise {
+                invocation_id,
+                proof,
+                ..
+            } => Some((invocation_id, Purpose::CompletePromise, 0, proof)),
             ControlEvent::CompleteAwakeable { awakeable_id, .. } => Some((
                 &awakeable_id.invocation,
                 Purpose::Awakeable,

@@ -138,6 +138,14 @@ pub enum EntryKind {
         target: Target,
         input: serde_json::Value,
         child: InvocationId,
+        /// The call is idempotent by this key: its child is the invocation the key names for
+        /// the target (whoever started it), and every caller of it gets its result.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<crate::ids::IdempotencyKey>,
+        /// Only waits for `child`, which must exist (a workflow's run attached to): nothing
+        /// is started and `input` is `null`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        attach: bool,
     },
     /// A one-way send to another handler, optionally started later (`due_at_ms`).
     Send {
@@ -329,8 +337,30 @@ pub struct ChildStart<'a> {
     pub awaited: bool,
     /// A delayed send's start time.
     pub due_at_ms: Option<u64>,
-    /// An idempotent send's key (its child's id derives from it and the target).
+    /// An idempotent call's or send's key (its child's id derives from it and the target).
     pub idempotency_key: Option<&'a crate::ids::IdempotencyKey>,
+    /// A call that only attaches to an existing child (a workflow's run): nothing is created.
+    pub attach: bool,
+}
+
+impl ChildStart<'_> {
+    /// The id the child must have: from the idempotency key, else the workflow's run for a
+    /// call or send of a workflow's `run` (`run_of_workflow`, known from the registry), else
+    /// from the caller and the entry.
+    pub fn expected_child(
+        &self,
+        parent: &InvocationId,
+        index: u32,
+        run_of_workflow: bool,
+    ) -> InvocationId {
+        match (self.idempotency_key, &self.target.key) {
+            (Some(key), _) => self.target.idempotent_id(key),
+            (None, Some(key)) if run_of_workflow => {
+                InvocationId::for_workflow(&self.target.service, key)
+            }
+            _ => InvocationId::child(parent, index, &self.target.service),
+        }
+    }
 }
 
 impl EntryKind {
@@ -341,13 +371,16 @@ impl EntryKind {
                 target,
                 input,
                 child,
+                idempotency_key,
+                attach,
             } => Some(ChildStart {
                 target,
                 input,
                 child,
                 awaited: true,
                 due_at_ms: None,
-                idempotency_key: None,
+                idempotency_key: idempotency_key.as_ref(),
+                attach: *attach,
             }),
             EntryKind::Send {
                 target,
@@ -362,6 +395,7 @@ impl EntryKind {
                 awaited: false,
                 due_at_ms: *due_at_ms,
                 idempotency_key: idempotency_key.as_ref(),
+                attach: false,
             }),
             _ => None,
         }
@@ -436,6 +470,20 @@ impl EntryKind {
                 | EntryKind::Call { .. }
                 | EntryKind::Promise { .. }
         )
+    }
+
+    /// The child of a call that belongs to this caller alone (made from the caller and entry
+    /// `index`): a parent's kill or cancellation reaches it. An idempotent call's child and a
+    /// workflow's run are shared with whoever else started or waits for them, so they are not.
+    pub fn owned_call_child(&self, parent: &InvocationId, index: u32) -> Option<&InvocationId> {
+        match self {
+            EntryKind::Call { target, child, .. }
+                if *child == InvocationId::child(parent, index, &target.service) =>
+            {
+                Some(child)
+            }
+            _ => None,
+        }
     }
 
     /// The child invocation of a call or send.

@@ -162,6 +162,10 @@ pub struct InvocationDetail {
     /// The calling invocation's entry this one's result completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller_entry: Option<u32>,
+    /// Other callers that wait for its result (a shared child: an idempotent call's, a
+    /// workflow's run), as `<invocation>:<entry>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiters: Vec<String>,
     pub children: Vec<ChildView>,
     pub timeline: Vec<TimelineRow>,
 }

@@ -80,6 +80,9 @@ pub struct Invocation {
     pub waiting_on: Vec<u32>,
     /// The call entry this invocation's result completes, if another invocation called it.
     pub caller: Option<Caller>,
+    /// The call entries of other callers that wait for its result too (`call_waiters`): an
+    /// idempotent call or a workflow's run that existed when they called.
+    pub waiters: Vec<Caller>,
     /// The object or workflow key of a keyed handler.
     pub key: Option<ObjectKey>,
     /// What a keyed handler may do.
@@ -206,6 +209,21 @@ impl Invocation {
 pub struct Caller {
     pub invocation: InvocationId,
     pub entry: u32,
+}
+
+impl Caller {
+    /// As stored in a waiter set: `<invocation>:<entry>`, as promise waiters are.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.invocation, self.entry)
+    }
+
+    /// Reads a caller written by [`Caller::encode`].
+    pub fn decode(text: &str) -> Option<Self> {
+        durable_protocol::keyed::Waiter::decode(text).map(|w| Self {
+            invocation: w.invocation,
+            entry: w.index,
+        })
+    }
 }
 
 /// What a new invocation starts with.
@@ -394,8 +412,42 @@ impl Invocation {
                 })
                 .unwrap_or_default(),
             caller,
+            waiters: item
+                .get(CALL_WAITERS)
+                .and_then(|v| v.as_ss().ok())
+                .map(|set| set.iter().filter_map(|w| Caller::decode(w)).collect())
+                .unwrap_or_default(),
         })
     }
+
+    /// Whether other callers may wait for it besides its own caller: it is shared by an
+    /// idempotency key or is a workflow's run.
+    pub fn may_have_waiters(&self) -> bool {
+        self.idempotency_key.is_some() || self.handler_kind == Some(HandlerKind::Workflow)
+    }
+
+    /// Every call entry its result completes: its caller's and the waiters'.
+    pub fn callers(&self) -> impl Iterator<Item = &Caller> {
+        self.caller.iter().chain(self.waiters.iter())
+    }
+}
+
+/// The set of callers that wait for an invocation they did not create.
+const CALL_WAITERS: &str = "call_waiters";
+
+/// How many callers may join one shared invocation (about 60 bytes each, so its metadata item
+/// stays far below DynamoDB's 400 KB).
+pub const MAX_WAITERS: u32 = 1000;
+
+/// What joining a shared invocation's waiters found.
+#[derive(Debug)]
+pub enum Joined {
+    /// Joined: the invocation as it is now (with its outcome, if it finished before).
+    Joined(Box<Invocation>),
+    /// [`MAX_WAITERS`] wait already: not joined; the invocation as it is.
+    Full(Box<Invocation>),
+    /// There is no such invocation.
+    Missing,
 }
 
 /// The result of trying to suspend.
@@ -808,6 +860,48 @@ impl InvocationStore {
         Ok(applied)
     }
 
+    /// Adds `caller` to those waiting for `id`'s result (an idempotent call's child or a
+    /// workflow's run that another started). A finish after this write sees the waiter; one
+    /// before it left its outcome in the answer, so the waiter is told either way.
+    pub async fn add_waiter(
+        &self,
+        id: &InvocationId,
+        caller: &Caller,
+    ) -> Result<Joined, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::meta_key_item(id)))
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#w) OR size(#w) < :max)",
+            )
+            .update_expression("ADD #w :w")
+            .expression_attribute_names("#w", CALL_WAITERS)
+            .expression_attribute_values(":w", AttributeValue::Ss(vec![caller.encode()]))
+            .expression_attribute_values(":max", n(MAX_WAITERS))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes.as_ref() {
+                Some(item) => Ok(Joined::Joined(Box::new(Invocation::from_item(item)?))),
+                None => Err(corrupt(id, "a waiter was added to no item")),
+            },
+            Err(err) => match err.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(e)) => {
+                    Ok(match e.item() {
+                        // Full: its outcome may be there already, which the caller can take.
+                        Some(old) => Joined::Full(Box::new(Invocation::from_item(old)?)),
+                        None => Joined::Missing,
+                    })
+                }
+                _ => Err(StoreError::dynamo("UpdateItem", err)),
+            },
+        }
+    }
+
     /// Records that a finished invocation's clean-up is done.
     pub async fn cleaned(&self, id: &InvocationId) -> Result<(), StoreError> {
         let update = self
@@ -961,6 +1055,17 @@ fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers_round_trip_as_waiter_set_members() {
+        let caller = Caller {
+            invocation: InvocationId::random(&ServiceName::new("shop").unwrap()),
+            entry: 12,
+        };
+        assert_eq!(Caller::decode(&caller.encode()), Some(caller));
+        assert_eq!(Caller::decode("inv_shop.x:1"), None);
+        assert_eq!(Caller::decode("no separator"), None);
+    }
 
     #[test]
     fn truncation_respects_char_boundaries() {

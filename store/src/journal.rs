@@ -119,6 +119,7 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
             target,
             input,
             child,
+            ..
         }
         | EntryKind::Send {
             target,
@@ -143,9 +144,16 @@ pub fn entry_to_item(id: &InvocationId, entry: &JournalEntry, epoch: u64) -> Ite
             if let EntryKind::Send {
                 idempotency_key: Some(key),
                 ..
+            }
+            | EntryKind::Call {
+                idempotency_key: Some(key),
+                ..
             } = &entry.kind
             {
                 item.insert("idempotency_key".into(), s(key.as_str()));
+            }
+            if let EntryKind::Call { attach: true, .. } = &entry.kind {
+                item.insert("attach".into(), AttributeValue::Bool(true));
             }
         }
     }
@@ -256,11 +264,21 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
                 .map_err(|e| corrupt(item, format!("input: {e}")))?;
             let child =
                 InvocationId::parse(text("child")?).map_err(|e| corrupt(item, e.to_string()))?;
+            let idempotency_key = get_s(item, "idempotency_key")
+                .map(durable_protocol::IdempotencyKey::new)
+                .transpose()
+                .map_err(|e| corrupt(item, e.to_string()))?;
             if tag == EntryTag::Call {
                 EntryKind::Call {
                     target,
                     input,
                     child,
+                    idempotency_key,
+                    attach: item
+                        .get("attach")
+                        .and_then(|v| v.as_bool().ok())
+                        .copied()
+                        .unwrap_or(false),
                 }
             } else {
                 EntryKind::Send {
@@ -268,10 +286,7 @@ pub fn entry_from_item(item: &Item) -> Result<JournalEntry, StoreError> {
                     input,
                     child,
                     due_at_ms: get_n(item, "due_at"),
-                    idempotency_key: get_s(item, "idempotency_key")
-                        .map(durable_protocol::IdempotencyKey::new)
-                        .transpose()
-                        .map_err(|e| corrupt(item, e.to_string()))?,
+                    idempotency_key,
                 }
             }
         }
@@ -1066,6 +1081,8 @@ mod tests {
                     4,
                     &durable_protocol::ServiceName::new("svc").unwrap(),
                 ),
+                idempotency_key: None,
+                attach: false,
             },
         );
         call.dispatched = true;
@@ -1073,6 +1090,20 @@ mod tests {
         assert_eq!(
             entry_from_item(&entry_to_item(&id, &call, 1)).unwrap(),
             call
+        );
+        let keyed_call = JournalEntry::new(
+            7,
+            EntryKind::Call {
+                target: target.clone(),
+                input: serde_json::json!(null),
+                child: InvocationId::random(&durable_protocol::ServiceName::new("svc").unwrap()),
+                idempotency_key: Some(durable_protocol::IdempotencyKey::new("k-1").unwrap()),
+                attach: true,
+            },
+        );
+        assert_eq!(
+            entry_from_item(&entry_to_item(&id, &keyed_call, 1)).unwrap(),
+            keyed_call
         );
         let send = JournalEntry::new(
             5,

@@ -5,12 +5,13 @@
 
 use crate::store::InvocationStore;
 use durable_protocol::auth::{AwakeableId, Purpose, SigningKey};
+use durable_protocol::keyed::ObjectRef;
 use durable_protocol::{
     EagerState, EntryKind, HandlerKind, HandlerName, HandlerResponse, Headers, InvocationId,
     InvokeRequest, JournalEntry, ObjectKey, ServiceName, StepFailures, StepResult, TerminalFailure,
 };
 use durable_store::memory::{MemoryPayloads, MemoryStore};
-use durable_store::traits::BoxFuture;
+use durable_store::traits::{BoxFuture, Promises as _};
 use lambda_handler_sdk::harness::{AttemptParts, Children, StepFaults};
 use lambda_handler_sdk::{Endpoint, HandlerError};
 use serde::de::DeserializeOwned;
@@ -80,8 +81,9 @@ struct Invocation {
     epoch: u64,
     attempt: u32,
     step_failures: Option<StepFailures>,
-    /// The call entry of the caller that waits for it.
-    caller: Option<(InvocationId, u32)>,
+    /// The call entries that wait for it: its caller's, then those that joined a shared
+    /// child (an idempotent call's, a workflow's run).
+    callers: Vec<(InvocationId, u32)>,
     /// Every push it got, in order.
     pushes: u32,
     /// Its parent cancelled it and its handler has not been told yet.
@@ -101,6 +103,8 @@ struct World {
     dispatched: Vec<(InvocationId, u32)>,
     /// Children cancelled by their parent (its call or send entry), not applied yet.
     cancels: Vec<(InvocationId, u32)>,
+    /// Workflow promises completed by handlers (workflow, name, result, by), not applied yet.
+    promise_completions: Vec<(ObjectRef, String, StepResult, InvocationId)>,
     /// How far the virtual clock is ahead of the real one.
     offset_ms: u64,
     /// The clock offset when each timer entry was first seen: its virtual wake time is its
@@ -203,6 +207,25 @@ impl Children for Dispatch {
             if let Some(store) = store {
                 complete_in(&store, id.index, result);
             }
+            Ok(())
+        })
+    }
+
+    fn complete_promise<'a>(
+        &'a self,
+        from: &'a InvocationId,
+        workflow: &'a ObjectRef,
+        name: &'a str,
+        result: StepResult,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            // Applied by the loop after the children dispatched before it are started, as the
+            // orchestrator starts a submit it finds undispatched first.
+            self.world
+                .lock()
+                .expect("world poisoned")
+                .promise_completions
+                .push((workflow.clone(), name.to_owned(), result, from.clone()));
             Ok(())
         })
     }
@@ -518,8 +541,25 @@ impl TestRunner {
             )));
         }
         let mut world = self.world.lock().expect("world poisoned");
-        if world.invocations.contains_key(&id) {
-            // A workflow runs once per key.
+        if let Some(existing) = world.invocations.get_mut(&id) {
+            // A workflow runs once per key, an idempotency key names one child: a caller
+            // joins it, or takes its result now.
+            let Some(caller) = caller else {
+                return Ok(());
+            };
+            let finished = match &existing.status {
+                Status::Completed(v) => Some(StepResult::Value(v.clone())),
+                Status::Failed(f) => Some(StepResult::Failure(f.clone())),
+                _ => None,
+            };
+            match finished {
+                Some(result) => {
+                    drop(world);
+                    self.complete_entry(&caller.0, caller.1, result);
+                }
+                None if !existing.callers.contains(&caller) => existing.callers.push(caller),
+                None => {}
+            }
             return Ok(());
         }
         let object = match &key {
@@ -544,7 +584,7 @@ impl TestRunner {
                 epoch: 0,
                 attempt: 1,
                 step_failures: None,
-                caller,
+                callers: caller.into_iter().collect(),
                 pushes: 0,
                 cancel: false,
                 headers,
@@ -559,6 +599,7 @@ impl TestRunner {
         for _ in 0..MAX_PUSHES_PER_SETTLE {
             self.start_children();
             self.apply_cancels();
+            self.apply_promise_completions().await;
             let Some(id) = self.next_runnable() else {
                 return;
             };
@@ -684,6 +725,40 @@ impl TestRunner {
                 start.awaited,
             );
             let caller = waits.then(|| (parent.clone(), index));
+            // As the orchestrator refuses them: a child id other than the one the entry must
+            // name, and an attach to a workflow key never submitted.
+            let run_of_workflow =
+                self.kind(&target.service, &target.handler) == Some(HandlerKind::Workflow);
+            let refused = if child != start.expected_child(&parent, index, run_of_workflow) {
+                Some(TerminalFailure::new(
+                    TerminalFailure::BAD_REQUEST,
+                    format!(
+                        "{}: a workflow's run is submitted with ctx.workflow_submit, called \
+                         with ctx.workflow_call or waited for with ctx.workflow_attach",
+                        target.display()
+                    ),
+                ))
+            } else if start.attach
+                && !self
+                    .world
+                    .lock()
+                    .expect("world poisoned")
+                    .invocations
+                    .contains_key(&child)
+            {
+                Some(TerminalFailure::new(
+                    404,
+                    format!("workflow {} has no run for that key", target.service),
+                ))
+            } else {
+                None
+            };
+            if let Some(failure) = refused {
+                if waits {
+                    self.complete_entry(&parent, index, StepResult::Failure(failure));
+                }
+                continue;
+            }
             // Children see their caller's headers, as the orchestrator copies them.
             let headers = self
                 .world
@@ -708,6 +783,36 @@ impl TestRunner {
                     index,
                     StepResult::Failure(TerminalFailure::new(404, e.to_string())),
                 );
+            }
+        }
+    }
+
+    /// Completes the workflow promises handlers completed, as the orchestrator does: only a
+    /// submitted workflow has promises, and the first completion wins.
+    async fn apply_promise_completions(&self) {
+        let completions = std::mem::take(
+            &mut self
+                .world
+                .lock()
+                .expect("world poisoned")
+                .promise_completions,
+        );
+        for (workflow, name, result, by) in completions {
+            let object = {
+                let world = self.world.lock().expect("world poisoned");
+                let run = InvocationId::for_workflow(&workflow.service, &workflow.key);
+                if !world.invocations.contains_key(&run) {
+                    continue;
+                }
+                world
+                    .objects
+                    .get(&(workflow.service.clone(), workflow.key.clone()))
+                    .cloned()
+            };
+            if let Some(object) = object {
+                let _ = object
+                    .complete_promise(&workflow, &name, &result, by.as_str())
+                    .await;
             }
         }
     }
@@ -962,10 +1067,10 @@ impl TestRunner {
                 StepResult::Value(v) => Status::Completed(v.clone()),
                 StepResult::Failure(f) => Status::Failed(f.clone()),
             };
-            let caller = inv.caller.clone();
+            let callers = inv.callers.clone();
             drop(guard);
-            if let Some((parent, index)) = caller {
-                self.complete_entry(&parent, index, result);
+            for (parent, index) in callers {
+                self.complete_entry(&parent, index, result.clone());
             }
         }
     }

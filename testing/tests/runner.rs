@@ -184,6 +184,56 @@ async fn log_once(ctx: Context, order: u32) -> Result<String, HandlerError> {
     Ok(child.to_string())
 }
 
+/// How often `charge` ran (only the idempotent-call test uses it).
+static CHARGES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Pays order `order` through an idempotent call: one charge per order, whoever asks.
+async fn pay(ctx: Context, order: u32) -> Result<String, HandlerError> {
+    let key = format!("order-{order}");
+    Ok(ctx
+        .call_idempotent::<String>("math", "charge", &key, &order)
+        .await?)
+}
+
+/// Charges once, then takes an hour to settle (callers that come meanwhile join it).
+async fn charge(ctx: Context, order: u32) -> Result<String, HandlerError> {
+    let n = ctx
+        .run("charge", || async {
+            Ok(CHARGES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+        })
+        .await?;
+    ctx.sleep(Duration::from_secs(3600)).await?;
+    Ok(format!("receipt {order} (charge {n})"))
+}
+
+/// Drives the `signup` workflow of `key` from outside it: submits, resolves its promise,
+/// and waits for its result.
+async fn onboard(ctx: Context, key: String) -> Result<String, HandlerError> {
+    let run = ctx.workflow_submit("signup", &key, &format!("{key}@example.com"))?;
+    ctx.resolve_workflow_promise("signup", &key, "code", &"4242")
+        .await?;
+    let out: String = ctx.workflow_attach("signup", &key).await?;
+    Ok(format!("{out} (run {run})"))
+}
+
+/// Submits (or finds) the `signup` workflow of `key` and waits for it.
+async fn join_signup(ctx: Context, key: String) -> Result<String, HandlerError> {
+    Ok(ctx
+        .workflow_call::<String>("signup", &key, &"another@example.com")
+        .await?)
+}
+
+/// The codes of what cannot be done with a workflow from a handler: attaching to a key
+/// never submitted, and calling its `run` as a plain handler.
+async fn misuse(ctx: Context, key: String) -> Result<(u16, u16), HandlerError> {
+    let attach = ctx.workflow_attach::<String>("signup", &key).await;
+    let plain = ctx
+        .object_call::<String>("signup", &key, "run", &"x@example.com")
+        .await;
+    let code = |r: Result<String, TerminalError>| r.err().map_or(0, |e| e.code());
+    Ok((code(attach), code(plain)))
+}
+
 fn runner() -> TestRunner {
     TestRunner::new(
         Endpoint::new()
@@ -205,7 +255,11 @@ fn runner() -> TestRunner {
                     .handler("abandons", abandons)
                     .handler("deadline", deadline)
                     .handler("hourly", hourly)
-                    .handler("log_once", log_once),
+                    .handler("log_once", log_once)
+                    .handler("pay", pay)
+                    .handler("onboard", onboard)
+                    .handler("join_signup", join_signup)
+                    .handler("misuse", misuse),
             )
             .service(
                 VirtualObject::new("counter")
@@ -220,7 +274,11 @@ fn runner() -> TestRunner {
     )
     .with(
         Endpoint::new()
-            .service(Service::new("math").handler("square", square))
+            .service(
+                Service::new("math")
+                    .handler("square", square)
+                    .handler("charge", charge),
+            )
             .service(Service::new("audit").handler("log", log)),
     )
 }
@@ -610,4 +668,45 @@ async fn idempotent_sends_with_one_key_start_one_child() {
         2,
         "orders 7 and 8, once each"
     );
+}
+
+#[tokio::test]
+async fn idempotent_calls_share_one_child_and_every_caller_gets_its_result() {
+    let runner = runner();
+    let first = runner.start("svc", "pay", &7).await.unwrap();
+    let second = runner.start("svc", "pay", &7).await.unwrap();
+    for id in [&first, &second] {
+        assert!(
+            matches!(runner.status(id), Some(Status::Suspended { .. })),
+            "both wait for the one charge"
+        );
+    }
+    runner.advance(Duration::from_secs(3600)).await;
+    let receipt = "receipt 7 (charge 1)".to_string();
+    assert_eq!(runner.finish::<String>(&first).await.unwrap(), receipt);
+    assert_eq!(runner.finish::<String>(&second).await.unwrap(), receipt);
+    let late: String = runner.invoke("svc", "pay", &7).await.unwrap();
+    assert_eq!(late, receipt, "a caller after it finished gets its result");
+    assert_eq!(
+        CHARGES.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one child for the key"
+    );
+}
+
+#[tokio::test]
+async fn a_workflow_is_submitted_resolved_and_attached_to_from_another_handler() {
+    let runner = runner();
+    let out: String = runner.invoke("svc", "onboard", &"bea").await.unwrap();
+    assert!(
+        out.starts_with("bea@example.com confirmed with 4242 (run inv_signup."),
+        "{out}"
+    );
+    let again: String = runner.invoke("svc", "join_signup", &"bea").await.unwrap();
+    assert_eq!(
+        again, "bea@example.com confirmed with 4242",
+        "a workflow runs once per key: a later call gets the first run's result"
+    );
+    let codes: (u16, u16) = runner.invoke("svc", "misuse", &"nobody").await.unwrap();
+    assert_eq!(codes, (404, 400));
 }

@@ -227,7 +227,48 @@ fn expand(
         quote!(.#register(#name, #handler))
     });
     let keyed = kind != Kind::Service;
-    // A workflow's `run` is submitted through the ingress, not called from handlers.
+    // A workflow's `run` is submitted, called (submit or attach, then wait) or attached to.
+    let run_methods = handlers.iter().filter(|h| h.role == Role::Run).map(|h| {
+        let Handler { input, output, .. } = h;
+        let doc_run = format!(
+            "Submits the workflow `{}` at the client's key (or finds its run) and waits for its result.",
+            service_name.value()
+        );
+        let doc_submit = format!(
+            "Submits the workflow `{}` at the client's key without waiting; returns its run's id.",
+            service_name.value()
+        );
+        let doc_attach = format!(
+            "Waits for the run of the workflow `{}` at the client's key, submitted elsewhere (`404` if none).",
+            service_name.value()
+        );
+        quote! {
+            #[doc = #doc_run]
+            pub fn run(&self, input: &#input) -> ::lambda_handler_sdk::DurableFuture<#output> {
+                ::lambda_handler_sdk::CallContext::workflow_call(self.ctx, #service_name, &self.key, input)
+            }
+
+            #[doc = #doc_submit]
+            pub fn submit(&self, input: &#input) -> ::std::result::Result<::lambda_handler_sdk::InvocationId, ::lambda_handler_sdk::TerminalError> {
+                ::lambda_handler_sdk::CallContext::workflow_submit(self.ctx, #service_name, &self.key, input)
+            }
+
+            #[doc = #doc_attach]
+            pub fn attach(&self) -> ::lambda_handler_sdk::DurableFuture<#output> {
+                ::lambda_handler_sdk::CallContext::workflow_attach(self.ctx, #service_name, &self.key)
+            }
+
+            /// Resolves the workflow's promise `name` with `value` (recorded as a step).
+            pub fn resolve_promise<'a, T: ::lambda_handler_sdk::__serde::Serialize>(&'a self, name: &'a str, value: &'a T) -> impl ::std::future::Future<Output = ::std::result::Result<(), ::lambda_handler_sdk::TerminalError>> + Send + 'a {
+                ::lambda_handler_sdk::CallContext::resolve_workflow_promise(self.ctx, #service_name, &self.key, name, value)
+            }
+
+            /// Rejects the workflow's promise `name` with `message` (recorded as a step).
+            pub fn reject_promise<'a>(&'a self, name: &'a str, message: &'a str) -> impl ::std::future::Future<Output = ::std::result::Result<(), ::lambda_handler_sdk::TerminalError>> + Send + 'a {
+                ::lambda_handler_sdk::CallContext::reject_workflow_promise(self.ctx, #service_name, &self.key, name, message)
+            }
+        }
+    });
     let methods = handlers.iter().filter(|h| h.role != Role::Run).map(|h| {
         let Handler { ident, input, output, .. } = h;
         let name = LitStr::new(&ident.to_string(), ident.span());
@@ -334,6 +375,7 @@ fn expand(
                 Self { ctx: ::lambda_handler_sdk::CallContext::as_context(ctx), #key_init }
             }
 
+            #(#run_methods)*
             #(#methods)*
         }
     })

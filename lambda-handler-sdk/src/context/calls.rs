@@ -8,7 +8,10 @@ use crate::context::{Context, Sealed};
 use crate::error::TerminalError;
 use crate::runtime::attempt::Attempt;
 use durable_protocol::clock::now_millis;
-use durable_protocol::{EntryKind, HandlerName, InvocationId, ServiceName, Target};
+use durable_protocol::keyed::ObjectRef;
+use durable_protocol::{
+    EntryKind, HandlerName, InvocationId, ServiceName, StepResult, Target, TerminalFailure,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
@@ -60,7 +63,12 @@ pub trait CallContext: Sealed {
         handler: &str,
         input: &impl Serialize,
     ) -> DurableFuture<O> {
-        call_target(self.context(), target(service, None, handler), input)
+        call_target(
+            self.context(),
+            target(service, None, handler),
+            input,
+            Ok(Naming::Own),
+        )
     }
 
     /// Calls handler `handler` of the virtual object (or workflow) `service` at `key`. An
@@ -72,7 +80,12 @@ pub trait CallContext: Sealed {
         handler: &str,
         input: &impl Serialize,
     ) -> DurableFuture<O> {
-        call_target(self.context(), target(service, Some(key), handler), input)
+        call_target(
+            self.context(),
+            target(service, Some(key), handler),
+            input,
+            Ok(Naming::Own),
+        )
     }
 
     /// Sends `input` to handler `handler` of the object (or workflow) `service` at `key`
@@ -168,6 +181,159 @@ pub trait CallContext: Sealed {
         )
     }
 
+    /// Like [`CallContext::call`], idempotent by `idempotency_key`: the child is the
+    /// invocation that key names for `service/handler` (the same one an idempotent send or an
+    /// HTTP request with the header `idempotency-key` names), so it runs once, and every
+    /// caller with the key gets its result, also one that calls while it runs or after it
+    /// finished (until its retention ends). A parent's kill or cancellation does not reach
+    /// such a shared child. A malformed key is a terminal `400`.
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::prelude::*;
+    /// async fn checkout(ctx: Context, order: String) -> Result<String, HandlerError> {
+    ///     let receipt: String = ctx
+    ///         .call_idempotent("payments", "charge", &format!("charge-{order}"), &order)
+    ///         .await?;
+    ///     Ok(receipt)
+    /// }
+    /// ```
+    fn call_idempotent<O: DeserializeOwned + Send + 'static>(
+        &self,
+        service: &str,
+        handler: &str,
+        idempotency_key: &str,
+        input: &impl Serialize,
+    ) -> DurableFuture<O> {
+        call_target(
+            self.context(),
+            target(service, None, handler),
+            input,
+            idempotency_key_of(idempotency_key).map(Naming::Idempotent),
+        )
+    }
+
+    /// [`CallContext::call_idempotent`] of handler `handler` of object `service` at `key`.
+    fn object_call_idempotent<O: DeserializeOwned + Send + 'static>(
+        &self,
+        service: &str,
+        key: &str,
+        handler: &str,
+        idempotency_key: &str,
+        input: &impl Serialize,
+    ) -> DurableFuture<O> {
+        call_target(
+            self.context(),
+            target(service, Some(key), handler),
+            input,
+            idempotency_key_of(idempotency_key).map(Naming::Idempotent),
+        )
+    }
+
+    /// Submits the workflow `service` at `key` with `input` (as `POST /{service}/{key}/run`
+    /// does) and waits for its `run`'s result. A workflow runs once per key: if that key was
+    /// submitted already, `input` is ignored and this waits for the run there is (or returns
+    /// its result if it finished).
+    fn workflow_call<O: DeserializeOwned + Send + 'static>(
+        &self,
+        service: &str,
+        key: &str,
+        input: &impl Serialize,
+    ) -> DurableFuture<O> {
+        call_target(
+            self.context(),
+            target(service, Some(key), crate::Workflow::RUN),
+            input,
+            Ok(Naming::WorkflowRun),
+        )
+    }
+
+    /// Submits the workflow `service` at `key` with `input` without waiting; returns its
+    /// run's invocation id (the existing run's, if the key was submitted already).
+    fn workflow_submit(
+        &self,
+        service: &str,
+        key: &str,
+        input: &impl Serialize,
+    ) -> Result<InvocationId, TerminalError> {
+        let ctx = self.context();
+        let index = ctx.allocate();
+        send_target(
+            ctx,
+            index,
+            target(service, Some(key), crate::Workflow::RUN),
+            input,
+            None,
+            Ok(Naming::WorkflowRun),
+        )
+    }
+
+    /// Waits for the result of the workflow `service` at `key`, submitted by someone else
+    /// (or earlier). A key that was never submitted fails with a terminal `404`.
+    fn workflow_attach<O: DeserializeOwned + Send + 'static>(
+        &self,
+        service: &str,
+        key: &str,
+    ) -> DurableFuture<O> {
+        call_target(
+            self.context(),
+            target(service, Some(key), crate::Workflow::RUN),
+            &serde_json::Value::Null,
+            Ok(Naming::Attach),
+        )
+    }
+
+    /// Resolves promise `name` of the workflow `service` at `key` with `value`, as
+    /// `POST /{service}/{key}/promises/{name}/resolve` does: its waiters (the run, shared
+    /// handlers) resume with it. Recorded as a step named `"resolve promise"`, so a replay
+    /// does not send it again; the first completion of a promise wins (a later one is
+    /// ignored, and logged by the orchestrator). A promise may be resolved before the
+    /// workflow waits for it, once its key was submitted (a key never submitted has no
+    /// promises: the completion is refused and logged).
+    ///
+    /// ```no_run
+    /// # use lambda_handler_sdk::prelude::*;
+    /// async fn approve(ctx: Context, order: String) -> Result<(), HandlerError> {
+    ///     ctx.resolve_workflow_promise("signup", &order, "approved", &true).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    fn resolve_workflow_promise<'a>(
+        &'a self,
+        service: &'a str,
+        key: &'a str,
+        name: &'a str,
+        value: &impl Serialize,
+    ) -> impl std::future::Future<Output = Result<(), TerminalError>> + Send + 'a {
+        let result = serde_json::to_value(value)
+            .map(StepResult::Value)
+            .map_err(|e| TerminalError::new(format!("the value does not serialize to JSON: {e}")));
+        complete_promise(
+            self.context(),
+            "resolve promise",
+            (service, key, name),
+            result,
+        )
+    }
+
+    /// Rejects promise `name` of the workflow `service` at `key`: its waiters fail with a
+    /// terminal error (code 500) carrying `message`. Recorded as a step named `"reject
+    /// promise"`, like [`CallContext::resolve_workflow_promise`].
+    fn reject_workflow_promise<'a>(
+        &'a self,
+        service: &'a str,
+        key: &'a str,
+        name: &'a str,
+        message: &'a str,
+    ) -> impl std::future::Future<Output = Result<(), TerminalError>> + Send + 'a {
+        let failure = TerminalFailure::new(TerminalFailure::INTERNAL, message);
+        complete_promise(
+            self.context(),
+            "reject promise",
+            (service, key, name),
+            Ok(StepResult::Failure(failure)),
+        )
+    }
+
     /// Cancels `child`, an invocation this handler called or sent (the id `send` returned, or
     /// [`DurableFuture::invocation_id`] of a call), cooperatively, as
     /// `POST /invocations/{child}/cancel` does: the child sees a terminal `409 cancelled` at
@@ -216,24 +382,104 @@ async fn cancel_child(ctx: &Context, child: &InvocationId) -> Result<(), Termina
     .await
 }
 
+/// How a call or send names its child.
+enum Naming {
+    /// A child of its own, made from the caller and the entry.
+    Own,
+    /// The child the idempotency key names for the target (shared with whoever uses it).
+    Idempotent(durable_protocol::IdempotencyKey),
+    /// The run of the workflow at the target's key (one per key).
+    WorkflowRun,
+    /// The existing run of the workflow at the target's key, only waited for.
+    Attach,
+}
+
+impl Naming {
+    fn child(&self, ctx: &Context, index: u32, target: &Target) -> InvocationId {
+        match (self, &target.key) {
+            (Naming::Idempotent(k), _) => target.idempotent_id(k),
+            (Naming::WorkflowRun | Naming::Attach, Some(key)) => {
+                InvocationId::for_workflow(&target.service, key)
+            }
+            _ => InvocationId::child(&ctx.inner.id, index, &target.service),
+        }
+    }
+
+    fn key(self) -> Option<durable_protocol::IdempotencyKey> {
+        match self {
+            Naming::Idempotent(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+fn idempotency_key_of(key: &str) -> Result<durable_protocol::IdempotencyKey, TerminalError> {
+    durable_protocol::IdempotencyKey::new(key)
+        .map_err(|e| TerminalError::new(e.to_string()).with_code(400))
+}
+
+/// `ctx.resolve_workflow_promise` / `reject_workflow_promise`: a step that sends the `complete_promise` event.
+async fn complete_promise(
+    ctx: &Context,
+    step: &str,
+    (service, key, name): (&str, &str, &str),
+    result: Result<StepResult, TerminalError>,
+) -> Result<(), TerminalError> {
+    let bad = |e: String| TerminalError::new(e).with_code(TerminalFailure::BAD_REQUEST);
+    let workflow = ServiceName::new(service)
+        .and_then(|service| {
+            Ok(ObjectRef {
+                service,
+                key: durable_protocol::ObjectKey::new(key)?,
+            })
+        })
+        .map_err(|e| bad(e.to_string()))
+        .and_then(|w| {
+            durable_protocol::keyed::check_name("promise name", name).map_err(bad)?;
+            Ok(w)
+        });
+    let inv = ctx.inner.clone();
+    ctx.run(step, move || async move {
+        let (workflow, result) = (workflow?, result?);
+        // A submit just before is recorded first: the orchestrator starts it before completing.
+        inv.flush().await;
+        let dispatcher = inv.dispatcher.get().cloned().ok_or_else(|| {
+            crate::error::HandlerError::retryable("no orchestrator to complete the promise")
+        })?;
+        dispatcher
+            .complete_promise(&inv.id, &workflow, name, result)
+            .await
+            .map_err(|e| {
+                crate::error::HandlerError::retryable(format!(
+                    "could not complete promise {name} of {workflow}: {e}"
+                ))
+            })
+    })
+    .await
+}
+
 fn call_target<O: DeserializeOwned + Send + 'static>(
     ctx: &Context,
     target: Result<Target, TerminalError>,
     input: &impl Serialize,
+    naming: Result<Naming, TerminalError>,
 ) -> DurableFuture<O> {
     let index = ctx.allocate();
-    let prepared = target.and_then(|t| Ok((t, json_input(input)?)));
+    let prepared = target.and_then(|t| Ok((t, json_input(input)?, naming?)));
     match prepared {
         Err(e) => DurableFuture::new(ctx, index, Box::pin(async move { Err(e) })),
-        Ok((target, input)) => {
-            let child = InvocationId::child(&ctx.inner.id, index, &target.service);
+        Ok((target, input, naming)) => {
+            let child = naming.child(ctx, index, &target);
             ctx.inner.note_child(&child, index);
+            let attach = matches!(naming, Naming::Attach);
             let recorded = ctx.inner.enqueue(
                 index,
                 EntryKind::Call {
                     target,
                     input,
                     child: child.clone(),
+                    idempotency_key: naming.key(),
+                    attach,
                 },
             );
             let inner = Box::pin(await_call(ctx.inner.clone(), index, recorded));
@@ -258,7 +504,7 @@ fn send_at(
         target(service, key, handler),
         input,
         due_at_ms,
-        None,
+        Ok(Naming::Own),
     )
 }
 
@@ -266,19 +512,17 @@ fn send_at(
 fn send_keyed(
     ctx: &Context,
     (service, key, handler): (&str, Option<&str>, &str),
-    idempotency_key: &str,
+    key_of_send: &str,
     input: &impl Serialize,
 ) -> Result<InvocationId, TerminalError> {
     let index = ctx.allocate();
-    let idempotency_key = durable_protocol::IdempotencyKey::new(idempotency_key)
-        .map_err(|e| TerminalError::new(e.to_string()).with_code(400))?;
     send_target(
         ctx,
         index,
         target(service, key, handler),
         input,
         None,
-        Some(idempotency_key),
+        idempotency_key_of(key_of_send).map(Naming::Idempotent),
     )
 }
 
@@ -288,14 +532,12 @@ fn send_target(
     target: Result<Target, TerminalError>,
     input: &impl Serialize,
     due_at_ms: Option<u64>,
-    idempotency_key: Option<durable_protocol::IdempotencyKey>,
+    naming: Result<Naming, TerminalError>,
 ) -> Result<InvocationId, TerminalError> {
     let target = target?;
     let input = json_input(input)?;
-    let child = match &idempotency_key {
-        Some(k) => target.idempotent_id(k),
-        None => InvocationId::child(&ctx.inner.id, index, &target.service),
-    };
+    let naming = naming?;
+    let child = naming.child(ctx, index, &target);
     ctx.inner.note_child(&child, index);
     // Replay keeps the first due time.
     let due_at_ms = match ctx.inner.recorded(index).map(|e| &e.kind) {
@@ -309,7 +551,7 @@ fn send_target(
             input,
             child: child.clone(),
             due_at_ms,
-            idempotency_key,
+            idempotency_key: naming.key(),
         },
     );
     Ok(child)

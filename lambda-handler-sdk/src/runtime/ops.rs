@@ -2,6 +2,7 @@
 //! the orchestrator, through `dispatch`, `resume` and `cancel_child` control events.
 
 use durable_protocol::auth::{AwakeableId, ServiceKey};
+use durable_protocol::keyed::ObjectRef;
 use durable_protocol::{ControlEvent, EntryKind, InvocationId, StepResult};
 use durable_store::traits::BoxFuture;
 use tokio::sync::oneshot;
@@ -36,6 +37,15 @@ pub trait Dispatcher: Send + Sync {
         &'a self,
         parent: &'a InvocationId,
         index: u32,
+    ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Completes promise `name` of workflow `workflow` with `result`, sent by invocation `from`.
+    fn complete_promise<'a>(
+        &'a self,
+        from: &'a InvocationId,
+        workflow: &'a ObjectRef,
+        name: &'a str,
+        result: StepResult,
     ) -> BoxFuture<'a, Result<(), String>>;
 }
 
@@ -104,6 +114,22 @@ impl Dispatcher for LambdaDispatcher {
     ) -> BoxFuture<'a, Result<(), String>> {
         let key = self.key.invocation_key(parent);
         Box::pin(self.event(ControlEvent::cancel_child(parent.clone(), index, &key)))
+    }
+
+    fn complete_promise<'a>(
+        &'a self,
+        from: &'a InvocationId,
+        workflow: &'a ObjectRef,
+        name: &'a str,
+        result: StepResult,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let key = self.key.invocation_key(from);
+        Box::pin(self.event(ControlEvent::complete_promise(
+            from.clone(),
+            (workflow.clone(), name.to_owned()),
+            result,
+            &key,
+        )))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Calls and sends: program order, dispatch, callee errors.
 
 use super::*;
+use durable_protocol::{ObjectKey, Target};
 
 #[tokio::test]
 async fn calls_and_sends_are_recorded_and_dispatched_in_program_order() {
@@ -87,6 +88,8 @@ async fn a_callees_terminal_error_reaches_the_caller() {
             target,
             input: json!(0),
             child: InvocationId::child(&parent, 0, &ServiceName::new("math").unwrap()),
+            idempotency_key: None,
+            attach: false,
         },
     );
     call.dispatched = true;
@@ -108,4 +111,77 @@ async fn a_callees_terminal_error_reaches_the_caller() {
             tail: None,
         }
     );
+}
+
+/// An idempotent call, a workflow's submit, call and attach, and a promise of another
+/// workflow resolved, each as its entry records it.
+async fn shared_children(ctx: Context, _: ()) -> Result<(), HandlerError> {
+    let _charge = ctx.call_idempotent::<u32>("payments", "charge", "order-7", &7);
+    let bad = ctx.call_idempotent::<u32>("payments", "charge", "", &7);
+    let _run = ctx.workflow_submit("signup", "ada", &"ada@example.com")?;
+    let _called = ctx.workflow_call::<bool>("signup", "bea", &"bea@example.com");
+    let _attached = ctx.workflow_attach::<bool>("signup", "ada");
+    ctx.resolve_workflow_promise("signup", "ada", "approved", &true)
+        .await?;
+    let err = bad.await.expect_err("an empty idempotency key is refused");
+    assert_eq!(err.code(), 400);
+    Ok(())
+}
+
+#[tokio::test]
+async fn idempotent_calls_and_workflow_runs_name_the_children_they_share() {
+    let journal = Arc::new(MemoryJournal::default());
+    let dispatcher = Arc::new(MemoryDispatcher::default());
+    let endpoint = Endpoint::new().service(Service::new("svc").handler("shared", shared_children));
+    let resp = endpoint
+        .run_with(
+            request("shared", json!(null), vec![]),
+            journal.clone(),
+            dispatcher.clone(),
+        )
+        .await;
+    assert!(
+        matches!(resp, HandlerResponse::Completed { .. }),
+        "{resp:?}"
+    );
+    let entries: Vec<_> = journal.entries.lock().unwrap().values().cloned().collect();
+    let signup = ServiceName::new("signup").unwrap();
+    let charge = Target {
+        service: ServiceName::new("payments").unwrap(),
+        key: None,
+        handler: HandlerName::new("charge").unwrap(),
+    };
+    let key = durable_protocol::IdempotencyKey::new("order-7").unwrap();
+    assert!(matches!(
+        &entries[0].kind,
+        EntryKind::Call { child, idempotency_key: Some(k), attach: false, .. }
+            if *child == charge.idempotent_id(&key) && *k == key
+    ));
+    // The malformed key took index 1 and recorded nothing.
+    assert!(matches!(
+        &entries[1].kind,
+        EntryKind::Send { child, idempotency_key: None, .. }
+            if *child == InvocationId::for_workflow(&signup, &ObjectKey::new("ada").unwrap())
+    ));
+    assert!(matches!(
+        &entries[2].kind,
+        EntryKind::Call { child, attach: false, .. }
+            if *child == InvocationId::for_workflow(&signup, &ObjectKey::new("bea").unwrap())
+    ));
+    assert!(matches!(
+        &entries[3].kind,
+        EntryKind::Call { child, attach: true, input, .. }
+            if *child == InvocationId::for_workflow(&signup, &ObjectKey::new("ada").unwrap())
+                && input.is_null()
+    ));
+    assert!(matches!(&entries[4].kind, EntryKind::Run { name, .. } if name == "resolve promise"));
+    assert_eq!(
+        *dispatcher.promises.lock().unwrap(),
+        vec![(
+            "signup/ada".to_string(),
+            "approved".to_string(),
+            StepResult::Value(json!(true))
+        )]
+    );
+    assert_eq!(*dispatcher.dispatched.lock().unwrap(), vec![0, 2, 3, 4]);
 }

@@ -61,6 +61,8 @@ struct MemoryDispatcher {
     completed: Mutex<Vec<(String, StepResult)>>,
     /// Children cancelled by the handler: their entries.
     cancelled: Mutex<Vec<u32>>,
+    /// Workflow promises completed by the handler: ("workflow/key", name, result).
+    promises: Mutex<Vec<(String, String, StepResult)>>,
 }
 
 impl crate::runtime::ops::Dispatcher for MemoryDispatcher {
@@ -107,6 +109,22 @@ impl crate::runtime::ops::Dispatcher for MemoryDispatcher {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.cancelled.lock().unwrap().push(index);
+            Ok(())
+        })
+    }
+
+    fn complete_promise<'a>(
+        &'a self,
+        _from: &'a InvocationId,
+        workflow: &'a durable_protocol::keyed::ObjectRef,
+        name: &'a str,
+        result: StepResult,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.promises
+                .lock()
+                .unwrap()
+                .push((workflow.to_string(), name.to_owned(), result));
             Ok(())
         })
     }

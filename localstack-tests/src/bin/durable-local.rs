@@ -411,11 +411,24 @@ async fn print_invocation(
             }
             durable_protocol::EntryKind::Call {
                 target,
+                child,
+                attach: true,
+                ..
+            } => format!("attach to {} -> {child}", target.display()),
+            durable_protocol::EntryKind::Call {
+                target,
                 input,
                 child,
-            } => {
-                format!("call {} {input} -> child {child}", target.display())
-            }
+                idempotency_key,
+                ..
+            } => match idempotency_key {
+                Some(key) => format!(
+                    "call {} {input} (idempotency key {}) -> child {child}",
+                    target.display(),
+                    key.as_str()
+                ),
+                None => format!("call {} {input} -> child {child}", target.display()),
+            },
             durable_protocol::EntryKind::Send {
                 target,
                 input,

@@ -198,3 +198,43 @@ pub(crate) async fn send_once(ctx: Context, input: SendOnceInput) -> Result<Stri
     )?;
     Ok(child.to_string())
 }
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SettleInput {
+    pub(crate) run: String,
+    /// How long the settlement takes after it is counted (a durable sleep).
+    pub(crate) settle_ms: u64,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PayOnceInput {
+    pub(crate) run: String,
+    pub(crate) key: String,
+    pub(crate) settle_ms: u64,
+}
+
+/// Calls `settle` idempotently by `key`: one settlement per key, whoever calls; answers
+/// the settlement's result.
+pub(crate) async fn pay_once(ctx: Context, input: PayOnceInput) -> Result<u64, HandlerError> {
+    let settle = SettleInput {
+        run: input.run,
+        settle_ms: input.settle_ms,
+    };
+    Ok(ctx
+        .call_idempotent("testbed", "settle", &input.key, &settle)
+        .await?)
+}
+
+/// Counts a settlement (effect `settle`), then takes `settle_ms`; answers when it was counted.
+pub(crate) async fn settle(ctx: Context, input: SettleInput) -> Result<u64, HandlerError> {
+    let run = input.run.clone();
+    let at = ctx
+        .run("settle", || async move {
+            count_effect(&run, "settle").await?;
+            Ok(now_ms())
+        })
+        .await?;
+    ctx.sleep(std::time::Duration::from_millis(input.settle_ms))
+        .await?;
+    Ok(at)
+}

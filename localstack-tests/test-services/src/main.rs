@@ -71,7 +71,12 @@ async fn main() -> Result<(), lambda_handler_sdk::lambda_runtime::Error> {
                     .handler("guarded", guarded)
                     .handler("hold_lock", hold_lock)
                     .handler("cancel_children", cancel_children)
-                    .handler("remind", remind),
+                    .handler("remind", remind)
+                    .handler("pay_once", pay_once)
+                    .handler("settle", settle)
+                    .handler("onboard", onboard)
+                    .handler("join_onboarding", join_onboarding)
+                    .handler("misuse_workflow", misuse_workflow),
             )
             .service(
                 VirtualObject::new("counter")

@@ -47,10 +47,12 @@ pub enum Scenario {
     Object,
     Workflow,
     Map,
+    SharedCall,
+    HandlerWorkflow,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Steps,
         Scenario::Sleep,
         Scenario::Call,
@@ -60,6 +62,8 @@ impl Scenario {
         Scenario::Object,
         Scenario::Workflow,
         Scenario::Map,
+        Scenario::SharedCall,
+        Scenario::HandlerWorkflow,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +77,8 @@ impl Scenario {
             Scenario::Object => "object",
             Scenario::Workflow => "workflow",
             Scenario::Map => "map",
+            Scenario::SharedCall => "shared call",
+            Scenario::HandlerWorkflow => "handler wf",
         }
     }
 
@@ -190,6 +196,44 @@ impl Scenario {
                     }
                     closure_runs_within(env, &run, &format!("item-{i}"), limit).await?;
                 }
+            }
+            Scenario::SharedCall => {
+                // Two callers, one idempotent call: one of them joins the other's child.
+                let key = format!("settle-{run}");
+                let input = json!({"run": run, "key": key, "settle_ms": 1500});
+                let (key_a, key_b) = (format!("{run}-a"), format!("{run}-b"));
+                let (a, b) = tokio::join!(
+                    invoke(env, "/testbed/pay_once", input.clone(), &key_a),
+                    invoke(env, "/testbed/pay_once", input, &key_b),
+                );
+                let (a, b) = (a?, b?);
+                if a != b || !a.is_u64() {
+                    return Err(format!("the callers answered {a} and {b}"));
+                }
+                let child = durable_protocol::InvocationId::for_idempotency_key(
+                    &durable_protocol::ServiceName::new("testbed").map_err(|e| e.to_string())?,
+                    &durable_protocol::HandlerName::new("settle").map_err(|e| e.to_string())?,
+                    &durable_protocol::IdempotencyKey::new(key).map_err(|e| e.to_string())?,
+                );
+                let limit = closure_limit(env, child.as_str()).await?;
+                closure_runs_within(env, &run, "settle", limit).await?;
+            }
+            Scenario::HandlerWorkflow => {
+                // A handler submits the workflow, resolves its promise and attaches to it.
+                let out = invoke(
+                    env,
+                    "/testbed/onboard",
+                    json!({"run": run, "key": run}),
+                    &run,
+                )
+                .await?;
+                expect(&out, &json!({"confirmed_with": "from a handler"}))?;
+                let id = durable_protocol::InvocationId::for_workflow(
+                    &durable_protocol::ServiceName::new("onboarding").map_err(|e| e.to_string())?,
+                    &durable_protocol::ObjectKey::new(&run).map_err(|e| e.to_string())?,
+                );
+                let limit = closure_limit(env, id.as_str()).await?;
+                closure_runs_within(env, &run, "send e-mail", limit).await?;
             }
         }
         Ok(())

@@ -8,7 +8,9 @@ use durable_protocol::clock::now_millis;
 use durable_protocol::crash_point;
 use durable_protocol::trace::TraceParent;
 use durable_protocol::{HandlerKind, InvocationId, ServiceKind, StepResult, TerminalFailure};
-use durable_store::invocations::{Created, Invocation, NewInvocation};
+use durable_store::invocations::{
+    Caller, Created, Invocation, Joined, NewInvocation, Outcome, MAX_WAITERS,
+};
 
 impl Services {
     /// A call or send entry of `parent` was recorded: create its child (and, first, the children
@@ -33,12 +35,9 @@ impl Services {
         };
         crash_point!("dispatch.loaded");
         // Earlier calls and sends not started yet go first; their own dispatch drives them.
-        let mut earlier_created = Vec::new();
-        for earlier in journal.iter().filter(|e| e.index < index && !e.dispatched) {
-            if let Some(child) = self.create_child(parent, earlier, 0, call).await? {
-                earlier_created.push(child.id);
-            }
-        }
+        let earlier_created = self
+            .create_undispatched(parent, &journal, index, call)
+            .await?;
         let lease = call.deadline_ms + LEASE_MARGIN.as_millis() as u64;
         let created = self.create_child(parent, &entry, lease, call).await?;
         let killed = self.kill_orphans(parent, &journal, index, call).await?;
@@ -67,7 +66,7 @@ impl Services {
             }
             None => {
                 // It existed: finish what a crashed dispatch may have left undone.
-                let Some(child_id) = entry.kind.child() else {
+                let Some(start) = entry.kind.child_start() else {
                     return replies::report(&replies::DispatchReport {
                         invocation_id: None,
                         entry: None,
@@ -75,7 +74,7 @@ impl Services {
                         status: Some("not a call"),
                     });
                 };
-                let Some(child) = self.invocations.get(child_id).await? else {
+                let Some(child) = self.invocations.get(start.child).await? else {
                     return replies::report(&replies::DispatchReport {
                         invocation_id: None,
                         entry: None,
@@ -83,8 +82,16 @@ impl Services {
                         status: Some("no child"),
                     });
                 };
+                let caller = Caller {
+                    invocation: parent.clone(),
+                    entry: index,
+                };
                 match &child.outcome {
-                    Some(outcome) => self.notify_caller(&child, outcome).await?,
+                    // Its own child; a shared one told this caller when it joined its waiters.
+                    Some(outcome) if child.caller.as_ref() == Some(&caller) => {
+                        self.tell_caller(&caller, outcome).await?;
+                    }
+                    Some(_) => {}
                     None => {
                         self.attach(child, call, Wait::No).await?;
                     }
@@ -97,6 +104,24 @@ impl Services {
                 })?)
             }
         }
+    }
+
+    /// Creates the children of `parent`'s calls and sends before entry `before` that are not
+    /// dispatched yet, in program order; returns those created here, to be driven.
+    pub(crate) async fn create_undispatched(
+        &self,
+        parent: &InvocationId,
+        journal: &[durable_protocol::JournalEntry],
+        before: u32,
+        call: &LambdaCall,
+    ) -> Result<Vec<InvocationId>, OrchestratorError> {
+        let mut created = Vec::new();
+        for earlier in journal.iter().filter(|e| e.index < before && !e.dispatched) {
+            if let Some(child) = self.create_child(parent, earlier, 0, call).await? {
+                created.push(child.id);
+            }
+        }
+        Ok(created)
     }
 
     /// A parent killed while its dispatch ran (a zombie attempt recorded a call after the
@@ -114,10 +139,7 @@ impl Services {
         let awaited: Vec<&InvocationId> = journal
             .iter()
             .filter(|e| e.index <= upto && e.completion.is_none())
-            .filter_map(|e| match &e.kind {
-                durable_protocol::EntryKind::Call { child, .. } => Some(child),
-                _ => None,
-            })
+            .filter_map(|e| e.kind.owned_call_child(parent, e.index))
             .collect();
         // Only a dispatch with an unanswered call pays the read (a send's child is delivered).
         if awaited.is_empty() {
@@ -165,20 +187,36 @@ impl Services {
             .lookup(&target.service)
             .await?
             .filter(|r| r.has_handler(&target.handler));
+        let run_of_workflow = registration.as_ref().is_some_and(|r| {
+            r.kind == ServiceKind::Workflow
+                && r.kind_of(&target.handler) == Some(HandlerKind::Workflow)
+        });
         // The child's id is the one its caller's entry must name: made from the caller and
-        // the entry, in the target's service. Anything else would let a handler choose which
-        // partition the orchestrator writes a child into.
-        // An idempotent send's child is the one its key names for the target (as over HTTP).
-        let expected = match start.idempotency_key {
-            Some(key) => target.idempotent_id(key),
-            None => InvocationId::child(parent, entry.index, &target.service),
-        };
+        // the entry, in the target's service; for an idempotent call or send, the one its key
+        // names for the target (as over HTTP); for a workflow's run, the run of its key.
+        // Anything else would let a handler choose which item the orchestrator writes.
+        let expected = start.expected_child(parent, entry.index, run_of_workflow);
         let refused = match &registration {
+            _ if *child != expected && run_of_workflow => Some(TerminalFailure::new(
+                TerminalFailure::BAD_REQUEST,
+                format!(
+                    "{}: a workflow's run is submitted with ctx.workflow_submit, called with \
+                     ctx.workflow_call or waited for with ctx.workflow_attach",
+                    target.display()
+                ),
+            )),
             _ if *child != expected => Some(TerminalFailure::new(
                 TerminalFailure::BAD_REQUEST,
                 format!(
                     "entry {} of {parent} names child {child}, not {expected}",
                     entry.index
+                ),
+            )),
+            Some(_) if start.attach && !run_of_workflow => Some(TerminalFailure::new(
+                TerminalFailure::BAD_REQUEST,
+                format!(
+                    "{}: only a workflow's run can be attached to",
+                    target.display()
                 ),
             )),
             None => Some(TerminalFailure::new(
@@ -194,42 +232,36 @@ impl Services {
                     400,
                     format!("{} is keyed: call it with a key", target.service),
                 )),
-                (ServiceKind::Workflow, Some(_))
-                    if r.kind_of(&target.handler) == Some(HandlerKind::Workflow) =>
-                {
-                    Some(TerminalFailure::new(
-                        400,
-                        format!(
-                            "{}: a workflow's run is submitted through the ingress \
-                             (POST /{}/{{key}}/run), not called from a handler",
-                            target.display(),
-                            target.service
-                        ),
-                    ))
-                }
                 _ => None,
             },
         };
         if let Some(failure) = refused {
-            tracing::warn!(%parent, entry = entry.index, "{}", failure.message);
-            self.journal.mark_dispatched(parent, entry.index).await?;
-            if is_call {
-                self.journal
-                    .complete(
-                        parent,
-                        entry.index,
-                        durable_protocol::EntryTag::Call,
-                        &StepResult::Failure(failure),
-                        durable_store::Completer::Other,
-                    )
-                    .await?;
-                crash_point!("dispatch.refused.completed");
-                self.send_event(&self.signing.resume(parent.clone(), entry.index))
-                    .await?;
-            }
-            return Ok(None);
+            return self.refuse(parent, (entry.index, is_call), failure).await;
         }
         let registration = registration.expect("refused when missing");
+        let this_caller = is_call.then(|| Caller {
+            invocation: parent.clone(),
+            entry: entry.index,
+        });
+        if start.attach {
+            // Nothing is created: the run must exist, and this call waits for it.
+            let caller = this_caller.as_ref().expect("an attach is a call");
+            let joined = self.invocations.add_waiter(child, caller).await?;
+            if matches!(joined, Joined::Missing) {
+                let failure = TerminalFailure::new(
+                    404,
+                    format!(
+                        "workflow {} has no run for key {}",
+                        target.service,
+                        target.key.as_ref().map_or("", |k| k.as_str())
+                    ),
+                );
+                return self.refuse(parent, (entry.index, is_call), failure).await;
+            }
+            self.joined(caller, joined).await?;
+            self.journal.mark_dispatched(parent, entry.index).await?;
+            return Ok(None);
+        }
         let handler_kind = registration.kind_of(&target.handler);
         // A large input was offloaded under the caller's prefix, which the callee (another
         // service, another IAM grant) may not read: it gets a copy under its own.
@@ -264,10 +296,7 @@ impl Services {
             idempotency_key: start.idempotency_key.cloned(),
             lease_until,
             released: false,
-            caller: is_call.then(|| durable_store::invocations::Caller {
-                invocation: parent.clone(),
-                entry: entry.index,
-            }),
+            caller: this_caller.clone(),
             key: target.key.clone(),
             handler_kind,
             traceparent: Some(trace.child(child)),
@@ -276,7 +305,10 @@ impl Services {
         if handler_kind == Some(HandlerKind::Exclusive) {
             // Into the object's inbox, due now or when a delayed send is due (a schedule
             // pumps the object then).
-            self.arrive(&new, due.unwrap_or_else(now_millis), None)
+            let (arrived, _) = self
+                .arrive(&new, due.unwrap_or_else(now_millis), None)
+                .await?;
+            self.wait_on_existing(&arrived, this_caller.as_ref())
                 .await?;
             if let Some(due) = due {
                 self.timers
@@ -291,6 +323,8 @@ impl Services {
             self.started(inv);
         }
         crash_point!("dispatch.child.created");
+        self.wait_on_existing(&created, this_caller.as_ref())
+            .await?;
         if let Some(due) = due {
             // Scheduled (again, harmlessly, if it existed) before the entry counts as dispatched.
             self.timers
@@ -304,5 +338,77 @@ impl Services {
             Created::New(inv) => Some(inv),
             Created::Existing(_) => None,
         })
+    }
+
+    /// A call whose child existed already, started by someone else (an idempotent call's or a
+    /// workflow's run): this caller joins its waiters, and is told at once if the child has
+    /// finished, all before its entry counts as dispatched, so a dispatch that dies in
+    /// between is repeated by the sweep (completing an entry twice keeps the first).
+    async fn wait_on_existing(
+        &self,
+        created: &Created,
+        caller: Option<&Caller>,
+    ) -> Result<(), OrchestratorError> {
+        let (Created::Existing(child), Some(caller)) = (created, caller) else {
+            return Ok(());
+        };
+        if child.caller.as_ref() == Some(caller) {
+            return Ok(());
+        }
+        let joined = match &child.outcome {
+            Some(_) => Joined::Joined(Box::new(child.clone())),
+            None => self.invocations.add_waiter(&child.id, caller).await?,
+        };
+        self.joined(caller, joined).await
+    }
+
+    /// After joining a shared child: a finished one's outcome is delivered now; a full one
+    /// (too many waiters) fails the call with a terminal `429`.
+    async fn joined(&self, caller: &Caller, joined: Joined) -> Result<(), OrchestratorError> {
+        crash_point!("dispatch.waiter.added");
+        let outcome = match joined {
+            Joined::Joined(child) => child.outcome,
+            Joined::Full(child) => Some(child.outcome.unwrap_or_else(|| {
+                Outcome::Failed(TerminalFailure::new(
+                    429,
+                    format!(
+                        "{} already has {MAX_WAITERS} callers waiting for it",
+                        child.id
+                    ),
+                ))
+            })),
+            Joined::Missing => None,
+        };
+        if let Some(outcome) = outcome {
+            self.tell_caller(caller, &outcome).await?;
+        }
+        Ok(())
+    }
+
+    /// A call or send that cannot start: its entry is dispatched, and a call completes with
+    /// `failure` and its caller is resumed.
+    async fn refuse(
+        &self,
+        parent: &InvocationId,
+        (index, is_call): (u32, bool),
+        failure: TerminalFailure,
+    ) -> Result<Option<Invocation>, OrchestratorError> {
+        tracing::warn!(%parent, entry = index, "{}", failure.message);
+        self.journal.mark_dispatched(parent, index).await?;
+        if is_call {
+            self.journal
+                .complete(
+                    parent,
+                    index,
+                    durable_protocol::EntryTag::Call,
+                    &StepResult::Failure(failure),
+                    durable_store::Completer::Other,
+                )
+                .await?;
+            crash_point!("dispatch.refused.completed");
+            self.send_event(&self.signing.resume(parent.clone(), index))
+                .await?;
+        }
+        Ok(None)
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! * [`register`]: registering a handler Lambda's services.
 //! * [`awakeables`]: awakeables completed by handlers.
+//! * [`promises`]: workflow promises completed by handlers.
 //! * [`children`]: children cancelled by their parent's handler.
 //! * [`drive`]: `drive`, `wake` and `resume`.
 //! * [`dispatch`]: starting the children of calls and sends.
@@ -12,6 +13,7 @@ pub mod awakeables;
 pub mod children;
 pub mod dispatch;
 pub mod drive;
+pub mod promises;
 pub mod register;
 pub mod reports;
 pub mod sweep;
@@ -65,6 +67,21 @@ impl Services {
                 result,
             } => {
                 self.complete_awakeable_event(&awakeable_id, &result, call)
+                    .await
+            }
+            ControlEvent::CompletePromise {
+                invocation_id,
+                workflow,
+                key,
+                name,
+                result,
+                ..
+            } => {
+                let workflow = durable_protocol::keyed::ObjectRef {
+                    service: workflow,
+                    key,
+                };
+                self.complete_promise_event((&workflow, &name), &result, &invocation_id, call)
                     .await
             }
         }

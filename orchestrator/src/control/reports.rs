@@ -68,6 +68,15 @@ pub struct AwakeableReport {
     pub status: &'static str,
 }
 
+/// What a `complete_promise` event did: `resolved`, `rejected`, or why nothing was
+/// (`already_completed`, `unknown_workflow`, ...).
+#[derive(Debug, Serialize)]
+pub struct PromiseReport<'a> {
+    pub workflow: String,
+    pub promise: &'a str,
+    pub status: &'static str,
+}
+
 /// What a `cancel_child` event did: the child's status afterwards (`running` while its
 /// cancellation is on the way, `cancelled`, or the status of a child that had finished), or
 /// why there is no child (`unknown_entry`, `not_a_call_or_send`).

@@ -352,25 +352,29 @@ impl Services {
         Ok(true)
     }
 
-    /// A finished child of a call whose caller's entry has no completion yet (its driver died
-    /// between finishing it and telling the caller): tells the caller now. `true` if it did.
+    /// A finished child of a call whose callers' entries (its caller's, and those of the
+    /// waiters of a shared child) have no completion yet (its driver died between finishing
+    /// it and telling them): tells them now. `true` if it told any.
     pub(crate) async fn notify_caller_if_untold(
         &self,
         inv: &Invocation,
     ) -> Result<bool, OrchestratorError> {
-        let (Some(outcome), Some(caller)) = (&inv.outcome, &inv.caller) else {
+        let Some(outcome) = &inv.outcome else {
             return Ok(false);
         };
-        let told = self
-            .journal
-            .entry(&caller.invocation, caller.entry)
-            .await?
-            .is_none_or(|e| e.completion.is_some());
-        if told {
-            return Ok(false);
+        let mut told_any = false;
+        for caller in inv.callers() {
+            let told = self
+                .journal
+                .entry(&caller.invocation, caller.entry)
+                .await?
+                .is_none_or(|e| e.completion.is_some());
+            if !told {
+                self.tell_caller(caller, outcome).await?;
+                told_any = true;
+            }
         }
-        self.notify_caller(inv, outcome).await?;
-        Ok(true)
+        Ok(told_any)
     }
 }
 

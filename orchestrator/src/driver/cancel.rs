@@ -102,7 +102,8 @@ impl Services {
             .iter()
             .any(durable_protocol::JournalEntry::carries_cancellation)
         {
-            self.cancel_children(&journal, waiting_on, call).await?;
+            self.cancel_children(&inv.id, &journal, waiting_on, call)
+                .await?;
             let cancelled = StepResult::Failure(TerminalFailure::cancelled());
             for entry in journal
                 .iter()
@@ -129,16 +130,21 @@ impl Services {
     /// still wait in an object's inbox.
     async fn cancel_children(
         &self,
+        parent: &durable_protocol::InvocationId,
         journal: &[durable_protocol::JournalEntry],
         waiting_on: &[u32],
         call: &LambdaCall,
     ) -> Result<(), OrchestratorError> {
         for entry in journal {
             let (child, queued_only) = match &entry.kind {
-                EntryKind::Call { child, .. }
+                // A shared child (an idempotent call's, a workflow's run) is not this one's.
+                EntryKind::Call { .. }
                     if waiting_on.contains(&entry.index) && entry.completion.is_none() =>
                 {
-                    (child, false)
+                    match entry.kind.owned_call_child(parent, entry.index) {
+                        Some(child) => (child, false),
+                        None => continue,
+                    }
                 }
                 EntryKind::Send { child, target, .. } if target.key.is_some() => (child, true),
                 _ => continue,

@@ -576,16 +576,38 @@ impl Services {
         }
     }
 
-    /// A finished child of `ctx.call`: its result completes the caller's entry (once), and the
-    /// caller is resumed in a fresh call.
+    /// A finished child of `ctx.call`: its result completes its callers' entries (once each),
+    /// and each caller is resumed in a fresh call. A child others may wait for (idempotent,
+    /// a workflow's run) is read again after its finish, which every waiter added before it
+    /// is in; one added after finds the outcome itself.
     pub async fn notify_caller(
         &self,
         inv: &Invocation,
         outcome: &Outcome,
     ) -> Result<(), OrchestratorError> {
-        let Some(caller) = &inv.caller else {
+        if let Some(caller) = &inv.caller {
+            self.tell_caller(caller, outcome).await?;
+        }
+        if !inv.may_have_waiters() {
             return Ok(());
+        }
+        let waiters = match self.invocations.get(&inv.id).await? {
+            Some(now) => now.waiters,
+            None => inv.waiters.clone(),
         };
+        for waiter in &waiters {
+            crash_point!("driver.notify.waiter.before");
+            self.tell_caller(waiter, outcome).await?;
+        }
+        Ok(())
+    }
+
+    /// Completes call entry `caller` with `outcome` (once) and resumes its invocation.
+    pub(crate) async fn tell_caller(
+        &self,
+        caller: &durable_store::invocations::Caller,
+        outcome: &Outcome,
+    ) -> Result<(), OrchestratorError> {
         let result = match outcome {
             // The child's output expires with the child: the caller keeps its own copy.
             Outcome::Completed(v) => {

@@ -17,14 +17,14 @@ use durable_protocol::{
 use durable_store::{Beat, Completed, Completer};
 
 impl Services {
-    /// `POST /{workflow}/{key}/promises/{name}/resolve|reject`: completes a durable promise
-    /// (the first completion wins) and resumes whoever waits for it.
+    /// `POST /{workflow}/{key}/promises/{name}/resolve|reject` (and a handler's
+    /// `complete_promise`, `by` its invocation): completes a durable promise (the first
+    /// completion wins) and resumes whoever waits for it.
     pub(crate) async fn complete_promise(
         &self,
-        service: &ServiceName,
-        key: &ObjectKey,
-        name: &str,
+        (service, key, name): (&ServiceName, &ObjectKey, &str),
         result: &StepResult,
+        by: &str,
     ) -> Result<FunctionUrlResponse, ApiError> {
         // Promises belong to a submitted workflow: a key that never ran has none, and a
         // completion must not leave items nobody will ever clean up.
@@ -49,7 +49,7 @@ impl Services {
         let completion = self
             .objects
             .keyed
-            .complete(&object, name, result, "ingress")
+            .complete(&object, name, result, by)
             .await
             .map_err(OrchestratorError::from)?;
         crash_point!("promise.completed");

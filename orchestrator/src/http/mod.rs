@@ -69,7 +69,10 @@ impl Services {
                 key,
                 name,
                 result,
-            }) => self.complete_promise(&service, &key, &name, &result).await,
+            }) => {
+                self.complete_promise((&service, &key, &name), &result, "ingress")
+                    .await
+            }
             Ok(Route::Output { id }) => self.output(&id).await,
             Ok(Route::Attach { id }) => self.attach_http(&id, call).await,
             Ok(Route::CompleteAwakeable { id, result }) => {

@@ -77,6 +77,11 @@ impl Services {
             waiting_on: inv.waiting_on.clone(),
             cancel_requested_at: inv.cancel_requested,
             caller_entry: inv.caller.as_ref().map(|c| c.entry),
+            waiters: inv
+                .waiters
+                .iter()
+                .map(durable_store::invocations::Caller::encode)
+                .collect(),
             children: {
                 let mut kids: Vec<ChildView> = children.values().cloned().collect();
                 kids.sort_by_key(|c| c.entry);
