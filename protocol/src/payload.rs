@@ -40,6 +40,14 @@ impl Default for Limits {
     }
 }
 
+/// Whether `value` has the shape of a reference (checked without decoding it), so that an
+/// inline value skips the payload store altogether.
+pub fn is_ref(value: &serde_json::Value) -> bool {
+    value
+        .as_object()
+        .is_some_and(|obj| obj.len() == 1 && obj.contains_key(REF_KEY))
+}
+
 /// The reference inside `value`, if it is one.
 pub fn as_ref(value: &serde_json::Value) -> Option<PayloadRef> {
     let obj = value.as_object()?;

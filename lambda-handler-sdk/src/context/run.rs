@@ -110,6 +110,16 @@ where
     fn into_future(self) -> Self::IntoFuture {
         // The index is taken here, when the step is awaited or joined, in program order.
         let index = self.ctx.allocate();
+        // A replayed step with its result needs none of the step's machinery: a small future
+        // decodes it (a long replay then allocates per entry what the result needs, not the
+        // whole step's state machine).
+        if let Some(result) = replayed_result(&self.ctx.inner, index, self.name) {
+            let (inv, name) = (self.ctx.inner.clone(), self.name);
+            return self.ctx.receiving(
+                index,
+                async move { decode(&inv, index, name, result).await },
+            );
+        }
         self.ctx.receiving(
             index,
             run_step(
@@ -120,6 +130,24 @@ where
                 (self.policy, self.semantics),
             ),
         )
+    }
+}
+
+/// The recorded result of step `name` at `index`, if it finished (in any of its semantics).
+fn replayed_result(inv: &Attempt, index: u32, name: &str) -> Option<StepResult> {
+    let entry = inv.recorded(index)?;
+    match (&entry.kind, &entry.completion) {
+        (
+            EntryKind::Run {
+                name: recorded,
+                result,
+            },
+            _,
+        ) if recorded == name => Some(result.clone()),
+        (EntryKind::Started { name: recorded, .. }, Some(result)) if recorded == name => {
+            Some(result.clone())
+        }
+        _ => None,
     }
 }
 

@@ -198,6 +198,10 @@ impl Attempt {
     /// The value behind a recorded value (fetched from S3 if it is a reference). A payload that
     /// cannot be read ends the attempt (retryable).
     pub(crate) async fn resolve(&self, value: serde_json::Value) -> serde_json::Value {
+        // Most values are inline: no store call (and no boxed store future) for them.
+        if !durable_protocol::payload::is_ref(&value) {
+            return value;
+        }
         let resolved = {
             let _busy = self.busy();
             self.payloads.resolve(value).await
