@@ -729,30 +729,35 @@ impl TestRunner {
             // name, and an attach to a workflow key never submitted.
             let run_of_workflow =
                 self.kind(&target.service, &target.handler) == Some(HandlerKind::Workflow);
-            let refused = if child != start.expected_child(&parent, index, run_of_workflow) {
-                Some(TerminalFailure::new(
-                    TerminalFailure::BAD_REQUEST,
-                    format!(
-                        "{}: a workflow's run is submitted with ctx.workflow_submit, called \
+            let served = self
+                .endpoints
+                .iter()
+                .any(|e| e.kind_of(&target.service, &target.handler).is_some());
+            let refused =
+                if served && child != start.expected_child(&parent, index, run_of_workflow) {
+                    Some(TerminalFailure::new(
+                        TerminalFailure::BAD_REQUEST,
+                        format!(
+                            "{}: a workflow's run is submitted with ctx.workflow_submit, called \
                          with ctx.workflow_call or waited for with ctx.workflow_attach",
-                        target.display()
-                    ),
-                ))
-            } else if start.attach
-                && !self
-                    .world
-                    .lock()
-                    .expect("world poisoned")
-                    .invocations
-                    .contains_key(&child)
-            {
-                Some(TerminalFailure::new(
-                    404,
-                    format!("workflow {} has no run for that key", target.service),
-                ))
-            } else {
-                None
-            };
+                            target.display()
+                        ),
+                    ))
+                } else if start.attach
+                    && !self
+                        .world
+                        .lock()
+                        .expect("world poisoned")
+                        .invocations
+                        .contains_key(&child)
+                {
+                    Some(TerminalFailure::new(
+                        404,
+                        format!("workflow {} has no run for that key", target.service),
+                    ))
+                } else {
+                    None
+                };
             if let Some(failure) = refused {
                 if waits {
                     self.complete_entry(&parent, index, StepResult::Failure(failure));

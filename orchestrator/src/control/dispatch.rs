@@ -196,7 +196,19 @@ impl Services {
         // names for the target (as over HTTP); for a workflow's run, the run of its key.
         // Anything else would let a handler choose which item the orchestrator writes.
         let expected = start.expected_child(parent, entry.index, run_of_workflow);
+        // Nothing is written for a target that is not registered, whatever its entry names.
         let refused = match &registration {
+            None => Some(TerminalFailure::new(
+                404,
+                format!("no handler {} is registered", target.display()),
+            )),
+            Some(_) if start.attach && !run_of_workflow => Some(TerminalFailure::new(
+                TerminalFailure::BAD_REQUEST,
+                format!(
+                    "{}: only a workflow's run can be attached to",
+                    target.display()
+                ),
+            )),
             _ if *child != expected && run_of_workflow => Some(TerminalFailure::new(
                 TerminalFailure::BAD_REQUEST,
                 format!(
@@ -211,17 +223,6 @@ impl Services {
                     "entry {} of {parent} names child {child}, not {expected}",
                     entry.index
                 ),
-            )),
-            Some(_) if start.attach && !run_of_workflow => Some(TerminalFailure::new(
-                TerminalFailure::BAD_REQUEST,
-                format!(
-                    "{}: only a workflow's run can be attached to",
-                    target.display()
-                ),
-            )),
-            None => Some(TerminalFailure::new(
-                404,
-                format!("no handler {} is registered", target.display()),
             )),
             Some(r) => match (r.kind, &target.key) {
                 (ServiceKind::Service, Some(_)) => Some(TerminalFailure::new(
