@@ -218,6 +218,23 @@ impl Target {
 }
 
 impl Target {
+    /// The id of the child that entry `index` of `parent` starts here: the one its
+    /// idempotency key names, else (for a workflow's `run`) the run of its key, else one made
+    /// from the caller and the entry. The one rule the SDK and the orchestrator apply.
+    pub fn child_id(
+        &self,
+        parent: &InvocationId,
+        index: u32,
+        idempotency_key: Option<&crate::ids::IdempotencyKey>,
+        run_of_workflow: bool,
+    ) -> InvocationId {
+        match (idempotency_key, &self.key) {
+            (Some(key), _) => self.idempotent_id(key),
+            (None, Some(key)) if run_of_workflow => InvocationId::for_workflow(&self.service, key),
+            _ => InvocationId::child(parent, index, &self.service),
+        }
+    }
+
     /// `service/handler`, or `service/key/handler` for keyed handlers.
     pub fn display(&self) -> String {
         match &self.key {
@@ -353,13 +370,8 @@ impl ChildStart<'_> {
         index: u32,
         run_of_workflow: bool,
     ) -> InvocationId {
-        match (self.idempotency_key, &self.target.key) {
-            (Some(key), _) => self.target.idempotent_id(key),
-            (None, Some(key)) if run_of_workflow => {
-                InvocationId::for_workflow(&self.target.service, key)
-            }
-            _ => InvocationId::child(parent, index, &self.target.service),
-        }
+        self.target
+            .child_id(parent, index, self.idempotency_key, run_of_workflow)
     }
 }
 

@@ -372,9 +372,7 @@ async fn cancel_child(ctx: &Context, child: &InvocationId) -> Result<(), Termina
         let index = index?;
         // The call's entry is recorded (and its dispatch sent) before it is cancelled.
         inv.flush().await;
-        let dispatcher = inv.dispatcher.get().cloned().ok_or_else(|| {
-            crate::error::HandlerError::retryable("no orchestrator to cancel the child")
-        })?;
+        let dispatcher = inv.orchestrator("cancel the child")?;
         dispatcher.cancel_child(&inv.id, index).await.map_err(|e| {
             crate::error::HandlerError::retryable(format!("could not cancel child {index}: {e}"))
         })
@@ -396,13 +394,12 @@ enum Naming {
 
 impl Naming {
     fn child(&self, ctx: &Context, index: u32, target: &Target) -> InvocationId {
-        match (self, &target.key) {
-            (Naming::Idempotent(k), _) => target.idempotent_id(k),
-            (Naming::WorkflowRun | Naming::Attach, Some(key)) => {
-                InvocationId::for_workflow(&target.service, key)
-            }
-            _ => InvocationId::child(&ctx.inner.id, index, &target.service),
-        }
+        let key = match self {
+            Naming::Idempotent(k) => Some(k),
+            _ => None,
+        };
+        let run_of_workflow = matches!(self, Naming::WorkflowRun | Naming::Attach);
+        target.child_id(&ctx.inner.id, index, key, run_of_workflow)
     }
 
     fn key(self) -> Option<durable_protocol::IdempotencyKey> {
@@ -443,9 +440,7 @@ async fn complete_promise(
         let (workflow, result) = (workflow?, result?);
         // A submit just before is recorded first: the orchestrator starts it before completing.
         inv.flush().await;
-        let dispatcher = inv.dispatcher.get().cloned().ok_or_else(|| {
-            crate::error::HandlerError::retryable("no orchestrator to complete the promise")
-        })?;
+        let dispatcher = inv.orchestrator("complete the promise")?;
         dispatcher
             .complete_promise(&inv.id, &workflow, name, result)
             .await

@@ -36,10 +36,7 @@ async fn complete_awakeable(
     let inv = ctx.inner.clone();
     ctx.run(step, move || async move {
         let (id, result) = (parsed?, result?);
-        let dispatcher =
-            inv.dispatcher.get().cloned().ok_or_else(|| {
-                HandlerError::retryable("no orchestrator to complete the awakeable")
-            })?;
+        let dispatcher = inv.orchestrator("complete the awakeable")?;
         dispatcher
             .complete_awakeable(&id, result)
             .await

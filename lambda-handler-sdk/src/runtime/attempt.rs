@@ -195,6 +195,17 @@ impl Attempt {
         Ok(stored)
     }
 
+    /// The orchestrator's event sink for a step that sends an event (to `what` says what for),
+    /// or a retryable error when the push named none.
+    pub(crate) fn orchestrator(
+        &self,
+        what: &str,
+    ) -> Result<Arc<dyn crate::runtime::ops::Dispatcher>, crate::error::HandlerError> {
+        self.dispatcher.get().cloned().ok_or_else(|| {
+            crate::error::HandlerError::retryable(format!("no orchestrator to {what}"))
+        })
+    }
+
     /// The value behind a recorded value (fetched from S3 if it is a reference). A payload that
     /// cannot be read ends the attempt (retryable).
     pub(crate) async fn resolve(&self, value: serde_json::Value) -> serde_json::Value {

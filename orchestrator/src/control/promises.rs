@@ -19,11 +19,12 @@ impl Services {
         by: &InvocationId,
         call: &LambdaCall,
     ) -> Result<serde_json::Value, OrchestratorError> {
-        // The sender may have submitted the workflow just before (its send is recorded before
-        // this event is sent, but its dispatch may come later): its children go first, in
-        // program order, as that dispatch would create them.
-        let run = InvocationId::for_workflow(&workflow.service, &workflow.key);
-        if self.invocations.get(&run).await?.is_none() {
+        let promise = (&workflow.service, &workflow.key, name);
+        let mut completed = self.complete_promise(promise, result, by.as_str()).await;
+        if matches!(&completed, Err(e) if e.code == "unknown_workflow") {
+            // The sender may have submitted the workflow just before (its send is recorded
+            // before this event is sent, but its dispatch may come later): its children go
+            // first, in program order, as that dispatch would create them; then once more.
             let journal = self.journal.load(by).await?;
             for child in self
                 .create_undispatched(by, &journal, u32::MAX, call)
@@ -31,14 +32,8 @@ impl Services {
             {
                 self.send_event(&self.signing.drive(child)).await?;
             }
+            completed = self.complete_promise(promise, result, by.as_str()).await;
         }
-        let completed = self
-            .complete_promise(
-                (&workflow.service, &workflow.key, name),
-                result,
-                by.as_str(),
-            )
-            .await;
         let status = match completed {
             Ok(_) if matches!(result, StepResult::Value(_)) => "resolved",
             Ok(_) => "rejected",
